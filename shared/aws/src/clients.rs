@@ -1,0 +1,104 @@
+//! SDK configuration: the function's own, and one per member account reached through AssumeRole.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use aws_config::sts::AssumeRoleProvider;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::SharedCredentialsProvider;
+use spot_domain::{Access, AwsError};
+
+use crate::error::classify;
+
+/// Session name in member accounts' CloudTrail.
+const SESSION_NAME: &str = "spot-optimizer";
+
+/// The function's base SDK configuration and the member-account configurations derived from it.
+///
+/// Member configurations are kept for the life of the process: the SDK caches and refreshes the
+/// assumed role's credentials, so a warm Lambda does not call AssumeRole per event.
+#[derive(Debug)]
+pub struct AwsContext {
+    base: SdkConfig,
+    assumed: Mutex<HashMap<Access, SdkConfig>>,
+}
+
+impl AwsContext {
+    /// Loads the default chain (env, container or instance role). `AWS_ENDPOINT_URL` points every
+    /// client at a local emulator.
+    pub async fn from_env() -> Self {
+        Self::new(aws_config::defaults(BehaviorVersion::latest()).load().await)
+    }
+
+    pub fn new(base: SdkConfig) -> Self {
+        Self {
+            base,
+            assumed: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn base(&self) -> &SdkConfig {
+        &self.base
+    }
+
+    /// The configuration that reaches `access` in `region`.
+    pub async fn config_for(&self, access: &Access, region: &str) -> SdkConfig {
+        let credentials = match access {
+            Access::Own => self.base.clone(),
+            Access::AssumeRole { .. } => self.assumed(access).await,
+        };
+        credentials
+            .into_builder()
+            .region(Region::new(region.to_owned()))
+            .build()
+    }
+
+    async fn assumed(&self, access: &Access) -> SdkConfig {
+        if let Some(config) = lock(&self.assumed).get(access) {
+            return config.clone();
+        }
+        let Access::AssumeRole {
+            role_arn,
+            external_id,
+        } = access
+        else {
+            return self.base.clone();
+        };
+        let mut builder = AssumeRoleProvider::builder(role_arn.clone())
+            .session_name(SESSION_NAME)
+            .configure(&self.base);
+        if let Some(external_id) = external_id {
+            builder = builder.external_id(external_id.clone());
+        }
+        let provider = builder.build().await;
+        let config = self
+            .base
+            .clone()
+            .into_builder()
+            .credentials_provider(SharedCredentialsProvider::new(provider))
+            .build();
+        lock(&self.assumed).insert(access.clone(), config.clone());
+        config
+    }
+
+    /// The account the function's own credentials belong to.
+    pub async fn own_account_id(&self) -> Result<String, AwsError> {
+        let sts = aws_sdk_sts::Client::new(&self.base);
+        let identity = sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| classify("GetCallerIdentity", e))?;
+        identity.account.ok_or_else(|| {
+            crate::error::invalid_data("GetCallerIdentity", "the answer names no account")
+        })
+    }
+}
+
+/// Locks a cache; a poisoned lock (a panic elsewhere, impossible with panic=abort) still yields
+/// the map, which holds no invariant a half-done insert could break.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

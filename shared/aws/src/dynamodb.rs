@@ -1,0 +1,244 @@
+//! DynamoDB adapter: the quarantine table and the accounts registry.
+//!
+//! Item layouts (documented in the README) are private structs here; callers see domain types.
+
+use std::collections::BTreeSet;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_dynamo::Item;
+use spot_domain::ports::{AccountRegistry, QuarantineStore, Write};
+use spot_domain::{Account, AwsError, PoolKey, QuarantineRecord, SignalKind};
+
+use crate::error::{classify, invalid_data};
+
+/// One item of the quarantine table; partition key `pool`, TTL attribute `expires_at`.
+#[derive(Debug, Serialize, Deserialize)]
+struct QuarantineItem {
+    pool: String,
+    region: String,
+    az_id: String,
+    instance_type: String,
+    /// The EventBridge detail-type of the strongest signal in this quarantine.
+    reason: String,
+    interruptions: u32,
+    first_seen: DateTime<Utc>,
+    last_seen: DateTime<Utc>,
+    last_event_id: String,
+    #[serde(default)]
+    recent_event_ids: Vec<String>,
+    #[serde(with = "chrono::serde::ts_seconds")]
+    expires_at: DateTime<Utc>,
+    #[serde(with = "serde_dynamo::string_set", default)]
+    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    source_accounts: BTreeSet<String>,
+    version: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    released_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    released_by: Option<String>,
+}
+
+impl From<&QuarantineRecord> for QuarantineItem {
+    fn from(r: &QuarantineRecord) -> Self {
+        Self {
+            pool: r.pool.to_string(),
+            region: r.pool.region().to_owned(),
+            az_id: r.pool.az_id().to_owned(),
+            instance_type: r.pool.instance_type().to_owned(),
+            reason: r.reason.detail_type().to_owned(),
+            interruptions: r.interruptions,
+            first_seen: r.first_seen,
+            last_seen: r.last_seen,
+            last_event_id: r.last_event_id.clone(),
+            recent_event_ids: r.recent_event_ids.clone(),
+            expires_at: r.expires_at,
+            source_accounts: r.source_accounts.clone(),
+            version: r.version,
+            released_at: r.released_at,
+            released_by: r.released_by.clone(),
+        }
+    }
+}
+
+impl TryFrom<QuarantineItem> for QuarantineRecord {
+    type Error = String;
+
+    fn try_from(item: QuarantineItem) -> Result<Self, String> {
+        Ok(Self {
+            pool: item.pool.parse().map_err(|e| format!("{e}"))?,
+            reason: SignalKind::from_detail_type(&item.reason)
+                .ok_or_else(|| format!("{}: unknown reason `{}`", item.pool, item.reason))?,
+            interruptions: item.interruptions,
+            first_seen: item.first_seen,
+            last_seen: item.last_seen,
+            last_event_id: item.last_event_id,
+            recent_event_ids: item.recent_event_ids,
+            expires_at: item.expires_at,
+            source_accounts: item.source_accounts,
+            version: item.version,
+            released_at: item.released_at,
+            released_by: item.released_by,
+        })
+    }
+}
+
+fn record_from(operation: &str, item: Item) -> Result<QuarantineRecord, AwsError> {
+    let parsed: QuarantineItem = serde_dynamo::from_item(item)
+        .map_err(|e| invalid_data(operation, format!("quarantine item: {e}")))?;
+    QuarantineRecord::try_from(parsed).map_err(|e| invalid_data(operation, e))
+}
+
+/// The quarantine table (env `QUARANTINE_TABLE`).
+#[derive(Debug, Clone)]
+pub struct QuarantineTable {
+    client: Client,
+    table: String,
+}
+
+impl QuarantineTable {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+impl QuarantineStore for QuarantineTable {
+    async fn get(&self, pool: &PoolKey) -> Result<Option<QuarantineRecord>, AwsError> {
+        let answer = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pool", AttributeValue::S(pool.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("GetItem", e))?;
+        answer
+            .item
+            .map(|item| record_from("GetItem", item.into()))
+            .transpose()
+    }
+
+    async fn put(&self, record: &QuarantineRecord) -> Result<Write, AwsError> {
+        let item: Item = serde_dynamo::to_item(QuarantineItem::from(record))
+            .map_err(|e| invalid_data("PutItem", e.to_string()))?;
+        let request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item.into()))
+            .expression_attribute_names("#pool", "pool");
+        let request = match record.version.checked_sub(1).filter(|v| *v > 0) {
+            None => request.condition_expression("attribute_not_exists(#pool)"),
+            Some(previous) => request
+                .condition_expression("attribute_exists(#pool) AND #version = :previous")
+                .expression_attribute_names("#version", "version")
+                .expression_attribute_values(":previous", AttributeValue::N(previous.to_string())),
+        };
+        match request.send().await {
+            Ok(_) => Ok(Write::Written),
+            Err(err) if err.code() == Some("ConditionalCheckFailedException") => {
+                Ok(Write::Conflict)
+            }
+            Err(err) => Err(classify("PutItem", err)),
+        }
+    }
+
+    async fn all(&self) -> Result<Vec<QuarantineRecord>, AwsError> {
+        let items = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| classify("Scan", e))?;
+        items
+            .into_iter()
+            .map(|item| record_from("Scan", item.into()))
+            .collect()
+    }
+}
+
+/// One item of the accounts registry; partition key `account_id`.
+#[derive(Debug, Serialize, Deserialize)]
+struct AccountItem {
+    account_id: String,
+    environment: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    role_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    external_id: Option<String>,
+}
+
+/// The accounts registry (env `ACCOUNTS_TABLE`).
+#[derive(Debug, Clone)]
+pub struct AccountsTable {
+    client: Client,
+    table: String,
+}
+
+impl AccountsTable {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// Registers (or replaces) an account.
+    pub async fn put(&self, account: &Account) -> Result<(), AwsError> {
+        let item: Item = serde_dynamo::to_item(AccountItem {
+            account_id: account.account_id.clone(),
+            environment: account.environment.to_string(),
+            role_arn: account.role_arn.clone(),
+            external_id: account.external_id.clone(),
+        })
+        .map_err(|e| invalid_data("PutItem", e.to_string()))?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item.into()))
+            .send()
+            .await
+            .map_err(|e| classify("PutItem", e))?;
+        Ok(())
+    }
+}
+
+impl AccountRegistry for AccountsTable {
+    async fn account(&self, account_id: &str) -> Result<Option<Account>, AwsError> {
+        let answer = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("account_id", AttributeValue::S(account_id.to_owned()))
+            .send()
+            .await
+            .map_err(|e| classify("GetItem", e))?;
+        let Some(item) = answer.item else {
+            return Ok(None);
+        };
+        let item: AccountItem = serde_dynamo::from_item(Item::from(item))
+            .map_err(|e| invalid_data("GetItem", format!("accounts item {account_id}: {e}")))?;
+        let environment = item
+            .environment
+            .parse()
+            .map_err(|e| invalid_data("GetItem", format!("accounts item {account_id}: {e}")))?;
+        Ok(Some(Account {
+            account_id: item.account_id,
+            environment,
+            role_arn: item.role_arn,
+            external_id: item.external_id,
+        }))
+    }
+}

@@ -1,0 +1,69 @@
+//! SDK errors classified into the domain's [`AwsError`].
+
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use spot_domain::{AwsError, AwsErrorKind};
+
+const THROTTLING: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestLimitExceeded",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceededException",
+    "TransactionInProgressException",
+    "SlowDown",
+    "PriorRequestNotComplete",
+    "EC2ThrottledException",
+    "InternalError",
+    "InternalFailure",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "Unavailable",
+    "RequestTimeout",
+    "RequestTimeoutException",
+];
+
+const DENIED: &[&str] = &[
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnauthorizedOperation",
+    "AuthFailure",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+    "OptInRequired",
+];
+
+/// Classifies `err` from `operation`.
+pub(crate) fn classify<E>(operation: &str, err: SdkError<E, HttpResponse>) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let code = err.code().map(str::to_owned);
+    let message = err
+        .message()
+        .map(str::to_owned)
+        .unwrap_or_else(|| DisplayErrorContext(&err).to_string());
+    let kind = match &err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            AwsErrorKind::Transient
+        }
+        SdkError::ServiceError(service) => match code.as_deref() {
+            Some(c) if THROTTLING.contains(&c) => AwsErrorKind::Transient,
+            Some(c) if DENIED.contains(&c) => AwsErrorKind::AccessDenied,
+            _ if service.raw().status().is_server_error() => AwsErrorKind::Transient,
+            _ => AwsErrorKind::Rejected,
+        },
+        _ => AwsErrorKind::Rejected,
+    };
+    AwsError::new(kind, operation, code, message)
+}
+
+pub(crate) fn invalid_data(operation: &str, message: impl Into<String>) -> AwsError {
+    AwsError::new(AwsErrorKind::InvalidData, operation, None, message)
+}

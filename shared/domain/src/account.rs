@@ -1,0 +1,212 @@
+//! The accounts registry: which environment an account is, and how to reach it.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Environment {
+    Prod,
+    /// Lab accounts run experiments that interrupt their own instances; their signals say nothing
+    /// about a pool's capacity, so they never quarantine.
+    Lab,
+}
+
+impl Environment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Prod => "PROD",
+            Self::Lab => "LAB",
+        }
+    }
+}
+
+impl fmt::Display for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Environment {
+    type Err = AccountError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_uppercase().as_str() {
+            "PROD" => Ok(Self::Prod),
+            "LAB" => Ok(Self::Lab),
+            _ => Err(AccountError::UnknownEnvironment(s.to_owned())),
+        }
+    }
+}
+
+/// A registered account, as stored in the accounts table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub account_id: String,
+    pub environment: Environment,
+    pub role_arn: Option<String>,
+    pub external_id: Option<String>,
+}
+
+/// Which credentials reach an account.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// The function's own credentials: its own account, or an unregistered one.
+    Own,
+    AssumeRole {
+        role_arn: String,
+        external_id: Option<String>,
+    },
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AccountError {
+    #[error("environment `{0}` is neither PROD nor LAB")]
+    UnknownEnvironment(String),
+    #[error("account {0} is registered without a role_arn, so it cannot be reached")]
+    MissingRole(String),
+    #[error("account {account}: role_arn `{role_arn}` belongs to another account")]
+    RoleOfAnotherAccount { account: String, role_arn: String },
+}
+
+impl AccountError {
+    pub fn error_type(&self) -> &'static str {
+        "AccountMisconfigured"
+    }
+}
+
+/// What the optimizer knows about the account an event came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountView {
+    pub account_id: String,
+    pub environment: Environment,
+    pub registered: bool,
+    account: Option<Account>,
+}
+
+impl AccountView {
+    /// `registered` is the registry's item, if any. An unregistered account gets `default_env`.
+    pub fn new(account_id: &str, registered: Option<Account>, default_env: Environment) -> Self {
+        Self {
+            account_id: account_id.to_owned(),
+            environment: registered.as_ref().map_or(default_env, |a| a.environment),
+            registered: registered.is_some(),
+            account: registered,
+        }
+    }
+
+    /// The credentials to use. `home_account` is the account the function runs in.
+    pub fn access(&self, home_account: &str) -> Result<Access, AccountError> {
+        match &self.account {
+            None => Ok(Access::Own),
+            Some(_) if self.account_id == home_account => Ok(Access::Own),
+            Some(account) => {
+                let role_arn = account
+                    .role_arn
+                    .clone()
+                    .filter(|r| !r.trim().is_empty())
+                    .ok_or_else(|| AccountError::MissingRole(self.account_id.clone()))?;
+                // arn:aws:iam::<account>:role/<name>; a role elsewhere would read another tenant.
+                if role_arn.split(':').nth(4) != Some(self.account_id.as_str()) {
+                    return Err(AccountError::RoleOfAnotherAccount {
+                        account: self.account_id.clone(),
+                        role_arn,
+                    });
+                }
+                Ok(Access::AssumeRole {
+                    role_arn,
+                    external_id: account.external_id.clone(),
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOME: &str = "123456789012";
+    const MEMBER: &str = "222222222222";
+
+    fn member(env: Environment, role: Option<&str>) -> Account {
+        Account {
+            account_id: MEMBER.into(),
+            environment: env,
+            role_arn: role.map(Into::into),
+            external_id: Some("ext-1".into()),
+        }
+    }
+
+    #[test]
+    fn unregistered_account_gets_the_default_environment_and_own_credentials() {
+        let view = AccountView::new(MEMBER, None, Environment::Prod);
+        assert_eq!(view.environment, Environment::Prod);
+        assert!(!view.registered);
+        assert_eq!(view.access(HOME), Ok(Access::Own));
+
+        let view = AccountView::new(MEMBER, None, Environment::Lab);
+        assert_eq!(view.environment, Environment::Lab);
+    }
+
+    #[test]
+    fn registered_member_is_reached_through_its_role() {
+        let role = "arn:aws:iam::222222222222:role/SpotOptimizerMember";
+        let view = AccountView::new(
+            MEMBER,
+            Some(member(Environment::Prod, Some(role))),
+            Environment::Lab,
+        );
+        assert_eq!(view.environment, Environment::Prod);
+        assert_eq!(
+            view.access(HOME),
+            Ok(Access::AssumeRole {
+                role_arn: role.into(),
+                external_id: Some("ext-1".into())
+            })
+        );
+    }
+
+    #[test]
+    fn the_home_account_uses_own_credentials_even_if_registered() {
+        let mut account = member(Environment::Prod, None);
+        account.account_id = HOME.into();
+        let view = AccountView::new(HOME, Some(account), Environment::Prod);
+        assert_eq!(view.access(HOME), Ok(Access::Own));
+    }
+
+    #[test]
+    fn a_member_without_role_or_with_a_foreign_role_is_misconfigured() {
+        let view = AccountView::new(
+            MEMBER,
+            Some(member(Environment::Prod, None)),
+            Environment::Prod,
+        );
+        assert_eq!(
+            view.access(HOME),
+            Err(AccountError::MissingRole(MEMBER.into()))
+        );
+
+        let view = AccountView::new(
+            MEMBER,
+            Some(member(
+                Environment::Prod,
+                Some("arn:aws:iam::999999999999:role/x"),
+            )),
+            Environment::Prod,
+        );
+        assert!(matches!(
+            view.access(HOME),
+            Err(AccountError::RoleOfAnotherAccount { .. })
+        ));
+    }
+
+    #[test]
+    fn environment_parses_case_insensitively_and_rejects_others() {
+        assert_eq!("prod".parse::<Environment>(), Ok(Environment::Prod));
+        assert_eq!(" LAB ".parse::<Environment>(), Ok(Environment::Lab));
+        assert!("STAGING".parse::<Environment>().is_err());
+    }
+}

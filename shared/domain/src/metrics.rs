@@ -1,0 +1,67 @@
+//! CloudWatch embedded metric format (EMF): a JSON log line that CloudWatch turns into a metric,
+//! with no API call and no extra latency.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value, json};
+
+pub const NAMESPACE: &str = "SpotOptimizer";
+
+/// One EMF line counting `value` of `metric`, with `dimensions` (low cardinality: they each make a
+/// billed metric) and `properties` (searchable in Logs Insights, free).
+pub fn count(
+    metric: &str,
+    value: u64,
+    dimensions: &[(&str, &str)],
+    properties: &[(&str, Value)],
+    at: DateTime<Utc>,
+) -> String {
+    let mut line = Map::new();
+    line.insert(
+        "_aws".into(),
+        json!({
+            "Timestamp": at.timestamp_millis(),
+            "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE,
+                "Dimensions": [dimensions.iter().map(|(k, _)| *k).collect::<Vec<_>>()],
+                "Metrics": [{"Name": metric, "Unit": "Count"}],
+            }],
+        }),
+    );
+    for (k, v) in properties {
+        line.insert((*k).into(), v.clone());
+    }
+    for (k, v) in dimensions {
+        line.insert((*k).into(), Value::from(*v));
+    }
+    line.insert(metric.into(), Value::from(value));
+    Value::Object(line).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn emits_a_valid_emf_document() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
+        let line = count(
+            "PoolQuarantine",
+            1,
+            &[("Action", "quarantined")],
+            &[("pool", json!("us-east-1#use1-az4#m5.large"))],
+            at,
+        );
+        assert!(!line.contains('\n'));
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["_aws"]["Timestamp"], at.timestamp_millis());
+        let def = &v["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(def["Namespace"], "SpotOptimizer");
+        assert_eq!(def["Dimensions"], json!([["Action"]]));
+        assert_eq!(def["Metrics"][0]["Name"], "PoolQuarantine");
+        // Every dimension and metric named in the directive must be a top-level member.
+        assert_eq!(v["Action"], "quarantined");
+        assert_eq!(v["PoolQuarantine"], 1);
+        assert_eq!(v["pool"], "us-east-1#use1-az4#m5.large");
+    }
+}

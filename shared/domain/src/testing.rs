@@ -1,0 +1,89 @@
+//! In-memory ports for unit tests of the rules and handlers (never the proof that a feature works:
+//! integration tests run against the local AWS bed).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::account::{Access, Account};
+use crate::pool::PoolKey;
+use crate::ports::{
+    AccountRegistry, AwsError, InstanceDirectory, Placement, QuarantineStore, Write,
+};
+use crate::quarantine::QuarantineRecord;
+
+/// A quarantine table with the same conditional-write rule as DynamoDB's adapter.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    records: Mutex<HashMap<PoolKey, QuarantineRecord>>,
+    /// Writes to refuse with a conflict before accepting, to exercise retries.
+    pub conflicts: AtomicUsize,
+    pub puts: AtomicUsize,
+}
+
+impl MemoryStore {
+    pub fn snapshot(&self) -> HashMap<PoolKey, QuarantineRecord> {
+        self.records.lock().unwrap().clone()
+    }
+}
+
+impl QuarantineStore for MemoryStore {
+    async fn get(&self, pool: &PoolKey) -> Result<Option<QuarantineRecord>, AwsError> {
+        Ok(self.records.lock().unwrap().get(pool).cloned())
+    }
+
+    async fn put(&self, record: &QuarantineRecord) -> Result<Write, AwsError> {
+        self.puts.fetch_add(1, Ordering::SeqCst);
+        if self
+            .conflicts
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Ok(Write::Conflict);
+        }
+        let mut records = self.records.lock().unwrap();
+        let stored = records.get(&record.pool).map(|r| r.version);
+        let expected = record.version.checked_sub(1).filter(|v| *v > 0);
+        if stored != expected {
+            return Ok(Write::Conflict);
+        }
+        records.insert(record.pool.clone(), record.clone());
+        Ok(Write::Written)
+    }
+
+    async fn all(&self) -> Result<Vec<QuarantineRecord>, AwsError> {
+        Ok(self.records.lock().unwrap().values().cloned().collect())
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct MemoryRegistry(pub HashMap<String, Account>);
+
+impl AccountRegistry for MemoryRegistry {
+    async fn account(&self, account_id: &str) -> Result<Option<Account>, AwsError> {
+        Ok(self.0.get(account_id).cloned())
+    }
+}
+
+/// Instances by id, and the credentials each lookup used.
+#[derive(Debug, Default)]
+pub struct MemoryInstances {
+    pub instances: HashMap<String, Placement>,
+    pub lookups: Mutex<Vec<(Access, String, String)>>,
+}
+
+impl InstanceDirectory for MemoryInstances {
+    async fn placement(
+        &self,
+        access: &Access,
+        region: &str,
+        instance_id: &str,
+    ) -> Result<Option<Placement>, AwsError> {
+        self.lookups.lock().unwrap().push((
+            access.clone(),
+            region.to_owned(),
+            instance_id.to_owned(),
+        ));
+        Ok(self.instances.get(instance_id).cloned())
+    }
+}
