@@ -1,1 +1,21 @@
-pub fn x() {}
+//! The local AWS test bed.
+//!
+//! - [`template`]: table schemas and function settings read from `infra/template.yaml`;
+//! - [`lambda_host`]: a Lambda Runtime API that runs a function's real binary;
+//! - [`proxy`]: records AWS calls and injects faults, in front of the emulator;
+//! - [`bed`]: the connection to the bed and per-test tables;
+//! - [`fixtures`]: seeded instances and sample events.
+//!
+//! The integration tests (`tests/integration/`), the demo and the benchmark are built on these.
+
+pub mod bed;
+pub mod fixtures;
+pub mod gateway;
+pub mod lambda_host;
+pub mod proxy;
+pub mod template;
+
+pub use bed::{Bed, HOME_ACCOUNT, REGION, Tables};
+pub use fixtures::{Event, Launch};
+pub use lambda_host::{FunctionSpec, LambdaHost, Outcome};
+pub use proxy::{AwsProxy, Call, Fault, Forwarder};

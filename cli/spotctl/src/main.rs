@@ -1,1 +1,173 @@
-fn main() {}
+//! `spotctl`: the operator's view of the shared quarantine and the accounts registry.
+
+use anyhow::{Context, Result, bail};
+use chrono::Utc;
+use clap::{Parser, Subcommand};
+use spot_aws::{AccountsTable, AwsContext, QuarantineTable};
+use spot_domain::gatekeeper::{self, Gate, Release};
+use spot_domain::ports::{AccountRegistry, QuarantineStore};
+use spot_domain::{Account, Environment, PoolKey};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Operate the Spot optimizer: quarantined pools and registered accounts"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Quarantined Spot pools (table from QUARANTINE_TABLE or --table).
+    #[command(subcommand)]
+    Quarantine(QuarantineCommand),
+    /// The accounts registry (table from ACCOUNTS_TABLE or --table).
+    #[command(subcommand)]
+    Accounts(AccountsCommand),
+}
+
+#[derive(Subcommand)]
+enum QuarantineCommand {
+    /// Pools quarantined now (with --all, also expired and released records still stored).
+    List {
+        #[arg(long, env = "QUARANTINE_TABLE")]
+        table: String,
+        #[arg(long)]
+        all: bool,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Whether launches may use a pool now (exit code 3 when quarantined).
+    Check {
+        #[arg(long, env = "QUARANTINE_TABLE")]
+        table: String,
+        /// `region#az_id#instance_type`, e.g. `us-east-1#use1-az4#m5.large`.
+        pool: PoolKey,
+    },
+    /// Ends a pool's quarantine now; the record keeps who released it and when.
+    Release {
+        #[arg(long, env = "QUARANTINE_TABLE")]
+        table: String,
+        pool: PoolKey,
+        /// Who releases it (recorded); defaults to $USER.
+        #[arg(long, env = "USER", default_value = "operator")]
+        by: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountsCommand {
+    /// Registers or replaces an account.
+    Put {
+        #[arg(long, env = "ACCOUNTS_TABLE")]
+        table: String,
+        account_id: String,
+        #[arg(long)]
+        environment: Environment,
+        /// Role the central stack assumes (output RoleArn of member-account.yaml).
+        #[arg(long)]
+        role_arn: Option<String>,
+        #[arg(long)]
+        external_id: Option<String>,
+    },
+    /// Shows one account as the handler sees it.
+    Get {
+        #[arg(long, env = "ACCOUNTS_TABLE")]
+        table: String,
+        account_id: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let ctx = AwsContext::from_env().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(ctx.base());
+    let now = Utc::now();
+    match cli.command {
+        Command::Quarantine(QuarantineCommand::List { table, all, json }) => {
+            let store = QuarantineTable::new(dynamodb, table);
+            let records = if all {
+                let mut records = store.all().await?;
+                records.sort_by(|a, b| a.expires_at.cmp(&b.expires_at));
+                records
+            } else {
+                gatekeeper::active(&store, now).await?
+            };
+            if json {
+                for r in &records {
+                    println!("{}", serde_json::to_string(r)?);
+                }
+            } else if records.is_empty() {
+                println!("no quarantined pools");
+            } else {
+                println!("{}", spotctl::quarantine_table(&records, now));
+            }
+        }
+        Command::Quarantine(QuarantineCommand::Check { table, pool }) => {
+            match gatekeeper::check(&QuarantineTable::new(dynamodb, table), &pool, now).await? {
+                Gate::Open => println!("{pool}: open"),
+                Gate::Quarantined(r) => {
+                    println!(
+                        "{pool}: quarantined until {} ({} signals)",
+                        r.expires_at, r.interruptions
+                    );
+                    std::process::exit(3);
+                }
+            }
+        }
+        Command::Quarantine(QuarantineCommand::Release { table, pool, by }) => {
+            match gatekeeper::release(&QuarantineTable::new(dynamodb, table), &pool, now, &by)
+                .await?
+            {
+                Release::Released(r) => println!(
+                    "{pool}: released by {by} (was quarantined for {} signals)",
+                    r.interruptions
+                ),
+                Release::NotQuarantined => bail!("{pool} is not quarantined"),
+            }
+        }
+        Command::Accounts(AccountsCommand::Put {
+            table,
+            account_id,
+            environment,
+            role_arn,
+            external_id,
+        }) => {
+            if account_id.len() != 12 || !account_id.bytes().all(|b| b.is_ascii_digit()) {
+                bail!("`{account_id}` is not a 12-digit account id");
+            }
+            let account = Account {
+                account_id,
+                environment,
+                role_arn,
+                external_id,
+            };
+            AccountsTable::new(dynamodb, table).put(&account).await?;
+            println!(
+                "registered {} as {}",
+                account.account_id, account.environment
+            );
+        }
+        Command::Accounts(AccountsCommand::Get { table, account_id }) => {
+            let account = AccountsTable::new(dynamodb, table)
+                .account(&account_id)
+                .await
+                .context("reading the accounts table")?;
+            match account {
+                Some(a) => println!(
+                    "{}: {} role={} external_id={}",
+                    a.account_id,
+                    a.environment,
+                    a.role_arn.as_deref().unwrap_or("-"),
+                    if a.external_id.is_some() { "set" } else { "-" }
+                ),
+                None => println!("{account_id}: not registered"),
+            }
+        }
+    }
+    Ok(())
+}

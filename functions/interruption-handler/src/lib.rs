@@ -15,6 +15,9 @@ use spot_domain::{
 };
 use tracing::{info, warn};
 
+/// Default of `ACCOUNT_CACHE_SECONDS`.
+pub const DEFAULT_ACCOUNT_CACHE: TimeDelta = TimeDelta::seconds(300);
+
 /// Settings read from the environment once per cold start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -24,6 +27,8 @@ pub struct Config {
     /// The account the function runs in; asked of STS at start when unset.
     pub home_account_id: Option<String>,
     pub policy: QuarantinePolicy,
+    /// How long a warm function trusts its copy of an accounts-table item.
+    pub account_cache: TimeDelta,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -38,16 +43,16 @@ impl Config {
                 .filter(|v| !v.trim().is_empty())
                 .ok_or_else(|| ConfigError(format!("{key} is not set")))
         };
-        let seconds = |key: &str, default: TimeDelta| match var(key) {
+        let seconds = |key: &str, default: TimeDelta, min: u32| match var(key) {
             None => Ok(default),
             Some(v) => v
                 .trim()
                 .parse::<u32>()
                 .ok()
-                .filter(|s| *s > 0)
+                .filter(|s| *s >= min)
                 .map(|s| TimeDelta::seconds(s.into()))
                 .ok_or_else(|| {
-                    ConfigError(format!("{key}=`{v}` is not a positive number of seconds"))
+                    ConfigError(format!("{key}=`{v}` is not a number of seconds >= {min}"))
                 }),
         };
         let defaults = QuarantinePolicy::default();
@@ -62,10 +67,11 @@ impl Config {
             },
             home_account_id: var("HOME_ACCOUNT_ID").filter(|v| !v.trim().is_empty()),
             policy: QuarantinePolicy {
-                interruption: seconds("QUARANTINE_SECONDS_INTERRUPTION", defaults.interruption)?,
-                rebalance: seconds("QUARANTINE_SECONDS_REBALANCE", defaults.rebalance)?,
+                interruption: seconds("QUARANTINE_SECONDS_INTERRUPTION", defaults.interruption, 1)?,
+                rebalance: seconds("QUARANTINE_SECONDS_REBALANCE", defaults.rebalance, 1)?,
                 ..defaults
             },
+            account_cache: seconds("ACCOUNT_CACHE_SECONDS", DEFAULT_ACCOUNT_CACHE, 0)?,
         })
     }
 }

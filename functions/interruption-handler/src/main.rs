@@ -6,7 +6,7 @@ use interruption_handler::{Config, Handler};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use spot_aws::{AccountsTable, AwsContext, Ec2Directory, QuarantineTable};
-use spot_domain::SystemClock;
+use spot_domain::{CachedRegistry, SystemClock};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -19,7 +19,11 @@ async fn main() -> Result<(), Error> {
     };
     let dynamodb = aws_sdk_dynamodb::Client::new(ctx.base());
     let handler = Handler {
-        registry: AccountsTable::new(dynamodb.clone(), &config.accounts_table),
+        registry: CachedRegistry::new(
+            AccountsTable::new(dynamodb.clone(), &config.accounts_table),
+            SystemClock,
+            config.account_cache,
+        ),
         instances: Ec2Directory::new(ctx.clone()),
         store: QuarantineTable::new(dynamodb, &config.quarantine_table),
         clock: SystemClock,

@@ -2,6 +2,7 @@
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_sts::operation::assume_role::AssumeRoleError;
 use spot_domain::{AwsError, AwsErrorKind};
 
 const THROTTLING: &[&str] = &[
@@ -44,12 +45,26 @@ pub(crate) fn classify<E>(operation: &str, err: SdkError<E, HttpResponse>) -> Aw
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
+    classify_ref(operation, &err)
+}
+
+fn classify_ref<E>(operation: &str, err: &SdkError<E, HttpResponse>) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    // A member role that cannot be assumed surfaces as a dispatch failure of the call that needed
+    // its credentials; report the AssumeRole answer itself (AccessDenied is not transient).
+    if let SdkError::DispatchFailure(_) = err
+        && let Some(assume) = assume_role_failure(err)
+    {
+        return assume;
+    }
     let code = err.code().map(str::to_owned);
     let message = err
         .message()
         .map(str::to_owned)
-        .unwrap_or_else(|| DisplayErrorContext(&err).to_string());
-    let kind = match &err {
+        .unwrap_or_else(|| DisplayErrorContext(err).to_string());
+    let kind = match err {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             AwsErrorKind::Transient
         }
@@ -62,6 +77,17 @@ where
         _ => AwsErrorKind::Rejected,
     };
     AwsError::new(kind, operation, code, message)
+}
+
+fn assume_role_failure(err: &(dyn std::error::Error + 'static)) -> Option<AwsError> {
+    let mut next = err.source();
+    while let Some(e) = next {
+        if let Some(sts) = e.downcast_ref::<SdkError<AssumeRoleError, HttpResponse>>() {
+            return Some(classify_ref("AssumeRole", sts));
+        }
+        next = e.source();
+    }
+    None
 }
 
 pub(crate) fn invalid_data(operation: &str, message: impl Into<String>) -> AwsError {

@@ -210,3 +210,119 @@ mod tests {
         assert!("STAGING".parse::<Environment>().is_err());
     }
 }
+
+/// The registry, remembered for `ttl` per account (registered or not), so a warm function does not
+/// read the same item on every event. A change to the registry applies within `ttl`.
+pub struct CachedRegistry<R, C> {
+    inner: R,
+    clock: C,
+    ttl: chrono::TimeDelta,
+    entries: std::sync::Mutex<std::collections::HashMap<String, CacheEntry>>,
+}
+
+type CacheEntry = (chrono::DateTime<chrono::Utc>, Option<Account>);
+
+impl<R, C> CachedRegistry<R, C> {
+    pub fn new(inner: R, clock: C, ttl: chrono::TimeDelta) -> Self {
+        Self {
+            inner,
+            clock,
+            ttl,
+            entries: std::sync::Mutex::default(),
+        }
+    }
+
+    pub fn inner(&self) -> &R {
+        &self.inner
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, CacheEntry>> {
+        // The map holds no invariant a panicking writer could break.
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl<R: crate::ports::AccountRegistry, C: crate::Clock> crate::ports::AccountRegistry
+    for CachedRegistry<R, C>
+{
+    async fn account(&self, account_id: &str) -> Result<Option<Account>, crate::AwsError> {
+        let now = self.clock.now();
+        if let Some((at, account)) = self.entries().get(account_id)
+            && now - *at < self.ttl
+        {
+            return Ok(account.clone());
+        }
+        let account = self.inner.account(account_id).await?;
+        self.entries()
+            .insert(account_id.to_owned(), (now, account.clone()));
+        Ok(account)
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+    use crate::ports::AccountRegistry;
+    use crate::{AwsError, Clock};
+    use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct Manual(Mutex<DateTime<Utc>>);
+    impl Clock for &Manual {
+        fn now(&self) -> DateTime<Utc> {
+            *self.0.lock().unwrap()
+        }
+    }
+
+    /// Answers "registered as PROD" for one account, counting reads.
+    #[derive(Default)]
+    struct Counting(AtomicUsize);
+    impl AccountRegistry for Counting {
+        async fn account(&self, account_id: &str) -> Result<Option<Account>, AwsError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok((account_id == "222222222222").then(|| Account {
+                account_id: account_id.into(),
+                environment: Environment::Prod,
+                role_arn: None,
+                external_id: None,
+            }))
+        }
+    }
+
+    #[tokio::test]
+    async fn remembers_answers_for_the_ttl_then_reads_again() {
+        let clock = Manual(Mutex::new(
+            Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap(),
+        ));
+        let cache = CachedRegistry::new(Counting::default(), &clock, TimeDelta::seconds(60));
+        let reads = || cache.inner().0.load(Ordering::SeqCst);
+
+        // GIVEN one registered and one unregistered account, each read once
+        assert!(cache.account("222222222222").await.unwrap().is_some());
+        assert!(cache.account("999999999999").await.unwrap().is_none());
+        assert_eq!(reads(), 2);
+
+        // WHEN asked again within the TTL THEN both answers come from memory
+        *clock.0.lock().unwrap() += TimeDelta::seconds(59);
+        assert!(cache.account("222222222222").await.unwrap().is_some());
+        assert!(cache.account("999999999999").await.unwrap().is_none());
+        assert_eq!(reads(), 2);
+
+        // WHEN the TTL has passed THEN the registry is read again
+        *clock.0.lock().unwrap() += TimeDelta::seconds(1);
+        assert!(cache.account("222222222222").await.unwrap().is_some());
+        assert_eq!(reads(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_zero_ttl_disables_the_cache() {
+        let clock = Manual(Mutex::new(
+            Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap(),
+        ));
+        let cache = CachedRegistry::new(Counting::default(), &clock, TimeDelta::zero());
+        cache.account("222222222222").await.unwrap();
+        cache.account("222222222222").await.unwrap();
+        assert_eq!(cache.inner().0.load(Ordering::SeqCst), 2);
+    }
+}

@@ -16,7 +16,7 @@ pub mod signal;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-pub use account::{Access, Account, AccountError, AccountView, Environment};
+pub use account::{Access, Account, AccountError, AccountView, CachedRegistry, Environment};
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use gatekeeper::Gate;
 pub use pool::{PoolKey, PoolKeyError};

@@ -1,0 +1,112 @@
+//! The operator CLI against the bed.
+
+use std::process::Output;
+
+use anyhow::Result;
+use testbed::{Launch, bed::bin_path};
+
+use crate::support::*;
+
+fn spotctl(h: &Harness, args: &[&str]) -> Result<Output> {
+    Ok(std::process::Command::new(bin_path("spotctl"))
+        .args(args)
+        .env("AWS_ENDPOINT_URL", &h.bed.endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("QUARANTINE_TABLE", h.tables.name("QuarantineTable"))
+        .env("ACCOUNTS_TABLE", h.tables.name("AccountsTable"))
+        .output()?)
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_list_check_and_release_quarantined_pools() -> Result<()> {
+    let mut h = Harness::start("spotctl").await?;
+    let instance = Launch::new("m5.large")
+        .in_az("us-east-1d")
+        .spot()
+        .run(&h.bed.ec2())
+        .await?;
+    h.invoke(&event(WARNING, &instance)?).await?.ok()?;
+    let pool = "us-east-1#use1-az4#m5.large";
+
+    let list = spotctl(&h, &["quarantine", "list"])?;
+    assert!(list.status.success(), "{list:?}");
+    assert!(stdout(&list).contains(pool), "{}", stdout(&list));
+    assert!(stdout(&list).contains("interruption warning"));
+
+    let check = spotctl(&h, &["quarantine", "check", pool])?;
+    assert_eq!(check.status.code(), Some(3), "{check:?}");
+
+    let release = spotctl(&h, &["quarantine", "release", pool, "--by", "oncall"])?;
+    assert!(release.status.success(), "{release:?}");
+
+    assert_eq!(
+        spotctl(&h, &["quarantine", "check", pool])?.status.code(),
+        Some(0)
+    );
+    assert!(stdout(&spotctl(&h, &["quarantine", "list"])?).contains("no quarantined pools"));
+    let all = stdout(&spotctl(&h, &["quarantine", "list", "--all"])?);
+    assert!(all.contains("released") && all.contains("oncall"), "{all}");
+
+    let again = spotctl(&h, &["quarantine", "release", pool])?;
+    assert!(!again.status.success());
+    let bad = spotctl(&h, &["quarantine", "check", "not-a-pool"])?;
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "clap rejects a malformed pool key"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_register_accounts() -> Result<()> {
+    let h = Harness::start("spotctl-accounts").await?;
+    let put = spotctl(
+        &h,
+        &[
+            "accounts",
+            "put",
+            "222222222222",
+            "--environment",
+            "LAB",
+            "--role-arn",
+            "arn:aws:iam::222222222222:role/SpotOptimizerMember",
+            "--external-id",
+            "x-123456",
+        ],
+    )?;
+    assert!(put.status.success(), "{put:?}");
+    let get = stdout(&spotctl(&h, &["accounts", "get", "222222222222"])?);
+    assert!(
+        get.contains("LAB") && get.contains("SpotOptimizerMember"),
+        "{get}"
+    );
+    assert!(!get.contains("x-123456"), "the external id is not printed");
+    assert!(
+        !spotctl(&h, &["accounts", "put", "12", "--environment", "PROD"])?
+            .status
+            .success()
+    );
+    assert!(
+        !spotctl(
+            &h,
+            &[
+                "accounts",
+                "put",
+                "222222222222",
+                "--environment",
+                "STAGING"
+            ]
+        )?
+        .status
+        .success()
+    );
+    Ok(())
+}

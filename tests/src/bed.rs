@@ -1,0 +1,182 @@
+//! Connection to the local AWS bed (moto behind the bed gateway) and per-test isolation.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use anyhow::{Context, Result, anyhow};
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
+
+use crate::lambda_host::FunctionSpec;
+use crate::template::{Template, workspace_root};
+
+/// moto's default account: the account the functions "run in".
+pub const HOME_ACCOUNT: &str = "123456789012";
+pub const REGION: &str = "us-east-1";
+/// Name of the role member accounts deploy (infra/member-account.yaml's default).
+pub const MEMBER_ROLE: &str = "SpotOptimizerMember";
+
+/// The bed's endpoint and an SDK configuration for the home account.
+#[derive(Clone)]
+pub struct Bed {
+    pub endpoint: String,
+    pub home: SdkConfig,
+}
+
+impl Bed {
+    /// Uses `AWS_ENDPOINT_URL`, which `infra/local/bed.sh` exports.
+    pub async fn connect() -> Result<Self> {
+        let endpoint = std::env::var("AWS_ENDPOINT_URL").map_err(|_| {
+            anyhow!("AWS_ENDPOINT_URL is not set: run through `make test`, or `infra/local/bed.sh run -- <command>`")
+        })?;
+        Ok(Self::at(&endpoint))
+    }
+
+    pub fn at(endpoint: &str) -> Self {
+        let home = SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(endpoint)
+            .region(Region::new(REGION))
+            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+                "testing", "testing", None, None, "bed",
+            )))
+            .build();
+        Self {
+            endpoint: endpoint.to_owned(),
+            home,
+        }
+    }
+
+    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::new(&self.home)
+    }
+
+    pub fn ec2(&self) -> aws_sdk_ec2::Client {
+        aws_sdk_ec2::Client::new(&self.home)
+    }
+
+    pub fn role_arn(account: &str) -> String {
+        format!("arn:aws:iam::{account}:role/{MEMBER_ROLE}")
+    }
+
+    /// A configuration acting inside `account`: moto keys its state by the account of the
+    /// credentials, and credentials from AssumeRole belong to the role's account.
+    pub async fn member(&self, account: &str) -> Result<SdkConfig> {
+        let sts = aws_sdk_sts::Client::new(&self.home);
+        let assumed = sts
+            .assume_role()
+            .role_arn(Self::role_arn(account))
+            .role_session_name("bed-seed")
+            .send()
+            .await
+            .context("AssumeRole for seeding")?;
+        let c = assumed
+            .credentials()
+            .ok_or_else(|| anyhow!("no credentials"))?;
+        Ok(self
+            .home
+            .clone()
+            .into_builder()
+            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+                c.access_key_id(),
+                c.secret_access_key(),
+                Some(c.session_token().to_owned()),
+                None,
+                "bed-member",
+            )))
+            .build())
+    }
+
+    /// Makes Lambda invocations of `name` (by Step Functions, through the gateway) run `spec`.
+    pub async fn register_function(&self, name: &str, spec: &FunctionSpec) -> Result<()> {
+        use http_body_util::{BodyExt, Full};
+        let body = serde_json::json!({"binary": spec.binary, "env": spec.env}).to_string();
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<Full<bytes::Bytes>>();
+        let request = hyper::Request::put(format!("{}/__bed/functions/{name}", self.endpoint))
+            .header("content-type", "application/json")
+            .body(Full::new(bytes::Bytes::from(body)))?;
+        let answer = client
+            .request(request)
+            .await
+            .context("registering a function with the gateway")?;
+        let status = answer.status();
+        if !status.is_success() {
+            let text = answer.into_body().collect().await?.to_bytes();
+            anyhow::bail!(
+                "gateway refused {name}: {status} {}",
+                String::from_utf8_lossy(&text)
+            );
+        }
+        Ok(())
+    }
+
+    /// Creates every table of the template under unique names for one test (or demo) run.
+    pub async fn create_tables(&self, label: &str) -> Result<Tables> {
+        let template = Template::load()?;
+        let ddb = self.dynamodb();
+        let suffix = unique_suffix();
+        let mut names = HashMap::new();
+        for table in template.tables()? {
+            let name = format!("{label}-{}-{suffix}", table.logical_id);
+            table.create(&ddb, &name).await?;
+            names.insert(table.logical_id.clone(), name);
+        }
+        Ok(Tables { names, template })
+    }
+}
+
+/// The tables of one run, by the template's logical id.
+pub struct Tables {
+    pub names: HashMap<String, String>,
+    template: Template,
+}
+
+impl Tables {
+    pub fn name(&self, logical_id: &str) -> &str {
+        self.names.get(logical_id).map_or("", String::as_str)
+    }
+
+    /// How to start `binary` as the template deploys it, pointed at `endpoint` (the bed, or a
+    /// recording proxy in front of it).
+    pub fn function(&self, binary: &str, endpoint: &str) -> Result<FunctionSpec> {
+        let mut env: BTreeMap<String, String> =
+            self.template.function_env(binary, |name| match name {
+                "AWS::AccountId" => Some(HOME_ACCOUNT.to_owned()),
+                "AWS::Region" => Some(REGION.to_owned()),
+                _ => self.names.get(name).cloned(),
+            })?;
+        env.extend([
+            ("AWS_ENDPOINT_URL".to_owned(), endpoint.to_owned()),
+            ("AWS_REGION".to_owned(), REGION.to_owned()),
+            ("AWS_ACCESS_KEY_ID".to_owned(), "testing".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY".to_owned(), "testing".to_owned()),
+        ]);
+        Ok(FunctionSpec::new(bin_path(binary), env))
+    }
+}
+
+/// Where the function binaries are: `BED_BIN_DIR`, else the workspace's `target/debug`.
+pub fn bin_path(name: &str) -> PathBuf {
+    std::env::var_os("BED_BIN_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("CARGO_TARGET_DIR").map(|t| PathBuf::from(t).join("debug")))
+        .unwrap_or_else(|| workspace_root().join("target/debug"))
+        .join(name)
+}
+
+fn unique_suffix() -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!(
+        "{}-{nanos:x}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
+}

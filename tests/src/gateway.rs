@@ -1,0 +1,184 @@
+//! The bed gateway: the one endpoint (`AWS_ENDPOINT_URL`) of the local bed.
+//!
+//! - Lambda's Invoke API (`POST /2015-03-31/functions/{name or ARN}/invocations`) runs the named
+//!   function's real binary under a [`LambdaHost`]; errors come back as real Lambda sends them
+//!   (HTTP 200 with `X-Amz-Function-Error`), so Step Functions' `Retry`/`Catch` route on them.
+//!   moto's Step Functions call this gateway because moto runs with `MOTO_PORT` set to its port.
+//! - `/__bed/...`: health, function registration (binary and environment per function name, so
+//!   tests run isolated copies), recorded calls.
+//! - Everything else is forwarded to moto through a recording [`Forwarder`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use anyhow::Result;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio::sync::Mutex;
+
+use crate::bed::bin_path;
+use crate::lambda_host::{FunctionSpec, LambdaHost, Outcome};
+use crate::proxy::Forwarder;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Registration {
+    /// Binary name under the bed's bin dir, or a path.
+    pub binary: String,
+    pub env: BTreeMap<String, String>,
+}
+
+#[derive(Clone)]
+struct Gateway {
+    forwarder: Forwarder,
+    endpoint: String,
+    registrations: Arc<Mutex<HashMap<String, Registration>>>,
+    hosts: Arc<Mutex<HashMap<String, Arc<Mutex<LambdaHost>>>>>,
+}
+
+pub async fn serve(listen: &str, moto: &str) -> Result<()> {
+    let listener = TcpListener::bind(listen).await?;
+    let gateway = Gateway {
+        forwarder: Forwarder::new(moto),
+        endpoint: format!("http://{}", listener.local_addr()?),
+        registrations: Arc::default(),
+        hosts: Arc::default(),
+    };
+    let hosts = gateway.hosts.clone();
+    let app = Router::new()
+        .route("/2015-03-31/functions/{function}/invocations", post(invoke))
+        .route("/__bed/health", get(|| async { "ok" }))
+        .route("/__bed/functions/{name}", put(register))
+        .route("/__bed/calls", get(calls))
+        .fallback(|State(g): State<Gateway>, request: Request| async move {
+            g.forwarder.forward(request).await
+        })
+        .with_state(gateway);
+    eprintln!("bed gateway on {listen}, forwarding to {moto}");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { if let Some(t) = term.as_mut() { t.recv().await; } else { std::future::pending::<()>().await } } => {}
+            }
+        })
+        .await?;
+    // Dropping the hosts kills the function processes.
+    hosts.lock().await.clear();
+    Ok(())
+}
+
+/// `arn:aws:lambda:region:account:function:name[:qualifier]` or a plain name → the name.
+fn function_name(function: &str) -> &str {
+    match function.split(':').collect::<Vec<_>>().as_slice() {
+        ["arn", _, "lambda", _, _, "function", name, ..] => name,
+        _ => function,
+    }
+}
+
+async fn register(State(g): State<Gateway>, Path(name): Path<String>, body: Bytes) -> Response {
+    match serde_json::from_slice::<Registration>(&body) {
+        Ok(registration) => {
+            g.registrations
+                .lock()
+                .await
+                .insert(name.clone(), registration);
+            // A new registration replaces a running copy.
+            g.hosts.lock().await.remove(&name);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    }
+}
+
+async fn calls(State(g): State<Gateway>) -> Response {
+    let calls: Vec<String> = g
+        .forwarder
+        .calls()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    axum::Json(calls).into_response()
+}
+
+async fn host(g: &Gateway, name: &str) -> Result<Arc<Mutex<LambdaHost>>> {
+    let mut hosts = g.hosts.lock().await;
+    if let Some(host) = hosts.get(name) {
+        return Ok(host.clone());
+    }
+    let spec = match g.registrations.lock().await.get(name) {
+        Some(r) => FunctionSpec {
+            name: name.to_owned(),
+            ..FunctionSpec::new(
+                if r.binary.contains('/') {
+                    r.binary.clone().into()
+                } else {
+                    bin_path(&r.binary)
+                },
+                r.env.clone(),
+            )
+        },
+        // Unregistered: the binary of that name, with the gateway's AWS settings.
+        None => FunctionSpec::new(
+            bin_path(name),
+            std::env::vars()
+                .filter(|(k, _)| k.starts_with("AWS_"))
+                .chain([("AWS_ENDPOINT_URL".to_owned(), g.endpoint.clone())])
+                .collect(),
+        ),
+    };
+    let host = Arc::new(Mutex::new(LambdaHost::start(spec).await?));
+    hosts.insert(name.to_owned(), host.clone());
+    Ok(host)
+}
+
+async fn invoke(State(g): State<Gateway>, Path(function): Path<String>, body: Bytes) -> Response {
+    let name = function_name(&function).to_owned();
+    let outcome = match host(&g, &name).await {
+        Ok(host) => host.lock().await.invoke_raw(body).await,
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(Outcome::Ok(value)) => (StatusCode::OK, [("x-amz-executed-version", "$LATEST")], axum::Json(value)).into_response(),
+        Ok(Outcome::Err(error)) => (
+            StatusCode::OK,
+            [("x-amz-function-error", "Unhandled"), ("x-amz-executed-version", "$LATEST")],
+            axum::Json(serde_json::json!({"errorType": error.error_type, "errorMessage": error.error_message})),
+        )
+            .into_response(),
+        Err(e) => {
+            // The host died or could not start: drop it so the next call starts afresh.
+            g.hosts.lock().await.remove(&name);
+            (
+                StatusCode::OK,
+                [("x-amz-function-error", "Unhandled")],
+                axum::Json(serde_json::json!({"errorType": "Runtime.ExitError", "errorMessage": format!("{e:#}")})),
+            )
+                .into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::function_name;
+
+    #[test]
+    fn reduces_arns_to_names() {
+        assert_eq!(
+            function_name("arn:aws:lambda:us-east-1:123456789012:function:plan"),
+            "plan"
+        );
+        assert_eq!(
+            function_name("arn:aws:lambda:us-east-1:123456789012:function:plan:$LATEST"),
+            "plan"
+        );
+        assert_eq!(function_name("plan"), "plan");
+    }
+}

@@ -1,0 +1,303 @@
+//! An HTTP proxy in front of the emulator that records every AWS call (service and operation) and
+//! can fail chosen operations, so production code carries no fault switches and the benchmark counts
+//! real API calls.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// One AWS API call seen by the proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    /// SigV4 signing name: `ec2`, `dynamodb`, `sts`, `states`...
+    pub service: String,
+    /// `DescribeInstances`, `GetItem`...
+    pub operation: String,
+}
+
+impl std::fmt::Display for Call {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.service, self.operation)
+    }
+}
+
+/// A fault: answer `operation` with an error `code` instead of forwarding it.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub operation: String,
+    pub code: String,
+    pub message: String,
+    pub status: u16,
+    /// How many calls to fail; `None` fails them all.
+    pub times: Option<u32>,
+}
+
+impl Fault {
+    pub fn new(operation: &str, code: &str, status: u16) -> Self {
+        Self {
+            operation: operation.into(),
+            code: code.into(),
+            message: format!("injected by the test bed: {code}"),
+            status,
+            times: None,
+        }
+    }
+
+    pub fn times(mut self, n: u32) -> Self {
+        self.times = Some(n);
+        self
+    }
+}
+
+#[derive(Default)]
+struct Recorder {
+    calls: Vec<Call>,
+    faults: Vec<Fault>,
+}
+
+/// Records calls and injects faults; shared by [`AwsProxy`] and the bed's gateway.
+#[derive(Clone)]
+pub struct Forwarder {
+    upstream: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+    state: Arc<Mutex<Recorder>>,
+}
+
+impl Forwarder {
+    /// `upstream` like `http://127.0.0.1:5000`.
+    pub fn new(upstream: &str) -> Self {
+        Self {
+            upstream: upstream.trim_end_matches('/').to_owned(),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            state: Arc::default(),
+        }
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.state.lock().unwrap().calls.clone()
+    }
+
+    /// Calls recorded since `calls().len()` was `since`.
+    pub fn calls_since(&self, since: usize) -> Vec<Call> {
+        self.state
+            .lock()
+            .unwrap()
+            .calls
+            .get(since..)
+            .unwrap_or_default()
+            .to_vec()
+    }
+
+    pub fn inject(&self, fault: Fault) {
+        self.state.lock().unwrap().faults.push(fault);
+    }
+
+    pub fn clear_faults(&self) {
+        self.state.lock().unwrap().faults.clear();
+    }
+
+    pub async fn forward(&self, request: Request) -> Response {
+        match self.try_forward(request).await {
+            Ok(response) => response,
+            Err(err) => {
+                (StatusCode::BAD_GATEWAY, format!("test bed proxy: {err:#}")).into_response()
+            }
+        }
+    }
+
+    async fn try_forward(&self, request: Request) -> Result<Response> {
+        let (parts, body) = request.into_parts();
+        let body = body
+            .collect()
+            .await
+            .context("reading request body")?
+            .to_bytes();
+        let call = identify(&parts.headers, &body);
+        if let Some(call) = &call {
+            let fault = {
+                let mut state = self.state.lock().unwrap();
+                state.calls.push(call.clone());
+                take_fault(&mut state.faults, &call.operation)
+            };
+            if let Some(fault) = fault {
+                return Ok(error_response(&parts.headers, &fault));
+            }
+        }
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let uri: Uri = format!("{}{path}", self.upstream).parse()?;
+        let mut upstream = hyper::Request::builder().method(parts.method).uri(uri);
+        for (name, value) in &parts.headers {
+            upstream = upstream.header(name, value);
+        }
+        let answer = self.client.request(upstream.body(Full::new(body))?).await?;
+        let (parts, body) = answer.into_parts();
+        let body = body.collect().await?.to_bytes();
+        Ok(Response::from_parts(parts, Body::from(body)))
+    }
+}
+
+fn take_fault(faults: &mut Vec<Fault>, operation: &str) -> Option<Fault> {
+    let index = faults.iter().position(|f| f.operation == operation)?;
+    let fault = faults[index].clone();
+    match &mut faults[index].times {
+        Some(1) => {
+            faults.remove(index);
+        }
+        Some(n) => *n -= 1,
+        None => {}
+    }
+    Some(fault)
+}
+
+/// Service from the SigV4 credential scope; operation from `X-Amz-Target` (JSON protocols) or the
+/// `Action` form field (query protocols).
+fn identify(headers: &HeaderMap, body: &[u8]) -> Option<Call> {
+    let authorization = headers.get("authorization")?.to_str().ok()?;
+    let scope = authorization
+        .split("Credential=")
+        .nth(1)?
+        .split(',')
+        .next()?;
+    let service = scope.split('/').nth(3)?.to_owned();
+    let operation = match headers.get("x-amz-target").and_then(|t| t.to_str().ok()) {
+        Some(target) => target.rsplit('.').next()?.to_owned(),
+        None => std::str::from_utf8(body)
+            .ok()?
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("Action="))?
+            .to_owned(),
+    };
+    Some(Call { service, operation })
+}
+
+/// The error as the service's protocol spells it, so the SDK parses its code.
+fn error_response(headers: &HeaderMap, fault: &Fault) -> Response {
+    let status = StatusCode::from_u16(fault.status).unwrap_or(StatusCode::BAD_REQUEST);
+    let (content_type, body) = if headers.contains_key("x-amz-target") {
+        (
+            "application/x-amz-json-1.0",
+            serde_json::json!({"__type": fault.code, "message": fault.message}).to_string(),
+        )
+    } else if headers
+        .get("authorization")
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(|a| a.contains("/ec2/"))
+    {
+        (
+            "text/xml",
+            format!(
+                "<Response><Errors><Error><Code>{}</Code><Message>{}</Message></Error></Errors><RequestID>bed</RequestID></Response>",
+                fault.code, fault.message
+            ),
+        )
+    } else {
+        (
+            "text/xml",
+            format!(
+                "<ErrorResponse><Error><Type>Sender</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>bed</RequestId></ErrorResponse>",
+                fault.code, fault.message
+            ),
+        )
+    };
+    let mut response = (status, body).into_response();
+    response
+        .headers_mut()
+        .insert("content-type", HeaderValue::from_static(content_type));
+    response
+}
+
+/// A [`Forwarder`] listening on its own loopback port: give its [`endpoint`](Self::endpoint) to one
+/// process to count and fail that process's calls only.
+pub struct AwsProxy {
+    pub forwarder: Forwarder,
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl AwsProxy {
+    pub async fn start(upstream: &str) -> Result<Self> {
+        let forwarder = Forwarder::new(upstream);
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let app = Router::new()
+            .fallback(|State(f): State<Forwarder>, request: Request| async move {
+                f.forward(request).await
+            })
+            .with_state(forwarder.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self {
+            forwarder,
+            addr,
+            task,
+        })
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for AwsProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifies_query_and_json_calls() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "authorization",
+            HeaderValue::from_static(
+                "AWS4-HMAC-SHA256 Credential=AKID/20261122/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=x",
+            ),
+        );
+        let call = identify(&headers, b"Action=DescribeInstances&Version=2016-11-15").unwrap();
+        assert_eq!(call.to_string(), "ec2:DescribeInstances");
+
+        headers.insert(
+            "authorization",
+            HeaderValue::from_static(
+                "AWS4-HMAC-SHA256 Credential=AKID/20261122/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=x",
+            ),
+        );
+        headers.insert(
+            "x-amz-target",
+            HeaderValue::from_static("DynamoDB_20120810.GetItem"),
+        );
+        assert_eq!(
+            identify(&headers, b"{}").unwrap().to_string(),
+            "dynamodb:GetItem"
+        );
+        assert!(identify(&HeaderMap::new(), b"Action=X").is_none());
+    }
+
+    #[test]
+    fn counted_faults_run_out() {
+        let mut faults =
+            vec![Fault::new("RunInstances", "InsufficientInstanceCapacity", 500).times(2)];
+        assert!(take_fault(&mut faults, "RunInstances").is_some());
+        assert!(take_fault(&mut faults, "DescribeInstances").is_none());
+        assert!(take_fault(&mut faults, "RunInstances").is_some());
+        assert!(take_fault(&mut faults, "RunInstances").is_none());
+    }
+}

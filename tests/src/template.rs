@@ -1,0 +1,250 @@
+//! Reads `infra/template.yaml`, the one source of truth for table schemas and function settings:
+//! the bed creates its tables and sets each function's environment from it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    TimeToLiveSpecification,
+};
+use serde_norway::Value;
+
+/// The workspace root (parent of `tests/`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(".."))
+}
+
+pub struct Template {
+    resources: serde_norway::Mapping,
+    parameters: serde_norway::Mapping,
+}
+
+/// A DynamoDB table as the template declares it.
+#[derive(Debug, Clone)]
+pub struct TableDef {
+    pub logical_id: String,
+    pub key_schema: Vec<KeySchemaElement>,
+    pub attributes: Vec<AttributeDefinition>,
+    pub ttl_attribute: Option<String>,
+}
+
+impl Template {
+    pub fn load() -> Result<Self> {
+        Self::from_path(&workspace_root().join("infra/template.yaml"))
+    }
+
+    pub fn from_path(path: &Path) -> Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let doc: Value =
+            serde_norway::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let section = |name: &str| {
+            doc.get(name)
+                .and_then(Value::as_mapping)
+                .cloned()
+                .unwrap_or_default()
+        };
+        Ok(Self {
+            resources: section("Resources"),
+            parameters: section("Parameters"),
+        })
+    }
+
+    /// `(logical id, resource)` of every resource of `kind`.
+    fn resources_of_type<'a>(
+        &'a self,
+        kind: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a Value)> + 'a {
+        self.resources.iter().filter_map(move |(id, resource)| {
+            (resource.get("Type")?.as_str()? == kind).then_some((id.as_str()?, resource))
+        })
+    }
+
+    pub fn tables(&self) -> Result<Vec<TableDef>> {
+        self.resources_of_type("AWS::DynamoDB::Table")
+            .map(|(id, resource)| table_def(id, resource.get("Properties").unwrap_or(&Value::Null)))
+            .collect()
+    }
+
+    /// The environment a function gets when deployed, with `!Ref`s resolved by `resolve_ref`
+    /// (table names, `AWS::AccountId`); parameters resolve to their defaults.
+    pub fn function_env(
+        &self,
+        binary: &str,
+        resolve_ref: impl Fn(&str) -> Option<String>,
+    ) -> Result<BTreeMap<String, String>> {
+        let (id, function) = self
+            .resources_of_type("AWS::Serverless::Function")
+            .find(|(_, function)| {
+                let built = || {
+                    function
+                        .get("Metadata")?
+                        .get("BuildProperties")?
+                        .get("Binary")?
+                        .as_str()
+                };
+                built() == Some(binary)
+            })
+            .ok_or_else(|| anyhow!("no function with binary `{binary}` in the template"))?;
+        let props = function.get("Properties").unwrap_or(&Value::Null);
+        let Some(vars) = props
+            .get("Environment")
+            .and_then(|e| e.get("Variables"))
+            .and_then(Value::as_mapping)
+        else {
+            return Ok(BTreeMap::new());
+        };
+        vars.iter()
+            .map(|(k, v)| {
+                let key = k
+                    .as_str()
+                    .ok_or_else(|| anyhow!("{id}: env key is not a string"))?;
+                Ok((
+                    key.to_owned(),
+                    self.resolve(v, &resolve_ref)
+                        .with_context(|| format!("{id}.{key}"))?,
+                ))
+            })
+            .collect()
+    }
+
+    fn resolve(
+        &self,
+        value: &Value,
+        resolve_ref: &impl Fn(&str) -> Option<String>,
+    ) -> Result<String> {
+        match value {
+            Value::String(s) => Ok(s.clone()),
+            Value::Number(n) => Ok(n.to_string()),
+            Value::Bool(b) => Ok(b.to_string()),
+            Value::Tagged(tagged) if tagged.tag == "Ref" => {
+                let name = tagged
+                    .value
+                    .as_str()
+                    .ok_or_else(|| anyhow!("!Ref of a non-string"))?;
+                if let Some(resolved) = resolve_ref(name) {
+                    return Ok(resolved);
+                }
+                let default = self
+                    .parameters
+                    .get(name)
+                    .and_then(|p| p.get("Default"))
+                    .ok_or_else(|| anyhow!("cannot resolve !Ref {name}"))?;
+                self.resolve(default, resolve_ref)
+            }
+            other => bail!("unsupported value {other:?}"),
+        }
+    }
+}
+
+fn table_def(logical_id: &str, props: &Value) -> Result<TableDef> {
+    let list = |name: &str| {
+        props
+            .get(name)
+            .and_then(Value::as_sequence)
+            .ok_or_else(|| anyhow!("{logical_id}: no {name}"))
+    };
+    let text = |v: &Value, name: &str| {
+        v.get(name)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("{logical_id}: entry without {name}"))
+    };
+    let key_schema = list("KeySchema")?
+        .iter()
+        .map(|k| {
+            Ok(KeySchemaElement::builder()
+                .attribute_name(text(k, "AttributeName")?)
+                .key_type(KeyType::from(text(k, "KeyType")?.as_str()))
+                .build()?)
+        })
+        .collect::<Result<_>>()?;
+    let attributes = list("AttributeDefinitions")?
+        .iter()
+        .map(|a| {
+            Ok(AttributeDefinition::builder()
+                .attribute_name(text(a, "AttributeName")?)
+                .attribute_type(ScalarAttributeType::from(
+                    text(a, "AttributeType")?.as_str(),
+                ))
+                .build()?)
+        })
+        .collect::<Result<_>>()?;
+    if props.get("BillingMode").and_then(Value::as_str) != Some("PAY_PER_REQUEST") {
+        bail!("{logical_id}: the bed only creates PAY_PER_REQUEST tables");
+    }
+    let ttl_attribute = props
+        .get("TimeToLiveSpecification")
+        .filter(|t| t.get("Enabled").and_then(Value::as_bool) == Some(true))
+        .and_then(|t| t.get("AttributeName"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    Ok(TableDef {
+        logical_id: logical_id.to_owned(),
+        key_schema,
+        attributes,
+        ttl_attribute,
+    })
+}
+
+impl TableDef {
+    /// Creates this table as `name` and turns its TTL on.
+    pub async fn create(&self, ddb: &aws_sdk_dynamodb::Client, name: &str) -> Result<()> {
+        ddb.create_table()
+            .table_name(name)
+            .set_key_schema(Some(self.key_schema.clone()))
+            .set_attribute_definitions(Some(self.attributes.clone()))
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await
+            .with_context(|| format!("creating table {name}"))?;
+        if let Some(attribute) = &self.ttl_attribute {
+            ddb.update_time_to_live()
+                .table_name(name)
+                .time_to_live_specification(
+                    TimeToLiveSpecification::builder()
+                        .attribute_name(attribute)
+                        .enabled(true)
+                        .build()?,
+                )
+                .send()
+                .await
+                .with_context(|| format!("TTL on {name}"))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_quarantine_table_and_the_handler_env() {
+        let template = Template::load().unwrap();
+        let tables = template.tables().unwrap();
+        let quarantine = tables
+            .iter()
+            .find(|t| t.logical_id == "QuarantineTable")
+            .unwrap();
+        assert_eq!(quarantine.key_schema[0].attribute_name(), "pool");
+        assert_eq!(quarantine.ttl_attribute.as_deref(), Some("expires_at"));
+        let env = template
+            .function_env("interruption-handler", |name| match name {
+                "QuarantineTable" => Some("q-1".into()),
+                "AccountsTable" => Some("a-1".into()),
+                "AWS::AccountId" => Some("123456789012".into()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(env["QUARANTINE_TABLE"], "q-1");
+        assert_eq!(env["HOME_ACCOUNT_ID"], "123456789012");
+        assert_eq!(env["DEFAULT_ENVIRONMENT"], "PROD");
+        assert_eq!(env["QUARANTINE_SECONDS_INTERRUPTION"], "1296000");
+    }
+}
