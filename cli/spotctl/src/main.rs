@@ -92,7 +92,7 @@ async fn main() -> Result<()> {
             let store = QuarantineTable::new(dynamodb, table);
             let records = if all {
                 let mut records = store.all().await?;
-                records.sort_by(|a, b| a.expires_at.cmp(&b.expires_at));
+                records.sort_by_key(|r| r.expires_at);
                 records
             } else {
                 gatekeeper::active(&store, now).await?
