@@ -9,6 +9,8 @@
 //! The integration tests (`tests/integration/`), the demo and the benchmark are built on these.
 
 pub mod bed;
+pub mod bench;
+pub mod demo;
 pub mod fixtures;
 pub mod gateway;
 pub mod lambda_host;

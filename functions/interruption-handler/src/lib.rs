@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use spot_domain::ports::{AccountRegistry, InstanceDirectory, QuarantineStore, Write};
 use spot_domain::quarantine::decide;
 use spot_domain::{
-    AccountError, AccountView, AwsError, Clock, Decision, Environment, PoolKey, QuarantinePolicy,
-    Signal, SignalError, metrics,
+    AccountError, AccountView, AwsError, AwsErrorKind, Clock, Decision, Environment, PoolKey,
+    QuarantinePolicy, QuarantineRecord, Signal, SignalError, metrics,
 };
 use tracing::{info, warn};
 
@@ -178,38 +178,13 @@ where
 
     async fn handle_signal(&self, event: Value) -> Result<Response, HandlerError> {
         let signal = Signal::parse(event)?;
-        let respond =
-            |action, pool: Option<&PoolKey>, record: Option<&spot_domain::QuarantineRecord>| {
-                let response = Response {
-                    action,
-                    event_id: signal.event_id.clone(),
-                    account: signal.account.clone(),
-                    region: signal.region.clone(),
-                    instance_id: signal.instance_id.clone(),
-                    signal: signal.kind.detail_type(),
-                    pool: pool.map(ToString::to_string),
-                    expires_at: record.map(|r| r.expires_at),
-                    interruptions: record.map(|r| r.interruptions),
-                };
-                info!(
-                    action = action.as_str(),
-                    instance_id = %response.instance_id,
-                    pool = response.pool.as_deref().unwrap_or(""),
-                    account = %response.account,
-                    event_id = %response.event_id,
-                    signal = response.signal,
-                    "decision"
-                );
-                response
-            };
-
         let account = AccountView::new(
             &signal.account,
             self.registry.account(&signal.account).await?,
             self.config.default_environment,
         );
         if account.environment == Environment::Lab {
-            return Ok(respond(Action::IgnoredLab, None, None));
+            return Ok(decided(&signal, Action::IgnoredLab, None, None));
         }
         let access = account.access(&self.home_account)?;
         let Some(placement) = self
@@ -217,12 +192,21 @@ where
             .placement(&access, &signal.region, &signal.instance_id)
             .await?
         else {
-            return Ok(respond(Action::IgnoredInstanceNotFound, None, None));
+            return Ok(decided(
+                &signal,
+                Action::IgnoredInstanceNotFound,
+                None,
+                None,
+            ));
         };
         let pool = PoolKey::new(&signal.region, &placement.az_id, &placement.instance_type)
-            .map_err(|e| SignalError::InvalidField {
-                field: "region",
-                reason: e.to_string(),
+            .map_err(|e| {
+                AwsError::new(
+                    AwsErrorKind::InvalidData,
+                    "DescribeInstances",
+                    None,
+                    format!("{}: {e}", signal.instance_id),
+                )
             })?;
 
         for _ in 0..spot_domain::MAX_WRITE_ATTEMPTS {
@@ -231,38 +215,74 @@ where
             let (action, record) =
                 match decide(stored.as_ref(), &pool, &signal, &self.config.policy, now) {
                     Decision::Duplicate(record) => {
-                        return Ok(respond(Action::Duplicate, Some(&pool), Some(&record)));
+                        return Ok(decided(
+                            &signal,
+                            Action::Duplicate,
+                            Some(&pool),
+                            Some(&record),
+                        ));
                     }
                     Decision::Stale { .. } => {
-                        return Ok(respond(Action::IgnoredStale, Some(&pool), None));
+                        return Ok(decided(&signal, Action::IgnoredStale, Some(&pool), None));
                     }
                     Decision::Quarantine(record) => (Action::Quarantined, record),
                     Decision::Extend(record) => (Action::Extended, record),
                 };
-            if self.store.put(&record).await? == Write::Conflict {
-                continue;
+            if self.store.put(&record).await? == Write::Written {
+                let response = decided(&signal, action, Some(&pool), Some(&record));
+                println!("{}", quarantine_metric(&response, now));
+                return Ok(response);
             }
-            let response = respond(action, Some(&pool), Some(&record));
-            println!(
-                "{}",
-                metrics::count(
-                    "PoolQuarantine",
-                    1,
-                    &[("Action", action.as_str())],
-                    &[
-                        ("pool", json!(response.pool)),
-                        ("account", json!(signal.account)),
-                        ("instance_id", json!(signal.instance_id)),
-                        ("event_id", json!(signal.event_id)),
-                        ("signal", json!(response.signal)),
-                    ],
-                    now,
-                )
-            );
-            return Ok(response);
         }
         Err(spot_domain::concurrent_update("PutItem", &pool).into())
     }
+}
+
+/// The answer for `signal`, logged as the one decision line of this event.
+fn decided(
+    signal: &Signal,
+    action: Action,
+    pool: Option<&PoolKey>,
+    record: Option<&QuarantineRecord>,
+) -> Response {
+    let response = Response {
+        action,
+        event_id: signal.event_id.clone(),
+        account: signal.account.clone(),
+        region: signal.region.clone(),
+        instance_id: signal.instance_id.clone(),
+        signal: signal.kind.detail_type(),
+        pool: pool.map(ToString::to_string),
+        expires_at: record.map(|r| r.expires_at),
+        interruptions: record.map(|r| r.interruptions),
+    };
+    info!(
+        action = action.as_str(),
+        instance_id = %response.instance_id,
+        pool = response.pool.as_deref().unwrap_or(""),
+        account = %response.account,
+        event_id = %response.event_id,
+        signal = response.signal,
+        "decision"
+    );
+    response
+}
+
+/// The EMF line counting one quarantine (new or extended).
+fn quarantine_metric(response: &Response, now: DateTime<Utc>) -> String {
+    metrics::count(
+        "PoolQuarantine",
+        1,
+        &[("Action", response.action.as_str())],
+        &[
+            ("pool", json!(response.pool)),
+            ("account", json!(response.account)),
+            ("instance_id", json!(response.instance_id)),
+            ("event_id", json!(response.event_id)),
+            ("signal", json!(response.signal)),
+        ],
+        now,
+    )
 }
 
 #[cfg(test)]

@@ -265,6 +265,12 @@ fn config_requires_tables_and_validates_numbers() {
     assert!(Config::from_env(with("QUARANTINE_SECONDS_REBALANCE", "-1")).is_err());
     assert!(Config::from_env(with("QUARANTINE_SECONDS_INTERRUPTION", "soon")).is_err());
     assert!(Config::from_env(with("DEFAULT_ENVIRONMENT", "STAGING")).is_err());
+    assert_eq!(c.account_cache, DEFAULT_ACCOUNT_CACHE);
+    assert_eq!(
+        Config::from_env(with("ACCOUNT_CACHE_SECONDS", "0")).unwrap().account_cache,
+        TimeDelta::zero(),
+        "0 turns the cache off"
+    );
     assert_eq!(
         Config::from_env(with("DEFAULT_ENVIRONMENT", "lab"))
             .unwrap()

@@ -102,6 +102,15 @@ impl Signal {
             });
         }
         let region = required(event.region, "region")?;
+        if !region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(SignalError::InvalidField {
+                field: "region",
+                reason: format!("`{region}` is not an AWS region"),
+            });
+        }
         let time = event.time.ok_or(SignalError::MissingField("time"))?;
         let instance_id = required(detail.instance_id, "detail.instance-id")?;
         if !is_instance_id(&instance_id) {
@@ -255,6 +264,15 @@ mod tests {
             Signal::parse(event),
             Err(SignalError::InvalidField {
                 field: "account",
+                ..
+            })
+        ));
+        let mut event = interruption();
+        event["region"] = json!("us-east-1#evil");
+        assert!(matches!(
+            Signal::parse(event),
+            Err(SignalError::InvalidField {
+                field: "region",
                 ..
             })
         ));

@@ -19,11 +19,40 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:5101")]
         moto: String,
     },
+    /// Run the demo against a running bed (`make demo` starts it).
+    Demo,
+    /// Benchmark release binaries under the local Lambda Runtime API (`make bench`).
+    Bench {
+        /// Directory holding `<function>/bootstrap` (cargo-lambda's layout) or `<function>`.
+        #[arg(long, default_value = "target/lambda/x86_64")]
+        bin_dir: std::path::PathBuf,
+        #[arg(long = "function", default_value = "interruption-handler")]
+        functions: Vec<String>,
+        #[arg(long, default_value_t = 20)]
+        cold_starts: usize,
+        #[arg(long, default_value_t = 100)]
+        warm_invocations: usize,
+    },
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Gateway { listen, moto } => testbed::gateway::serve(&listen, &moto).await,
+        Command::Demo => testbed::demo::run().await,
+        Command::Bench {
+            bin_dir,
+            functions,
+            cold_starts,
+            warm_invocations,
+        } => {
+            testbed::bench::run(testbed::bench::Options {
+                bin_dir,
+                functions,
+                cold_starts,
+                warm_invocations,
+            })
+            .await
+        }
     }
 }

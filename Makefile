@@ -1,0 +1,97 @@
+# Spot optimizer: every target works on a fresh machine (it installs what it needs first).
+#
+#   make demo    run the whole system locally against the embedded AWS emulator
+#   make test    lint + unit + integration tests (what CI runs)
+#   make build   release Lambda binaries (arm64, as deployed)
+#   make bench   cold start, latency, memory, API calls per event (release x86_64, local Runtime API)
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV      ?= .venv
+PY        := $(VENV)/bin/python
+TOOLS     := infra/local/node_modules
+BED       := infra/local/bed.sh
+FUNCTIONS := interruption-handler
+ASL       := $(wildcard statemachines/*.asl.json)
+
+export AWS_EC2_METADATA_DISABLED := true
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: help setup build-debug build build-x86 test unit integration lint demo bench bed-start bed-stop clean
+
+help:
+	@sed -n '3,7p' Makefile | sed 's/^# *//'
+
+## ---- installation (stamp files make these run once) -------------------------------------------
+
+$(VENV)/.installed: infra/local/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/local/requirements.txt
+	touch $@
+
+$(TOOLS)/.installed: infra/local/package.json
+	npm install --prefix infra/local --no-audit --no-fund --silent
+	touch $@
+
+setup: $(VENV)/.installed $(TOOLS)/.installed
+
+## ---- builds ---------------------------------------------------------------------------------
+
+# Debug binaries the bed runs: the functions, spotctl and the bed's own gateway/demo/bench tool.
+build-debug:
+	cargo build --workspace --bins
+
+# Release, arm64 (provided.al2023 on Graviton, as infra/template.yaml deploys): cargo-lambda
+# cross-compiles with its bundled zig. Output: target/lambda/arm64/<function>/bootstrap.
+# Release builds use their own target dir so they never wait on (or evict) the debug build.
+LAMBDA_BUILD = PATH="$(CURDIR)/$(VENV)/bin:$$PATH" CARGO_TARGET_DIR=target/release-lambda \
+	cargo lambda build --release $(addprefix --bin ,$(FUNCTIONS))
+
+build: $(VENV)/.installed
+	rustup target add aarch64-unknown-linux-gnu >/dev/null
+	$(LAMBDA_BUILD) --arm64 --lambda-dir target/lambda/arm64
+
+# Release, x86_64: arm64 binaries cannot run on this machine, so the benchmark measures these.
+build-x86: $(VENV)/.installed
+	$(LAMBDA_BUILD) --x86-64 --lambda-dir target/lambda/x86_64
+
+## ---- checks ---------------------------------------------------------------------------------
+
+lint: setup
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets --quiet -- -D warnings
+	$(VENV)/bin/cfn-lint infra/template.yaml infra/member-account.yaml
+	$(VENV)/bin/sam validate --lint --template infra/template.yaml --region us-east-1 >/dev/null
+	@for f in $(ASL); do echo "asl-validator $$f"; $(TOOLS)/.bin/asl-validator --json-path $$f; done
+
+unit:
+	cargo test --workspace --lib --bins --quiet
+
+# Integration tests need the bed (moto + gateway); it is started and stopped around them.
+integration: setup build-debug
+	$(BED) run -- cargo test --workspace --quiet
+
+test: lint build-debug
+	$(BED) run -- cargo test --workspace
+
+## ---- demo and benchmark ----------------------------------------------------------------------
+
+demo: setup build-debug
+	$(BED) run -- target/debug/testbed demo
+
+bench: setup build-debug build-x86
+	$(BED) run -- target/debug/testbed bench --bin-dir target/lambda/x86_64 $(addprefix --function ,$(FUNCTIONS))
+
+## ---- bed by hand ---------------------------------------------------------------------------
+
+bed-start: setup build-debug
+	$(BED) start
+
+bed-stop:
+	$(BED) stop
+
+clean: bed-stop
+	cargo clean
+	rm -rf $(VENV) $(TOOLS) .bed
