@@ -26,6 +26,8 @@ pub struct Call {
     pub service: String,
     /// `DescribeInstances`, `GetItem`...
     pub operation: String,
+    /// Time the upstream (the emulator) took to answer; zero for an injected fault.
+    pub upstream: std::time::Duration,
 }
 
 impl std::fmt::Display for Call {
@@ -127,15 +129,13 @@ impl Forwarder {
             .to_bytes();
         let call = identify(&parts.headers, &body);
         if let Some(call) = &call {
-            let fault = {
-                let mut state = self.state.lock().unwrap();
-                state.calls.push(call.clone());
-                take_fault(&mut state.faults, &call.operation)
-            };
+            let fault = take_fault(&mut self.state.lock().unwrap().faults, &call.operation);
             if let Some(fault) = fault {
+                self.state.lock().unwrap().calls.push(call.clone());
                 return Ok(error_response(&parts.headers, &fault));
             }
         }
+        let started = std::time::Instant::now();
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let uri: Uri = format!("{}{path}", self.upstream).parse()?;
         let mut upstream = hyper::Request::builder().method(parts.method).uri(uri);
@@ -145,6 +145,14 @@ impl Forwarder {
         let answer = self.client.request(upstream.body(Full::new(body))?).await?;
         let (parts, body) = answer.into_parts();
         let body = body.collect().await?.to_bytes();
+        if let Some(call) = call {
+            let upstream = started.elapsed();
+            self.state
+                .lock()
+                .unwrap()
+                .calls
+                .push(Call { upstream, ..call });
+        }
         Ok(Response::from_parts(parts, Body::from(body)))
     }
 }
@@ -180,7 +188,11 @@ fn identify(headers: &HeaderMap, body: &[u8]) -> Option<Call> {
             .find_map(|pair| pair.strip_prefix("Action="))?
             .to_owned(),
     };
-    Some(Call { service, operation })
+    Some(Call {
+        service,
+        operation,
+        upstream: std::time::Duration::ZERO,
+    })
 }
 
 /// The error as the service's protocol spells it, so the SDK parses its code.

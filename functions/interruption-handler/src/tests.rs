@@ -267,7 +267,9 @@ fn config_requires_tables_and_validates_numbers() {
     assert!(Config::from_env(with("DEFAULT_ENVIRONMENT", "STAGING")).is_err());
     assert_eq!(c.account_cache, DEFAULT_ACCOUNT_CACHE);
     assert_eq!(
-        Config::from_env(with("ACCOUNT_CACHE_SECONDS", "0")).unwrap().account_cache,
+        Config::from_env(with("ACCOUNT_CACHE_SECONDS", "0"))
+            .unwrap()
+            .account_cache,
         TimeDelta::zero(),
         "0 turns the cache off"
     );
