@@ -7,18 +7,23 @@
 
 pub mod account;
 pub mod clock;
+pub mod enforcement;
 pub mod gatekeeper;
 pub mod metrics;
+pub mod mode;
 pub mod pool;
 pub mod ports;
+pub mod pricing;
 pub mod quarantine;
 pub mod signal;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod waste;
 
 pub use account::{Access, Account, AccountError, AccountView, CachedRegistry, Environment};
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use gatekeeper::Gate;
+pub use mode::{LiveSwitch, Mode};
 pub use pool::{PoolKey, PoolKeyError};
 pub use ports::{AwsError, AwsErrorKind, Placement};
 pub use quarantine::{Decision, QuarantinePolicy, QuarantineRecord};
