@@ -1,7 +1,10 @@
 //! Integration tests: the real binaries against the local AWS bed (`make test` starts it).
 
 mod gatekeeper;
+mod governance;
 mod interruption;
+mod security;
 mod spotctl;
 mod stepfunctions;
 mod support;
+mod waste;

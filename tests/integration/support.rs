@@ -52,6 +52,7 @@ impl Harness {
                 environment,
                 role_arn: Some(Bed::role_arn(account)),
                 external_id: Some("bed-external-id".into()),
+                regions: Vec::new(),
             })
             .await?;
         Ok(())

@@ -31,21 +31,13 @@ impl Bed {
         let endpoint = std::env::var("AWS_ENDPOINT_URL").map_err(|_| {
             anyhow!("AWS_ENDPOINT_URL is not set: run through `make test`, or `infra/local/bed.sh run -- <command>`")
         })?;
-        Ok(Self::at(&endpoint))
+        Ok(Self::at(&endpoint).await)
     }
 
-    pub fn at(endpoint: &str) -> Self {
-        let home = SdkConfig::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .endpoint_url(endpoint)
-            .region(Region::new(REGION))
-            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-                "testing", "testing", None, None, "bed",
-            )))
-            .build();
+    pub async fn at(endpoint: &str) -> Self {
         Self {
             endpoint: endpoint.to_owned(),
-            home,
+            home: sdk_config(endpoint).await,
         }
     }
 
@@ -157,6 +149,19 @@ impl Tables {
         ]);
         Ok(FunctionSpec::new(bin_path(binary), env))
     }
+}
+
+/// An SDK configuration for the home account at `endpoint` (the bed, or a proxy in front of it),
+/// loaded as production loads it, with the bed's dummy credentials.
+pub async fn sdk_config(endpoint: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new(REGION))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "testing", "testing", None, None, "bed",
+        )))
+        .load()
+        .await
 }
 
 /// Where the function binaries are: `BED_BIN_DIR`, else the workspace's `target/debug`.

@@ -40,6 +40,7 @@ pub async fn run() -> Result<()> {
                 environment,
                 role_arn: Some(Bed::role_arn(account)),
                 external_id: Some("demo-external-id".into()),
+                regions: Vec::new(),
             })
             .await?;
     }

@@ -49,9 +49,14 @@ impl Launch {
 
     /// Launches it and returns the instance id.
     pub async fn run(&self, ec2: &aws_sdk_ec2::Client) -> Result<String> {
+        self.run_from(ec2, IMAGE).await
+    }
+
+    /// Launches it from `image`.
+    pub async fn run_from(&self, ec2: &aws_sdk_ec2::Client, image: &str) -> Result<String> {
         let mut request = ec2
             .run_instances()
-            .image_id(IMAGE)
+            .image_id(image)
             .min_count(1)
             .max_count(1)
             .instance_type(InstanceType::from(self.instance_type.as_str()))

@@ -24,6 +24,8 @@ use tokio::task::JoinHandle;
 pub struct Call {
     /// SigV4 signing name: `ec2`, `dynamodb`, `sts`, `states`...
     pub service: String,
+    /// SigV4 signing region.
+    pub region: String,
     /// `DescribeInstances`, `GetItem`...
     pub operation: String,
     /// Time the upstream (the emulator) took to answer; zero for an injected fault.
@@ -45,6 +47,10 @@ pub struct Fault {
     pub status: u16,
     /// How many calls to fail; `None` fails them all.
     pub times: Option<u32>,
+    /// Only calls signed for this region.
+    pub region: Option<String>,
+    /// Only calls whose body contains this (e.g. a role ARN's account id).
+    pub body_contains: Option<String>,
 }
 
 impl Fault {
@@ -55,12 +61,33 @@ impl Fault {
             message: format!("injected by the test bed: {code}"),
             status,
             times: None,
+            region: None,
+            body_contains: None,
         }
     }
 
     pub fn times(mut self, n: u32) -> Self {
         self.times = Some(n);
         self
+    }
+
+    pub fn in_region(mut self, region: &str) -> Self {
+        self.region = Some(region.into());
+        self
+    }
+
+    pub fn when_body_contains(mut self, text: &str) -> Self {
+        self.body_contains = Some(text.into());
+        self
+    }
+
+    fn matches(&self, call: &Call, body: &[u8]) -> bool {
+        self.operation == call.operation
+            && self.region.as_ref().is_none_or(|r| *r == call.region)
+            && self
+                .body_contains
+                .as_ref()
+                .is_none_or(|text| String::from_utf8_lossy(body).contains(text.as_str()))
     }
 }
 
@@ -129,7 +156,7 @@ impl Forwarder {
             .to_bytes();
         let call = identify(&parts.headers, &body);
         if let Some(call) = &call {
-            let fault = take_fault(&mut self.state.lock().unwrap().faults, &call.operation);
+            let fault = take_fault(&mut self.state.lock().unwrap().faults, call, &body);
             if let Some(fault) = fault {
                 self.state.lock().unwrap().calls.push(call.clone());
                 return Ok(error_response(&parts.headers, &fault));
@@ -157,8 +184,8 @@ impl Forwarder {
     }
 }
 
-fn take_fault(faults: &mut Vec<Fault>, operation: &str) -> Option<Fault> {
-    let index = faults.iter().position(|f| f.operation == operation)?;
+fn take_fault(faults: &mut Vec<Fault>, call: &Call, body: &[u8]) -> Option<Fault> {
+    let index = faults.iter().position(|f| f.matches(call, body))?;
     let fault = faults[index].clone();
     match &mut faults[index].times {
         Some(1) => {
@@ -179,6 +206,7 @@ fn identify(headers: &HeaderMap, body: &[u8]) -> Option<Call> {
         .nth(1)?
         .split(',')
         .next()?;
+    let region = scope.split('/').nth(2)?.to_owned();
     let service = scope.split('/').nth(3)?.to_owned();
     let operation = match headers.get("x-amz-target").and_then(|t| t.to_str().ok()) {
         Some(target) => target.rsplit('.').next()?.to_owned(),
@@ -190,6 +218,7 @@ fn identify(headers: &HeaderMap, body: &[u8]) -> Option<Call> {
     };
     Some(Call {
         service,
+        region,
         operation,
         upstream: std::time::Duration::ZERO,
     })
@@ -303,13 +332,49 @@ mod tests {
         assert!(identify(&HeaderMap::new(), b"Action=X").is_none());
     }
 
+    fn call(operation: &str, region: &str) -> Call {
+        Call {
+            service: "ec2".into(),
+            region: region.into(),
+            operation: operation.into(),
+            upstream: std::time::Duration::ZERO,
+        }
+    }
+
     #[test]
     fn counted_faults_run_out() {
         let mut faults =
             vec![Fault::new("RunInstances", "InsufficientInstanceCapacity", 500).times(2)];
-        assert!(take_fault(&mut faults, "RunInstances").is_some());
-        assert!(take_fault(&mut faults, "DescribeInstances").is_none());
-        assert!(take_fault(&mut faults, "RunInstances").is_some());
-        assert!(take_fault(&mut faults, "RunInstances").is_none());
+        let run = call("RunInstances", "us-east-1");
+        assert!(take_fault(&mut faults, &run, b"").is_some());
+        assert!(take_fault(&mut faults, &call("DescribeInstances", "us-east-1"), b"").is_none());
+        assert!(take_fault(&mut faults, &run, b"").is_some());
+        assert!(take_fault(&mut faults, &run, b"").is_none());
+    }
+
+    #[test]
+    fn faults_can_be_scoped_to_a_region_or_a_body() {
+        let mut faults = vec![
+            Fault::new("DescribeVolumes", "Throttling", 400).in_region("us-west-2"),
+            Fault::new("AssumeRole", "AccessDenied", 403).when_body_contains("222222222222"),
+        ];
+        assert!(take_fault(&mut faults, &call("DescribeVolumes", "us-east-1"), b"").is_none());
+        assert!(take_fault(&mut faults, &call("DescribeVolumes", "us-west-2"), b"").is_some());
+        assert!(
+            take_fault(
+                &mut faults,
+                &call("AssumeRole", "us-east-1"),
+                b"RoleArn=333333333333"
+            )
+            .is_none()
+        );
+        assert!(
+            take_fault(
+                &mut faults,
+                &call("AssumeRole", "us-east-1"),
+                b"RoleArn=222222222222"
+            )
+            .is_some()
+        );
     }
 }

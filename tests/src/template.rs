@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use serde_norway::Value;
 
@@ -30,6 +30,7 @@ pub struct TableDef {
     pub logical_id: String,
     pub key_schema: Vec<KeySchemaElement>,
     pub attributes: Vec<AttributeDefinition>,
+    pub indexes: Vec<GlobalSecondaryIndex>,
     pub ttl_attribute: Option<String>,
 }
 
@@ -155,15 +156,45 @@ fn table_def(logical_id: &str, props: &Value) -> Result<TableDef> {
             .map(str::to_owned)
             .ok_or_else(|| anyhow!("{logical_id}: entry without {name}"))
     };
-    let key_schema = list("KeySchema")?
+    let keys = |schema: &[Value]| {
+        schema
+            .iter()
+            .map(|k| {
+                Ok(KeySchemaElement::builder()
+                    .attribute_name(text(k, "AttributeName")?)
+                    .key_type(KeyType::from(text(k, "KeyType")?.as_str()))
+                    .build()?)
+            })
+            .collect::<Result<Vec<_>>>()
+    };
+    let key_schema = keys(list("KeySchema")?)?;
+    let indexes = props
+        .get("GlobalSecondaryIndexes")
+        .and_then(Value::as_sequence)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
         .iter()
-        .map(|k| {
-            Ok(KeySchemaElement::builder()
-                .attribute_name(text(k, "AttributeName")?)
-                .key_type(KeyType::from(text(k, "KeyType")?.as_str()))
+        .map(|index| {
+            let schema = index
+                .get("KeySchema")
+                .and_then(Value::as_sequence)
+                .ok_or_else(|| anyhow!("{logical_id}: index without KeySchema"))?;
+            let projection = index
+                .get("Projection")
+                .and_then(|p| p.get("ProjectionType"))
+                .and_then(Value::as_str)
+                .unwrap_or("ALL");
+            Ok(GlobalSecondaryIndex::builder()
+                .index_name(text(index, "IndexName")?)
+                .set_key_schema(Some(keys(schema)?))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::from(projection))
+                        .build(),
+                )
                 .build()?)
         })
-        .collect::<Result<_>>()?;
+        .collect::<Result<Vec<_>>>()?;
     let attributes = list("AttributeDefinitions")?
         .iter()
         .map(|a| {
@@ -188,6 +219,7 @@ fn table_def(logical_id: &str, props: &Value) -> Result<TableDef> {
         logical_id: logical_id.to_owned(),
         key_schema,
         attributes,
+        indexes,
         ttl_attribute,
     })
 }
@@ -199,6 +231,7 @@ impl TableDef {
             .table_name(name)
             .set_key_schema(Some(self.key_schema.clone()))
             .set_attribute_definitions(Some(self.attributes.clone()))
+            .set_global_secondary_indexes((!self.indexes.is_empty()).then(|| self.indexes.clone()))
             .billing_mode(BillingMode::PayPerRequest)
             .send()
             .await
@@ -234,6 +267,12 @@ mod tests {
             .unwrap();
         assert_eq!(quarantine.key_schema[0].attribute_name(), "pool");
         assert_eq!(quarantine.ttl_attribute.as_deref(), Some("expires_at"));
+        let waste = tables
+            .iter()
+            .find(|t| t.logical_id == "WasteTable")
+            .unwrap();
+        assert_eq!(waste.indexes[0].index_name(), "by-scope");
+        assert_eq!(waste.indexes[0].key_schema()[0].attribute_name(), "scope");
         let env = template
             .function_env("interruption-handler", |name| match name {
                 "QuarantineTable" => Some("q-1".into()),

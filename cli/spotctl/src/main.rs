@@ -72,6 +72,9 @@ enum AccountsCommand {
         role_arn: Option<String>,
         #[arg(long)]
         external_id: Option<String>,
+        /// Regions the scheduled scans cover in this account (comma list); default: their REGIONS.
+        #[arg(long, value_delimiter = ',')]
+        regions: Vec<String>,
     },
     /// Shows one account as the handler sees it.
     Get {
@@ -136,15 +139,20 @@ async fn main() -> Result<()> {
             environment,
             role_arn,
             external_id,
+            regions,
         }) => {
-            if account_id.len() != 12 || !account_id.bytes().all(|b| b.is_ascii_digit()) {
+            if !spot_domain::scope::is_account_id(&account_id) {
                 bail!("`{account_id}` is not a 12-digit account id");
+            }
+            if let Some(bad) = regions.iter().find(|r| !spot_domain::scope::is_region(r)) {
+                bail!("`{bad}` is not a region");
             }
             let account = Account {
                 account_id,
                 environment,
                 role_arn,
                 external_id,
+                regions,
             };
             AccountsTable::new(dynamodb, table).put(&account).await?;
             println!(
@@ -159,11 +167,16 @@ async fn main() -> Result<()> {
                 .context("reading the accounts table")?;
             match account {
                 Some(a) => println!(
-                    "{}: {} role={} external_id={}",
+                    "{}: {} role={} external_id={} regions={}",
                     a.account_id,
                     a.environment,
                     a.role_arn.as_deref().unwrap_or("-"),
-                    if a.external_id.is_some() { "set" } else { "-" }
+                    if a.external_id.is_some() { "set" } else { "-" },
+                    if a.regions.is_empty() {
+                        "default".to_owned()
+                    } else {
+                        a.regions.join(",")
+                    }
                 ),
                 None => println!("{account_id}: not registered"),
             }

@@ -38,12 +38,14 @@ fn handler() -> TestHandler {
             environment: Environment::Prod,
             role_arn: Some(format!("arn:aws:iam::{MEMBER}:role/SpotOptimizerMember")),
             external_id: Some("ext".into()),
+            regions: Vec::new(),
         },
         Account {
             account_id: LAB.into(),
             environment: Environment::Lab,
             role_arn: Some(format!("arn:aws:iam::{LAB}:role/SpotOptimizerMember")),
             external_id: None,
+            regions: Vec::new(),
         },
     ];
     let placement = Placement {

@@ -178,6 +178,9 @@ struct AccountItem {
     role_arn: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     external_id: Option<String>,
+    #[serde(with = "serde_dynamo::string_set", default)]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    regions: Vec<String>,
 }
 
 /// The accounts registry (env `ACCOUNTS_TABLE`).
@@ -202,6 +205,7 @@ impl AccountsTable {
             environment: account.environment.to_string(),
             role_arn: account.role_arn.clone(),
             external_id: account.external_id.clone(),
+            regions: account.regions.clone(),
         })
         .map_err(|e| invalid_data("PutItem", e.to_string()))?;
         self.client
@@ -228,17 +232,39 @@ impl AccountRegistry for AccountsTable {
         let Some(item) = answer.item else {
             return Ok(None);
         };
-        let item: AccountItem = serde_dynamo::from_item(Item::from(item))
-            .map_err(|e| invalid_data("GetItem", format!("accounts item {account_id}: {e}")))?;
-        let environment = item
-            .environment
-            .parse()
-            .map_err(|e| invalid_data("GetItem", format!("accounts item {account_id}: {e}")))?;
-        Ok(Some(Account {
-            account_id: item.account_id,
-            environment,
-            role_arn: item.role_arn,
-            external_id: item.external_id,
-        }))
+        account_from("GetItem", item.into()).map(Some)
     }
+
+    async fn all(&self) -> Result<Vec<Account>, AwsError> {
+        let items: Vec<_> = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| classify("Scan", e))?;
+        items
+            .into_iter()
+            .map(|item| account_from("Scan", item.into()))
+            .collect()
+    }
+}
+
+fn account_from(operation: &str, item: Item) -> Result<Account, AwsError> {
+    let item: AccountItem = serde_dynamo::from_item(item)
+        .map_err(|e| invalid_data(operation, format!("accounts item: {e}")))?;
+    let environment = item
+        .environment
+        .parse()
+        .map_err(|e| invalid_data(operation, format!("accounts item {}: {e}", item.account_id)))?;
+    Ok(Account {
+        account_id: item.account_id,
+        environment,
+        role_arn: item.role_arn,
+        external_id: item.external_id,
+        regions: item.regions,
+    })
 }

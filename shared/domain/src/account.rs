@@ -48,6 +48,9 @@ pub struct Account {
     pub environment: Environment,
     pub role_arn: Option<String>,
     pub external_id: Option<String>,
+    /// Regions the scheduled scans cover in this account; empty: the deployment's `REGIONS`.
+    #[serde(default)]
+    pub regions: Vec<String>,
 }
 
 /// Which credentials reach an account.
@@ -137,6 +140,7 @@ mod tests {
             environment: env,
             role_arn: role.map(Into::into),
             external_id: Some("ext-1".into()),
+            regions: Vec::new(),
         }
     }
 
@@ -257,6 +261,10 @@ impl<R: crate::ports::AccountRegistry, C: crate::Clock> crate::ports::AccountReg
             .insert(account_id.to_owned(), (now, account.clone()));
         Ok(account)
     }
+
+    async fn all(&self) -> Result<Vec<Account>, crate::AwsError> {
+        self.inner.all().await
+    }
 }
 
 #[cfg(test)]
@@ -286,7 +294,12 @@ mod cache_tests {
                 environment: Environment::Prod,
                 role_arn: None,
                 external_id: None,
+                regions: Vec::new(),
             }))
+        }
+
+        async fn all(&self) -> Result<Vec<Account>, AwsError> {
+            Ok(Vec::new())
         }
     }
 

@@ -203,8 +203,6 @@ pub enum Effect {
 pub struct Step {
     pub record: Option<EnforcementRecord>,
     pub effect: Effect,
-    /// Why, for the run summary: `authorized`, `exempt`, `flagged`, `pending`, `protected`...
-    pub outcome: &'static str,
 }
 
 #[derive(Debug, Clone)]
@@ -261,12 +259,10 @@ pub fn step(stored: Option<&EnforcementRecord>, instance: &Instance, scope: &Sco
                 scope.mode,
             )),
             effect: Effect::Untag,
-            outcome: "authorized",
         },
         (Some(_), None) => Step {
             record: None,
             effect: Effect::None,
-            outcome: "authorized",
         },
         (None, None) => {
             let r = record(
@@ -280,7 +276,6 @@ pub fn step(stored: Option<&EnforcementRecord>, instance: &Instance, scope: &Sco
             Step {
                 record: Some(r),
                 effect: Effect::Tag(tag),
-                outcome: "flagged",
             }
         }
         (None, Some(r)) => {
@@ -299,7 +294,6 @@ pub fn step(stored: Option<&EnforcementRecord>, instance: &Instance, scope: &Sco
                     Step {
                         record: Some(r),
                         effect: Effect::Tag(tag),
-                        outcome: "flagged",
                     }
                 }
                 Mode::Live if deadline <= now => Step {
@@ -314,7 +308,6 @@ pub fn step(stored: Option<&EnforcementRecord>, instance: &Instance, scope: &Sco
                         Mode::Live,
                     )),
                     effect: Effect::Enforce(scope.action),
-                    outcome: "enforced",
                 },
                 Mode::Audit if r.deadline_mode == Mode::Live => {
                     let r = record(
@@ -328,13 +321,11 @@ pub fn step(stored: Option<&EnforcementRecord>, instance: &Instance, scope: &Sco
                     Step {
                         record: Some(r),
                         effect: Effect::Tag(tag),
-                        outcome: "pending",
                     }
                 }
                 _ => Step {
                     record: None,
                     effect: Effect::None,
-                    outcome: "pending",
                 },
             }
         }

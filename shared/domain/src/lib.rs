@@ -15,6 +15,10 @@ pub mod pool;
 pub mod ports;
 pub mod pricing;
 pub mod quarantine;
+pub mod report;
+pub mod run;
+pub mod scope;
+pub mod settings;
 pub mod signal;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -63,6 +63,10 @@ impl AccountRegistry for MemoryRegistry {
     async fn account(&self, account_id: &str) -> Result<Option<Account>, AwsError> {
         Ok(self.0.get(account_id).cloned())
     }
+
+    async fn all(&self) -> Result<Vec<Account>, AwsError> {
+        Ok(self.0.values().cloned().collect())
+    }
 }
 
 /// Instances by id, and the credentials each lookup used.

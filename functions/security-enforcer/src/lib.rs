@@ -1,0 +1,313 @@
+//! The security enforcer's flow, per account and region: read running instances and the records,
+//! let the rules decide (`spot_domain::enforcement::step`), then tag, untag or terminate/stop
+//! (audited first) and write the records.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use futures::StreamExt;
+use lambda_runtime::Diagnostic;
+use serde_json::Value;
+use spot_domain::enforcement::{
+    self, AuthStatus, AuthorizedTags, Effect, EnforceAction, EnforcementRecord, Instance,
+    UNAUTHORIZED_TAG,
+};
+use spot_domain::ports::{
+    AccountRegistry, AuditBegin, AuditEntry, AuditLog, Enforced, EnforcementStore, Fleet, Fleets,
+    Write,
+};
+use spot_domain::report::{RunReport, TargetReport};
+use spot_domain::scope::{self, Defaults, RequestError, RunRequest, Target};
+use spot_domain::settings::{ConfigError, Env, Governance};
+use spot_domain::{AwsError, Clock};
+use tracing::{info, warn};
+
+pub const FUNCTION: &str = "security-enforcer";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub governance: Governance,
+    pub enforcement_table: String,
+    pub authorized: AuthorizedTags,
+    pub grace: TimeDelta,
+    pub action: EnforceAction,
+    pub write_concurrency: usize,
+}
+
+impl Config {
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(var);
+        Ok(Self {
+            governance: Governance::from_env(&env)?,
+            enforcement_table: env.required("ENFORCEMENT_TABLE")?,
+            authorized: env.parsed("AUTHORIZED_TAGS", AuthorizedTags::default())?,
+            // At least an hour: an owner must always see the tag before anything is enforced.
+            grace: env.duration("GRACE_HOURS", TimeDelta::hours(24), TimeDelta::hours(1), 1)?,
+            action: env.parsed("ACTION", EnforceAction::Terminate)?,
+            write_concurrency: 16,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error("reading the accounts table: {0}")]
+    Registry(#[from] AwsError),
+}
+
+impl From<RunError> for Diagnostic {
+    fn from(err: RunError) -> Self {
+        let error_type = match &err {
+            RunError::Request(e) => e.error_type(),
+            RunError::Registry(e) => e.error_type(),
+        };
+        Diagnostic {
+            error_type: error_type.to_owned(),
+            error_message: err.to_string(),
+        }
+    }
+}
+
+pub struct Enforcer<R, F, S, A, C> {
+    pub registry: R,
+    pub fleets: F,
+    pub store: S,
+    pub audit: A,
+    pub clock: C,
+    pub home_account: String,
+    pub config: Config,
+}
+
+impl<R, F, S, A, C> Enforcer<R, F, S, A, C>
+where
+    R: AccountRegistry,
+    F: Fleets,
+    S: EnforcementStore,
+    A: AuditLog,
+    C: Clock,
+{
+    pub async fn run(&self, input: Value, request_id: &str) -> Result<RunReport, RunError> {
+        let request = RunRequest::parse(input)?;
+        let registry = self.registry.all().await?;
+        let defaults = Defaults {
+            home: &self.home_account,
+            regions: &self.config.governance.regions,
+            switch: &self.config.governance.switch,
+        };
+        let (targets, unreachable) = scope::targets(&request, &registry, &defaults);
+        let now = self.clock.now();
+        let reports =
+            spot_domain::run::each_target(targets, self.config.governance.concurrency, |target| {
+                self.audit_target(target, now, request_id)
+            })
+            .await;
+        let errors = unreachable
+            .iter()
+            .map(|u| format!("{}: {}", u.account, u.reason))
+            .collect();
+        let report = RunReport::new(FUNCTION, request_id, reports, errors);
+        info!(
+            targets = report.targets.len(),
+            actions = report.actions,
+            errors = report.errors.len(),
+            "run finished"
+        );
+        Ok(report)
+    }
+
+    async fn audit_target(
+        &self,
+        target: Target,
+        now: DateTime<Utc>,
+        request_id: &str,
+    ) -> TargetReport {
+        let mut report = TargetReport {
+            account: target.account.clone(),
+            region: target.region.clone(),
+            mode: target.mode,
+            ..TargetReport::default()
+        };
+        if let Err(e) = self
+            .enforce_target(&target, now, request_id, &mut report)
+            .await
+        {
+            warn!(account = %target.account, region = %target.region, error_type = e.error_type(), error = %e, "target failed");
+            report.error = Some(e.to_string());
+        }
+        report
+    }
+
+    async fn enforce_target(
+        &self,
+        target: &Target,
+        now: DateTime<Utc>,
+        request_id: &str,
+        report: &mut TargetReport,
+    ) -> Result<(), AwsError> {
+        let fleet = self.fleets.fleet(&target.access, &target.region).await;
+        let (instances, records) = futures::try_join!(
+            fleet.running_instances(),
+            self.store.records(&target.account, &target.region)
+        )?;
+        report
+            .scanned
+            .insert("instance".into(), instances.len() as u64);
+        let stored: BTreeMap<&str, &EnforcementRecord> = records
+            .iter()
+            .map(|r| (r.instance_id.as_str(), r))
+            .collect();
+        let scope = enforcement::Scope {
+            account: &target.account,
+            region: &target.region,
+            mode: target.mode,
+            authorized: &self.config.authorized,
+            grace: self.config.grace,
+            action: self.config.action,
+            now,
+        };
+        let outcomes: Vec<Outcome> = futures::stream::iter(&instances)
+            .map(|instance| {
+                let before = stored.get(instance.instance_id.as_str()).copied();
+                let step = enforcement::step(before, instance, &scope);
+                self.apply(&fleet, step, before, instance, target, request_id)
+            })
+            .buffer_unordered(self.config.write_concurrency)
+            .collect()
+            .await;
+        for outcome in outcomes {
+            report.count("instance", outcome.status.as_str());
+            for (action, resource, result) in outcome.actions {
+                report.action(action, &resource, result);
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply(
+        &self,
+        fleet: &F::Fleet,
+        step: enforcement::Step,
+        before: Option<&EnforcementRecord>,
+        instance: &Instance,
+        target: &Target,
+        request_id: &str,
+    ) -> Outcome {
+        let id = instance.instance_id.clone();
+        // Authorised instances that were never flagged have no record.
+        let unchanged = before.map_or(AuthStatus::Authorized, |b| b.auth_status);
+        let mut outcome = Outcome {
+            status: unchanged,
+            actions: Vec::new(),
+        };
+        let Some(mut record) = step.record else {
+            return outcome;
+        };
+        match step.effect {
+            Effect::None => {}
+            Effect::Tag(value) => {
+                let result = fleet
+                    .set_tag(std::slice::from_ref(&id), UNAUTHORIZED_TAG, &value)
+                    .await;
+                outcome.actions.push(("tag", id.clone(), text(&result)));
+            }
+            Effect::Untag => {
+                let result = fleet
+                    .remove_tag(std::slice::from_ref(&id), UNAUTHORIZED_TAG)
+                    .await;
+                outcome.actions.push(("untag", id.clone(), text(&result)));
+            }
+            Effect::Enforce(action) => {
+                let Some(before) = before else { return outcome };
+                match self
+                    .enforce(fleet, before, action, target, request_id)
+                    .await
+                {
+                    Ok(Enforced::Done) => {
+                        info!(account = %target.account, region = %target.region, instance_id = %id, action = action.as_str(), "enforced");
+                        outcome
+                            .actions
+                            .push((action.as_str(), id.clone(), "done".into()));
+                    }
+                    Ok(Enforced::Refused(why)) => {
+                        record = enforcement::protected(&record, &why);
+                        outcome.actions.push((
+                            action.as_str(),
+                            id.clone(),
+                            format!("refused: {why}"),
+                        ));
+                    }
+                    Err(e) => {
+                        outcome
+                            .actions
+                            .push((action.as_str(), id, format!("failed: {e}")));
+                        return outcome;
+                    }
+                }
+            }
+        }
+        match self.store.put(&record).await {
+            Ok(Write::Written) => outcome.status = record.auth_status,
+            Ok(Write::Conflict) => {
+                outcome
+                    .actions
+                    .push(("record", id, "skipped: changed by a concurrent run".into()))
+            }
+            Err(e) => outcome.actions.push(("record", id, format!("failed: {e}"))),
+        }
+        outcome
+    }
+
+    /// The audit item first, then the action, then its outcome.
+    async fn enforce(
+        &self,
+        fleet: &F::Fleet,
+        before: &EnforcementRecord,
+        action: EnforceAction,
+        target: &Target,
+        request_id: &str,
+    ) -> Result<Enforced, AwsError> {
+        let deadline = before
+            .terminate_after
+            .map(|t| t.timestamp())
+            .unwrap_or_default();
+        let entry = AuditEntry {
+            action_id: format!("{FUNCTION}#{}#{}#{deadline}", before.key(), action.as_str()),
+            function: FUNCTION.into(),
+            action: action.as_str().into(),
+            account: target.account.clone(),
+            region: target.region.clone(),
+            resource_id: before.instance_id.clone(),
+            reason: before.reason.clone(),
+            pre_state: serde_json::to_string(before).unwrap_or_default(),
+            mode: target.mode,
+            request_id: request_id.into(),
+            at: self.clock.now(),
+        };
+        if self.audit.begin(&entry).await? == AuditBegin::AlreadyDone {
+            return Ok(Enforced::Done);
+        }
+        let result = fleet.enforce(&before.instance_id, action).await;
+        let outcome = match &result {
+            Ok(Enforced::Done) => "done".to_owned(),
+            Ok(Enforced::Refused(why)) => format!("refused: {why}"),
+            Err(e) => format!("failed: {e}"),
+        };
+        self.audit.finish(&entry.action_id, &outcome).await?;
+        result
+    }
+}
+
+struct Outcome {
+    /// The instance's status after this run.
+    status: AuthStatus,
+    actions: Vec<(&'static str, String, String)>,
+}
+
+fn text(result: &Result<(), AwsError>) -> String {
+    match result {
+        Ok(()) => "done".into(),
+        Err(e) => format!("failed: {e}"),
+    }
+}

@@ -1,0 +1,35 @@
+//! Lambda entry point: wiring only. The flow lives in `lib.rs`, the rules in `spot_domain::enforcement`.
+
+use std::sync::Arc;
+
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use security_enforcer::{Config, Enforcer};
+use serde_json::Value;
+use spot_aws::{AccountsTable, AuditTable, AwsContext, AwsFleets, EnforcementTable};
+use spot_domain::SystemClock;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    spot_aws::telemetry::init_logging();
+    let config = Config::from_env(|key| std::env::var(key).ok())?;
+    let ctx = Arc::new(AwsContext::from_env().await);
+    let home_account = match config.governance.home_account_id.clone() {
+        Some(id) => id,
+        None => ctx.own_account_id().await?,
+    };
+    let dynamodb = aws_sdk_dynamodb::Client::new(ctx.base());
+    let enforcer = Enforcer {
+        registry: AccountsTable::new(dynamodb.clone(), &config.governance.accounts_table),
+        fleets: AwsFleets::new(ctx.clone()),
+        store: EnforcementTable::new(dynamodb.clone(), &config.enforcement_table),
+        audit: AuditTable::new(dynamodb, &config.governance.audit_table),
+        clock: SystemClock,
+        home_account,
+        config,
+    };
+    let enforcer = &enforcer;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        enforcer.run(event.payload, &event.context.request_id).await
+    }))
+    .await
+}
