@@ -13,7 +13,7 @@ VENV      ?= .venv
 PY        := $(VENV)/bin/python
 TOOLS     := infra/local/node_modules
 BED       := infra/local/bed.sh
-FUNCTIONS := interruption-handler
+FUNCTIONS := interruption-handler waste-scanner security-enforcer
 ASL       := $(wildcard statemachines/*.asl.json)
 
 export AWS_EC2_METADATA_DISABLED := true
@@ -29,6 +29,12 @@ help:
 $(VENV)/.installed: infra/local/requirements.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/local/requirements.txt
+	touch $@
+
+# Cloud Custodian for the benchmark's side-by-side scan; its own venv (it pins an older boto3).
+.venv-c7n/.installed: infra/local/requirements-bench.txt
+	python3 -m venv .venv-c7n
+	.venv-c7n/bin/pip install --quiet --disable-pip-version-check -r infra/local/requirements-bench.txt
 	touch $@
 
 $(TOOLS)/.installed: infra/local/package.json
@@ -81,8 +87,9 @@ test: lint build-debug
 demo: setup build-debug
 	$(BED) run -- target/debug/testbed demo
 
-bench: setup build-debug build-x86
-	$(BED) run -- target/debug/testbed bench --bin-dir target/lambda/x86_64 $(addprefix --function ,$(FUNCTIONS))
+bench: setup .venv-c7n/.installed build-debug build-x86
+	$(BED) run -- target/debug/testbed bench --bin-dir target/lambda/x86_64 $(addprefix --function ,$(FUNCTIONS)) \
+		--custodian .venv-c7n/bin/custodian
 
 ## ---- bed by hand ---------------------------------------------------------------------------
 
@@ -94,4 +101,4 @@ bed-stop:
 
 clean: bed-stop
 	cargo clean
-	rm -rf $(VENV) $(TOOLS) .bed
+	rm -rf $(VENV) .venv-c7n $(TOOLS) .bed

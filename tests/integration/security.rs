@@ -217,3 +217,42 @@ async fn the_binary_runs_on_a_schedule() -> Result<()> {
     assert_eq!(west["mode"], "audit");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_call_tags_every_instance_flagged_in_a_run_and_a_failed_tag_starts_no_deadline()
+-> Result<()> {
+    let g = Gov::start("security-batch").await?;
+    let ec2 = g.ec2("us-east-1");
+    let mut rogues = Vec::new();
+    for _ in 0..5 {
+        rogues.push(Launch::new("t3.micro").run(&ec2).await?);
+    }
+    g.proxy
+        .forwarder
+        .inject(testbed::Fault::new("CreateTags", "RequestLimitExceeded", 400).times(3));
+    let report = g.enforce(&[], Utc::now()).await?;
+    assert_eq!(report.errors.len(), 5, "{:?}", report.errors);
+    for id in &rogues {
+        assert_eq!(
+            status(&g.enforcement(id).await?),
+            "-",
+            "not told, not flagged"
+        );
+    }
+
+    let before = g.proxy.forwarder.calls().len();
+    let report = g.enforce(&[], Utc::now()).await?;
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let tagging = g
+        .proxy
+        .forwarder
+        .calls_since(before)
+        .iter()
+        .filter(|c| c.operation == "CreateTags")
+        .count();
+    assert_eq!(tagging, 1, "five instances, one call");
+    for id in &rogues {
+        assert_eq!(status(&g.enforcement(id).await?), "FLAGGED");
+    }
+    Ok(())
+}

@@ -21,6 +21,10 @@ pub struct Options {
     pub functions: Vec<String>,
     pub cold_starts: usize,
     pub warm_invocations: usize,
+    /// The seeded account of the scheduled functions' benchmark.
+    pub sizes: crate::bench_governance::Sizes,
+    /// Cloud Custodian's `custodian`, for the side-by-side scan.
+    pub custodian: Option<PathBuf>,
 }
 
 /// Targets from the issue: init ≤ 20 ms, peak RSS ≤ 40 MB, ≤ 3 AWS calls per warm event.
@@ -30,11 +34,22 @@ const WARM_CALLS_TARGET: usize = 3;
 
 pub async fn run(options: Options) -> Result<()> {
     let mut failed = false;
+    let mut scheduled = Vec::new();
     for function in &options.functions {
         match function.as_str() {
             "interruption-handler" => failed |= !interruption_handler(&options).await?,
+            "waste-scanner" | "security-enforcer" => scheduled.push(function.clone()),
             other => bail!("no benchmark for `{other}`"),
         }
+    }
+    if !scheduled.is_empty() {
+        failed |= !crate::bench_governance::run(
+            &options.bin_dir,
+            &scheduled,
+            &options.sizes,
+            options.custodian.clone(),
+        )
+        .await?;
     }
     if failed {
         bail!("a benchmark missed its target");

@@ -10,6 +10,7 @@
 
 pub mod bed;
 pub mod bench;
+pub mod bench_governance;
 pub mod demo;
 pub mod fixtures;
 pub mod gateway;

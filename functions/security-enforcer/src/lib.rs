@@ -167,11 +167,22 @@ where
             action: self.config.action,
             now,
         };
-        let outcomes: Vec<Outcome> = futures::stream::iter(&instances)
+        let steps: Vec<(&Instance, Option<&EnforcementRecord>, enforcement::Step)> = instances
+            .iter()
             .map(|instance| {
                 let before = stored.get(instance.instance_id.as_str()).copied();
-                let step = enforcement::step(before, instance, &scope);
-                self.apply(&fleet, step, before, instance, target, request_id)
+                (
+                    instance,
+                    before,
+                    enforcement::step(before, instance, &scope),
+                )
+            })
+            .collect();
+        let tagged = self.tag_all(&fleet, &steps).await;
+        let outcomes: Vec<Outcome> = futures::stream::iter(steps)
+            .map(|(instance, before, step)| {
+                let tag = tagged.get(instance.instance_id.as_str()).cloned();
+                self.apply(&fleet, step, tag, before, instance, target, request_id)
             })
             .buffer_unordered(self.config.write_concurrency)
             .collect()
@@ -185,10 +196,49 @@ where
         Ok(())
     }
 
+    /// Sets and removes the flag tag in as few calls as possible: every instance flagged in one run
+    /// shares its deadline, so one call tags up to 1,000 of them. Returns each instance's outcome.
+    async fn tag_all(
+        &self,
+        fleet: &F::Fleet,
+        steps: &[(&Instance, Option<&EnforcementRecord>, enforcement::Step)],
+    ) -> BTreeMap<String, (&'static str, Result<(), String>)> {
+        let mut batches: BTreeMap<Option<&str>, Vec<String>> = BTreeMap::new();
+        for (instance, _, step) in steps {
+            let value = match &step.effect {
+                Effect::Tag(value) => Some(value.as_str()),
+                Effect::Untag => None,
+                _ => continue,
+            };
+            batches
+                .entry(value)
+                .or_default()
+                .push(instance.instance_id.clone());
+        }
+        let mut results = BTreeMap::new();
+        for (value, ids) in batches {
+            for chunk in ids.chunks(1000) {
+                let (action, result) = match value {
+                    Some(value) => ("tag", fleet.set_tag(chunk, UNAUTHORIZED_TAG, value).await),
+                    None => ("untag", fleet.remove_tag(chunk, UNAUTHORIZED_TAG).await),
+                };
+                for id in chunk {
+                    results.insert(
+                        id.clone(),
+                        (action, result.clone().map_err(|e| e.to_string())),
+                    );
+                }
+            }
+        }
+        results
+    }
+
+    #[allow(clippy::too_many_arguments)]
     async fn apply(
         &self,
         fleet: &F::Fleet,
         step: enforcement::Step,
+        tag: Option<(&'static str, Result<(), String>)>,
         before: Option<&EnforcementRecord>,
         instance: &Instance,
         target: &Target,
@@ -204,20 +254,18 @@ where
         let Some(mut record) = step.record else {
             return outcome;
         };
+        if let Some((action, result)) = tag {
+            match result {
+                Ok(()) => outcome.actions.push((action, id.clone(), "done".into())),
+                // The owner was not told: no deadline starts; the next run tries again.
+                Err(e) => {
+                    outcome.actions.push((action, id, format!("failed: {e}")));
+                    return outcome;
+                }
+            }
+        }
         match step.effect {
-            Effect::None => {}
-            Effect::Tag(value) => {
-                let result = fleet
-                    .set_tag(std::slice::from_ref(&id), UNAUTHORIZED_TAG, &value)
-                    .await;
-                outcome.actions.push(("tag", id.clone(), text(&result)));
-            }
-            Effect::Untag => {
-                let result = fleet
-                    .remove_tag(std::slice::from_ref(&id), UNAUTHORIZED_TAG)
-                    .await;
-                outcome.actions.push(("untag", id.clone(), text(&result)));
-            }
+            Effect::None | Effect::Tag(_) | Effect::Untag => {}
             Effect::Enforce(action) => {
                 let Some(before) = before else { return outcome };
                 match self
@@ -303,11 +351,4 @@ struct Outcome {
     /// The instance's status after this run.
     status: AuthStatus,
     actions: Vec<(&'static str, String, String)>,
-}
-
-fn text(result: &Result<(), AwsError>) -> String {
-    match result {
-        Ok(()) => "done".into(),
-        Err(e) => format!("failed: {e}"),
-    }
 }

@@ -168,10 +168,14 @@ where
         report: &mut TargetReport,
     ) -> Result<(), AwsError> {
         let fleet = self.fleets.fleet(&target.access, &target.region).await;
-        let (inventory, records) = futures::try_join!(
-            fleet.waste_inventory(),
+        let (mut inventory, records) = futures::try_join!(
+            fleet.waste_resources(),
             self.store.records(&target.account, &target.region)
         )?;
+        let needed = waste::usage_needed(&inventory, &self.config.rules, now);
+        if needed.templates {
+            inventory.usage = fleet.usage(&needed.images).await?;
+        }
         let prices = self.config.prices.region(&target.region);
         let observations = waste::observe(&inventory, &self.config.rules, prices, now);
         for o in &observations {

@@ -18,18 +18,30 @@ pub struct AwsFleet {
 }
 
 impl Fleet for AwsFleet {
-    async fn waste_inventory(&self) -> Result<Inventory, AwsError> {
-        // Independent lists, read concurrently; any failure fails the whole inventory, because a
-        // missing list of users would make used resources look like waste.
-        let mut instance_usage = Usage::default();
-        let mut template_usage = Usage::default();
-        let mut configuration_usage = Usage::default();
-        let (addresses, volumes, snapshots, images, (), (), ()) = futures::try_join!(
+    async fn waste_resources(&self) -> Result<Inventory, AwsError> {
+        let (addresses, volumes, snapshots, images) = futures::try_join!(
             self.ec2.addresses(),
             self.ec2.volumes(),
             self.ec2.snapshots(),
             self.ec2.images(),
-            self.ec2.instance_images(&mut instance_usage),
+        )?;
+        Ok(Inventory {
+            addresses,
+            volumes,
+            snapshots,
+            images,
+            usage: Usage::default(),
+        })
+    }
+
+    async fn usage(&self, images: &[String]) -> Result<Usage, AwsError> {
+        // Read concurrently; any failure fails the lookup, because a missing list of users would
+        // make used resources look like waste.
+        let mut instance_usage = Usage::default();
+        let mut template_usage = Usage::default();
+        let mut configuration_usage = Usage::default();
+        futures::try_join!(
+            self.ec2.instance_images(images, &mut instance_usage),
             self.ec2.launch_template_usage(&mut template_usage),
             self.autoscaling
                 .launch_configuration_usage(&mut configuration_usage),
@@ -43,13 +55,7 @@ impl Fleet for AwsFleet {
                 usage.snapshots.entry(snapshot).or_insert(by);
             }
         }
-        Ok(Inventory {
-            addresses,
-            volumes,
-            snapshots,
-            images,
-            usage,
-        })
+        Ok(usage)
     }
 
     async fn running_instances(&self) -> Result<Vec<Instance>, AwsError> {

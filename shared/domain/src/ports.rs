@@ -135,7 +135,7 @@ pub trait QuarantineStore: Send + Sync {
 
 use crate::enforcement::{EnforceAction, EnforcementRecord, Instance};
 use crate::mode::Mode;
-use crate::waste::{Inventory, WasteKind, WasteRecord};
+use crate::waste::{Inventory, Usage, WasteKind, WasteRecord};
 
 /// What to delete, and what a previous attempt left.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,9 +172,11 @@ pub enum Enforced {
 
 /// One account and region's EC2 and Auto Scaling resources.
 pub trait Fleet: Send + Sync {
-    /// Addresses, volumes, snapshots, own images (incl. disabled and deprecated) and what uses
-    /// images and snapshots (instances, launch template versions, launch configurations).
-    fn waste_inventory(&self) -> impl Future<Output = Result<Inventory, AwsError>> + Send;
+    /// Addresses, volumes, snapshots and own images (incl. disabled and deprecated); `usage` empty.
+    fn waste_resources(&self) -> impl Future<Output = Result<Inventory, AwsError>> + Send;
+    /// What uses images and snapshots: instances (any state) running `images`, and every launch
+    /// template version and launch configuration.
+    fn usage(&self, images: &[String]) -> impl Future<Output = Result<Usage, AwsError>> + Send;
     /// Instances in state `pending` or `running`.
     fn running_instances(&self) -> impl Future<Output = Result<Vec<Instance>, AwsError>> + Send;
     /// Tags all `resource_ids` (one call).

@@ -154,6 +154,42 @@ impl Default for WasteRules {
     }
 }
 
+/// What the usage lookup must cover: reading every instance, launch template and launch
+/// configuration is the dearest part of a scan, and only old-enough images and snapshots need it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageNeeded {
+    /// Own images old enough to be waste, whose instances must be looked up.
+    pub images: Vec<String>,
+    /// Whether any image or snapshot needs the launch templates and configurations.
+    pub templates: bool,
+}
+
+/// The usage lookups `inventory` (without usage yet) needs at `now`.
+pub fn usage_needed(inventory: &Inventory, rules: &WasteRules, now: DateTime<Utc>) -> UsageNeeded {
+    let images: Vec<String> = inventory
+        .images
+        .iter()
+        .filter(|i| !exempt(&i.tags) && !i.public)
+        .filter(|i| i.created.is_some_and(|c| now - c >= rules.ami_min_age))
+        .map(|i| i.image_id.clone())
+        .collect();
+    let of_images: std::collections::BTreeSet<&str> = inventory
+        .images
+        .iter()
+        .flat_map(|i| i.snapshot_ids.iter().map(String::as_str))
+        .collect();
+    let snapshots = inventory.snapshots.iter().any(|s| {
+        !exempt(&s.tags)
+            && !s.tags.contains_key(BACKUP_TAG)
+            && !of_images.contains(s.snapshot_id.as_str())
+            && now - s.started >= rules.snapshot_min_age
+    });
+    UsageNeeded {
+        templates: snapshots || !images.is_empty(),
+        images,
+    }
+}
+
 /// One resource as seen in this run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observation {
@@ -710,6 +746,43 @@ mod tests {
         assert!(v["snap-free"].0, "30 days: waste");
         assert!(!v["snap-young"].0, "29 days: too young");
         assert!(!v["snap-backup"].0);
+    }
+
+    #[test]
+    fn usage_is_looked_up_only_for_old_enough_images_and_snapshots() {
+        let young = Inventory {
+            snapshots: vec![snapshot("snap-young", 29)],
+            images: vec![image("ami-young", 29, &[])],
+            ..Inventory::default()
+        };
+        assert_eq!(
+            usage_needed(&young, &WasteRules::default(), now()),
+            UsageNeeded::default()
+        );
+
+        let old_snapshot = Inventory {
+            snapshots: vec![snapshot("snap-old", 30)],
+            ..Inventory::default()
+        };
+        let need = usage_needed(&old_snapshot, &WasteRules::default(), now());
+        assert!(need.templates && need.images.is_empty());
+
+        // An image's own snapshot needs no lookup: the image keeps it.
+        let old_image = Inventory {
+            snapshots: vec![snapshot("snap-of-ami", 90)],
+            images: vec![
+                image("ami-old", 30, &["snap-of-ami"]),
+                image("ami-young", 3, &[]),
+            ],
+            ..Inventory::default()
+        };
+        assert_eq!(
+            usage_needed(&old_image, &WasteRules::default(), now()),
+            UsageNeeded {
+                images: vec!["ami-old".into()],
+                templates: true
+            }
+        );
     }
 
     #[test]

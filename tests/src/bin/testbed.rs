@@ -32,6 +32,20 @@ enum Command {
         cold_starts: usize,
         #[arg(long, default_value_t = 100)]
         warm_invocations: usize,
+        /// Seeded account of the scheduled functions' benchmark.
+        #[arg(long, default_value_t = 10_000)]
+        snapshots: usize,
+        #[arg(long, default_value_t = 1_000)]
+        volumes: usize,
+        #[arg(long, default_value_t = 100)]
+        amis: usize,
+        #[arg(long, default_value_t = 200)]
+        eips: usize,
+        #[arg(long, default_value_t = 2_000)]
+        instances: usize,
+        /// Cloud Custodian's `custodian` executable, for the side-by-side scan.
+        #[arg(long)]
+        custodian: Option<std::path::PathBuf>,
     },
 }
 
@@ -45,14 +59,29 @@ async fn main() -> Result<()> {
             functions,
             cold_starts,
             warm_invocations,
+            snapshots,
+            volumes,
+            amis,
+            eips,
+            instances,
+            custodian,
         } => {
-            testbed::bench::run(testbed::bench::Options {
+            let sizes = testbed::bench_governance::Sizes {
+                snapshots,
+                volumes,
+                amis,
+                eips,
+                instances,
+            };
+            let options = testbed::bench::Options {
                 bin_dir,
                 functions,
                 cold_starts,
                 warm_invocations,
-            })
-            .await
+                sizes,
+                custodian,
+            };
+            testbed::bench::run(options).await
         }
     }
 }
