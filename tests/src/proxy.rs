@@ -30,6 +30,31 @@ pub struct Call {
     pub operation: String,
     /// Time the upstream (the emulator) took to answer; zero for an injected fault.
     pub upstream: std::time::Duration,
+    /// When it was sent upstream (none for an injected fault).
+    pub sent: Option<std::time::Instant>,
+}
+
+/// Wall time during which at least one of `calls` was waiting on the upstream (overlapping calls
+/// counted once).
+pub fn busy(calls: &[Call]) -> std::time::Duration {
+    let mut spans: Vec<(std::time::Instant, std::time::Instant)> = calls
+        .iter()
+        .filter_map(|c| c.sent.map(|s| (s, s + c.upstream)))
+        .collect();
+    spans.sort();
+    let mut total = std::time::Duration::ZERO;
+    let mut current: Option<(std::time::Instant, std::time::Instant)> = None;
+    for (start, end) in spans {
+        current = match current {
+            Some((s, e)) if start <= e => Some((s, e.max(end))),
+            Some((s, e)) => {
+                total += e - s;
+                Some((start, end))
+            }
+            None => Some((start, end)),
+        };
+    }
+    total + current.map_or(std::time::Duration::ZERO, |(s, e)| e - s)
 }
 
 impl std::fmt::Display for Call {
@@ -174,11 +199,11 @@ impl Forwarder {
         let body = body.collect().await?.to_bytes();
         if let Some(call) = call {
             let upstream = started.elapsed();
-            self.state
-                .lock()
-                .unwrap()
-                .calls
-                .push(Call { upstream, ..call });
+            self.state.lock().unwrap().calls.push(Call {
+                upstream,
+                sent: Some(started),
+                ..call
+            });
         }
         Ok(Response::from_parts(parts, Body::from(body)))
     }
@@ -221,6 +246,7 @@ fn identify(headers: &HeaderMap, body: &[u8]) -> Option<Call> {
         region,
         operation,
         upstream: std::time::Duration::ZERO,
+        sent: None,
     })
 }
 
@@ -338,7 +364,21 @@ mod tests {
             region: region.into(),
             operation: operation.into(),
             upstream: std::time::Duration::ZERO,
+            sent: None,
         }
+    }
+
+    #[test]
+    fn busy_time_counts_overlapping_calls_once() {
+        let t = std::time::Instant::now();
+        let ms = std::time::Duration::from_millis;
+        let at = |start: u64, length: u64| Call {
+            sent: Some(t + ms(start)),
+            upstream: ms(length),
+            ..call("X", "r")
+        };
+        assert_eq!(busy(&[at(0, 10), at(5, 10), at(30, 5)]), ms(20));
+        assert_eq!(busy(&[]), ms(0));
     }
 
     #[test]
