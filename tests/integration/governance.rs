@@ -2,33 +2,25 @@
 //! account, so no test sees another's resources), the flows run in-process with an injected clock
 //! against the bed, through a recording proxy.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
 use anyhow::{Result, anyhow};
 use aws_config::{Region, SdkConfig};
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use spot_aws::{AccountsTable, AuditTable, AwsContext, AwsFleets, EnforcementTable, WasteTable};
+use spot_aws::AccountsTable;
 use spot_domain::report::RunReport;
 use spot_domain::waste::Tags;
-use spot_domain::{Account, Environment, FixedClock};
-use testbed::{AwsProxy, Bed, HOME_ACCOUNT, Tables};
+use spot_domain::{Account, Environment};
+use testbed::governance::{Flows, Scanner};
+use testbed::{AwsProxy, Bed, Tables};
 
 use crate::support::Item;
-
-pub type Scanner =
-    waste_scanner::Scanner<AccountsTable, AwsFleets, WasteTable, AuditTable, FixedClock>;
-pub type Enforcer =
-    security_enforcer::Enforcer<AccountsTable, AwsFleets, EnforcementTable, AuditTable, FixedClock>;
 
 pub struct Gov {
     pub bed: Bed,
     pub tables: Tables,
     pub proxy: AwsProxy,
     pub account: String,
-    ctx: Arc<AwsContext>,
     member: SdkConfig,
 }
 
@@ -49,10 +41,8 @@ impl Gov {
         let tables = bed.create_tables(label).await?;
         let proxy = AwsProxy::start(&bed.endpoint).await?;
         let account = fresh_account();
-        let gov_base = testbed::bed::sdk_config(&proxy.endpoint()).await;
         let member = bed.member(&account).await?;
         let gov = Self {
-            ctx: Arc::new(AwsContext::new(gov_base)),
             member,
             bed,
             tables,
@@ -81,6 +71,10 @@ impl Gov {
         AccountsTable::new(self.bed.dynamodb(), self.tables.name("AccountsTable"))
     }
 
+    async fn flows(&self) -> Flows<'_> {
+        Flows::new(&self.tables, &self.proxy.endpoint()).await
+    }
+
     /// The member account's EC2 in `region`.
     pub fn ec2(&self, region: &str) -> aws_sdk_ec2::Client {
         aws_sdk_ec2::Client::new(
@@ -97,66 +91,25 @@ impl Gov {
         aws_sdk_autoscaling::Client::new(&self.member)
     }
 
-    /// The function's environment as the template deploys it, plus `overrides`.
-    fn env(&self, binary: &str, overrides: &[(&str, &str)]) -> Result<HashMap<String, String>> {
-        let mut env: HashMap<String, String> = self
-            .tables
-            .function(binary, &self.proxy.endpoint())?
-            .env
-            .into_iter()
-            .collect();
-        env.extend(
-            overrides
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-        );
-        Ok(env)
-    }
-
-    pub fn scanner(&self, overrides: &[(&str, &str)], now: DateTime<Utc>) -> Result<Scanner> {
-        let env = self.env("waste-scanner", overrides)?;
-        let config = waste_scanner::Config::from_env(|k| env.get(k).cloned())?;
-        let ddb = aws_sdk_dynamodb::Client::new(self.ctx.base());
-        Ok(waste_scanner::Scanner {
-            registry: self.accounts(),
-            fleets: AwsFleets::new(self.ctx.clone()),
-            store: WasteTable::new(ddb.clone(), &config.waste_table),
-            audit: AuditTable::new(ddb, &config.governance.audit_table),
-            clock: FixedClock(now),
-            home_account: HOME_ACCOUNT.into(),
-            config,
-        })
+    pub async fn scanner(&self, overrides: &[(&str, &str)], now: DateTime<Utc>) -> Result<Scanner> {
+        self.flows().await.scanner(overrides, now)
     }
 
     /// One waste scan of this test's account at `now`.
     pub async fn scan(&self, overrides: &[(&str, &str)], now: DateTime<Utc>) -> Result<RunReport> {
-        let scanner = self.scanner(overrides, now)?;
+        let scanner = self.scanner(overrides, now).await?;
         Ok(scanner
             .run(json!({"accounts": [self.account]}), "test-request")
             .await?)
     }
 
-    pub fn enforcer(&self, overrides: &[(&str, &str)], now: DateTime<Utc>) -> Result<Enforcer> {
-        let env = self.env("security-enforcer", overrides)?;
-        let config = security_enforcer::Config::from_env(|k| env.get(k).cloned())?;
-        let ddb = aws_sdk_dynamodb::Client::new(self.ctx.base());
-        Ok(security_enforcer::Enforcer {
-            registry: self.accounts(),
-            fleets: AwsFleets::new(self.ctx.clone()),
-            store: EnforcementTable::new(ddb.clone(), &config.enforcement_table),
-            audit: AuditTable::new(ddb, &config.governance.audit_table),
-            clock: FixedClock(now),
-            home_account: HOME_ACCOUNT.into(),
-            config,
-        })
-    }
-
+    /// One enforcement run of this test's account (us-east-1) at `now`.
     pub async fn enforce(
         &self,
         overrides: &[(&str, &str)],
         now: DateTime<Utc>,
     ) -> Result<RunReport> {
-        let enforcer = self.enforcer(overrides, now)?;
+        let enforcer = self.flows().await.enforcer(overrides, now)?;
         Ok(enforcer
             .run(
                 json!({"accounts": [self.account], "regions": ["us-east-1"]}),

@@ -506,7 +506,7 @@ async fn a_throttled_region_and_an_unreachable_account_are_reported_and_the_rest
         .forwarder
         .inject(Fault::new("AssumeRole", "AccessDenied", 403).when_body_contains(&denied));
 
-    let scanner = g.scanner(&[], Utc::now())?;
+    let scanner = g.scanner(&[], Utc::now()).await?;
     let report = scanner
         .run(json!({"accounts": [g.account, denied]}), "test-request")
         .await?;
@@ -548,7 +548,7 @@ async fn list_calls_scale_with_pages_not_resources() -> Result<()> {
         address(&ec2).await?;
     }
     let before = g.proxy.forwarder.calls().len();
-    let scanner = g.scanner(&[], Utc::now())?;
+    let scanner = g.scanner(&[], Utc::now()).await?;
     scanner
         .run(
             json!({"accounts": [g.account], "regions": ["us-east-1"]}),

@@ -221,7 +221,8 @@ pub async fn run() -> Result<()> {
             .count(),
         handler.peak_rss_kib().unwrap_or_default()
     );
-    println!("   Release figures: `make bench`. The bed stops now.\n");
+    crate::demo_governance::run(&bed).await?;
+    println!("\nRelease figures: `make bench`. The bed stops now.\n");
     Ok(())
 }
 

@@ -209,7 +209,12 @@ where
                 )
             })?;
 
-        for _ in 0..spot_domain::MAX_WRITE_ATTEMPTS {
+        for attempt in 0..spot_domain::MAX_WRITE_ATTEMPTS {
+            if attempt > 0 {
+                // Writers that lost a race retry at random moments, not in lockstep.
+                let cap = 20u64 << attempt.min(4);
+                tokio::time::sleep(std::time::Duration::from_millis(fastrand::u64(0..cap))).await;
+            }
             let stored = self.store.get(&pool).await?;
             let now = self.clock.now();
             let (action, record) =

@@ -300,8 +300,9 @@ pub fn step(stored: Option<&EnforcementRecord>, instance: &Instance, scope: &Sco
                     record: Some(record(
                         scope.action.status(),
                         format!(
-                            "no authorising tag {} after the deadline {deadline}",
-                            scope.action.as_str()
+                            "{}: no authorising tag at the deadline {}",
+                            scope.action.status().as_str().to_lowercase(),
+                            deadline.format("%Y-%m-%dT%H:%MZ")
                         ),
                         r.flagged_at,
                         r.terminate_after,
