@@ -13,10 +13,7 @@ async fn main() -> Result<(), Error> {
     spot_aws::telemetry::init_logging();
     let config = Config::from_env(|key| std::env::var(key).ok())?;
     let ctx = Arc::new(AwsContext::from_env().await);
-    let home_account = match config.home_account_id.clone() {
-        Some(id) => id,
-        None => ctx.own_account_id().await?,
-    };
+    let home_account = ctx.home_account(config.home_account_id.clone()).await?;
     let dynamodb = aws_sdk_dynamodb::Client::new(ctx.base());
     let handler = Handler {
         registry: CachedRegistry::new(

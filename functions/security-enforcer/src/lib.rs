@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::StreamExt;
-use lambda_runtime::Diagnostic;
 use serde_json::Value;
 use spot_domain::enforcement::{
     self, AuthStatus, AuthorizedTags, Effect, EnforceAction, EnforcementRecord, Instance,
@@ -17,7 +16,8 @@ use spot_domain::ports::{
     Write,
 };
 use spot_domain::report::{RunReport, TargetReport};
-use spot_domain::scope::{self, Defaults, RequestError, RunRequest, Target};
+use spot_domain::run::RunError;
+use spot_domain::scope::{Defaults, Target};
 use spot_domain::settings::{ConfigError, Env, Governance};
 use spot_domain::{AwsError, Clock};
 use tracing::{info, warn};
@@ -49,27 +49,6 @@ impl Config {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error(transparent)]
-    Request(#[from] RequestError),
-    #[error("reading the accounts table: {0}")]
-    Registry(#[from] AwsError),
-}
-
-impl From<RunError> for Diagnostic {
-    fn from(err: RunError) -> Self {
-        let error_type = match &err {
-            RunError::Request(e) => e.error_type(),
-            RunError::Registry(e) => e.error_type(),
-        };
-        Diagnostic {
-            error_type: error_type.to_owned(),
-            error_message: err.to_string(),
-        }
-    }
-}
-
 pub struct Enforcer<R, F, S, A, C> {
     pub registry: R,
     pub fleets: F,
@@ -89,25 +68,23 @@ where
     C: Clock,
 {
     pub async fn run(&self, input: Value, request_id: &str) -> Result<RunReport, RunError> {
-        let request = RunRequest::parse(input)?;
-        let registry = self.registry.all().await?;
         let defaults = Defaults {
             home: &self.home_account,
             regions: &self.config.governance.regions,
             switch: &self.config.governance.switch,
         };
-        let (targets, unreachable) = scope::targets(&request, &registry, &defaults);
+        // One instant for the whole run: every grace period is judged against the same clock.
         let now = self.clock.now();
-        let reports =
-            spot_domain::run::each_target(targets, self.config.governance.concurrency, |target| {
-                self.audit_target(target, now, request_id)
-            })
-            .await;
-        let errors = unreachable
-            .iter()
-            .map(|u| format!("{}: {}", u.account, u.reason))
-            .collect();
-        let report = RunReport::new(FUNCTION, request_id, reports, errors);
+        let report = spot_domain::run::scheduled(
+            FUNCTION,
+            input,
+            request_id,
+            &self.registry,
+            &defaults,
+            self.config.governance.concurrency,
+            |target| self.audit_target(target, now, request_id),
+        )
+        .await?;
         info!(
             targets = report.targets.len(),
             actions = report.actions,
@@ -123,12 +100,7 @@ where
         now: DateTime<Utc>,
         request_id: &str,
     ) -> TargetReport {
-        let mut report = TargetReport {
-            account: target.account.clone(),
-            region: target.region.clone(),
-            mode: target.mode,
-            ..TargetReport::default()
-        };
+        let mut report = TargetReport::new(&target);
         if let Err(e) = self
             .enforce_target(&target, now, request_id, &mut report)
             .await

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use lambda_runtime::{Error, LambdaEvent, service_fn};
+use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use spot_aws::{AccountsTable, AuditTable, AwsContext, AwsFleets, WasteTable};
 use spot_domain::SystemClock;
@@ -13,10 +13,9 @@ async fn main() -> Result<(), Error> {
     spot_aws::telemetry::init_logging();
     let config = Config::from_env(|key| std::env::var(key).ok())?;
     let ctx = Arc::new(AwsContext::from_env().await);
-    let home_account = match config.governance.home_account_id.clone() {
-        Some(id) => id,
-        None => ctx.own_account_id().await?,
-    };
+    let home_account = ctx
+        .home_account(config.governance.home_account_id.clone())
+        .await?;
     let dynamodb = aws_sdk_dynamodb::Client::new(ctx.base());
     let scanner = Scanner {
         registry: AccountsTable::new(dynamodb.clone(), &config.governance.accounts_table),
@@ -29,7 +28,17 @@ async fn main() -> Result<(), Error> {
     };
     let scanner = &scanner;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        scanner.run(event.payload, &event.context.request_id).await
+        scanner
+            .run(event.payload, &event.context.request_id)
+            .await
+            .map_err(diagnostic)
     }))
     .await
+}
+
+fn diagnostic(err: spot_domain::run::RunError) -> Diagnostic {
+    Diagnostic {
+        error_type: err.error_type().to_owned(),
+        error_message: err.to_string(),
+    }
 }

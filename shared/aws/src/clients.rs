@@ -81,6 +81,15 @@ impl AwsContext {
         config
     }
 
+    /// The account the function runs in: `configured` (env `HOME_ACCOUNT_ID`, set by the template),
+    /// else asked of STS once at start.
+    pub async fn home_account(&self, configured: Option<String>) -> Result<String, AwsError> {
+        match configured {
+            Some(id) => Ok(id),
+            None => self.own_account_id().await,
+        }
+    }
+
     /// The account the function's own credentials belong to.
     pub async fn own_account_id(&self) -> Result<String, AwsError> {
         let sts = aws_sdk_sts::Client::new(&self.base);

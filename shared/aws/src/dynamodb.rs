@@ -86,6 +86,49 @@ impl TryFrom<QuarantineItem> for QuarantineRecord {
     }
 }
 
+/// Every item of `table` (paginated, strongly consistent).
+pub(crate) async fn scan_all(client: &Client, table: &str) -> Result<Vec<Item>, AwsError> {
+    let items: Vec<_> = client
+        .scan()
+        .table_name(table)
+        .consistent_read(true)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(|e| classify("Scan", e))?;
+    Ok(items.into_iter().map(Item::from).collect())
+}
+
+/// PutItem guarded by the optimistic lock: it succeeds only if the stored `version` is
+/// `version - 1`, or, for version 1, if no item has this `key` yet.
+pub(crate) async fn put_versioned(
+    client: &Client,
+    table: &str,
+    key: &str,
+    item: Item,
+    version: u64,
+) -> Result<Write, AwsError> {
+    let request = client
+        .put_item()
+        .table_name(table)
+        .set_item(Some(item.into()))
+        .expression_attribute_names("#key", key);
+    let request = match version.checked_sub(1).filter(|v| *v > 0) {
+        None => request.condition_expression("attribute_not_exists(#key)"),
+        Some(previous) => request
+            .condition_expression("attribute_exists(#key) AND #version = :previous")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(":previous", AttributeValue::N(previous.to_string())),
+    };
+    match request.send().await {
+        Ok(_) => Ok(Write::Written),
+        Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(Write::Conflict),
+        Err(e) => Err(classify("PutItem", e)),
+    }
+}
+
 fn record_from(operation: &str, item: Item) -> Result<QuarantineRecord, AwsError> {
     let parsed: QuarantineItem = serde_dynamo::from_item(item)
         .map_err(|e| invalid_data(operation, format!("quarantine item: {e}")))?;
@@ -128,43 +171,14 @@ impl QuarantineStore for QuarantineTable {
     async fn put(&self, record: &QuarantineRecord) -> Result<Write, AwsError> {
         let item: Item = serde_dynamo::to_item(QuarantineItem::from(record))
             .map_err(|e| invalid_data("PutItem", e.to_string()))?;
-        let request = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item.into()))
-            .expression_attribute_names("#pool", "pool");
-        let request = match record.version.checked_sub(1).filter(|v| *v > 0) {
-            None => request.condition_expression("attribute_not_exists(#pool)"),
-            Some(previous) => request
-                .condition_expression("attribute_exists(#pool) AND #version = :previous")
-                .expression_attribute_names("#version", "version")
-                .expression_attribute_values(":previous", AttributeValue::N(previous.to_string())),
-        };
-        match request.send().await {
-            Ok(_) => Ok(Write::Written),
-            Err(err) if err.code() == Some("ConditionalCheckFailedException") => {
-                Ok(Write::Conflict)
-            }
-            Err(err) => Err(classify("PutItem", err)),
-        }
+        put_versioned(&self.client, &self.table, "pool", item, record.version).await
     }
 
     async fn all(&self) -> Result<Vec<QuarantineRecord>, AwsError> {
-        let items = self
-            .client
-            .scan()
-            .table_name(&self.table)
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| classify("Scan", e))?;
-        items
+        scan_all(&self.client, &self.table)
+            .await?
             .into_iter()
-            .map(|item| record_from("Scan", item.into()))
+            .map(|item| record_from("Scan", item))
             .collect()
     }
 }
@@ -236,19 +250,10 @@ impl AccountRegistry for AccountsTable {
     }
 
     async fn all(&self) -> Result<Vec<Account>, AwsError> {
-        let items: Vec<_> = self
-            .client
-            .scan()
-            .table_name(&self.table)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| classify("Scan", e))?;
-        items
+        scan_all(&self.client, &self.table)
+            .await?
             .into_iter()
-            .map(|item| account_from("Scan", item.into()))
+            .map(|item| account_from("Scan", item))
             .collect()
     }
 }

@@ -16,6 +16,7 @@ use spot_domain::ports::{AuditBegin, AuditEntry, AuditLog, EnforcementStore, Was
 use spot_domain::waste::{Tags, WasteKind, WasteRecord, WasteStatus, record_key};
 use spot_domain::{AwsError, Mode};
 
+use crate::dynamodb::put_versioned;
 use crate::error::{classify, invalid_data};
 
 /// Closed waste records and enforcement decisions stay this long for reports, then TTL removes them.
@@ -51,33 +52,6 @@ async fn query_scope<T: DeserializeOwned>(
                 .map_err(|e| invalid_data("Query", e.to_string()))
         })
         .collect()
-}
-
-/// PutItem with the optimistic-lock condition on `version` (absent for version 1).
-async fn put_versioned(
-    client: &Client,
-    table: &str,
-    key: &str,
-    item: Item,
-    version: u64,
-) -> Result<Write, AwsError> {
-    let request = client
-        .put_item()
-        .table_name(table)
-        .set_item(Some(item.into()))
-        .expression_attribute_names("#key", key);
-    let request = match version.checked_sub(1).filter(|v| *v > 0) {
-        None => request.condition_expression("attribute_not_exists(#key)"),
-        Some(previous) => request
-            .condition_expression("attribute_exists(#key) AND #version = :previous")
-            .expression_attribute_names("#version", "version")
-            .expression_attribute_values(":previous", AttributeValue::N(previous.to_string())),
-    };
-    match request.send().await {
-        Ok(_) => Ok(Write::Written),
-        Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(Write::Conflict),
-        Err(e) => Err(classify("PutItem", e)),
-    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -34,6 +34,16 @@ pub struct TargetReport {
 }
 
 impl TargetReport {
+    /// An empty report for `target`.
+    pub fn new(target: &crate::scope::Target) -> Self {
+        Self {
+            account: target.account.clone(),
+            region: target.region.clone(),
+            mode: target.mode,
+            ..Self::default()
+        }
+    }
+
     pub fn count(&mut self, kind: &str, status: &str) {
         *self
             .counts

@@ -1,26 +1,60 @@
-//! Running one piece of work per account and region, a bounded number at a time.
+//! Running a scheduled function: parse the request, resolve the targets from the registry, run one
+//! piece of work per account and region (a bounded number at a time), and summarise.
 
 use std::future::Future;
 
 use futures::StreamExt;
+use serde_json::Value;
 
-use crate::report::TargetReport;
-use crate::scope::Target;
+use crate::ports::{AccountRegistry, AwsError};
+use crate::report::{RunReport, TargetReport};
+use crate::scope::{self, Defaults, RequestError, RunRequest, Target};
 
-/// Runs `work` for every target, at most `concurrency` at once; a failing target reports its error
-/// in its own report and does not stop the others.
-pub async fn each_target<F, Fut>(
-    targets: Vec<Target>,
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error("reading the accounts table: {0}")]
+    Registry(#[from] AwsError),
+}
+
+impl RunError {
+    /// Stable name for Lambda's `errorType`.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Self::Request(e) => e.error_type(),
+            Self::Registry(e) => e.error_type(),
+        }
+    }
+}
+
+/// One run of `function` over the targets `input` asks for. A target whose work fails reports the
+/// error in its own report and does not stop the others.
+pub async fn scheduled<R, F, Fut>(
+    function: &'static str,
+    input: Value,
+    request_id: &str,
+    registry: &R,
+    defaults: &Defaults<'_>,
     concurrency: usize,
     work: F,
-) -> Vec<TargetReport>
+) -> Result<RunReport, RunError>
 where
+    R: AccountRegistry,
     F: Fn(Target) -> Fut,
     Fut: Future<Output = TargetReport>,
 {
-    futures::stream::iter(targets)
+    let request = RunRequest::parse(input)?;
+    let accounts = registry.all().await?;
+    let (targets, unreachable) = scope::targets(&request, &accounts, defaults);
+    let reports = futures::stream::iter(targets)
         .map(work)
         .buffer_unordered(concurrency.max(1))
         .collect()
-        .await
+        .await;
+    let errors = unreachable
+        .iter()
+        .map(|u| format!("{}: {}", u.account, u.reason))
+        .collect();
+    Ok(RunReport::new(function, request_id, reports, errors))
 }
