@@ -6,6 +6,7 @@
 //! the adapters in `spot-aws` implement.
 
 pub mod account;
+pub mod catalog;
 pub mod clock;
 pub mod enforcement;
 pub mod gatekeeper;
@@ -20,6 +21,7 @@ pub mod run;
 pub mod scope;
 pub mod settings;
 pub mod signal;
+pub mod switch;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod waste;
