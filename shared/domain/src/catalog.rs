@@ -44,12 +44,15 @@ struct OnDemand {
     prices: HashMap<String, f64>,
 }
 
+/// Instance type → (savings %, band index), per OS, per region.
+type AdvisorTable = HashMap<String, HashMap<String, HashMap<String, (i16, u8)>>>;
+
 /// The shipped snapshots, as one lookup.
 #[derive(Debug)]
 pub struct Catalog {
     labels: Vec<String>,
     /// region → OS → instance type → (savings %, band)
-    advisor: HashMap<String, HashMap<String, HashMap<String, (i16, u8)>>>,
+    advisor: AdvisorTable,
     on_demand_region: String,
     on_demand: HashMap<String, f64>,
 }

@@ -499,7 +499,8 @@ pub(crate) mod tests {
     #[test]
     fn spot_asg_kubernetes_instance_store_and_exempt_instances_are_not_eligible() {
         assert!(ineligibility(&source()).is_empty());
-        let cases: [(&str, fn(&mut SourceInstance)); 6] = [
+        type Change = fn(&mut SourceInstance);
+        let cases: [(&str, Change); 6] = [
             ("Spot", |s| s.lifecycle = Some("spot".into())),
             ("Auto Scaling", |s| {
                 s.tags
