@@ -40,8 +40,9 @@ start() {
     >"$state/gateway.log" 2>&1 &
   echo $! >"$state/gateway.pid"
   # moto's Step Functions invoke Lambda at localhost:$MOTO_PORT: that is the gateway.
+  # moto_server.py is moto_server plus fills for moto gaps (see that file).
   MOTO_PORT=$port MOTO_EC2_LOAD_DEFAULT_AMIS=false \
-    "$venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$state/moto.log" 2>&1 &
+    "$venv/bin/python" "$root/infra/local/moto_server.py" -H 127.0.0.1 -p "$moto_port" >"$state/moto.log" 2>&1 &
   echo $! >"$state/moto.pid"
   wait_for "http://127.0.0.1:$moto_port/moto-api/" moto
   wait_for "http://127.0.0.1:$port/__bed/health" gateway

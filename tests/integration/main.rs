@@ -7,4 +7,5 @@ mod security;
 mod spotctl;
 mod stepfunctions;
 mod support;
+mod switch;
 mod waste;

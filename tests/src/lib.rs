@@ -18,6 +18,7 @@ pub mod gateway;
 pub mod governance;
 pub mod lambda_host;
 pub mod proxy;
+pub mod saga;
 pub mod template;
 
 pub use bed::{Bed, HOME_ACCOUNT, REGION, Tables};

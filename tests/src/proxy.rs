@@ -76,6 +76,9 @@ pub struct Fault {
     pub region: Option<String>,
     /// Only calls whose body contains this (e.g. a role ARN's account id).
     pub body_contains: Option<String>,
+    /// Answer with this body (and `status`) instead of an error: a canned success, e.g. impaired
+    /// status checks. `{Name}` is replaced by the request's form parameter `Name`.
+    pub body: Option<String>,
 }
 
 impl Fault {
@@ -88,6 +91,15 @@ impl Fault {
             times: None,
             region: None,
             body_contains: None,
+            body: None,
+        }
+    }
+
+    /// A canned answer for `operation` (query protocol), see [`Fault::body`].
+    pub fn respond(operation: &str, body: &str) -> Self {
+        Self {
+            body: Some(body.into()),
+            ..Self::new(operation, "", 200)
         }
     }
 
@@ -184,7 +196,10 @@ impl Forwarder {
             let fault = take_fault(&mut self.state.lock().unwrap().faults, call, &body);
             if let Some(fault) = fault {
                 self.state.lock().unwrap().calls.push(call.clone());
-                return Ok(error_response(&parts.headers, &fault));
+                return Ok(match &fault.body {
+                    Some(template) => canned(template, &body, fault.status),
+                    None => error_response(&parts.headers, &fault),
+                });
             }
         }
         let started = std::time::Instant::now();
@@ -248,6 +263,26 @@ fn identify(headers: &HeaderMap, body: &[u8]) -> Option<Call> {
         upstream: std::time::Duration::ZERO,
         sent: None,
     })
+}
+
+/// A canned XML answer, with `{Name}` replaced by the request's form parameter `Name`.
+fn canned(template: &str, request: &[u8], status: u16) -> Response {
+    let mut body = template.to_owned();
+    for pair in String::from_utf8_lossy(request).split('&') {
+        if let Some((name, value)) = pair.split_once('=') {
+            let value = value
+                .replace("%2F", "/")
+                .replace("%3A", ":")
+                .replace("%2C", ",");
+            body = body.replace(&format!("{{{name}}}"), &value);
+        }
+    }
+    let mut response =
+        (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body).into_response();
+    response
+        .headers_mut()
+        .insert("content-type", HeaderValue::from_static("text/xml"));
+    response
 }
 
 /// The error as the service's protocol spells it, so the SDK parses its code.

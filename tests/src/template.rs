@@ -72,6 +72,57 @@ impl Template {
             .collect()
     }
 
+    /// The binary a function resource builds.
+    pub fn function_binary(&self, logical_id: &str) -> Option<String> {
+        let resource = self.resources.get(logical_id)?;
+        Some(
+            resource
+                .get("Metadata")?
+                .get("BuildProperties")?
+                .get("Binary")?
+                .as_str()?
+                .to_owned(),
+        )
+    }
+
+    /// A state machine's `DefinitionUri` and its substitutions: placeholder → the function
+    /// resource whose ARN replaces it.
+    pub fn state_machine(&self, logical_id: &str) -> Result<(PathBuf, BTreeMap<String, String>)> {
+        let props = self
+            .resources
+            .get(logical_id)
+            .and_then(|r| r.get("Properties"))
+            .ok_or_else(|| anyhow!("no state machine {logical_id}"))?;
+        let uri = props
+            .get("DefinitionUri")
+            .and_then(Value::as_str)
+            .ok_or_else(|| anyhow!("{logical_id}: no DefinitionUri"))?;
+        let mut substitutions = BTreeMap::new();
+        for (k, v) in props
+            .get("DefinitionSubstitutions")
+            .and_then(Value::as_mapping)
+            .into_iter()
+            .flatten()
+        {
+            let placeholder = k
+                .as_str()
+                .ok_or_else(|| anyhow!("{logical_id}: bad substitution key"))?;
+            let target = match v {
+                Value::Tagged(t) if t.tag == "GetAtt" => t
+                    .value
+                    .as_str()
+                    .and_then(|a| a.strip_suffix(".Arn"))
+                    .map(str::to_owned),
+                _ => None,
+            }
+            .ok_or_else(|| {
+                anyhow!("{logical_id}.{placeholder}: expected !GetAtt <function>.Arn")
+            })?;
+            substitutions.insert(placeholder.to_owned(), target);
+        }
+        Ok((workspace_root().join("infra").join(uri), substitutions))
+    }
+
     /// The environment a function gets when deployed, with `!Ref`s resolved by `resolve_ref`
     /// (table names, `AWS::AccountId`); parameters resolve to their defaults.
     pub fn function_env(

@@ -26,6 +26,7 @@ pub fn quarantine_table(records: &[QuarantineRecord], now: DateTime<Utc>) -> Tab
             match r.reason {
                 SignalKind::InterruptionWarning => "interruption warning".to_owned(),
                 SignalKind::RebalanceRecommendation => "rebalance recommendation".to_owned(),
+                SignalKind::CapacityShortage => "no capacity for a launch".to_owned(),
             },
             r.interruptions.to_string(),
             r.first_seen.format("%Y-%m-%d %H:%M").to_string(),

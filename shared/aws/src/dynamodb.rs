@@ -70,7 +70,7 @@ impl TryFrom<QuarantineItem> for QuarantineRecord {
     fn try_from(item: QuarantineItem) -> Result<Self, String> {
         Ok(Self {
             pool: item.pool.parse().map_err(|e| format!("{e}"))?,
-            reason: SignalKind::from_detail_type(&item.reason)
+            reason: SignalKind::from_reason(&item.reason)
                 .ok_or_else(|| format!("{}: unknown reason `{}`", item.pool, item.reason))?,
             interruptions: item.interruptions,
             first_seen: item.first_seen,
@@ -172,6 +172,60 @@ impl QuarantineStore for QuarantineTable {
         let item: Item = serde_dynamo::to_item(QuarantineItem::from(record))
             .map_err(|e| invalid_data("PutItem", e.to_string()))?;
         put_versioned(&self.client, &self.table, "pool", item, record.version).await
+    }
+
+    async fn get_many(&self, pools: &[PoolKey]) -> Result<Vec<QuarantineRecord>, AwsError> {
+        let mut records = Vec::new();
+        // BatchGetItem takes 100 keys; unprocessed keys (throttling) are asked again.
+        for chunk in pools.chunks(100) {
+            let mut keys: Vec<std::collections::HashMap<String, AttributeValue>> = chunk
+                .iter()
+                .map(|p| {
+                    std::collections::HashMap::from([(
+                        "pool".to_owned(),
+                        AttributeValue::S(p.to_string()),
+                    )])
+                })
+                .collect();
+            for _ in 0..5 {
+                if keys.is_empty() {
+                    break;
+                }
+                let request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut keys)))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| invalid_data("BatchGetItem", e.to_string()))?;
+                let answer = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| classify("BatchGetItem", e))?;
+                for item in answer
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default()
+                {
+                    records.push(record_from("BatchGetItem", item.into())?);
+                }
+                keys = answer
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .map(|k| k.keys)
+                    .unwrap_or_default();
+            }
+            if !keys.is_empty() {
+                return Err(AwsError::new(
+                    spot_domain::AwsErrorKind::Transient,
+                    "BatchGetItem",
+                    None,
+                    "keys left unprocessed after 5 attempts",
+                ));
+            }
+        }
+        Ok(records)
     }
 
     async fn all(&self) -> Result<Vec<QuarantineRecord>, AwsError> {

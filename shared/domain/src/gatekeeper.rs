@@ -32,6 +32,21 @@ pub async fn check(
     })
 }
 
+/// Which of `pools` are quarantined at `now` (one batch read), with their records.
+pub async fn quarantined_among(
+    store: &impl QuarantineStore,
+    pools: &[PoolKey],
+    now: DateTime<Utc>,
+) -> Result<std::collections::BTreeMap<PoolKey, QuarantineRecord>, AwsError> {
+    Ok(store
+        .get_many(pools)
+        .await?
+        .into_iter()
+        .filter(|r| r.is_active(now))
+        .map(|r| (r.pool.clone(), r))
+        .collect())
+}
+
 /// Pools quarantined at `now`, soonest expiry first.
 pub async fn active(
     store: &impl QuarantineStore,

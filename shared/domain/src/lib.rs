@@ -18,6 +18,7 @@ pub mod pricing;
 pub mod quarantine;
 pub mod report;
 pub mod run;
+pub mod saga;
 pub mod scope;
 pub mod settings;
 pub mod signal;

@@ -129,6 +129,12 @@ pub trait QuarantineStore: Send + Sync {
 
     /// Every record in the table, active or not.
     fn all(&self) -> impl Future<Output = Result<Vec<QuarantineRecord>, AwsError>> + Send;
+
+    /// The records of `pools` that exist (batched reads).
+    fn get_many(
+        &self,
+        pools: &[PoolKey],
+    ) -> impl Future<Output = Result<Vec<QuarantineRecord>, AwsError>> + Send;
 }
 
 // ---- scheduled governance: waste scanner and security enforcer -----------------------------------
@@ -268,4 +274,170 @@ pub trait AuditLog: Send + Sync {
         action_id: &str,
         outcome: &str,
     ) -> impl Future<Output = Result<(), AwsError>> + Send;
+}
+
+// ---- the atomic-switch saga ---------------------------------------------------------------------
+
+use crate::switch::{InstanceTypeInfo, SourceInstance, SpotPrice, SubnetInfo};
+
+/// A clone the saga launched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwitchClone {
+    pub instance_id: String,
+    pub instance_type: String,
+    pub az_name: String,
+}
+
+/// How to launch the clone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchSpec {
+    pub switch_id: String,
+    pub image_id: String,
+    pub instance_type: String,
+    pub subnet_id: String,
+    pub security_group_ids: Vec<String>,
+    pub iam_instance_profile_arn: Option<String>,
+    pub key_name: Option<String>,
+    pub ebs_optimized: bool,
+    pub user_data: Option<String>,
+    pub tags: Vec<(String, String)>,
+    /// Idempotency token (at most 64 characters).
+    pub client_token: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Launched {
+    Instance(String),
+    /// The pool has no Spot capacity now (`InsufficientInstanceCapacity` and the like).
+    NoCapacity(String),
+}
+
+/// 2/2 status checks, as EC2 reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceHealth {
+    pub state: String,
+    pub system: String,
+    pub instance: String,
+}
+
+/// EC2 as the saga needs it, in one account and region.
+pub trait SwitchFleet: Send + Sync {
+    fn source(
+        &self,
+        instance_id: &str,
+    ) -> impl Future<Output = Result<Option<SourceInstance>, AwsError>> + Send;
+    fn instance_types(
+        &self,
+        architecture: &str,
+    ) -> impl Future<Output = Result<Vec<InstanceTypeInfo>, AwsError>> + Send;
+    fn subnets(
+        &self,
+        vpc_id: &str,
+    ) -> impl Future<Output = Result<Vec<SubnetInfo>, AwsError>> + Send;
+    fn spot_prices(
+        &self,
+        instance_types: &[String],
+    ) -> impl Future<Output = Result<Vec<SpotPrice>, AwsError>> + Send;
+    /// The saga's image of `switch_id` (found by name), or a new one.
+    fn image(
+        &self,
+        switch_id: &str,
+        instance_id: &str,
+        no_reboot: bool,
+    ) -> impl Future<Output = Result<String, AwsError>> + Send;
+    /// The saga's image of `switch_id`, if one was made.
+    fn find_image(
+        &self,
+        switch_id: &str,
+    ) -> impl Future<Output = Result<Option<String>, AwsError>> + Send;
+    /// The image's state and snapshots; `None` when it no longer exists.
+    fn image_state(
+        &self,
+        image_id: &str,
+    ) -> impl Future<Output = Result<Option<(String, Vec<String>)>, AwsError>> + Send;
+    /// The clone a previous attempt of `switch_id` launched, if any (not terminated).
+    fn clone_of(
+        &self,
+        switch_id: &str,
+    ) -> impl Future<Output = Result<Option<SwitchClone>, AwsError>> + Send;
+    fn launch(&self, spec: &LaunchSpec) -> impl Future<Output = Result<Launched, AwsError>> + Send;
+    fn health(
+        &self,
+        instance_id: &str,
+    ) -> impl Future<Output = Result<Option<InstanceHealth>, AwsError>> + Send;
+    /// The instance's state (`running`, `stopped`...), `None` if it does not exist.
+    fn state(
+        &self,
+        instance_id: &str,
+    ) -> impl Future<Output = Result<Option<String>, AwsError>> + Send;
+    fn stop(&self, instance_id: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
+    fn start(&self, instance_id: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
+    fn terminate(&self, instance_id: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
+    fn tag(
+        &self,
+        resource_id: &str,
+        key: &str,
+        value: &str,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    fn tags(
+        &self,
+        resource_id: &str,
+    ) -> impl Future<Output = Result<crate::waste::Tags, AwsError>> + Send;
+    /// Associates the address with `instance_id` (re-association allowed).
+    fn move_address(
+        &self,
+        allocation_id: &str,
+        instance_id: &str,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    /// The instance an address is associated with.
+    fn address_holder(
+        &self,
+        allocation_id: &str,
+    ) -> impl Future<Output = Result<Option<String>, AwsError>> + Send;
+    /// Deregisters the image and deletes its snapshots; "already gone" is done.
+    fn remove_image(
+        &self,
+        image_id: &str,
+        snapshot_ids: &[String],
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+}
+
+/// Builds the [`SwitchFleet`] of an account and region.
+pub trait SwitchFleets: Send + Sync {
+    type Fleet: SwitchFleet;
+    fn switch_fleet(
+        &self,
+        access: &Access,
+        region: &str,
+    ) -> impl Future<Output = Self::Fleet> + Send;
+}
+
+/// The switch ledger and its pending approvals.
+pub trait SwitchLedger: Send + Sync {
+    /// Records (or replaces) a switch's outcome.
+    fn record(
+        &self,
+        record: &crate::saga::SwitchRecord,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    fn get(
+        &self,
+        switch_id: &str,
+    ) -> impl Future<Output = Result<Option<crate::saga::SwitchRecord>, AwsError>> + Send;
+}
+
+pub trait Approvals: Send + Sync {
+    fn request(
+        &self,
+        request: &crate::saga::ApprovalRequest,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    fn pending(
+        &self,
+    ) -> impl Future<Output = Result<Vec<crate::saga::ApprovalRequest>, AwsError>> + Send;
+    /// Marks a pending request answered; `false` if it was not pending any more.
+    fn answer(
+        &self,
+        switch_id: &str,
+        status: &str,
+        by: &str,
+    ) -> impl Future<Output = Result<bool, AwsError>> + Send;
 }

@@ -11,6 +11,9 @@ use crate::signal::{Signal, SignalKind};
 /// 15 days, the default quarantine after a signal.
 pub const DEFAULT_QUARANTINE: TimeDelta = TimeDelta::seconds(1_296_000);
 
+/// 10 minutes, the default hold on a pool that had no capacity for a launch.
+pub const DEFAULT_CAPACITY_HOLD: TimeDelta = TimeDelta::seconds(600);
+
 /// How long the latest event ids are remembered per pool to drop duplicate deliveries.
 pub const DEFAULT_DEDUPE_WINDOW: usize = 32;
 
@@ -18,6 +21,8 @@ pub const DEFAULT_DEDUPE_WINDOW: usize = 32;
 pub struct QuarantinePolicy {
     pub interruption: TimeDelta,
     pub rebalance: TimeDelta,
+    /// How long a pool that refused a launch for lack of capacity is passed over.
+    pub capacity: TimeDelta,
     /// How many recent event ids a record keeps. EventBridge redelivers within hours, so a pool
     /// would need this many distinct signals in between for a redelivery to slip through.
     pub dedupe_window: usize,
@@ -28,6 +33,7 @@ impl Default for QuarantinePolicy {
         Self {
             interruption: DEFAULT_QUARANTINE,
             rebalance: DEFAULT_QUARANTINE,
+            capacity: DEFAULT_CAPACITY_HOLD,
             dedupe_window: DEFAULT_DEDUPE_WINDOW,
         }
     }
@@ -38,6 +44,7 @@ impl QuarantinePolicy {
         match kind {
             SignalKind::InterruptionWarning => self.interruption,
             SignalKind::RebalanceRecommendation => self.rebalance,
+            SignalKind::CapacityShortage => self.capacity,
         }
     }
 }

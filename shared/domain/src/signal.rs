@@ -10,25 +10,42 @@ pub const EC2_SOURCE: &str = "aws.ec2";
 /// The signals that quarantine a pool, ordered from weakest to strongest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum SignalKind {
+    /// A launch of ours was refused for lack of Spot capacity: a short hold, not an EC2 event.
+    CapacityShortage,
     RebalanceRecommendation,
     InterruptionWarning,
 }
 
 impl SignalKind {
-    pub const ALL: [SignalKind; 2] = [Self::RebalanceRecommendation, Self::InterruptionWarning];
+    /// The kinds EventBridge delivers.
+    pub const EVENTS: [SignalKind; 2] = [Self::RebalanceRecommendation, Self::InterruptionWarning];
+    pub const ALL: [SignalKind; 3] = [
+        Self::CapacityShortage,
+        Self::RebalanceRecommendation,
+        Self::InterruptionWarning,
+    ];
 
-    /// The EventBridge `detail-type` of this signal.
+    /// The EventBridge `detail-type` of this signal (for a capacity shortage, the reason recorded).
     pub fn detail_type(self) -> &'static str {
         match self {
             Self::InterruptionWarning => "EC2 Spot Instance Interruption Warning",
             Self::RebalanceRecommendation => "EC2 Instance Rebalance Recommendation",
+            Self::CapacityShortage => "Spot Optimizer Capacity Shortage",
         }
     }
 
+    /// The EC2 signal of an EventBridge `detail-type`.
     pub fn from_detail_type(detail_type: &str) -> Option<Self> {
-        Self::ALL
+        Self::EVENTS
             .into_iter()
             .find(|kind| kind.detail_type() == detail_type)
+    }
+
+    /// Any kind, from the reason a quarantine record stores.
+    pub fn from_reason(reason: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.detail_type() == reason)
     }
 }
 
@@ -123,7 +140,7 @@ impl Signal {
             SignalKind::InterruptionWarning => {
                 Some(required(detail.instance_action, "detail.instance-action")?)
             }
-            SignalKind::RebalanceRecommendation => None,
+            SignalKind::RebalanceRecommendation | SignalKind::CapacityShortage => None,
         };
         Ok(Self {
             event_id,
@@ -225,6 +242,14 @@ mod tests {
         event["detail-type"] = json!("EC2 Instance State-change Notification");
         let err = Signal::parse(event).unwrap_err();
         assert_eq!(err.error_type(), "UnsupportedEvent");
+
+        // The optimizer's own capacity-shortage reason is never taken from an event.
+        let mut event = interruption();
+        event["detail-type"] = json!(SignalKind::CapacityShortage.detail_type());
+        assert_eq!(
+            Signal::parse(event).unwrap_err().error_type(),
+            "UnsupportedEvent"
+        );
 
         let mut event = interruption();
         event["source"] = json!("custom.spoof");

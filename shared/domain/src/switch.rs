@@ -451,6 +451,8 @@ pub struct Plan {
     pub needs_approval: bool,
     /// Best candidate's saving, USD per hour (the counterfactual in shadow mode).
     pub saving_per_hour: f64,
+    /// The saga's pacing, resolved (the state machine's Wait states read it).
+    pub settings: crate::saga::Settings,
 }
 
 #[cfg(test)]
@@ -460,28 +462,7 @@ pub(crate) mod tests {
     use chrono::TimeZone;
 
     pub fn source() -> SourceInstance {
-        SourceInstance {
-            instance_id: "i-0source".into(),
-            instance_type: "m5.large".into(),
-            state: "running".into(),
-            lifecycle: None,
-            architecture: "x86_64".into(),
-            vcpus: 2,
-            memory_mib: 8192,
-            az_name: "us-east-1a".into(),
-            az_id: "use1-az6".into(),
-            vpc_id: "vpc-1".into(),
-            subnet_id: "subnet-a".into(),
-            security_group_ids: vec!["sg-1".into()],
-            iam_instance_profile_arn: None,
-            key_name: None,
-            ebs_optimized: true,
-            root_device_type: "ebs".into(),
-            block_devices: vec![],
-            user_data: None,
-            elastic_ip: None,
-            tags: Tags::new(),
-        }
+        crate::testing::source_instance()
     }
 
     fn t(name: &str, arch: &str, vcpus: u32, gib: u64) -> InstanceTypeInfo {

@@ -54,6 +54,14 @@ impl QuarantineStore for MemoryStore {
     async fn all(&self) -> Result<Vec<QuarantineRecord>, AwsError> {
         Ok(self.records.lock().unwrap().values().cloned().collect())
     }
+
+    async fn get_many(&self, pools: &[PoolKey]) -> Result<Vec<QuarantineRecord>, AwsError> {
+        let records = self.records.lock().unwrap();
+        Ok(pools
+            .iter()
+            .filter_map(|p| records.get(p).cloned())
+            .collect())
+    }
 }
 
 #[derive(Debug, Default)]
@@ -89,5 +97,31 @@ impl InstanceDirectory for MemoryInstances {
             instance_id.to_owned(),
         ));
         Ok(self.instances.get(instance_id).cloned())
+    }
+}
+
+/// A running on-demand m5.large in us-east-1a (use1-az6), VPC `vpc-1`: a switch candidate.
+pub fn source_instance() -> crate::switch::SourceInstance {
+    crate::switch::SourceInstance {
+        instance_id: "i-0source".into(),
+        instance_type: "m5.large".into(),
+        state: "running".into(),
+        lifecycle: None,
+        architecture: "x86_64".into(),
+        vcpus: 2,
+        memory_mib: 8192,
+        az_name: "us-east-1a".into(),
+        az_id: "use1-az6".into(),
+        vpc_id: "vpc-1".into(),
+        subnet_id: "subnet-a".into(),
+        security_group_ids: vec!["sg-1".into()],
+        iam_instance_profile_arn: None,
+        key_name: None,
+        ebs_optimized: true,
+        root_device_type: "ebs".into(),
+        block_devices: vec![],
+        user_data: None,
+        elastic_ip: None,
+        tags: crate::waste::Tags::new(),
     }
 }

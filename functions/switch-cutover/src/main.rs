@@ -1,0 +1,34 @@
+//! Lambda entry point: wiring only.
+
+use std::sync::Arc;
+
+use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
+use spot_aws::{AuditTable, AwsContext, SwitchTable};
+use spot_domain::SystemClock;
+use spot_domain::saga::StepInput;
+use spot_domain::settings::Env;
+use switch_cutover::Cutover;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    spot_aws::telemetry::init_logging();
+    let env = Env(|key: &str| std::env::var(key).ok());
+    let ctx = Arc::new(AwsContext::from_env().await);
+    let dynamodb = aws_sdk_dynamodb::Client::new(ctx.base());
+    let cutover = Cutover {
+        ledger: SwitchTable::new(dynamodb.clone(), env.required("SWITCH_TABLE")?),
+        audit: AuditTable::new(dynamodb, env.required("AUDIT_TABLE")?),
+        reach: spot_aws::reach(ctx, &env).await?,
+        clock: SystemClock,
+    };
+    let cutover = &cutover;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<StepInput>| async move {
+            cutover.handle(event.payload).await.map_err(|e| Diagnostic {
+                error_type: e.name.to_owned(),
+                error_message: e.message,
+            })
+        },
+    ))
+    .await
+}

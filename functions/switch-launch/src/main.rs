@@ -1,0 +1,50 @@
+//! Lambda entry point: wiring only. `CAPACITY_HOLD_SECONDS` (default 600) sets how long a pool
+//! without capacity is passed over.
+
+use std::sync::Arc;
+
+use chrono::TimeDelta;
+use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
+use spot_aws::{AwsContext, QuarantineTable};
+use spot_domain::SystemClock;
+use spot_domain::quarantine::{DEFAULT_CAPACITY_HOLD, QuarantinePolicy};
+use spot_domain::saga::StepInput;
+use spot_domain::settings::Env;
+use switch_launch::Launcher;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    spot_aws::telemetry::init_logging();
+    let env = Env(|key: &str| std::env::var(key).ok());
+    let ctx = Arc::new(AwsContext::from_env().await);
+    let launcher = Launcher {
+        quarantine: QuarantineTable::new(
+            aws_sdk_dynamodb::Client::new(ctx.base()),
+            env.required("QUARANTINE_TABLE")?,
+        ),
+        reach: spot_aws::reach(ctx, &env).await?,
+        clock: SystemClock,
+        policy: QuarantinePolicy {
+            capacity: env.duration(
+                "CAPACITY_HOLD_SECONDS",
+                DEFAULT_CAPACITY_HOLD,
+                TimeDelta::seconds(1),
+                1,
+            )?,
+            ..QuarantinePolicy::default()
+        },
+    };
+    let launcher = &launcher;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<StepInput>| async move {
+            launcher
+                .handle(event.payload)
+                .await
+                .map_err(|e| Diagnostic {
+                    error_type: e.name.to_owned(),
+                    error_message: e.message,
+                })
+        },
+    ))
+    .await
+}

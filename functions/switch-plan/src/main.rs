@@ -1,0 +1,44 @@
+//! Lambda entry point: wiring only.
+
+use std::sync::Arc;
+
+use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
+use spot_aws::{AccountsTable, AwsContext, AwsSwitchFleets, QuarantineTable};
+use spot_domain::catalog::Catalog;
+use spot_domain::saga::StepInput;
+use spot_domain::settings::Env;
+use spot_domain::{CachedRegistry, SystemClock};
+use switch_plan::{Config, Planner};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    spot_aws::telemetry::init_logging();
+    let env = Env(|key: &str| std::env::var(key).ok());
+    let config = Config::from_env(&env)?;
+    let ctx = Arc::new(AwsContext::from_env().await);
+    let home_account = ctx.home_account(env.optional("HOME_ACCOUNT_ID")).await?;
+    let dynamodb = aws_sdk_dynamodb::Client::new(ctx.base());
+    let planner = Planner {
+        registry: CachedRegistry::new(
+            AccountsTable::new(dynamodb.clone(), env.required("ACCOUNTS_TABLE")?),
+            SystemClock,
+            chrono::TimeDelta::seconds(300),
+        ),
+        fleets: AwsSwitchFleets::new(ctx),
+        quarantine: QuarantineTable::new(dynamodb, env.required("QUARANTINE_TABLE")?),
+        clock: SystemClock,
+        catalog: Catalog::shipped(),
+        home_account,
+        config,
+    };
+    let planner = &planner;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<StepInput>| async move {
+            planner.handle(event.payload).await.map_err(|e| Diagnostic {
+                error_type: e.name.to_owned(),
+                error_message: e.message,
+            })
+        },
+    ))
+    .await
+}

@@ -1,0 +1,365 @@
+//! The atomic-switch saga's state, as Step Functions passes it from step to step: the request, the
+//! settings, and what each step added (under `$.plan`, `$.image`, `$.launch`, `$.health`,
+//! `$.cutover`; a caught error under `$.error`). Each step reads the whole state and returns only
+//! what it adds.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::pool::PoolKey;
+use crate::switch::{Plan, Risk, SwitchMode, SwitchRequest};
+
+/// Error names the state machine routes on (Lambda's `errorType`). The ASL names exactly these.
+pub mod errors {
+    pub const NOT_ELIGIBLE: &str = "NotEligible";
+    pub const POOL_QUARANTINED: &str = "PoolQuarantined";
+    pub const INSUFFICIENT_CAPACITY: &str = "InsufficientCapacity";
+    pub const IMAGE_FAILED: &str = "ImageFailed";
+    pub const HEALTH_CHECK_FAILED: &str = "HealthCheckFailed";
+    pub const APPROVAL_REJECTED: &str = "ApprovalRejected";
+    pub const TRANSIENT: &str = "Transient";
+    pub const ALL: [&str; 7] = [
+        NOT_ELIGIBLE,
+        POOL_QUARANTINED,
+        INSUFFICIENT_CAPACITY,
+        IMAGE_FAILED,
+        HEALTH_CHECK_FAILED,
+        APPROVAL_REJECTED,
+        TRANSIENT,
+    ];
+}
+
+/// Pacing of the saga's waits and loops; the plan step resolves them (input over defaults) so the
+/// state machine's Wait states read `$.plan.settings`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    pub wait_seconds: u32,
+    /// Image state checks before giving up.
+    pub image_checks: u32,
+    /// Status checks before giving up.
+    pub health_checks: u32,
+    pub approval_timeout_seconds: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            wait_seconds: 15,
+            image_checks: 120,
+            health_checks: 40,
+            approval_timeout_seconds: 86_400,
+        }
+    }
+}
+
+/// Optional pacing in the request (tests use one-second waits).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsRequest {
+    pub wait_seconds: Option<u32>,
+    pub image_checks: Option<u32>,
+    pub health_checks: Option<u32>,
+    pub approval_timeout_seconds: Option<u32>,
+}
+
+impl SettingsRequest {
+    pub fn resolve(&self, defaults: Settings) -> Settings {
+        Settings {
+            wait_seconds: self
+                .wait_seconds
+                .unwrap_or(defaults.wait_seconds)
+                .clamp(1, 300),
+            image_checks: self.image_checks.unwrap_or(defaults.image_checks).max(1),
+            health_checks: self.health_checks.unwrap_or(defaults.health_checks).max(1),
+            approval_timeout_seconds: self
+                .approval_timeout_seconds
+                .unwrap_or(defaults.approval_timeout_seconds)
+                .max(1),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageStep {
+    pub image_id: String,
+    /// `pending` or `available` (a failed image is an `ImageFailed` error).
+    pub state: String,
+    pub checks: u32,
+    #[serde(default)]
+    pub snapshot_ids: Vec<String>,
+}
+
+/// A pool the launch step passed over, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skipped {
+    pub pool: PoolKey,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LaunchStep {
+    pub instance_id: String,
+    pub pool: PoolKey,
+    pub instance_type: String,
+    pub az_name: String,
+    pub spot_price: f64,
+    pub saving_per_hour: f64,
+    #[serde(default)]
+    pub skipped: Vec<Skipped>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthStep {
+    /// `ok` (2/2 checks passed) or `pending`.
+    pub status: String,
+    pub checks: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CutoverStep {
+    pub stopped: String,
+    pub elastic_ip_moved: bool,
+}
+
+/// An error a `Catch` put in the state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaughtError {
+    #[serde(rename = "Error")]
+    pub error: String,
+    #[serde(rename = "Cause", default)]
+    pub cause: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SagaState {
+    #[serde(flatten)]
+    pub request: SwitchRequest,
+    #[serde(default)]
+    pub settings: Option<SettingsRequest>,
+    #[serde(default)]
+    pub plan: Option<Plan>,
+    #[serde(default)]
+    pub image: Option<ImageStep>,
+    #[serde(default)]
+    pub launch: Option<LaunchStep>,
+    #[serde(default)]
+    pub health: Option<HealthStep>,
+    #[serde(default)]
+    pub cutover: Option<CutoverStep>,
+    #[serde(default)]
+    pub error: Option<CaughtError>,
+}
+
+/// What every step Lambda receives: the state, the execution's name (the switch id, stable across
+/// retries) and, for some steps, a phase or a task token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepInput {
+    pub state: SagaState,
+    pub execution: String,
+    #[serde(default)]
+    pub phase: Option<String>,
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SwitchStatus {
+    /// Shadow mode: what would have happened.
+    Shadow,
+    Switched,
+    RolledBack,
+    Rejected,
+    NotEligible,
+}
+
+/// One switch in the ledger (`SWITCH_TABLE`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SwitchRecord {
+    pub switch_id: String,
+    pub account_id: String,
+    pub region: String,
+    pub source_instance_id: String,
+    pub mode: SwitchMode,
+    pub status: SwitchStatus,
+    pub new_instance_id: Option<String>,
+    pub pool: Option<PoolKey>,
+    pub instance_type: Option<String>,
+    pub on_demand_price: Option<f64>,
+    pub spot_price: Option<f64>,
+    /// Realised (switched) or counterfactual (shadow) saving, USD per hour.
+    pub saving_per_hour: Option<f64>,
+    pub risk: Option<Risk>,
+    pub cause: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// A pending approval (`APPROVALS_TABLE`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalRequest {
+    pub switch_id: String,
+    pub task_token: String,
+    pub account_id: String,
+    pub region: String,
+    pub instance_id: String,
+    pub risk: Risk,
+    pub reasons: Vec<String>,
+    /// One line: from → to, saving.
+    pub summary: String,
+    pub requested_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// `PENDING`, `APPROVED` or `REJECTED`.
+    pub status: String,
+    pub answered_by: Option<String>,
+}
+
+impl ApprovalRequest {
+    pub fn summary_of(plan: &Plan) -> String {
+        match plan.candidates.first() {
+            Some(best) => format!(
+                "{} {} → Spot {} in {} at ${:.4}/h ({} interruptions), saves ${:.4}/h",
+                plan.source.instance_id,
+                plan.source.instance_type,
+                best.instance_type,
+                best.pool.az_id(),
+                best.spot_price,
+                best.interruption_label,
+                best.saving_per_hour
+            ),
+            None => format!(
+                "{} {}: no candidate",
+                plan.source.instance_id, plan.source.instance_type
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_state_round_trips_with_what_step_functions_adds() {
+        let input = json!({
+            "account_id": "123456789012", "region": "us-east-1", "instance_id": "i-0abc", "mode": "live",
+            "settings": {"wait_seconds": 1},
+            "error": {"Error": "HealthCheckFailed", "Cause": "{\"errorMessage\":\"impaired\"}"}
+        });
+        let state: SagaState = serde_json::from_value(input).unwrap();
+        assert_eq!(state.request.mode, SwitchMode::Live);
+        assert_eq!(state.error.as_ref().unwrap().error, "HealthCheckFailed");
+        let settings = state
+            .settings
+            .as_ref()
+            .unwrap()
+            .resolve(Settings::default());
+        assert_eq!(settings.wait_seconds, 1);
+        assert_eq!(settings.health_checks, Settings::default().health_checks);
+        let back = serde_json::to_value(&state).unwrap();
+        assert_eq!(back["instance_id"], "i-0abc");
+        assert_eq!(back["error"]["Error"], "HealthCheckFailed");
+    }
+
+    #[test]
+    fn settings_are_bounded() {
+        let s = SettingsRequest {
+            wait_seconds: Some(0),
+            image_checks: Some(0),
+            ..Default::default()
+        }
+        .resolve(Settings::default());
+        assert_eq!((s.wait_seconds, s.image_checks), (1, 1));
+        assert!(
+            serde_json::from_value::<SettingsRequest>(json!({"wait": 1})).is_err(),
+            "typos are refused"
+        );
+    }
+}
+
+/// A step's failure, with the stable name the state machine routes on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct StepError {
+    pub name: &'static str,
+    pub message: String,
+}
+
+impl StepError {
+    pub fn new(name: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            name,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<crate::ports::AwsError> for StepError {
+    fn from(e: crate::ports::AwsError) -> Self {
+        Self::new(e.error_type(), e.to_string())
+    }
+}
+
+impl From<crate::account::AccountError> for StepError {
+    fn from(e: crate::account::AccountError) -> Self {
+        Self::new(e.error_type(), e.to_string())
+    }
+}
+
+/// The request's account and region as a fleet, after checking the account may be acted on.
+pub async fn fleet_for<R, F>(
+    registry: &R,
+    fleets: &F,
+    home_account: &str,
+    request: &SwitchRequest,
+) -> Result<(F::Fleet, crate::account::AccountView), StepError>
+where
+    R: crate::ports::AccountRegistry,
+    F: crate::ports::SwitchFleets,
+{
+    if !crate::scope::is_account_id(&request.account_id)
+        || !crate::scope::is_region(&request.region)
+    {
+        return Err(StepError::new(
+            "InvalidRequest",
+            format!(
+                "account `{}` or region `{}` is malformed",
+                request.account_id, request.region
+            ),
+        ));
+    }
+    let item = registry.account(&request.account_id).await?;
+    if item.is_none() && request.account_id != home_account {
+        // Own credentials would act on the home account under another account's name.
+        return Err(StepError::new(
+            errors::NOT_ELIGIBLE,
+            format!(
+                "account {} is not in the accounts table",
+                request.account_id
+            ),
+        ));
+    }
+    let view = crate::account::AccountView::new(
+        &request.account_id,
+        item,
+        crate::account::Environment::Prod,
+    );
+    let access = view.access(home_account)?;
+    Ok((fleets.switch_fleet(&access, &request.region).await, view))
+}
+
+/// How a step reaches the request's account and region.
+pub struct Reach<R, F> {
+    pub registry: R,
+    pub fleets: F,
+    pub home_account: String,
+}
+
+impl<R: crate::ports::AccountRegistry, F: crate::ports::SwitchFleets> Reach<R, F> {
+    pub async fn fleet(
+        &self,
+        request: &SwitchRequest,
+    ) -> Result<(F::Fleet, crate::account::AccountView), StepError> {
+        fleet_for(&self.registry, &self.fleets, &self.home_account, request).await
+    }
+}
