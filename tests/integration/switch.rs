@@ -1,103 +1,41 @@
 //! The atomic-switch saga end to end: moto executes statemachines/atomic-switch.asl.json and calls
 //! the eight step binaries through the bed's gateway; faults are injected by this test's proxy.
+//!
+//! Invariants checked after every failure: the source runs (and was never stopped before the
+//! clone passed its checks), no clone is left running, no image or snapshot of the switch is left,
+//! the ledger says why; every launch went through the gatekeeper.
+
+use std::collections::BTreeMap;
 
 use anyhow::Result;
-use aws_sdk_ec2::types::{Filter, InstanceStateName};
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_ec2::types::InstanceStateName;
 use aws_sdk_sfn::types::ExecutionStatus;
 use serde_json::{Value, json};
-use testbed::saga::{Execution, SagaBed};
-use testbed::{HOME_ACCOUNT, Launch};
+use spot_domain::ports::QuarantineStore;
+use spot_domain::saga::SwitchStatus;
+use testbed::saga::{
+    Execution, SagaBed, address_holder, clones, elastic_ip, failed_image, impaired_status,
+    initializing_status, launches_without_gatekeeper, leftovers, state,
+};
+use testbed::{Fault, HOME_ACCOUNT, LambdaHost, Launch};
 
-use crate::support::s;
+use crate::support::{Item, s};
 
 /// Step binaries' settings for tests: no approval unless a test wants one.
 const NO_APPROVAL: &[(&str, &str, &str)] = &[("switch-plan", "APPROVAL_THRESHOLD", "CRITICAL")];
 
+/// The best pool for an m5.large source in the bed: m6i.large (advisor band 2) ranks before
+/// m5.large (band 3) at moto's flat Spot price, and use1-az1 before use1-az2 on a tie.
+const BEST: &str = "us-east-1#use1-az1#m6i.large";
+const SECOND: &str = "us-east-1#use1-az2#m6i.large";
+
 fn request(instance: &str, mode: &str) -> Value {
     json!({
         "account_id": HOME_ACCOUNT, "region": "us-east-1", "instance_id": instance, "mode": mode,
-        // m6i.large (band 2) ranks before m5.large (band 3) at moto's flat Spot price.
         "target": {"instance_types": ["m5.large", "m6i.large"], "az_ids": ["use1-az1", "use1-az2"]},
-        "settings": {"wait_seconds": 1, "image_checks": 5, "health_checks": 5, "approval_timeout_seconds": 30}
+        "settings": {"wait_seconds": 1, "image_checks": 5, "health_checks": 3, "approval_timeout_seconds": 60}
     })
-}
-
-async fn state(ec2: &aws_sdk_ec2::Client, id: &str) -> Result<InstanceStateName> {
-    let answer = ec2.describe_instances().instance_ids(id).send().await?;
-    Ok(answer.reservations()[0].instances()[0]
-        .state()
-        .and_then(|s| s.name())
-        .cloned()
-        .unwrap_or(InstanceStateName::Pending))
-}
-
-/// Instances the saga launched for `switch_id`, with their states.
-async fn clones(
-    ec2: &aws_sdk_ec2::Client,
-    switch_id: &str,
-) -> Result<Vec<(String, InstanceStateName)>> {
-    let answer = ec2
-        .describe_instances()
-        .filters(
-            Filter::builder()
-                .name("tag:spot-optimizer:switch")
-                .values(switch_id)
-                .build(),
-        )
-        .filters(
-            Filter::builder()
-                .name("tag:CreatedVia")
-                .values("AtomicSwitch")
-                .build(),
-        )
-        .send()
-        .await?;
-    Ok(answer
-        .reservations()
-        .iter()
-        .flat_map(|r| r.instances())
-        .map(|i| {
-            (
-                i.instance_id().unwrap_or_default().to_owned(),
-                i.state()
-                    .and_then(|s| s.name())
-                    .cloned()
-                    .unwrap_or(InstanceStateName::Pending),
-            )
-        })
-        .collect())
-}
-
-async fn images(ec2: &aws_sdk_ec2::Client, switch_id: &str) -> Result<usize> {
-    let answer = ec2
-        .describe_images()
-        .owners("self")
-        .filters(
-            Filter::builder()
-                .name("name")
-                .values(format!("spot-optimizer-switch-{switch_id}"))
-                .build(),
-        )
-        .send()
-        .await?;
-    Ok(answer.images().len())
-}
-
-async fn ledger(saga: &SagaBed, switch_id: &str) -> Result<crate::support::Item> {
-    Ok(saga
-        .bed
-        .dynamodb()
-        .get_item()
-        .table_name(saga.tables.name("SwitchTable"))
-        .key(
-            "switch_id",
-            aws_sdk_dynamodb::types::AttributeValue::S(switch_id.into()),
-        )
-        .consistent_read(true)
-        .send()
-        .await?
-        .item
-        .unwrap_or_default())
 }
 
 fn show(e: &Execution) -> String {
@@ -107,17 +45,120 @@ fn show(e: &Execution) -> String {
     )
 }
 
+/// A running on-demand m5.large in us-east-1b (use1-az1).
+async fn source(saga: &SagaBed) -> Result<String> {
+    Launch::new("m5.large")
+        .in_az("us-east-1b")
+        .tag("Name", "db")
+        .tag("Team", "core")
+        .run(&saga.bed.ec2())
+        .await
+}
+
+/// The invariants after a failed switch.
+async fn assert_rolled_back(
+    saga: &SagaBed,
+    e: &Execution,
+    source: &str,
+    name: &str,
+    status: SwitchStatus,
+) -> Result<()> {
+    let ec2 = saga.bed.ec2();
+    assert_eq!(e.status, ExecutionStatus::Failed, "{}", show(e));
+    assert_eq!(
+        e.path.last().map(String::as_str),
+        Some("RolledBack"),
+        "{}",
+        show(e)
+    );
+    assert_eq!(
+        state(&ec2, source).await?,
+        InstanceStateName::Running,
+        "the source runs"
+    );
+    for (clone, clone_state) in clones(&ec2, name).await? {
+        assert_eq!(
+            clone_state,
+            InstanceStateName::Terminated,
+            "clone {clone} left behind"
+        );
+    }
+    assert_eq!(
+        leftovers(&ec2, name).await?,
+        (vec![], vec![]),
+        "images/snapshots left"
+    );
+    let record = saga.ledger(name).await?.expect("a ledger record");
+    assert_eq!(record.status, status, "{record:?}");
+    assert!(record.cause.is_some());
+    let tags = source_tags(saga, source).await?;
+    assert!(
+        !tags.contains_key("spot-optimizer:switch"),
+        "marker left on the source: {tags:?}"
+    );
+    assert_eq!(
+        launches_without_gatekeeper(
+            &saga.proxy.forwarder.calls(),
+            saga.tables.name("QuarantineTable")
+        ),
+        0
+    );
+    Ok(())
+}
+
+async fn source_tags(saga: &SagaBed, id: &str) -> Result<BTreeMap<String, String>> {
+    let answer = saga
+        .bed
+        .ec2()
+        .describe_instances()
+        .instance_ids(id)
+        .send()
+        .await?;
+    Ok(answer.reservations()[0].instances()[0]
+        .tags()
+        .iter()
+        .map(|t| {
+            (
+                t.key().unwrap_or_default().to_owned(),
+                t.value().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect())
+}
+
+/// The approval request of `switch_id`, raw.
+async fn approval(saga: &SagaBed, switch_id: &str) -> Result<Item> {
+    Ok(saga
+        .bed
+        .dynamodb()
+        .get_item()
+        .table_name(saga.tables.name("ApprovalsTable"))
+        .key("switch_id", AttributeValue::S(switch_id.into()))
+        .consistent_read(true)
+        .send()
+        .await?
+        .item
+        .unwrap_or_default())
+}
+
+/// How many times a step asked EC2 to stop an instance.
+fn stop_calls(saga: &SagaBed) -> usize {
+    saga.proxy
+        .forwarder
+        .calls()
+        .iter()
+        .filter(|c| c.operation == "StopInstances")
+        .count()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_clone_replaces_the_source_which_is_stopped_only_at_the_end() -> Result<()> {
     let saga = SagaBed::start("switch-ok", NO_APPROVAL).await?;
     let ec2 = saga.bed.ec2();
-    let source = Launch::new("m5.large")
-        .in_az("us-east-1b")
-        .tag("Name", "db")
-        .tag("Team", "core")
-        .run(&ec2)
-        .await?;
+    let source = source(&saga).await?;
     let name = saga.name("ok");
+    // The first status check still initialises: the Wait/Choice loop goes round once.
+    saga.proxy.forwarder.inject(initializing_status().times(1));
 
     let e = saga.run(&name, &request(&source, "live")).await?;
 
@@ -126,7 +167,7 @@ async fn a_healthy_clone_replaces_the_source_which_is_stopped_only_at_the_end() 
         .as_str()
         .unwrap()
         .to_owned();
-    assert_eq!(e.output["launch"]["pool"], "us-east-1#use1-az1#m6i.large");
+    assert_eq!(e.output["launch"]["pool"], BEST);
     assert_eq!(state(&ec2, &source).await?, InstanceStateName::Stopped);
     assert_eq!(state(&ec2, &clone).await?, InstanceStateName::Running);
     let answer = ec2.describe_instances().instance_ids(&clone).send().await?;
@@ -135,33 +176,455 @@ async fn a_healthy_clone_replaces_the_source_which_is_stopped_only_at_the_end() 
         instance.instance_lifecycle().map(|l| l.as_str()),
         Some("spot")
     );
-    let tags: std::collections::BTreeMap<_, _> = instance
-        .tags()
-        .iter()
-        .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default()))
-        .collect();
+    assert_eq!(instance.subnet_id().is_some(), true);
+    let tags = source_tags(&saga, &clone).await?;
     assert_eq!(tags["Name"], "db");
     assert_eq!(tags["Team"], "core");
     assert_eq!(tags["ManagedBy"], "SpotOptimizer");
     assert_eq!(tags["CreatedVia"], "AtomicSwitch");
-    assert_eq!(tags["SourceInstance"], source.as_str());
+    assert_eq!(tags["SourceInstance"], source);
     // The source is stopped last: every state before CutOver ran with it running.
     let cutover = e.path.iter().position(|s| s == "CutOver").unwrap();
     assert_eq!(e.path[cutover - 1], "Healthy");
+    assert_eq!(
+        e.path.iter().filter(|s| *s == "CheckHealth").count(),
+        2,
+        "{:?}",
+        e.path
+    );
+    assert_eq!(stop_calls(&saga), 1);
     assert!(
         e.path.len() <= 30,
         "{} state transitions: {:?}",
         e.path.len(),
         e.path
     );
-    let record = ledger(&saga, &name).await?;
-    assert_eq!(s(&record, "status"), "SWITCHED");
-    assert_eq!(s(&record, "new_instance_id"), clone);
+    let record = saga.ledger(&name).await?.unwrap();
+    assert_eq!(record.status, SwitchStatus::Switched);
+    assert_eq!(record.new_instance_id.as_deref(), Some(clone.as_str()));
+    assert!(record.saving_per_hour.unwrap() > 0.0);
+    assert_eq!(
+        launches_without_gatekeeper(
+            &saga.proxy.forwarder.calls(),
+            saga.tables.name("QuarantineTable")
+        ),
+        0
+    );
+    // The image stays: it is the clone's AMI (and the way back).
+    assert_eq!(leftovers(&ec2, &name).await?.0.len(), 1);
     println!(
         "switch: {} states, {} Lambda invocations, {:.1} s (waits of 1 s)",
         e.path.len(),
         e.invocations,
         e.wall.as_secs_f64()
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_mode_records_the_counterfactual_saving_and_touches_nothing() -> Result<()> {
+    let saga = SagaBed::start("switch-shadow", &[]).await?;
+    let ec2 = saga.bed.ec2();
+    let source = source(&saga).await?;
+    let name = saga.name("shadow");
+
+    let e = saga.run(&name, &request(&source, "shadow")).await?;
+
+    assert_eq!(e.status, ExecutionStatus::Succeeded, "{}", show(&e));
+    assert_eq!(e.path, ["Plan", "ShadowOrLive", "Shadow"]);
+    assert_eq!(state(&ec2, &source).await?, InstanceStateName::Running);
+    assert!(clones(&ec2, &name).await?.is_empty());
+    assert_eq!(leftovers(&ec2, &name).await?, (vec![], vec![]));
+    let record = saga.ledger(&name).await?.unwrap();
+    assert_eq!(record.status, SwitchStatus::Shadow);
+    assert_eq!(
+        record.pool.as_ref().map(|p| p.to_string()).as_deref(),
+        Some(BEST)
+    );
+    assert!(record.saving_per_hour.unwrap() > 0.0, "{record:?}");
+    let mutations: Vec<String> = saga
+        .proxy
+        .forwarder
+        .calls()
+        .iter()
+        .filter(|c| c.service == "ec2" && !c.operation.starts_with("Describe"))
+        .map(ToString::to_string)
+        .collect();
+    assert!(mutations.is_empty(), "{mutations:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approved_switch_moves_the_elastic_ip_to_the_clone() -> Result<()> {
+    // Default threshold (MEDIUM): the home account counts as PROD and the address adds a concern.
+    let saga = SagaBed::start("switch-approve", &[]).await?;
+    let ec2 = saga.bed.ec2();
+    let source = source(&saga).await?;
+    let (allocation, _) = elastic_ip(&ec2, &source).await?;
+    let name = saga.name("approve");
+    let arn = saga
+        .start_execution(&name, &request(&source, "live"))
+        .await?;
+
+    saga.wait_for_approval(&name).await?;
+    let list = saga.spotctl(&["approvals", "list"])?;
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        text.contains("HIGH") && text.contains("Elastic IP"),
+        "{text}"
+    );
+    assert!(
+        clones(&ec2, &name).await?.is_empty(),
+        "nothing happens before the answer"
+    );
+    let approve = saga.spotctl(&["approvals", "approve", &name, "--by", "alice"])?;
+    assert!(approve.status.success(), "{approve:?}");
+    let again = saga.spotctl(&["approvals", "approve", &name])?;
+    assert!(!again.status.success(), "answered once only");
+    let e = saga.wait(&arn, std::time::Duration::from_secs(120)).await?;
+
+    assert_eq!(e.status, ExecutionStatus::Succeeded, "{}", show(&e));
+    let clone = e.output["launch"]["instance_id"].as_str().unwrap();
+    assert_eq!(
+        address_holder(&ec2, &allocation).await?.as_deref(),
+        Some(clone)
+    );
+    assert_eq!(state(&ec2, &source).await?, InstanceStateName::Stopped);
+    assert_eq!(e.output["approval"]["approved_by"], "alice");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_switch_changes_nothing() -> Result<()> {
+    let saga = SagaBed::start("switch-reject", &[]).await?;
+    let source = source(&saga).await?;
+    let name = saga.name("reject");
+    let arn = saga
+        .start_execution(&name, &request(&source, "live"))
+        .await?;
+
+    saga.wait_for_approval(&name).await?;
+    let reject = saga.spotctl(&["approvals", "reject", &name, "--reason", "change freeze"])?;
+    assert!(reject.status.success(), "{reject:?}");
+    let e = saga.wait(&arn, std::time::Duration::from_secs(60)).await?;
+
+    assert_eq!(e.error.as_deref(), Some("ApprovalRejected"), "{}", show(&e));
+    assert!(!e.path.contains(&"CreateImage".to_owned()), "{:?}", e.path);
+    assert_rolled_back(&saga, &e, &source, &name, SwitchStatus::Rejected).await?;
+    let answer = approval(&saga, &name).await?;
+    assert_eq!(s(&answer, "status"), "REJECTED");
+    assert_eq!(s(&answer, "answer_note"), "change freeze");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_approval_times_out_as_a_rejection() -> Result<()> {
+    let saga = SagaBed::start("switch-timeout", &[]).await?;
+    let source = source(&saga).await?;
+    let name = saga.name("timeout");
+    let mut input = request(&source, "live");
+    input["settings"]["approval_timeout_seconds"] = json!(2);
+
+    let e = saga.run(&name, &input).await?;
+
+    assert_eq!(e.error.as_deref(), Some("ApprovalRejected"), "{}", show(&e));
+    assert_rolled_back(&saga, &e, &source, &name, SwitchStatus::Rejected).await?;
+    let list = saga.spotctl(&["approvals", "list", "--json"])?;
+    assert!(
+        !String::from_utf8_lossy(&list.stdout).contains(&name),
+        "closed"
+    );
+    assert_eq!(s(&approval(&saga, &name).await?, "status"), "EXPIRED");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quarantined_best_pool_is_skipped_with_its_reason() -> Result<()> {
+    let saga = SagaBed::start("switch-quarantine", NO_APPROVAL).await?;
+    let source = source(&saga).await?;
+    saga.quarantine(BEST).await?;
+    let name = saga.name("quarantine");
+
+    let e = saga.run(&name, &request(&source, "live")).await?;
+
+    assert_eq!(e.status, ExecutionStatus::Succeeded, "{}", show(&e));
+    assert_eq!(e.output["launch"]["pool"], SECOND);
+    let exclusions = e.output["plan"]["exclusions"].as_array().unwrap();
+    assert!(
+        exclusions
+            .iter()
+            .any(|x| x["what"] == BEST && x["reason"].as_str().unwrap().contains("quarantined")),
+        "{exclusions:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_capacity_in_the_best_pool_holds_it_and_the_next_pool_is_used() -> Result<()> {
+    let saga = SagaBed::start("switch-ice", NO_APPROVAL).await?;
+    let source = source(&saga).await?;
+    saga.proxy
+        .forwarder
+        .inject(Fault::new("RunInstances", "InsufficientInstanceCapacity", 500).times(1));
+    let name = saga.name("ice");
+
+    let e = saga.run(&name, &request(&source, "live")).await?;
+
+    assert_eq!(e.status, ExecutionStatus::Succeeded, "{}", show(&e));
+    assert_eq!(e.output["launch"]["pool"], SECOND);
+    assert_eq!(e.output["launch"]["skipped"][0]["pool"], BEST);
+    // Every launch path now passes over the pool for a while.
+    let hold = saga.quarantine_table().get(&BEST.parse()?).await?.unwrap();
+    assert!(hold.is_active(chrono::Utc::now()));
+    assert!(hold.expires_at <= chrono::Utc::now() + chrono::TimeDelta::seconds(600));
+    assert_eq!(hold.reason, spot_domain::SignalKind::CapacityShortage);
+    assert_eq!(clones(&saga.bed.ec2(), &name).await?.len(), 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_capacity_anywhere_rolls_back() -> Result<()> {
+    let saga = SagaBed::start("switch-ice-all", NO_APPROVAL).await?;
+    let source = source(&saga).await?;
+    saga.proxy.forwarder.inject(Fault::new(
+        "RunInstances",
+        "InsufficientInstanceCapacity",
+        500,
+    ));
+    let name = saga.name("ice-all");
+
+    let e = saga.run(&name, &request(&source, "live")).await?;
+
+    assert_eq!(
+        e.error.as_deref(),
+        Some("InsufficientCapacity"),
+        "{}",
+        show(&e)
+    );
+    assert_rolled_back(&saga, &e, &source, &name, SwitchStatus::RolledBack).await?;
+    assert_eq!(stop_calls(&saga), 0);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_create_image_rolls_back() -> Result<()> {
+    let saga = SagaBed::start("switch-create-image", NO_APPROVAL).await?;
+    let source = source(&saga).await?;
+    saga.proxy
+        .forwarder
+        .inject(Fault::new("CreateImage", "InvalidParameterValue", 400));
+    let name = saga.name("create-image");
+
+    let e = saga.run(&name, &request(&source, "live")).await?;
+
+    assert_eq!(e.error.as_deref(), Some("ImageFailed"), "{}", show(&e));
+    assert_rolled_back(&saga, &e, &source, &name, SwitchStatus::RolledBack).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_image_is_removed_with_its_snapshots() -> Result<()> {
+    let saga = SagaBed::start("switch-image-failed", NO_APPROVAL).await?;
+    let source = source(&saga).await?;
+    saga.proxy.forwarder.inject(failed_image().times(1));
+    let name = saga.name("image-failed");
+
+    let e = saga.run(&name, &request(&source, "live")).await?;
+
+    assert_eq!(e.error.as_deref(), Some("ImageFailed"), "{}", show(&e));
+    assert!(!e.path.contains(&"LaunchSpot".to_owned()));
+    // moto made a real image and snapshot: the rollback removed both.
+    assert_rolled_back(&saga, &e, &source, &name, SwitchStatus::RolledBack).await?;
+    let undone = e.cause.unwrap_or_default();
+    assert!(undone.contains("failed"), "{undone}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn impaired_status_checks_roll_back_before_the_source_is_touched() -> Result<()> {
+    let saga = SagaBed::start("switch-impaired", NO_APPROVAL).await?;
+    let source = source(&saga).await?;
+    saga.proxy.forwarder.inject(impaired_status());
+    let name = saga.name("impaired");
+
+    let e = saga.run(&name, &request(&source, "live")).await?;
+
+    assert_eq!(
+        e.error.as_deref(),
+        Some("HealthCheckFailed"),
+        "{}",
+        show(&e)
+    );
+    assert_eq!(
+        clones(&saga.bed.ec2(), &name).await?.len(),
+        1,
+        "one clone was launched"
+    );
+    assert_rolled_back(&saga, &e, &source, &name, SwitchStatus::RolledBack).await?;
+    assert_eq!(stop_calls(&saga), 0, "the source was never stopped");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_checks_that_never_pass_in_time_roll_back() -> Result<()> {
+    let saga = SagaBed::start("switch-slow", NO_APPROVAL).await?;
+    let source = source(&saga).await?;
+    saga.proxy.forwarder.inject(initializing_status());
+    let name = saga.name("slow");
+
+    let e = saga.run(&name, &request(&source, "live")).await?;
+
+    assert_eq!(
+        e.error.as_deref(),
+        Some("HealthCheckFailed"),
+        "{}",
+        show(&e)
+    );
+    assert_eq!(
+        e.path.iter().filter(|s| *s == "CheckHealth").count(),
+        3,
+        "bounded: {:?}",
+        e.path
+    );
+    assert_rolled_back(&saga, &e, &source, &name, SwitchStatus::RolledBack).await?;
+    assert_eq!(stop_calls(&saga), 0);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_stop_of_the_source_rolls_back() -> Result<()> {
+    let saga = SagaBed::start("switch-stop", NO_APPROVAL).await?;
+    let source = source(&saga).await?;
+    saga.proxy
+        .forwarder
+        .inject(Fault::new("StopInstances", "IncorrectInstanceState", 400));
+    let name = saga.name("stop");
+
+    let e = saga.run(&name, &request(&source, "live")).await?;
+
+    assert_eq!(e.error.as_deref(), Some("AwsError"), "{}", show(&e));
+    assert_rolled_back(&saga, &e, &source, &name, SwitchStatus::RolledBack).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_after_the_stop_restarts_the_source_with_its_address() -> Result<()> {
+    let saga = SagaBed::start("switch-after-stop", NO_APPROVAL).await?;
+    let ec2 = saga.bed.ec2();
+    let source = source(&saga).await?;
+    let (allocation, _) = elastic_ip(&ec2, &source).await?;
+    // The address cannot move: the cut-over fails after the source was stopped.
+    saga.proxy
+        .forwarder
+        .inject(Fault::new("AssociateAddress", "InvalidParameterValue", 400).times(1));
+    let name = saga.name("after-stop");
+
+    let e = saga.run(&name, &request(&source, "live")).await?;
+
+    assert_eq!(stop_calls(&saga), 1, "the cut-over had stopped the source");
+    assert_rolled_back(&saga, &e, &source, &name, SwitchStatus::RolledBack).await?;
+    assert_eq!(
+        address_holder(&ec2, &allocation).await?.as_deref(),
+        Some(source.as_str())
+    );
+    let undone = e.cause.unwrap_or_default();
+    assert!(undone.contains("AssociateAddress"), "{undone}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_step_is_retried_and_the_switch_completes() -> Result<()> {
+    let saga = SagaBed::start("switch-throttled", NO_APPROVAL).await?;
+    let source = source(&saga).await?;
+    // More than the SDK's own three attempts: the step fails `Transient`, the ASL retries it.
+    saga.proxy
+        .forwarder
+        .inject(Fault::new("DescribeInstanceStatus", "RequestLimitExceeded", 503).times(3));
+    let name = saga.name("throttled");
+
+    let e = saga.run(&name, &request(&source, "live")).await?;
+
+    assert_eq!(e.status, ExecutionStatus::Succeeded, "{}", show(&e));
+    assert_eq!(clones(&saga.bed.ec2(), &name).await?.len(), 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_that_must_not_move_are_refused_and_nothing_changes() -> Result<()> {
+    let saga = SagaBed::start("switch-refused", NO_APPROVAL).await?;
+    let ec2 = saga.bed.ec2();
+    let in_asg = Launch::new("m5.large")
+        .in_az("us-east-1b")
+        .tag("aws:autoscaling:groupName", "web")
+        .run(&ec2)
+        .await?;
+    let spot = Launch::new("m5.large")
+        .in_az("us-east-1b")
+        .spot()
+        .run(&ec2)
+        .await?;
+    let exempt = Launch::new("m5.large")
+        .in_az("us-east-1b")
+        .tag("spot-optimizer:exempt", "")
+        .run(&ec2)
+        .await?;
+    for (what, instance) in [
+        ("Auto Scaling", &in_asg),
+        ("Spot", &spot),
+        ("exempt", &exempt),
+    ] {
+        let name = saga.name(&format!("refused-{}", &instance[2..10]));
+        let e = saga.run(&name, &request(instance, "live")).await?;
+        assert_eq!(
+            e.error.as_deref(),
+            Some("NotEligible"),
+            "{what}: {}",
+            show(&e)
+        );
+        assert!(
+            e.cause.as_deref().unwrap_or_default().contains(what),
+            "{what}: {:?}",
+            e.cause
+        );
+        assert_eq!(e.path, ["Plan", "Rollback", "RolledBack"]);
+        assert_rolled_back(&saga, &e, instance, &name, SwitchStatus::NotEligible).await?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_start_or_a_redelivered_launch_launches_once() -> Result<()> {
+    let saga = SagaBed::start("switch-dup", NO_APPROVAL).await?;
+    let ec2 = saga.bed.ec2();
+    let source = source(&saga).await?;
+    let name = saga.name("dup");
+    let input = request(&source, "live");
+
+    // Step Functions: the same name and input while running is the same execution.
+    let first = saga.start_execution(&name, &input).await?;
+    let second = saga.start_execution(&name, &input).await?;
+    assert_eq!(first, second);
+    let e = saga
+        .wait(&first, std::time::Duration::from_secs(120))
+        .await?;
+    assert_eq!(e.status, ExecutionStatus::Succeeded, "{}", show(&e));
+    // Once ended, the name cannot start another switch.
+    assert!(saga.start_execution(&name, &input).await.is_err());
+
+    // Lambda: the launch step delivered again (at least once) finds the clone it launched.
+    let mut state = e.output.clone();
+    for done in ["launch", "health", "cutover"] {
+        state.as_object_mut().unwrap().remove(done);
+    }
+    let spec = saga
+        .tables
+        .function("switch-launch", &saga.proxy.endpoint())?;
+    let mut launch = LambdaHost::start(spec).await?;
+    let again = launch
+        .invoke(&json!({"state": state, "execution": name}))
+        .await?
+        .ok()?;
+    assert_eq!(again["instance_id"], e.output["launch"]["instance_id"]);
+    assert_eq!(clones(&ec2, &name).await?.len(), 1, "launched once");
     Ok(())
 }

@@ -28,6 +28,8 @@ pub struct Call {
     pub region: String,
     /// `DescribeInstances`, `GetItem`...
     pub operation: String,
+    /// The DynamoDB table a call reads or writes (the first, for batch calls).
+    pub table: Option<String>,
     /// Time the upstream (the emulator) took to answer; zero for an injected fault.
     pub upstream: std::time::Duration,
     /// When it was sent upstream (none for an injected fault).
@@ -256,10 +258,23 @@ fn identify(headers: &HeaderMap, body: &[u8]) -> Option<Call> {
             .find_map(|pair| pair.strip_prefix("Action="))?
             .to_owned(),
     };
+    let table = (service == "dynamodb")
+        .then(|| serde_json::from_slice::<serde_json::Value>(body).ok())
+        .flatten()
+        .and_then(|json| match json.get("TableName") {
+            Some(name) => name.as_str().map(str::to_owned),
+            None => json
+                .get("RequestItems")?
+                .as_object()?
+                .keys()
+                .next()
+                .cloned(),
+        });
     Some(Call {
         service,
         region,
         operation,
+        table,
         upstream: std::time::Duration::ZERO,
         sent: None,
     })
@@ -398,6 +413,7 @@ mod tests {
             service: "ec2".into(),
             region: region.into(),
             operation: operation.into(),
+            table: None,
             upstream: std::time::Duration::ZERO,
             sent: None,
         }

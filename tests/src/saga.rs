@@ -6,11 +6,18 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use aws_sdk_ec2::types::{DomainType, Filter, InstanceStateName};
 use aws_sdk_sfn::types::{ExecutionStatus, HistoryEventType};
+use chrono::Utc;
 use serde_json::Value;
+use spot_aws::{QuarantineTable, SwitchTable};
+use spot_domain::ports::{QuarantineStore, SwitchLedger};
+use spot_domain::quarantine::{Decision, QuarantinePolicy, decide};
+use spot_domain::saga::SwitchRecord;
+use spot_domain::{PoolKey, Signal, SignalKind};
 
-use crate::bed::{Bed, HOME_ACCOUNT, REGION, Tables};
-use crate::proxy::AwsProxy;
+use crate::bed::{Bed, HOME_ACCOUNT, REGION, Tables, bin_path};
+use crate::proxy::{AwsProxy, Call, Fault};
 use crate::template::Template;
 
 pub const STATE_MACHINE: &str = "AtomicSwitchStateMachine";
@@ -204,4 +211,242 @@ impl SagaBed {
     pub fn substitutions() -> Result<BTreeMap<String, String>> {
         Ok(Template::load()?.state_machine(STATE_MACHINE)?.1)
     }
+}
+
+impl SagaBed {
+    /// Quarantines `pool` as an interruption warning from `HOME_ACCOUNT` would.
+    pub async fn quarantine(&self, pool: &str) -> Result<()> {
+        let pool: PoolKey = pool.parse()?;
+        let now = Utc::now();
+        let signal = Signal {
+            event_id: format!("bed-{}", self.suffix),
+            kind: SignalKind::InterruptionWarning,
+            account: HOME_ACCOUNT.into(),
+            region: REGION.into(),
+            time: now,
+            instance_id: "i-0bedbedbedbedbed0".into(),
+            instance_action: Some("terminate".into()),
+        };
+        let Decision::Quarantine(record) =
+            decide(None, &pool, &signal, &QuarantinePolicy::default(), now)
+        else {
+            bail!("{pool}: not a new quarantine");
+        };
+        self.quarantine_table().put(&record).await?;
+        Ok(())
+    }
+
+    pub fn quarantine_table(&self) -> QuarantineTable {
+        QuarantineTable::new(self.bed.dynamodb(), self.tables.name("QuarantineTable"))
+    }
+
+    /// The switch's ledger record.
+    pub async fn ledger(&self, switch_id: &str) -> Result<Option<SwitchRecord>> {
+        Ok(
+            SwitchTable::new(self.bed.dynamodb(), self.tables.name("SwitchTable"))
+                .get(switch_id)
+                .await?,
+        )
+    }
+
+    /// Runs `spotctl` against this bed's tables.
+    pub fn spotctl(&self, args: &[&str]) -> Result<std::process::Output> {
+        Ok(std::process::Command::new(bin_path("spotctl"))
+            .args(args)
+            .env("AWS_ENDPOINT_URL", &self.bed.endpoint)
+            .env("AWS_REGION", REGION)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("APPROVALS_TABLE", self.tables.name("ApprovalsTable"))
+            .env("QUARANTINE_TABLE", self.tables.name("QuarantineTable"))
+            .env("ACCOUNTS_TABLE", self.tables.name("AccountsTable"))
+            .output()?)
+    }
+
+    /// Waits until the execution pauses for approval and the request is stored.
+    pub async fn wait_for_approval(&self, switch_id: &str) -> Result<()> {
+        for _ in 0..300 {
+            let list = self.spotctl(&["approvals", "list", "--json"])?;
+            if String::from_utf8_lossy(&list.stdout)
+                .contains(&format!("\"switch_id\":\"{switch_id}\""))
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("{switch_id} never asked for approval")
+    }
+}
+
+/// An EC2 answer to `DescribeImages` for one image id: the image failed.
+pub fn failed_image() -> Fault {
+    Fault::respond(
+        "DescribeImages",
+        r#"<DescribeImagesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>bed</requestId><imagesSet><item><imageId>{ImageId.1}</imageId><imageState>failed</imageState><stateReason><code>Client.InternalError</code><message>injected by the test bed: snapshot failed</message></stateReason></item></imagesSet></DescribeImagesResponse>"#,
+    )
+    .when_body_contains("ImageId.1=")
+}
+
+/// An EC2 answer to `DescribeInstanceStatus` for one instance: running, instance check impaired.
+pub fn impaired_status() -> Fault {
+    Fault::respond(
+        "DescribeInstanceStatus",
+        r#"<DescribeInstanceStatusResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>bed</requestId><instanceStatusSet><item><instanceId>{InstanceId.1}</instanceId><availabilityZone>us-east-1a</availabilityZone><instanceState><code>16</code><name>running</name></instanceState><systemStatus><status>ok</status><details><item><name>reachability</name><status>passed</status></item></details></systemStatus><instanceStatus><status>impaired</status><details><item><name>reachability</name><status>failed</status></item></details></instanceStatus></item></instanceStatusSet></DescribeInstanceStatusResponse>"#,
+    )
+}
+
+/// An EC2 answer to `DescribeInstanceStatus`: running, checks still initializing.
+pub fn initializing_status() -> Fault {
+    Fault::respond(
+        "DescribeInstanceStatus",
+        r#"<DescribeInstanceStatusResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>bed</requestId><instanceStatusSet><item><instanceId>{InstanceId.1}</instanceId><availabilityZone>us-east-1a</availabilityZone><instanceState><code>16</code><name>running</name></instanceState><systemStatus><status>initializing</status></systemStatus><instanceStatus><status>initializing</status></instanceStatus></item></instanceStatusSet></DescribeInstanceStatusResponse>"#,
+    )
+}
+
+/// The instance's state.
+pub async fn state(ec2: &aws_sdk_ec2::Client, id: &str) -> Result<InstanceStateName> {
+    let answer = ec2.describe_instances().instance_ids(id).send().await?;
+    answer
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .find_map(|i| i.state()?.name().cloned())
+        .with_context(|| format!("{id} has no state"))
+}
+
+/// Instances a switch launched, with their states.
+pub async fn clones(
+    ec2: &aws_sdk_ec2::Client,
+    switch_id: &str,
+) -> Result<Vec<(String, InstanceStateName)>> {
+    let answer = ec2
+        .describe_instances()
+        .filters(
+            Filter::builder()
+                .name("tag:spot-optimizer:switch")
+                .values(switch_id)
+                .build(),
+        )
+        .filters(
+            Filter::builder()
+                .name("tag:CreatedVia")
+                .values("AtomicSwitch")
+                .build(),
+        )
+        .send()
+        .await?;
+    Ok(answer
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .map(|i| {
+            (
+                i.instance_id().unwrap_or_default().to_owned(),
+                i.state()
+                    .and_then(|s| s.name())
+                    .cloned()
+                    .unwrap_or(InstanceStateName::Pending),
+            )
+        })
+        .collect())
+}
+
+/// Images and snapshots a switch made that still exist.
+pub async fn leftovers(
+    ec2: &aws_sdk_ec2::Client,
+    switch_id: &str,
+) -> Result<(Vec<String>, Vec<String>)> {
+    let images = ec2
+        .describe_images()
+        .owners("self")
+        .filters(
+            Filter::builder()
+                .name("name")
+                .values(format!("spot-optimizer-switch-{switch_id}"))
+                .build(),
+        )
+        .send()
+        .await?;
+    let snapshots = ec2
+        .describe_snapshots()
+        .owner_ids("self")
+        .filters(
+            Filter::builder()
+                .name("tag:spot-optimizer:switch")
+                .values(switch_id)
+                .build(),
+        )
+        .send()
+        .await?;
+    Ok((
+        images
+            .images()
+            .iter()
+            .filter_map(|i| i.image_id().map(str::to_owned))
+            .collect(),
+        snapshots
+            .snapshots()
+            .iter()
+            .filter_map(|s| s.snapshot_id().map(str::to_owned))
+            .collect(),
+    ))
+}
+
+/// Gives `instance` an Elastic IP; returns (allocation id, address).
+pub async fn elastic_ip(ec2: &aws_sdk_ec2::Client, instance: &str) -> Result<(String, String)> {
+    let address = ec2
+        .allocate_address()
+        .domain(DomainType::Vpc)
+        .send()
+        .await?;
+    let allocation = address
+        .allocation_id()
+        .context("no allocation id")?
+        .to_owned();
+    ec2.associate_address()
+        .allocation_id(&allocation)
+        .instance_id(instance)
+        .send()
+        .await?;
+    Ok((
+        allocation,
+        address.public_ip().unwrap_or_default().to_owned(),
+    ))
+}
+
+/// The instance an address is associated with.
+pub async fn address_holder(ec2: &aws_sdk_ec2::Client, allocation: &str) -> Result<Option<String>> {
+    let answer = ec2
+        .describe_addresses()
+        .allocation_ids(allocation)
+        .send()
+        .await?;
+    Ok(answer
+        .addresses()
+        .first()
+        .and_then(|a| a.instance_id())
+        .map(str::to_owned))
+}
+
+/// `RunInstances` calls in `calls` not preceded (since the previous launch) by a read of the
+/// quarantine table `table`: launches that skipped the gatekeeper.
+pub fn launches_without_gatekeeper(calls: &[Call], table: &str) -> usize {
+    let mut checked = false;
+    let mut unchecked = 0;
+    for call in calls {
+        match (call.service.as_str(), call.operation.as_str()) {
+            ("dynamodb", "GetItem" | "BatchGetItem") if call.table.as_deref() == Some(table) => {
+                checked = true
+            }
+            ("ec2", "RunInstances") => {
+                if !checked {
+                    unchecked += 1;
+                }
+                checked = false;
+            }
+            _ => {}
+        }
+    }
+    unchecked
 }

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{ContentArrangement, Table};
+use spot_domain::saga::ApprovalRequest;
 use spot_domain::{QuarantineRecord, SignalKind};
 
 /// The quarantine table as operators read it.
@@ -51,4 +52,36 @@ fn remaining(record: &QuarantineRecord, now: DateTime<Utc>) -> String {
         return "expired".into();
     }
     format!("{}d {:02}h", left.num_days(), left.num_hours() % 24)
+}
+
+/// Pending approvals as operators read them.
+pub fn approvals_table(requests: &[ApprovalRequest], now: DateTime<Utc>) -> Table {
+    let mut table = Table::new();
+    table
+        .load_style(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header([
+            "switch",
+            "account",
+            "risk",
+            "why",
+            "plan",
+            "answer before (UTC)",
+        ]);
+    for r in requests {
+        let deadline = if r.expires_at <= now {
+            "expired".to_owned()
+        } else {
+            r.expires_at.format("%Y-%m-%d %H:%M").to_string()
+        };
+        table.add_row([
+            r.switch_id.clone(),
+            format!("{} {}", r.account_id, r.region),
+            r.risk.to_string(),
+            r.reasons.join(", "),
+            r.summary.clone(),
+            deadline,
+        ]);
+    }
+    table
 }

@@ -3,15 +3,16 @@
 use anyhow::{Context, Result, bail};
 use chrono::Utc;
 use clap::{Parser, Subcommand};
-use spot_aws::{AccountsTable, AwsContext, QuarantineTable};
+use spot_aws::{AccountsTable, ApprovalsTable, AwsContext, QuarantineTable, TaskAnswers};
 use spot_domain::gatekeeper::{self, Gate, Release};
-use spot_domain::ports::{AccountRegistry, QuarantineStore};
+use spot_domain::ports::{AccountRegistry, Approvals, QuarantineStore};
+use spot_domain::saga::errors::APPROVAL_REJECTED;
 use spot_domain::{Account, Environment, PoolKey};
 
 #[derive(Parser)]
 #[command(
     version,
-    about = "Operate the Spot optimizer: quarantined pools and registered accounts"
+    about = "Operate the Spot optimizer: quarantined pools, registered accounts, switch approvals"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -26,6 +27,41 @@ enum Command {
     /// The accounts registry (table from ACCOUNTS_TABLE or --table).
     #[command(subcommand)]
     Accounts(AccountsCommand),
+    /// Atomic switches waiting for an operator (table from APPROVALS_TABLE or --table).
+    #[command(subcommand)]
+    Approvals(ApprovalsCommand),
+}
+
+#[derive(Subcommand)]
+enum ApprovalsCommand {
+    /// Switches waiting for an answer, oldest first.
+    List {
+        #[arg(long, env = "APPROVALS_TABLE")]
+        table: String,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lets a waiting switch go on (Step Functions SendTaskSuccess with its stored token).
+    Approve {
+        #[arg(long, env = "APPROVALS_TABLE")]
+        table: String,
+        /// The switch id: the execution name.
+        switch_id: String,
+        #[arg(long, env = "USER", default_value = "operator")]
+        by: String,
+    },
+    /// Stops a waiting switch before it changes anything (SendTaskFailure `ApprovalRejected`).
+    Reject {
+        #[arg(long, env = "APPROVALS_TABLE")]
+        table: String,
+        switch_id: String,
+        #[arg(long, env = "USER", default_value = "operator")]
+        by: String,
+        /// Why, recorded in the switch ledger.
+        #[arg(long, default_value = "rejected by an operator")]
+        reason: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -181,6 +217,74 @@ async fn main() -> Result<()> {
                 None => println!("{account_id}: not registered"),
             }
         }
+        Command::Approvals(ApprovalsCommand::List { table, json }) => {
+            let pending = ApprovalsTable::new(dynamodb, table).pending().await?;
+            if json {
+                for r in &pending {
+                    println!("{}", serde_json::to_string(r)?);
+                }
+            } else if pending.is_empty() {
+                println!("no switch waits for approval");
+            } else {
+                println!("{}", spotctl::approvals_table(&pending, now));
+            }
+        }
+        Command::Approvals(ApprovalsCommand::Approve {
+            table,
+            switch_id,
+            by,
+        }) => {
+            let approvals = ApprovalsTable::new(dynamodb, table);
+            let token = claim(&approvals, &switch_id, "APPROVED", &by, "approved", now).await?;
+            TaskAnswers::new(aws_sdk_sfn::Client::new(ctx.base()))
+                .approve(&token, &serde_json::json!({"approved_by": by, "at": now}))
+                .await
+                .with_context(|| format!("answering {switch_id} (did it time out?)"))?;
+            println!("{switch_id}: approved by {by}; the switch goes on");
+        }
+        Command::Approvals(ApprovalsCommand::Reject {
+            table,
+            switch_id,
+            by,
+            reason,
+        }) => {
+            let approvals = ApprovalsTable::new(dynamodb, table);
+            let token = claim(&approvals, &switch_id, "REJECTED", &by, &reason, now).await?;
+            TaskAnswers::new(aws_sdk_sfn::Client::new(ctx.base()))
+                .reject(&token, APPROVAL_REJECTED, &format!("{reason} ({by})"))
+                .await
+                .with_context(|| format!("answering {switch_id} (did it time out?)"))?;
+            println!("{switch_id}: rejected by {by}; nothing was changed");
+        }
     }
     Ok(())
+}
+
+/// Marks a pending request answered (so two operators never both answer) and returns its token.
+async fn claim(
+    approvals: &ApprovalsTable,
+    switch_id: &str,
+    status: &str,
+    by: &str,
+    note: &str,
+    now: chrono::DateTime<Utc>,
+) -> Result<String> {
+    let Some(request) = approvals
+        .pending()
+        .await?
+        .into_iter()
+        .find(|r| r.switch_id == switch_id)
+    else {
+        bail!("{switch_id} does not wait for approval (answered, expired, or unknown)");
+    };
+    if request.expires_at <= now {
+        bail!(
+            "{switch_id}: the approval expired at {}; the switch was rejected",
+            request.expires_at
+        );
+    }
+    if !approvals.answer(switch_id, status, by, note).await? {
+        bail!("{switch_id} was answered by someone else meanwhile");
+    }
+    Ok(request.task_token)
 }

@@ -68,6 +68,7 @@ impl<A: Approvals, N: Notify, C: Clock> Gate<A, N, C> {
             expires_at: now + TimeDelta::seconds(i64::from(plan.settings.approval_timeout_seconds)),
             status: "PENDING".into(),
             answered_by: None,
+            answer_note: None,
         };
         self.approvals.request(&request).await?;
         let message = format!(

@@ -1,6 +1,7 @@
 //! Images the source (phase `create`), then reports the image's state (phase `check`) until it is
 //! available; the state machine waits between checks.
 
+use spot_domain::AwsErrorKind;
 use spot_domain::ports::{AccountRegistry, SwitchFleet, SwitchFleets};
 use spot_domain::saga::{ImageStep, Reach, StepError, StepInput, errors};
 use tracing::info;
@@ -22,7 +23,14 @@ impl<R: AccountRegistry, F: SwitchFleets> Imager<R, F> {
                         &input.state.request.instance_id,
                         self.no_reboot,
                     )
-                    .await?;
+                    .await
+                    .map_err(|e| match e.kind {
+                        // EC2 refused to image the source (state, limits, ...): the switch cannot go on.
+                        AwsErrorKind::Rejected => {
+                            StepError::new(errors::IMAGE_FAILED, e.to_string())
+                        }
+                        _ => e.into(),
+                    })?;
                 info!(switch_id = %input.execution, image_id = %image_id, "image requested");
                 Ok(ImageStep {
                     image_id,

@@ -7,7 +7,8 @@ use serde_json::json;
 use spot_domain::Clock;
 use spot_domain::mode::Mode;
 use spot_domain::ports::{
-    AccountRegistry, AuditEntry, AuditLog, SwitchFleet, SwitchFleets, SwitchLedger,
+    AccountRegistry, Approvals, AuditBegin, AuditEntry, AuditLog, SwitchFleet, SwitchFleets,
+    SwitchLedger,
 };
 use spot_domain::saga::{
     CaughtError, Reach, StepError, StepInput, SwitchRecord, SwitchStatus, errors,
@@ -24,10 +25,12 @@ pub struct RolledBack {
     pub undone: Vec<String>,
 }
 
-pub struct Rollback<R, F, L, A, C> {
+pub struct Rollback<R, F, L, A, P, C> {
     pub reach: Reach<R, F>,
     pub ledger: L,
     pub audit: A,
+    /// A pending approval of a rejected or timed-out switch is closed, so no list shows it.
+    pub approvals: P,
     pub clock: C,
     /// Keep the saga's image and snapshots (for forensics) instead of deleting them.
     pub keep_image: bool,
@@ -47,12 +50,13 @@ pub fn classify(error: &CaughtError) -> (SwitchStatus, String) {
     }
 }
 
-impl<R, F, L, A, C> Rollback<R, F, L, A, C>
+impl<R, F, L, A, P, C> Rollback<R, F, L, A, P, C>
 where
     R: AccountRegistry,
     F: SwitchFleets,
     L: SwitchLedger,
     A: AuditLog,
+    P: Approvals,
     C: Clock,
 {
     pub async fn handle(&self, input: StepInput) -> Result<RolledBack, StepError> {
@@ -73,6 +77,17 @@ where
                     "InvalidRequest" | errors::NOT_ELIGIBLE | "AccountMisconfigured"
                 ) => {}
             Err(e) => return Err(e),
+        }
+        if status == SwitchStatus::Rejected {
+            let (outcome, note) = if error.error == "States.Timeout" {
+                ("EXPIRED", "no answer before the approval timeout")
+            } else {
+                ("REJECTED", error.cause.as_str())
+            };
+            // `false`: an operator already answered it (spotctl marks the answer first).
+            self.approvals
+                .answer(switch_id, outcome, "switch-rollback", note)
+                .await?;
         }
         let plan = input.state.plan.as_ref();
         let launch = input.state.launch.as_ref();
@@ -122,9 +137,14 @@ where
             None => fleet.clone_of(switch_id).await?.map(|c| c.instance_id),
         };
         if let Some(clone) = &clone {
-            self.audited(input, "terminate_clone", clone, "the switch failed")
-                .await?;
-            fleet.terminate(clone).await?;
+            self.audited(
+                input,
+                "terminate_clone",
+                clone,
+                "the switch failed",
+                fleet.terminate(clone),
+            )
+            .await?;
             undone.push(format!("terminated clone {clone}"));
         }
 
@@ -142,11 +162,19 @@ where
             }
         }
 
-        // 3. The source runs again if the saga stopped it (the cut-over marks it first).
+        // 3. The source runs again if the saga stopped it (the cut-over marks it first), and loses
+        // the mark, so no later step of any switch mistakes it for one it stopped.
         if fleet.tags(source).await?.get(SWITCH_TAG) == Some(switch_id) {
             match fleet.state(source).await?.as_deref() {
                 Some("stopped") => {
-                    fleet.start(source).await?;
+                    self.audited(
+                        input,
+                        "start_source",
+                        source,
+                        "the switch failed after stopping it",
+                        fleet.start(source),
+                    )
+                    .await?;
                     undone.push(format!("started {source} again"));
                 }
                 // Retried by the state machine until the stop has finished.
@@ -158,6 +186,7 @@ where
                 }
                 _ => {}
             }
+            fleet.untag(source, SWITCH_TAG).await?;
         }
 
         // 4. The image and its snapshots.
@@ -185,9 +214,9 @@ where
                     "remove_image",
                     &image,
                     "image made by a failed switch",
+                    fleet.remove_image(&image, &snapshots),
                 )
                 .await?;
-                fleet.remove_image(&image, &snapshots).await?;
                 undone.push(format!(
                     "removed image {image} and {} snapshot(s)",
                     snapshots.len()
@@ -197,12 +226,14 @@ where
         Ok(())
     }
 
+    /// Records the intent, takes the (idempotent) action, records the outcome.
     async fn audited(
         &self,
         input: &StepInput,
         action: &str,
         resource: &str,
         reason: &str,
+        act: impl std::future::Future<Output = Result<(), spot_domain::AwsError>>,
     ) -> Result<(), StepError> {
         let request = &input.state.request;
         let entry = AuditEntry {
@@ -222,9 +253,23 @@ where
             request_id: input.execution.clone(),
             at: self.clock.now(),
         };
-        self.audit.begin(&entry).await?;
-        self.audit.finish(&entry.action_id, "done").await?;
-        Ok(())
+        if self.audit.begin(&entry).await? == AuditBegin::AlreadyDone {
+            return Ok(());
+        }
+        match act.await {
+            Ok(()) => {
+                self.audit.finish(&entry.action_id, "done").await?;
+                Ok(())
+            }
+            Err(e) => {
+                // Best effort: the step fails (and is retried) with the action's own error.
+                let _ = self
+                    .audit
+                    .finish(&entry.action_id, &format!("failed: {e}"))
+                    .await;
+                Err(e.into())
+            }
+        }
     }
 }
 

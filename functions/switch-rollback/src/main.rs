@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
-use spot_aws::{AuditTable, AwsContext, SwitchTable};
+use spot_aws::{ApprovalsTable, AuditTable, AwsContext, SwitchTable};
 use spot_domain::SystemClock;
 use spot_domain::saga::StepInput;
 use spot_domain::settings::Env;
@@ -17,7 +17,8 @@ async fn main() -> Result<(), Error> {
     let dynamodb = aws_sdk_dynamodb::Client::new(ctx.base());
     let rollback = Rollback {
         ledger: SwitchTable::new(dynamodb.clone(), env.required("SWITCH_TABLE")?),
-        audit: AuditTable::new(dynamodb, env.required("AUDIT_TABLE")?),
+        audit: AuditTable::new(dynamodb.clone(), env.required("AUDIT_TABLE")?),
+        approvals: ApprovalsTable::new(dynamodb, env.required("APPROVALS_TABLE")?),
         reach: spot_aws::reach(ctx, &env).await?,
         clock: SystemClock,
         keep_image: env.parsed("KEEP_IMAGE", false)?,

@@ -535,7 +535,12 @@ impl SwitchFleet for AwsSwitchFleet {
             request = request
                 .iam_instance_profile(IamInstanceProfileSpecification::builder().arn(arn).build());
         }
-        match request.send().await {
+        // EC2 answers a capacity shortage with HTTP 500, which the SDK would retry in the same pool
+        // (seconds of backoff). The next pool is the better retry; throttling fails the step as
+        // `Transient` and the state machine retries it (the clone is found by tag, if launched).
+        let once = aws_sdk_ec2::config::Builder::default()
+            .retry_config(aws_sdk_ec2::config::retry::RetryConfig::standard().with_max_attempts(1));
+        match request.customize().config_override(once).send().await {
             Ok(answer) => answer
                 .instances()
                 .first()
@@ -665,6 +670,21 @@ impl SwitchFleet for AwsSwitchFleet {
                 ))
             })
             .collect())
+    }
+
+    async fn untag(&self, resource_id: &str, key: &str) -> Result<(), AwsError> {
+        match self
+            .client
+            .delete_tags()
+            .resources(resource_id)
+            .tags(Tag::builder().key(key).build())
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if not_found(e.code()) => Ok(()),
+            Err(e) => Err(classify("DeleteTags", e)),
+        }
     }
 
     async fn move_address(&self, allocation_id: &str, instance_id: &str) -> Result<(), AwsError> {

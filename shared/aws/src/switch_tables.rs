@@ -131,17 +131,24 @@ impl Approvals for ApprovalsTable {
         Ok(pending)
     }
 
-    async fn answer(&self, switch_id: &str, status: &str, by: &str) -> Result<bool, AwsError> {
+    async fn answer(
+        &self,
+        switch_id: &str,
+        status: &str,
+        by: &str,
+        note: &str,
+    ) -> Result<bool, AwsError> {
         match self
             .client
             .update_item()
             .table_name(&self.table)
             .key("switch_id", AttributeValue::S(switch_id.to_owned()))
-            .update_expression("SET #status = :status, answered_by = :by")
+            .update_expression("SET #status = :status, answered_by = :by, answer_note = :note")
             .condition_expression("#status = :pending")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":status", AttributeValue::S(status.to_owned()))
             .expression_attribute_values(":by", AttributeValue::S(by.to_owned()))
+            .expression_attribute_values(":note", AttributeValue::S(note.to_owned()))
             .expression_attribute_values(":pending", AttributeValue::S("PENDING".into()))
             .send()
             .await

@@ -383,6 +383,12 @@ pub trait SwitchFleet: Send + Sync {
         &self,
         resource_id: &str,
     ) -> impl Future<Output = Result<crate::waste::Tags, AwsError>> + Send;
+    /// Removes the tag `key` (any value); a missing tag or resource is done.
+    fn untag(
+        &self,
+        resource_id: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
     /// Associates the address with `instance_id` (re-association allowed).
     fn move_address(
         &self,
@@ -433,11 +439,13 @@ pub trait Approvals: Send + Sync {
     fn pending(
         &self,
     ) -> impl Future<Output = Result<Vec<crate::saga::ApprovalRequest>, AwsError>> + Send;
-    /// Marks a pending request answered; `false` if it was not pending any more.
+    /// Marks a pending request answered (`status`, who, why); `false` if it was not pending any
+    /// more.
     fn answer(
         &self,
         switch_id: &str,
         status: &str,
         by: &str,
+        note: &str,
     ) -> impl Future<Output = Result<bool, AwsError>> + Send;
 }

@@ -121,13 +121,18 @@ pub struct CutoverStep {
     pub elastic_ip_moved: bool,
 }
 
-/// An error a `Catch` put in the state.
+/// An error a `Catch` put in the state. Either field may be missing or null (a task failed
+/// without a cause): the rollback must read whatever it is given.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CaughtError {
-    #[serde(rename = "Error")]
+    #[serde(rename = "Error", default, deserialize_with = "null_as_empty")]
     pub error: String,
-    #[serde(rename = "Cause", default)]
+    #[serde(rename = "Cause", default, deserialize_with = "null_as_empty")]
     pub cause: String,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -211,6 +216,9 @@ pub struct ApprovalRequest {
     /// `PENDING`, `APPROVED` or `REJECTED`.
     pub status: String,
     pub answered_by: Option<String>,
+    /// Why it was answered so (an operator's reason, or `timed out`).
+    #[serde(default)]
+    pub answer_note: Option<String>,
 }
 
 impl ApprovalRequest {
@@ -256,6 +264,12 @@ mod tests {
             .resolve(Settings::default());
         assert_eq!(settings.wait_seconds, 1);
         assert_eq!(settings.health_checks, Settings::default().health_checks);
+        let unexplained: SagaState = serde_json::from_value(json!({
+            "account_id": "123456789012", "region": "us-east-1", "instance_id": "i-0abc", "mode": "live",
+            "error": {"Error": "ApprovalRejected", "Cause": null}
+        }))
+        .unwrap();
+        assert_eq!(unexplained.error.unwrap().cause, "");
         let back = serde_json::to_value(&state).unwrap();
         assert_eq!(back["instance_id"], "i-0abc");
         assert_eq!(back["error"]["Error"], "HealthCheckFailed");
