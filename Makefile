@@ -13,7 +13,10 @@ VENV      ?= .venv
 PY        := $(VENV)/bin/python
 TOOLS     := infra/local/node_modules
 BED       := infra/local/bed.sh
-FUNCTIONS := interruption-handler waste-scanner security-enforcer
+FUNCTIONS := interruption-handler waste-scanner security-enforcer \
+	switch-plan switch-shadow switch-approval switch-image switch-launch switch-health switch-cutover switch-rollback
+# What `make bench` measures: three functions and the atomic-switch saga (its eight step functions).
+BENCHES   := interruption-handler waste-scanner security-enforcer atomic-switch
 ASL       := $(wildcard statemachines/*.asl.json)
 
 export AWS_EC2_METADATA_DISABLED := true
@@ -88,7 +91,7 @@ demo: setup build-debug
 	$(BED) run -- target/debug/testbed demo
 
 bench: setup .venv-c7n/.installed build-debug build-x86
-	$(BED) run -- target/debug/testbed bench --bin-dir target/lambda/x86_64 $(addprefix --function ,$(FUNCTIONS)) \
+	$(BED) run -- target/debug/testbed bench --bin-dir target/lambda/x86_64 $(addprefix --function ,$(BENCHES)) \
 		--custodian .venv-c7n/bin/custodian
 
 ## ---- bed by hand ---------------------------------------------------------------------------

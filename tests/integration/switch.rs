@@ -16,7 +16,7 @@ use spot_domain::ports::QuarantineStore;
 use spot_domain::saga::SwitchStatus;
 use testbed::saga::{
     Execution, SagaBed, address_holder, clones, elastic_ip, failed_image, impaired_status,
-    initializing_status, launches_without_gatekeeper, leftovers, state,
+    initializing_status, launches_without_gatekeeper, leftovers, spot_prices, state,
 };
 use testbed::{Fault, HOME_ACCOUNT, LambdaHost, Launch};
 
@@ -159,6 +159,15 @@ async fn a_healthy_clone_replaces_the_source_which_is_stopped_only_at_the_end() 
     let name = saga.name("ok");
     // The first status check still initialises: the Wait/Choice loop goes round once.
     saga.proxy.forwarder.inject(initializing_status().times(1));
+    // Real prices: the cheapest pool is not the best once the interruption band weighs in.
+    // Scores (price × band penalty): m5.large az1 0.0350 × 1.20 = 0.0420; m6i.large az2
+    // 0.0390 × 1.10 = 0.0429; m6i.large az1 0.0400 × 1.10 = 0.0440; m5.large az2 0.0450 × 1.20.
+    saga.proxy.forwarder.inject(spot_prices(&[
+        ("m6i.large", "us-east-1b", 0.0400),
+        ("m6i.large", "us-east-1c", 0.0390),
+        ("m5.large", "us-east-1b", 0.0350),
+        ("m5.large", "us-east-1c", 0.0450),
+    ]));
 
     let e = saga.run(&name, &request(&source, "live")).await?;
 
@@ -167,7 +176,24 @@ async fn a_healthy_clone_replaces_the_source_which_is_stopped_only_at_the_end() 
         .as_str()
         .unwrap()
         .to_owned();
-    assert_eq!(e.output["launch"]["pool"], BEST);
+    assert_eq!(e.output["launch"]["pool"], "us-east-1#use1-az1#m5.large");
+    let saving = e.output["launch"]["saving_per_hour"].as_f64().unwrap();
+    assert!((saving - (0.096 - 0.035)).abs() < 1e-9, "{saving}");
+    let ranked: Vec<&str> = e.output["plan"]["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["pool"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ranked,
+        [
+            "us-east-1#use1-az1#m5.large",
+            "us-east-1#use1-az2#m6i.large",
+            "us-east-1#use1-az1#m6i.large",
+            "us-east-1#use1-az2#m5.large"
+        ]
+    );
     assert_eq!(state(&ec2, &source).await?, InstanceStateName::Stopped);
     assert_eq!(state(&ec2, &clone).await?, InstanceStateName::Running);
     let answer = ec2.describe_instances().instance_ids(&clone).send().await?;
@@ -202,7 +228,7 @@ async fn a_healthy_clone_replaces_the_source_which_is_stopped_only_at_the_end() 
     let record = saga.ledger(&name).await?.unwrap();
     assert_eq!(record.status, SwitchStatus::Switched);
     assert_eq!(record.new_instance_id.as_deref(), Some(clone.as_str()));
-    assert!(record.saving_per_hour.unwrap() > 0.0);
+    assert!((record.saving_per_hour.unwrap() - saving).abs() < 1e-9);
     assert_eq!(
         launches_without_gatekeeper(
             &saga.proxy.forwarder.calls(),

@@ -39,6 +39,7 @@ pub async fn run(options: Options) -> Result<()> {
         match function.as_str() {
             "interruption-handler" => failed |= !interruption_handler(&options).await?,
             "waste-scanner" | "security-enforcer" => scheduled.push(function.clone()),
+            "atomic-switch" => failed |= !crate::bench_switch::run(&options.bin_dir, 5).await?,
             other => bail!("no benchmark for `{other}`"),
         }
     }

@@ -222,6 +222,7 @@ pub async fn run() -> Result<()> {
         handler.peak_rss_kib().unwrap_or_default()
     );
     crate::demo_governance::run(&bed).await?;
+    crate::demo_switch::run().await?;
     println!("\nRelease figures: `make bench`. The bed stops now.\n");
     Ok(())
 }

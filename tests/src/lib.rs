@@ -4,15 +4,18 @@
 //! - [`lambda_host`]: a Lambda Runtime API that runs a function's real binary;
 //! - [`proxy`]: records AWS calls and injects faults, in front of the emulator;
 //! - [`bed`]: the connection to the bed and per-test tables;
-//! - [`fixtures`]: seeded instances and sample events.
+//! - [`fixtures`]: seeded instances and sample events;
+//! - [`saga`]: the atomic-switch state machine executed by moto against the step binaries.
 //!
 //! The integration tests (`tests/integration/`), the demo and the benchmark are built on these.
 
 pub mod bed;
 pub mod bench;
 pub mod bench_governance;
+pub mod bench_switch;
 pub mod demo;
 pub mod demo_governance;
+pub mod demo_switch;
 pub mod fixtures;
 pub mod gateway;
 pub mod governance;

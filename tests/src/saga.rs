@@ -34,6 +34,8 @@ pub struct Execution {
     pub path: Vec<String>,
     /// Lambda invocations (tasks scheduled).
     pub invocations: usize,
+    /// Each state's output when it last exited (a failed execution has no `output`).
+    pub exited: BTreeMap<String, Value>,
     pub wall: Duration,
 }
 
@@ -50,6 +52,16 @@ impl SagaBed {
     /// Registers the step functions with `overrides` (binary, variable, value) on top of the
     /// template's environment, and creates the state machine.
     pub async fn start(label: &str, overrides: &[(&str, &str, &str)]) -> Result<Self> {
+        Self::start_with_bins(label, overrides, None).await
+    }
+
+    /// As [`SagaBed::start`], running the step binaries found in `bin_dir` (cargo-lambda's
+    /// `<function>/bootstrap` layout, or `<function>`) instead of the debug build.
+    pub async fn start_with_bins(
+        label: &str,
+        overrides: &[(&str, &str, &str)],
+        bin_dir: Option<&std::path::Path>,
+    ) -> Result<Self> {
         let bed = Bed::connect().await?;
         let tables = bed.create_tables(label).await?;
         let proxy = AwsProxy::start(&bed.endpoint).await?;
@@ -67,6 +79,9 @@ impl SagaBed {
                 .with_context(|| format!("{function} has no binary"))?;
             let name = format!("{binary}-{suffix}");
             let mut spec = tables.function(&binary, &proxy.endpoint())?;
+            if let Some(dir) = bin_dir {
+                spec.binary = lambda_binary(dir, &binary);
+            }
             for (b, k, v) in overrides {
                 if *b == binary {
                     spec.env.insert((*k).to_owned(), (*v).to_owned());
@@ -162,6 +177,13 @@ impl SagaBed {
                     cause: d.cause().map(str::to_owned),
                     path,
                     invocations,
+                    exited: history
+                        .iter()
+                        .filter_map(|e| {
+                            let d = e.state_exited_event_details()?;
+                            Some((d.name().to_owned(), serde_json::from_str(d.output()?).ok()?))
+                        })
+                        .collect(),
                     wall: started.elapsed(),
                 });
             }
@@ -211,6 +233,30 @@ impl SagaBed {
     pub fn substitutions() -> Result<BTreeMap<String, String>> {
         Ok(Template::load()?.state_machine(STATE_MACHINE)?.1)
     }
+}
+
+/// `dir/<function>/bootstrap` (cargo-lambda's layout) if it exists, else `dir/<function>`.
+pub fn lambda_binary(dir: &std::path::Path, function: &str) -> std::path::PathBuf {
+    let bootstrap = dir.join(function).join("bootstrap");
+    if bootstrap.is_file() {
+        bootstrap
+    } else {
+        dir.join(function)
+    }
+}
+
+/// The step binaries of the state machine, as the template builds them.
+pub fn step_binaries() -> Result<Vec<String>> {
+    let template = Template::load()?;
+    let (_, substitutions) = template.state_machine(STATE_MACHINE)?;
+    substitutions
+        .values()
+        .map(|f| {
+            template
+                .function_binary(f)
+                .with_context(|| format!("{f} has no binary"))
+        })
+        .collect()
 }
 
 impl SagaBed {
@@ -301,6 +347,27 @@ pub fn initializing_status() -> Fault {
     Fault::respond(
         "DescribeInstanceStatus",
         r#"<DescribeInstanceStatusResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>bed</requestId><instanceStatusSet><item><instanceId>{InstanceId.1}</instanceId><availabilityZone>us-east-1a</availabilityZone><instanceState><code>16</code><name>running</name></instanceState><systemStatus><status>initializing</status></systemStatus><instanceStatus><status>initializing</status></instanceStatus></item></instanceStatusSet></DescribeInstanceStatusResponse>"#,
+    )
+}
+
+/// An EC2 answer to `DescribeSpotPriceHistory` with these prices (instance type, AZ name, USD/h),
+/// stamped now: moto quotes one constant price for every pool.
+pub fn spot_prices(prices: &[(&str, &str, f64)]) -> Fault {
+    let at = Utc::now().format("%Y-%m-%dT%H:%M:%S.000Z");
+    let items: String = prices
+        .iter()
+        .map(|(instance_type, az, usd)| {
+            format!(
+                "<item><instanceType>{instance_type}</instanceType><productDescription>Linux/UNIX</productDescription>\
+                 <spotPrice>{usd:.6}</spotPrice><timestamp>{at}</timestamp><availabilityZone>{az}</availabilityZone></item>"
+            )
+        })
+        .collect();
+    Fault::respond(
+        "DescribeSpotPriceHistory",
+        &format!(
+            r#"<DescribeSpotPriceHistoryResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>bed</requestId><spotPriceHistorySet>{items}</spotPriceHistorySet></DescribeSpotPriceHistoryResponse>"#
+        ),
     )
 }
 
@@ -449,4 +516,154 @@ pub fn launches_without_gatekeeper(calls: &[Call], table: &str) -> usize {
         }
     }
     unchecked
+}
+
+#[cfg(test)]
+mod tests {
+    //! The state machine's shape, checked without running it: what asl-validator cannot know.
+
+    use std::collections::BTreeSet;
+
+    use serde_json::Value;
+    use spot_domain::saga::errors;
+
+    use super::SagaBed;
+    use crate::template::{Template, workspace_root};
+
+    const ROLLBACK: &str = "Rollback";
+
+    fn states() -> serde_json::Map<String, Value> {
+        SagaBed::definition().unwrap()["States"]
+            .as_object()
+            .unwrap()
+            .clone()
+    }
+
+    /// Every state a state can go to next.
+    fn targets(state: &Value) -> Vec<String> {
+        let mut next: Vec<String> = ["Next", "Default"]
+            .iter()
+            .filter_map(|k| state[*k].as_str().map(str::to_owned))
+            .collect();
+        for list in ["Choices", "Catch"] {
+            for item in state[list].as_array().into_iter().flatten() {
+                next.extend(item["Next"].as_str().map(str::to_owned));
+            }
+        }
+        next
+    }
+
+    #[test]
+    fn every_task_but_the_compensation_catches_everything_into_the_rollback() {
+        for (name, state) in states() {
+            if state["Type"] != "Task" || name == ROLLBACK {
+                continue;
+            }
+            let catches = state["Catch"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{name}: no Catch"));
+            let all = catches
+                .iter()
+                .find(|c| {
+                    c["ErrorEquals"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|e| e == "States.ALL")
+                })
+                .unwrap_or_else(|| panic!("{name}: no States.ALL catch"));
+            assert_eq!(all["Next"], ROLLBACK, "{name}");
+            for c in catches {
+                assert_eq!(c["Next"], ROLLBACK, "{name}: every failure compensates");
+                assert_eq!(
+                    c["ResultPath"], "$.error",
+                    "{name}: the input is kept for the rollback"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_rollback_retries_everything_and_ends_in_fail() {
+        let states = states();
+        let rollback = &states[ROLLBACK];
+        let retry = rollback["Retry"].as_array().expect("the rollback retries");
+        assert!(retry.iter().any(|r| r["ErrorEquals"][0] == "States.ALL"));
+        assert!(
+            rollback.get("Catch").is_none(),
+            "a failed compensation must fail the execution"
+        );
+        let next = rollback["Next"].as_str().unwrap();
+        assert_eq!(states[next]["Type"], "Fail");
+    }
+
+    #[test]
+    fn every_transition_exists_and_every_state_is_reachable() {
+        let states = states();
+        let mut seen = BTreeSet::from([SagaBed::definition().unwrap()["StartAt"]
+            .as_str()
+            .unwrap()
+            .to_owned()]);
+        let mut todo: Vec<String> = seen.iter().cloned().collect();
+        while let Some(name) = todo.pop() {
+            let state = states
+                .get(&name)
+                .unwrap_or_else(|| panic!("transition to missing state {name}"));
+            for next in targets(state) {
+                if seen.insert(next.clone()) {
+                    todo.push(next);
+                }
+            }
+        }
+        let all: BTreeSet<String> = states.keys().cloned().collect();
+        assert_eq!(seen, all, "unreachable states");
+    }
+
+    #[test]
+    fn the_asl_routes_on_exactly_the_stable_error_names() {
+        let mut used = BTreeSet::new();
+        for (_, state) in states() {
+            for list in ["Catch", "Retry"] {
+                for item in state[list].as_array().into_iter().flatten() {
+                    for e in item["ErrorEquals"].as_array().unwrap() {
+                        let e = e.as_str().unwrap();
+                        if !e.starts_with("States.") {
+                            used.insert(e.to_owned());
+                        }
+                    }
+                }
+            }
+        }
+        let named: BTreeSet<String> = errors::ALL.iter().map(|e| (*e).to_owned()).collect();
+        assert_eq!(used, named);
+    }
+
+    #[test]
+    fn every_placeholder_is_substituted_by_a_function_of_this_workspace() {
+        let text =
+            std::fs::read_to_string(workspace_root().join("statemachines/atomic-switch.asl.json"))
+                .unwrap();
+        let placeholders: BTreeSet<String> = text
+            .split("${")
+            .skip(1)
+            .filter_map(|rest| rest.split_once('}').map(|(name, _)| name.to_owned()))
+            .collect();
+        let substitutions = SagaBed::substitutions().unwrap();
+        let substituted: BTreeSet<String> = substitutions.keys().cloned().collect();
+        assert_eq!(placeholders, substituted);
+        let template = Template::load().unwrap();
+        for function in substitutions.values() {
+            let binary = template
+                .function_binary(function)
+                .unwrap_or_else(|| panic!("{function}: no binary"));
+            assert!(
+                workspace_root()
+                    .join("functions")
+                    .join(&binary)
+                    .join("Cargo.toml")
+                    .is_file(),
+                "{function} builds {binary}, which is not in functions/"
+            );
+        }
+    }
 }

@@ -1,0 +1,223 @@
+//! `make bench`, atomic switch: whole switches executed by the state machine on the release step
+//! binaries (waits of 1 s), then every step's recorded input replayed on a cold process of its
+//! binary, for each step's init time, latency and peak memory. Replaying is safe because every
+//! step is idempotent: the replays exercise that too.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use aws_sdk_sfn::types::{ExecutionStatus, HistoryEventType};
+use serde_json::{Value, json};
+
+use crate::fixtures::Launch;
+use crate::lambda_host::LambdaHost;
+use crate::saga::{SagaBed, impaired_status, lambda_binary, step_binaries};
+use crate::{HOME_ACCOUNT, REGION};
+
+/// Targets: the issue's ≤ 30 state transitions per switch; the handler's init and memory targets.
+const TRANSITIONS_TARGET: usize = 30;
+const INIT_TARGET_MS: f64 = 20.0;
+const RSS_TARGET_KIB: u64 = 40 * 1024;
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn request(instance: &str, mode: &str) -> Value {
+    json!({
+        "account_id": HOME_ACCOUNT, "region": REGION, "instance_id": instance, "mode": mode,
+        "target": {"instance_types": ["m5.large", "m6i.large"], "az_ids": ["use1-az1", "use1-az2"]},
+        "settings": {"wait_seconds": 1, "image_checks": 5, "health_checks": 3}
+    })
+}
+
+/// Each step binary's first recorded input in the execution: (binary, input).
+async fn step_inputs(saga: &SagaBed, arn: &str) -> Result<Vec<(String, Value)>> {
+    let history: Vec<_> = saga
+        .sfn
+        .get_execution_history()
+        .execution_arn(arn)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await?;
+    let mut inputs = Vec::new();
+    for event in &history {
+        if *event.r#type() != HistoryEventType::LambdaFunctionScheduled {
+            continue;
+        }
+        let Some(d) = event.lambda_function_scheduled_event_details() else {
+            continue;
+        };
+        // arn:…:function:<binary>-<suffix>
+        let name = d.resource().rsplit(':').next().unwrap_or_default();
+        let binary = name.rsplit_once('-').map_or(name, |(b, _)| b).to_owned();
+        inputs.push((binary, serde_json::from_str(d.input().unwrap_or("{}"))?));
+    }
+    Ok(inputs)
+}
+
+pub async fn run(bin_dir: &Path, switches: usize) -> Result<bool> {
+    let overrides = [("switch-plan", "APPROVAL_THRESHOLD", "CRITICAL")];
+    let saga = SagaBed::start_with_bins("bench-switch", &overrides, Some(bin_dir)).await?;
+    let ec2 = saga.bed.ec2();
+
+    // Whole switches.
+    let mut walls = Vec::new();
+    let mut transitions = Vec::new();
+    let mut invocations = Vec::new();
+    let mut calls = Vec::new();
+    let mut operations = BTreeMap::<String, usize>::new();
+    let mut inputs = BTreeMap::<String, Value>::new();
+    for i in 0..switches {
+        let source = Launch::new("m5.large")
+            .in_az("us-east-1b")
+            .run(&ec2)
+            .await?;
+        let before = saga.proxy.forwarder.calls().len();
+        let e = saga
+            .run(&saga.name(&format!("bench-{i}")), &request(&source, "live"))
+            .await?;
+        if e.status != ExecutionStatus::Succeeded {
+            bail!(
+                "switch {i} did not succeed: {:?} {:?} {:?}",
+                e.error,
+                e.cause,
+                e.path
+            );
+        }
+        let made = saga.proxy.forwarder.calls_since(before);
+        walls.push(e.wall.as_secs_f64());
+        transitions.push(e.path.len());
+        invocations.push(e.invocations);
+        calls.push(made.len());
+        if i == 0 {
+            for c in &made {
+                *operations.entry(c.to_string()).or_default() += 1;
+            }
+            for (binary, input) in step_inputs(&saga, &e.arn).await? {
+                inputs.entry(binary).or_insert(input);
+            }
+        }
+    }
+    // The steps a healthy live switch does not run: shadow, approval, rollback.
+    let shadow_source = Launch::new("m5.large")
+        .in_az("us-east-1b")
+        .run(&ec2)
+        .await?;
+    let shadow = saga
+        .run(
+            &saga.name("bench-shadow"),
+            &request(&shadow_source, "shadow"),
+        )
+        .await?;
+    for (binary, input) in step_inputs(&saga, &shadow.arn).await? {
+        inputs.entry(binary).or_insert(input);
+    }
+    let failing = Launch::new("m5.large")
+        .in_az("us-east-1b")
+        .run(&ec2)
+        .await?;
+    saga.proxy.forwarder.inject(impaired_status());
+    let failed = saga
+        .run(&saga.name("bench-rollback"), &request(&failing, "live"))
+        .await?;
+    saga.proxy.forwarder.clear_faults();
+    for (binary, input) in step_inputs(&saga, &failed.arn).await? {
+        inputs.entry(binary).or_insert(input);
+    }
+    if let Some(image) = inputs.get("switch-image").cloned() {
+        // The approval task's input is the image step's, plus the task token.
+        let mut approval = image;
+        approval["token"] = json!("bench-task-token");
+        approval.as_object_mut().map(|o| o.remove("phase"));
+        inputs.insert("switch-approval".into(), approval);
+    }
+
+    // Each step, cold, on its recorded input.
+    println!(
+        "\n== atomic switch (release x86_64, {}) ==",
+        bin_dir.display()
+    );
+    println!(
+        "per switch ({switches} switches, waits 1 s): state transitions {} (target ≤ {TRANSITIONS_TARGET}), \
+         Lambda invocations {}, wall p50 {:.2} s, AWS calls {} {:?}",
+        transitions.iter().max().unwrap_or(&0),
+        invocations.iter().max().unwrap_or(&0),
+        median(walls.clone()),
+        calls.iter().max().unwrap_or(&0),
+        operations
+    );
+    println!(
+        "{:<16} {:>9} {:>11} {:>13} {:>10}  AWS calls",
+        "step", "size MiB", "init p50 ms", "invoke p50 ms", "peak MiB"
+    );
+    let mut steps = Vec::new();
+    let mut ok = transitions.iter().all(|t| *t <= TRANSITIONS_TARGET);
+    for binary in step_binaries()? {
+        let Some(input) = inputs.get(&binary) else {
+            bail!("no recorded input for {binary}");
+        };
+        let path = lambda_binary(bin_dir, &binary);
+        let size = std::fs::metadata(&path)
+            .with_context(|| format!("{} (run `make build-x86`)", path.display()))?
+            .len();
+        let (mut inits, mut latencies, mut rss, mut step_calls) = (Vec::new(), Vec::new(), 0, 0);
+        for _ in 0..5 {
+            let before = saga.proxy.forwarder.calls().len();
+            let mut spec = saga.tables.function(&binary, &saga.proxy.endpoint())?;
+            spec.binary = path.clone();
+            let mut host = LambdaHost::start(spec).await?;
+            inits.push(ms(host.wait_ready().await?));
+            let started = Instant::now();
+            let outcome = host.invoke(input).await?;
+            latencies.push(ms(started.elapsed()));
+            // The rollback ends the execution with its error: a replay answers the same way.
+            if binary != "switch-rollback" {
+                outcome
+                    .ok()
+                    .with_context(|| format!("replaying {binary}"))?;
+            }
+            rss = rss.max(host.peak_rss_kib().unwrap_or_default());
+            step_calls = saga.proxy.forwarder.calls_since(before).len();
+        }
+        let (init, latency) = (median(inits), median(latencies));
+        ok &= init <= INIT_TARGET_MS && rss <= RSS_TARGET_KIB;
+        println!(
+            "{binary:<16} {:>9.2} {init:>11.2} {latency:>13.2} {:>10.1}  {step_calls}",
+            size as f64 / 1048576.0,
+            rss as f64 / 1024.0
+        );
+        steps.push(
+            json!({"step": binary, "binary_bytes": size, "init_ms_p50": init,
+            "first_invocation_ms_p50": latency, "peak_rss_kib": rss, "aws_calls": step_calls}),
+        );
+    }
+    let report = json!({
+        "function": "atomic-switch",
+        "switches": switches,
+        "per_switch": {
+            "state_transitions": transitions, "lambda_invocations": invocations,
+            "wall_seconds": walls, "aws_calls": calls, "aws_calls_by_operation": operations,
+            "wait_seconds": 1,
+        },
+        "steps": steps,
+    });
+    let out = crate::template::workspace_root().join("target/bench");
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(
+        out.join("atomic-switch.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    println!("report: target/bench/atomic-switch.json");
+    println!("targets: {}", if ok { "met" } else { "MISSED" });
+    Ok(ok)
+}
