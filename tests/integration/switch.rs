@@ -16,7 +16,7 @@ use spot_domain::ports::QuarantineStore;
 use spot_domain::saga::SwitchStatus;
 use testbed::saga::{
     Execution, SagaBed, address_holder, clones, elastic_ip, failed_image, impaired_status,
-    initializing_status, launches_without_gatekeeper, leftovers, spot_prices, state,
+    initializing_status, launches_without_gatekeeper, leftovers, price_list, spot_prices, state,
 };
 use testbed::{Fault, HOME_ACCOUNT, LambdaHost, Launch};
 
@@ -253,6 +253,10 @@ async fn shadow_mode_records_the_counterfactual_saving_and_touches_nothing() -> 
     let ec2 = saga.bed.ec2();
     let source = source(&saga).await?;
     let name = saga.name("shadow");
+    // The live on-demand price (here 0.1070, not the shipped table's 0.0960) is the baseline.
+    saga.proxy
+        .forwarder
+        .inject(price_list("m5.large", "us-east-1", 0.107));
 
     let e = saga.run(&name, &request(&source, "shadow")).await?;
 
@@ -267,7 +271,12 @@ async fn shadow_mode_records_the_counterfactual_saving_and_touches_nothing() -> 
         record.pool.as_ref().map(|p| p.to_string()).as_deref(),
         Some(BEST)
     );
-    assert!(record.saving_per_hour.unwrap() > 0.0, "{record:?}");
+    assert_eq!(record.on_demand_price, Some(0.107));
+    // moto quotes every Spot price at 0.00001.
+    assert!(
+        (record.saving_per_hour.unwrap() - (0.107 - 0.00001)).abs() < 1e-9,
+        "{record:?}"
+    );
     let mutations: Vec<String> = saga
         .proxy
         .forwarder

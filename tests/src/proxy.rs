@@ -97,7 +97,8 @@ impl Fault {
         }
     }
 
-    /// A canned answer for `operation` (query protocol), see [`Fault::body`].
+    /// A canned answer for `operation` (XML for query protocols, JSON for JSON protocols), see
+    /// [`Fault::body`].
     pub fn respond(operation: &str, body: &str) -> Self {
         Self {
             body: Some(body.into()),
@@ -292,11 +293,17 @@ fn canned(template: &str, request: &[u8], status: u16) -> Response {
             body = body.replace(&format!("{{{name}}}"), &value);
         }
     }
+    let json = body.starts_with('{');
     let mut response =
         (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body).into_response();
-    response
-        .headers_mut()
-        .insert("content-type", HeaderValue::from_static("text/xml"));
+    response.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static(if json {
+            "application/x-amz-json-1.1"
+        } else {
+            "text/xml"
+        }),
+    );
     response
 }
 

@@ -371,6 +371,23 @@ pub fn spot_prices(prices: &[(&str, &str, f64)]) -> Fault {
     )
 }
 
+/// A Price List `GetProducts` answer: one Linux on-demand product at `usd` per hour.
+pub fn price_list(instance_type: &str, region: &str, usd: f64) -> Fault {
+    let product = serde_json::json!({
+        "product": {"productFamily": "Compute Instance",
+            "attributes": {"instanceType": instance_type, "regionCode": region, "operatingSystem": "Linux"}},
+        "serviceCode": "AmazonEC2",
+        "terms": {"OnDemand": {"BED.TERM": {"priceDimensions": {"BED.TERM.DIM": {
+            "unit": "Hrs", "pricePerUnit": {"USD": format!("{usd:.10}")},
+            "description": format!("${usd} per On Demand Linux {instance_type} Instance Hour")}}}}}
+    });
+    Fault::respond(
+        "GetProducts",
+        &serde_json::json!({"FormatVersion": "aws_v1", "PriceList": [product.to_string()]})
+            .to_string(),
+    )
+}
+
 /// The instance's state.
 pub async fn state(ec2: &aws_sdk_ec2::Client, id: &str) -> Result<InstanceStateName> {
     let answer = ec2.describe_instances().instance_ids(id).send().await?;

@@ -6,7 +6,9 @@ use std::collections::BTreeSet;
 use chrono::TimeDelta;
 use spot_domain::catalog::Catalog;
 use spot_domain::gatekeeper;
-use spot_domain::ports::{AccountRegistry, QuarantineStore, SwitchFleet, SwitchFleets};
+use spot_domain::ports::{
+    AccountRegistry, OnDemandPrices, QuarantineStore, SwitchFleet, SwitchFleets,
+};
 use spot_domain::saga::{Settings, StepError, StepInput, errors, fleet_for};
 use spot_domain::settings::{ConfigError, Env};
 use spot_domain::switch::{self, Market, Plan, Risk, SwitchMode};
@@ -48,21 +50,25 @@ impl Config {
     }
 }
 
-pub struct Planner<R, F, Q, C> {
+pub struct Planner<R, F, Q, P, C> {
     pub registry: R,
     pub fleets: F,
     pub quarantine: Q,
+    /// On-demand prices: the Price List API in production, the shipped table as its fallback.
+    pub prices: P,
     pub clock: C,
+    /// Interruption bands (the shipped Spot Advisor snapshot).
     pub catalog: &'static Catalog,
     pub home_account: String,
     pub config: Config,
 }
 
-impl<R, F, Q, C> Planner<R, F, Q, C>
+impl<R, F, Q, P, C> Planner<R, F, Q, P, C>
 where
     R: AccountRegistry,
     F: SwitchFleets,
     Q: QuarantineStore,
+    P: OnDemandPrices,
     C: Clock,
 {
     pub async fn handle(&self, input: StepInput) -> Result<Plan, StepError> {
@@ -86,8 +92,9 @@ where
             ));
         }
         let on_demand_price = self
-            .catalog
+            .prices
             .on_demand(&request.region, &source.instance_type)
+            .await?
             .ok_or_else(|| {
                 StepError::new(
                     errors::NOT_ELIGIBLE,

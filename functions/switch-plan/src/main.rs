@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
-use spot_aws::{AccountsTable, AwsContext, AwsSwitchFleets, QuarantineTable};
+use spot_aws::{AccountsTable, AwsContext, AwsSwitchFleets, PriceList, QuarantineTable};
 use spot_domain::catalog::Catalog;
 use spot_domain::saga::StepInput;
 use spot_domain::settings::Env;
@@ -24,6 +24,7 @@ async fn main() -> Result<(), Error> {
             SystemClock,
             chrono::TimeDelta::seconds(300),
         ),
+        prices: PriceList::from_config(ctx.base(), Catalog::shipped()),
         fleets: AwsSwitchFleets::new(ctx),
         quarantine: QuarantineTable::new(dynamodb, env.required("QUARANTINE_TABLE")?),
         clock: SystemClock,

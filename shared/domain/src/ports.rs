@@ -408,6 +408,26 @@ pub trait SwitchFleet: Send + Sync {
     ) -> impl Future<Output = Result<(), AwsError>> + Send;
 }
 
+/// Linux on-demand prices, USD per hour (`None`: not sold there, or unknown).
+pub trait OnDemandPrices: Send + Sync {
+    fn on_demand(
+        &self,
+        region: &str,
+        instance_type: &str,
+    ) -> impl Future<Output = Result<Option<f64>, AwsError>> + Send;
+}
+
+/// The shipped table alone (offline, and in tests of pure logic).
+impl OnDemandPrices for crate::catalog::Catalog {
+    async fn on_demand(&self, region: &str, instance_type: &str) -> Result<Option<f64>, AwsError> {
+        Ok(crate::catalog::Catalog::on_demand(
+            self,
+            region,
+            instance_type,
+        ))
+    }
+}
+
 /// Builds the [`SwitchFleet`] of an account and region.
 pub trait SwitchFleets: Send + Sync {
     type Fleet: SwitchFleet;
