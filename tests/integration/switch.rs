@@ -96,6 +96,11 @@ async fn assert_rolled_back(
         !tags.contains_key("spot-optimizer:switch"),
         "marker left on the source: {tags:?}"
     );
+    assert_ne!(
+        lock_holder(saga, source).await?.as_deref(),
+        Some(name),
+        "lock left"
+    );
     assert_eq!(
         launches_without_gatekeeper(
             &saga.proxy.forwarder.calls(),
@@ -139,6 +144,22 @@ async fn approval(saga: &SagaBed, switch_id: &str) -> Result<Item> {
         .await?
         .item
         .unwrap_or_default())
+}
+
+/// Who holds the per-instance lock of `instance`.
+async fn lock_holder(saga: &SagaBed, instance: &str) -> Result<Option<String>> {
+    let key = format!("lock#{HOME_ACCOUNT}#us-east-1#{instance}");
+    let item = saga
+        .bed
+        .dynamodb()
+        .get_item()
+        .table_name(saga.tables.name("SwitchTable"))
+        .key("switch_id", AttributeValue::S(key))
+        .consistent_read(true)
+        .send()
+        .await?
+        .item;
+    Ok(item.map(|i| s(&i, "owner").to_owned()))
 }
 
 /// How many times a step asked EC2 to stop an instance.
@@ -661,5 +682,59 @@ async fn a_duplicate_start_or_a_redelivered_launch_launches_once() -> Result<()>
         .ok()?;
     assert_eq!(again["instance_id"], e.output["launch"]["instance_id"]);
     assert_eq!(clones(&ec2, &name).await?.len(), 1, "launched once");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_live_switch_of_the_same_instance_waits_its_turn() -> Result<()> {
+    // Default threshold: the first switch pauses for approval, holding the instance's lock.
+    let saga = SagaBed::start("switch-lock", &[]).await?;
+    let ec2 = saga.bed.ec2();
+    let source = source(&saga).await?;
+    let first = saga.name("lock-first");
+    let arn = saga
+        .start_execution(&first, &request(&source, "live"))
+        .await?;
+    saga.wait_for_approval(&first).await?;
+    assert_eq!(
+        lock_holder(&saga, &source).await?.as_deref(),
+        Some(first.as_str())
+    );
+
+    let second = saga.name("lock-second");
+    let e = saga.run(&second, &request(&source, "live")).await?;
+    assert_eq!(e.error.as_deref(), Some("NotEligible"), "{}", show(&e));
+    assert!(
+        e.cause.as_deref().unwrap_or_default().contains(&first),
+        "{:?}",
+        e.cause
+    );
+    assert_eq!(
+        lock_holder(&saga, &source).await?.as_deref(),
+        Some(first.as_str()),
+        "kept"
+    );
+    // A shadow plan takes no lock and is not refused.
+    let shadow = saga
+        .run(&saga.name("lock-shadow"), &request(&source, "shadow"))
+        .await?;
+    assert_eq!(
+        shadow.status,
+        ExecutionStatus::Succeeded,
+        "{}",
+        show(&shadow)
+    );
+
+    let approve = saga.spotctl(&["approvals", "approve", &first])?;
+    assert!(approve.status.success(), "{approve:?}");
+    let e = saga.wait(&arn, std::time::Duration::from_secs(120)).await?;
+    assert_eq!(e.status, ExecutionStatus::Succeeded, "{}", show(&e));
+    assert_eq!(clones(&ec2, &first).await?.len(), 1);
+    assert!(clones(&ec2, &second).await?.is_empty());
+    assert_eq!(
+        lock_holder(&saga, &source).await?,
+        None,
+        "released by the cut-over"
+    );
     Ok(())
 }

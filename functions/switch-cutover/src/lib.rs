@@ -6,7 +6,9 @@ use spot_domain::mode::Mode;
 use spot_domain::ports::{
     AccountRegistry, AuditBegin, AuditEntry, AuditLog, SwitchFleet, SwitchFleets, SwitchLedger,
 };
-use spot_domain::saga::{CutoverStep, Reach, StepError, StepInput, SwitchRecord, SwitchStatus};
+use spot_domain::saga::{
+    self, CutoverStep, Reach, StepError, StepInput, SwitchRecord, SwitchStatus,
+};
 use spot_domain::switch::SWITCH_TAG;
 use spot_domain::{Clock, metrics};
 use tracing::info;
@@ -92,6 +94,9 @@ where
             })
             .await?;
         self.audit.finish(&entry.action_id, "done").await?;
+        self.ledger
+            .unlock(&saga::lock_key(request), switch_id)
+            .await?;
         println!(
             "{}",
             metrics::count(

@@ -7,9 +7,9 @@ use chrono::TimeDelta;
 use spot_domain::catalog::Catalog;
 use spot_domain::gatekeeper;
 use spot_domain::ports::{
-    AccountRegistry, OnDemandPrices, QuarantineStore, SwitchFleet, SwitchFleets,
+    AccountRegistry, OnDemandPrices, QuarantineStore, SwitchFleet, SwitchFleets, SwitchLedger,
 };
-use spot_domain::saga::{Settings, StepError, StepInput, errors, fleet_for};
+use spot_domain::saga::{self, Settings, StepError, StepInput, errors, fleet_for};
 use spot_domain::settings::{ConfigError, Env};
 use spot_domain::switch::{self, Market, Plan, Risk, SwitchMode};
 use spot_domain::{Clock, PoolKey, SignalKind};
@@ -50,12 +50,14 @@ impl Config {
     }
 }
 
-pub struct Planner<R, F, Q, P, C> {
+pub struct Planner<R, F, Q, P, L, C> {
     pub registry: R,
     pub fleets: F,
     pub quarantine: Q,
     /// On-demand prices: the Price List API in production, the shipped table as its fallback.
     pub prices: P,
+    /// Holds the per-instance locks: one live switch at a time per instance.
+    pub ledger: L,
     pub clock: C,
     /// Interruption bands (the shipped Spot Advisor snapshot).
     pub catalog: &'static Catalog,
@@ -63,12 +65,13 @@ pub struct Planner<R, F, Q, P, C> {
     pub config: Config,
 }
 
-impl<R, F, Q, P, C> Planner<R, F, Q, P, C>
+impl<R, F, Q, P, L, C> Planner<R, F, Q, P, L, C>
 where
     R: AccountRegistry,
     F: SwitchFleets,
     Q: QuarantineStore,
     P: OnDemandPrices,
+    L: SwitchLedger,
     C: Clock,
 {
     pub async fn handle(&self, input: StepInput) -> Result<Plan, StepError> {
@@ -182,6 +185,26 @@ where
             request.mode == SwitchMode::Live && risk >= self.config.approval_threshold;
         candidates.truncate(MAX_CANDIDATES);
         exclusions.truncate(MAX_EXCLUSIONS);
+        let settings = input
+            .state
+            .settings
+            .clone()
+            .unwrap_or_default()
+            .resolve(self.config.settings);
+        if request.mode == SwitchMode::Live {
+            // Taken last, so a refused plan holds nothing; released by the cut-over or rollback.
+            let key = saga::lock_key(request);
+            let until = now + settings.longest_run();
+            if let Some(holder) = self.ledger.lock(&key, &input.execution, until, now).await? {
+                return Err(StepError::new(
+                    errors::NOT_ELIGIBLE,
+                    format!(
+                        "{}: switch {holder} is in progress for it",
+                        source.instance_id
+                    ),
+                ));
+            }
+        }
         info!(
             switch_id = %input.execution,
             instance_id = %source.instance_id,
@@ -194,12 +217,7 @@ where
         Ok(Plan {
             switch_id: input.execution.clone(),
             saving_per_hour: best.saving_per_hour,
-            settings: input
-                .state
-                .settings
-                .clone()
-                .unwrap_or_default()
-                .resolve(self.config.settings),
+            settings,
             source,
             on_demand_price,
             candidates,

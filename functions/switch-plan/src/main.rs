@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
-use spot_aws::{AccountsTable, AwsContext, AwsSwitchFleets, PriceList, QuarantineTable};
+use spot_aws::{
+    AccountsTable, AwsContext, AwsSwitchFleets, PriceList, QuarantineTable, SwitchTable,
+};
 use spot_domain::catalog::Catalog;
 use spot_domain::saga::StepInput;
 use spot_domain::settings::Env;
@@ -26,7 +28,8 @@ async fn main() -> Result<(), Error> {
         ),
         prices: PriceList::from_config(ctx.base(), Catalog::shipped()),
         fleets: AwsSwitchFleets::new(ctx),
-        quarantine: QuarantineTable::new(dynamodb, env.required("QUARANTINE_TABLE")?),
+        quarantine: QuarantineTable::new(dynamodb.clone(), env.required("QUARANTINE_TABLE")?),
+        ledger: SwitchTable::new(dynamodb, env.required("SWITCH_TABLE")?),
         clock: SystemClock,
         catalog: Catalog::shipped(),
         home_account,

@@ -11,7 +11,7 @@ use spot_domain::ports::{
     SwitchLedger,
 };
 use spot_domain::saga::{
-    CaughtError, Reach, StepError, StepInput, SwitchRecord, SwitchStatus, errors,
+    self, CaughtError, Reach, StepError, StepInput, SwitchRecord, SwitchStatus, errors,
 };
 use spot_domain::switch::SWITCH_TAG;
 use tracing::info;
@@ -111,6 +111,9 @@ where
                 cause: Some(format!("{}: {}", error.error, error.cause)),
                 at: self.clock.now(),
             })
+            .await?;
+        self.ledger
+            .unlock(&saga::lock_key(request), switch_id)
             .await?;
         info!(switch_id = %switch_id, error = %error.error, undone = ?undone, "rolled back");
         Ok(RolledBack {

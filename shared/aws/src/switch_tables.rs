@@ -64,7 +64,75 @@ impl SwitchLedger for SwitchTable {
             })
             .transpose()
     }
+
+    async fn lock(
+        &self,
+        key: &str,
+        owner: &str,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>, AwsError> {
+        let answer = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("switch_id", AttributeValue::S(key.to_owned()))
+            .item(LOCK_OWNER, AttributeValue::S(owner.to_owned()))
+            .item(LOCK_TTL, AttributeValue::N(until.timestamp().to_string()))
+            // Free, already ours (a redelivered step), or left by a switch that can no longer run.
+            .condition_expression(
+                "attribute_not_exists(switch_id) OR #owner = :owner OR #ttl <= :now",
+            )
+            .expression_attribute_names("#owner", LOCK_OWNER)
+            .expression_attribute_names("#ttl", LOCK_TTL)
+            .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()))
+            .expression_attribute_values(":now", AttributeValue::N(now.timestamp().to_string()))
+            .return_values_on_condition_check_failure(
+                aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+            )
+            .send()
+            .await;
+        match answer {
+            Ok(_) => Ok(None),
+            Err(e) => {
+                let holder = match e.as_service_error() {
+                    Some(aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c)) => {
+                        Some(c.item().and_then(|i| i.get(LOCK_OWNER)).and_then(|o| o.as_s().ok()).cloned().unwrap_or_default())
+                    }
+                    _ => None,
+                };
+                match holder {
+                    Some(holder) => Ok(Some(holder)),
+                    None => Err(classify("PutItem", e)),
+                }
+            }
+        }
+    }
+
+    async fn unlock(&self, key: &str, owner: &str) -> Result<(), AwsError> {
+        match self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("switch_id", AttributeValue::S(key.to_owned()))
+            .condition_expression("#owner = :owner")
+            .expression_attribute_names("#owner", LOCK_OWNER)
+            .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Not ours, or already released.
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(()),
+            Err(e) => Err(classify("DeleteItem", e)),
+        }
+    }
 }
+
+/// Attribute names of the per-instance lock items the ledger table also holds (key `lock#…`).
+const LOCK_OWNER: &str = "owner";
+/// The table's TTL attribute (ledger records have none and stay).
+const LOCK_TTL: &str = "ttl";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct ApprovalItem {

@@ -449,6 +449,17 @@ pub trait SwitchLedger: Send + Sync {
         &self,
         switch_id: &str,
     ) -> impl Future<Output = Result<Option<crate::saga::SwitchRecord>, AwsError>> + Send;
+    /// Takes the lock `key` for `owner` until `until`. `Ok(None)`: taken (or already held by
+    /// `owner`); `Ok(Some(other))`: another owner holds it.
+    fn lock(
+        &self,
+        key: &str,
+        owner: &str,
+        until: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> impl Future<Output = Result<Option<String>, AwsError>> + Send;
+    /// Releases `key` if `owner` holds it; anything else is left alone.
+    fn unlock(&self, key: &str, owner: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
 }
 
 pub trait Approvals: Send + Sync {

@@ -52,6 +52,28 @@ impl Default for Settings {
     }
 }
 
+impl Settings {
+    /// The longest a switch can take with these settings (approval, image and health loops, plus
+    /// an hour for the tasks and their retries): how long its per-instance lock lasts at most.
+    pub fn longest_run(&self) -> chrono::TimeDelta {
+        let loops =
+            u64::from(self.image_checks + self.health_checks) * u64::from(self.wait_seconds);
+        chrono::TimeDelta::seconds(
+            i64::from(self.approval_timeout_seconds)
+                + i64::try_from(loops).unwrap_or(i64::MAX / 2)
+                + 3600,
+        )
+    }
+}
+
+/// The per-instance lock key: one live switch at a time per instance.
+pub fn lock_key(request: &SwitchRequest) -> String {
+    format!(
+        "lock#{}#{}#{}",
+        request.account_id, request.region, request.instance_id
+    )
+}
+
 /// Optional pacing in the request (tests use one-second waits).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
