@@ -223,7 +223,29 @@ async fn a_healthy_clone_replaces_the_source_which_is_stopped_only_at_the_end() 
         instance.instance_lifecycle().map(|l| l.as_str()),
         Some("spot")
     );
-    assert_eq!(instance.subnet_id().is_some(), true);
+    // Inherited network: the chosen candidate's subnet, the source's security groups.
+    let chosen = e.output["plan"]["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["pool"] == e.output["launch"]["pool"])
+        .unwrap();
+    assert_eq!(instance.subnet_id(), chosen["subnet_id"].as_str());
+    let groups = |i: &aws_sdk_ec2::types::Instance| -> Vec<String> {
+        i.security_groups()
+            .iter()
+            .filter_map(|g| g.group_id().map(str::to_owned))
+            .collect()
+    };
+    let answer_source = ec2
+        .describe_instances()
+        .instance_ids(&source)
+        .send()
+        .await?;
+    assert_eq!(
+        groups(instance),
+        groups(&answer_source.reservations()[0].instances()[0])
+    );
     let tags = source_tags(&saga, &clone).await?;
     assert_eq!(tags["Name"], "db");
     assert_eq!(tags["Team"], "core");
