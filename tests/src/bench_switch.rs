@@ -70,13 +70,29 @@ pub async fn run(bin_dir: &Path, switches: usize) -> Result<bool> {
     let saga = SagaBed::start_with_bins("bench-switch", &overrides, Some(bin_dir)).await?;
     let ec2 = saga.bed.ec2();
 
+    // A shadow switch first: its plan replays on a source that still runs (a switched source is
+    // stopped, and planning it again is refused, as it should be).
+    let mut inputs = BTreeMap::<String, Value>::new();
+    let shadow_source = Launch::new("m5.large")
+        .in_az("us-east-1b")
+        .run(&ec2)
+        .await?;
+    let shadow = saga
+        .run(
+            &saga.name("bench-shadow"),
+            &request(&shadow_source, "shadow"),
+        )
+        .await?;
+    for (binary, input) in step_inputs(&saga, &shadow.arn).await? {
+        inputs.entry(binary).or_insert(input);
+    }
+
     // Whole switches.
     let mut walls = Vec::new();
     let mut transitions = Vec::new();
     let mut invocations = Vec::new();
     let mut calls = Vec::new();
     let mut operations = BTreeMap::<String, usize>::new();
-    let mut inputs = BTreeMap::<String, Value>::new();
     for i in 0..switches {
         let source = Launch::new("m5.large")
             .in_az("us-east-1b")
@@ -108,20 +124,7 @@ pub async fn run(bin_dir: &Path, switches: usize) -> Result<bool> {
             }
         }
     }
-    // The steps a healthy live switch does not run: shadow, approval, rollback.
-    let shadow_source = Launch::new("m5.large")
-        .in_az("us-east-1b")
-        .run(&ec2)
-        .await?;
-    let shadow = saga
-        .run(
-            &saga.name("bench-shadow"),
-            &request(&shadow_source, "shadow"),
-        )
-        .await?;
-    for (binary, input) in step_inputs(&saga, &shadow.arn).await? {
-        inputs.entry(binary).or_insert(input);
-    }
+    // The steps a healthy live switch does not run: approval, rollback.
     let failing = Launch::new("m5.large")
         .in_az("us-east-1b")
         .run(&ec2)
@@ -157,8 +160,8 @@ pub async fn run(bin_dir: &Path, switches: usize) -> Result<bool> {
         operations
     );
     println!(
-        "{:<16} {:>9} {:>11} {:>13} {:>10}  AWS calls",
-        "step", "size MiB", "init p50 ms", "invoke p50 ms", "peak MiB"
+        "{:<16} {:>9} {:>11} {:>13} {:>16} {:>10}  AWS calls (slowest)",
+        "step", "size MiB", "init p50 ms", "invoke p50 ms", "emulator p50 ms", "peak MiB"
     );
     let mut steps = Vec::new();
     let mut ok = transitions.iter().all(|t| *t <= TRANSITIONS_TARGET);
@@ -171,6 +174,7 @@ pub async fn run(bin_dir: &Path, switches: usize) -> Result<bool> {
             .with_context(|| format!("{} (run `make build-x86`)", path.display()))?
             .len();
         let (mut inits, mut latencies, mut rss, mut step_calls) = (Vec::new(), Vec::new(), 0, 0);
+        let (mut waiting, mut slowest) = (Vec::new(), String::new());
         for _ in 0..5 {
             let before = saga.proxy.forwarder.calls().len();
             let mut spec = saga.tables.function(&binary, &saga.proxy.endpoint())?;
@@ -187,18 +191,26 @@ pub async fn run(bin_dir: &Path, switches: usize) -> Result<bool> {
                     .with_context(|| format!("replaying {binary}"))?;
             }
             rss = rss.max(host.peak_rss_kib().unwrap_or_default());
-            step_calls = saga.proxy.forwarder.calls_since(before).len();
+            let made = saga.proxy.forwarder.calls_since(before);
+            step_calls = made.len();
+            waiting.push(ms(crate::proxy::busy(&made)));
+            slowest = made
+                .iter()
+                .max_by_key(|c| c.upstream)
+                .map(|c| format!("{c} {:.0} ms", ms(c.upstream)))
+                .unwrap_or_default();
         }
-        let (init, latency) = (median(inits), median(latencies));
+        let (init, latency, waiting) = (median(inits), median(latencies), median(waiting));
         ok &= init <= INIT_TARGET_MS && rss <= RSS_TARGET_KIB;
         println!(
-            "{binary:<16} {:>9.2} {init:>11.2} {latency:>13.2} {:>10.1}  {step_calls}",
+            "{binary:<16} {:>9.2} {init:>11.2} {latency:>13.2} {waiting:>16.2} {:>10.1}  {step_calls} ({slowest})",
             size as f64 / 1048576.0,
             rss as f64 / 1024.0
         );
         steps.push(
             json!({"step": binary, "binary_bytes": size, "init_ms_p50": init,
-            "first_invocation_ms_p50": latency, "peak_rss_kib": rss, "aws_calls": step_calls}),
+            "first_invocation_ms_p50": latency, "waiting_on_emulator_ms_p50": waiting,
+            "peak_rss_kib": rss, "aws_calls": step_calls}),
         );
     }
     let report = json!({

@@ -601,6 +601,34 @@ mod tests {
     }
 
     #[test]
+    fn every_task_retries_transient_and_lambda_service_errors() {
+        for (name, state) in states() {
+            if state["Type"] != "Task" || name == ROLLBACK {
+                continue;
+            }
+            let retried: Vec<&str> = state["Retry"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{name}: no Retry"))
+                .iter()
+                .flat_map(|r| {
+                    r["ErrorEquals"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .filter_map(|e| e.as_str())
+                })
+                .collect();
+            for e in [
+                errors::TRANSIENT,
+                "Lambda.TooManyRequestsException",
+                "Lambda.ServiceException",
+            ] {
+                assert!(retried.contains(&e), "{name} does not retry {e}");
+            }
+        }
+    }
+
+    #[test]
     fn the_rollback_retries_everything_and_ends_in_fail() {
         let states = states();
         let rollback = &states[ROLLBACK];
@@ -644,7 +672,8 @@ mod tests {
                 for item in state[list].as_array().into_iter().flatten() {
                     for e in item["ErrorEquals"].as_array().unwrap() {
                         let e = e.as_str().unwrap();
-                        if !e.starts_with("States.") {
+                        // `States.*` and Lambda's own service errors are AWS's names, not ours.
+                        if !e.starts_with("States.") && !e.starts_with("Lambda.") {
                             used.insert(e.to_owned());
                         }
                     }
