@@ -1,25 +1,14 @@
 //! Lambda entry point: wiring only. `APPROVAL_TOPIC_ARN` (optional) receives the notifications.
 
-use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
+use lambda_runtime::Error;
 use spot_aws::{ApprovalsTable, AwsContext, Notifier};
 use spot_domain::SystemClock;
-use spot_domain::saga::{StepError, StepInput};
+
 use spot_domain::settings::Env;
 use switch_approval::{Gate, Nobody, Notify};
 
 async fn serve<N: Notify>(gate: Gate<ApprovalsTable, N, SystemClock>) -> Result<(), Error> {
-    let gate = &gate;
-    lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<StepInput>| async move {
-            gate.handle(event.payload)
-                .await
-                .map_err(|e: StepError| Diagnostic {
-                    error_type: e.name.to_owned(),
-                    error_message: e.message,
-                })
-        },
-    ))
-    .await
+    spot_aws::step::run(|input| gate.handle(input)).await
 }
 
 #[tokio::main]

@@ -2,10 +2,9 @@
 
 use std::sync::Arc;
 
-use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
+use lambda_runtime::Error;
 use spot_aws::{AuditTable, AwsContext, SwitchTable};
 use spot_domain::SystemClock;
-use spot_domain::saga::StepInput;
 use spot_domain::settings::Env;
 use switch_cutover::Cutover;
 
@@ -21,14 +20,5 @@ async fn main() -> Result<(), Error> {
         reach: spot_aws::reach(ctx, &env).await?,
         clock: SystemClock,
     };
-    let cutover = &cutover;
-    lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<StepInput>| async move {
-            cutover.handle(event.payload).await.map_err(|e| Diagnostic {
-                error_type: e.name.to_owned(),
-                error_message: e.message,
-            })
-        },
-    ))
-    .await
+    spot_aws::step::run(|input| cutover.handle(input)).await
 }

@@ -2,9 +2,8 @@
 
 use std::sync::Arc;
 
-use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
+use lambda_runtime::Error;
 use spot_aws::AwsContext;
-use spot_domain::saga::StepInput;
 use spot_domain::settings::Env;
 use switch_health::Checker;
 
@@ -15,14 +14,5 @@ async fn main() -> Result<(), Error> {
     let checker = Checker {
         reach: spot_aws::reach(Arc::new(AwsContext::from_env().await), &env).await?,
     };
-    let checker = &checker;
-    lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<StepInput>| async move {
-            checker.handle(event.payload).await.map_err(|e| Diagnostic {
-                error_type: e.name.to_owned(),
-                error_message: e.message,
-            })
-        },
-    ))
-    .await
+    spot_aws::step::run(|input| checker.handle(input)).await
 }

@@ -4,11 +4,10 @@
 use std::sync::Arc;
 
 use chrono::TimeDelta;
-use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
+use lambda_runtime::Error;
 use spot_aws::{AwsContext, QuarantineTable};
 use spot_domain::SystemClock;
 use spot_domain::quarantine::{DEFAULT_CAPACITY_HOLD, QuarantinePolicy};
-use spot_domain::saga::StepInput;
 use spot_domain::settings::Env;
 use switch_launch::Launcher;
 
@@ -34,17 +33,5 @@ async fn main() -> Result<(), Error> {
             ..QuarantinePolicy::default()
         },
     };
-    let launcher = &launcher;
-    lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<StepInput>| async move {
-            launcher
-                .handle(event.payload)
-                .await
-                .map_err(|e| Diagnostic {
-                    error_type: e.name.to_owned(),
-                    error_message: e.message,
-                })
-        },
-    ))
-    .await
+    spot_aws::step::run(|input| launcher.handle(input)).await
 }

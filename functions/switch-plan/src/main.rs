@@ -2,12 +2,11 @@
 
 use std::sync::Arc;
 
-use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
+use lambda_runtime::Error;
 use spot_aws::{
     AccountsTable, AwsContext, AwsSwitchFleets, PriceList, QuarantineTable, SwitchTable,
 };
 use spot_domain::catalog::Catalog;
-use spot_domain::saga::StepInput;
 use spot_domain::settings::Env;
 use spot_domain::{CachedRegistry, SystemClock};
 use switch_plan::{Config, Planner};
@@ -35,14 +34,5 @@ async fn main() -> Result<(), Error> {
         home_account,
         config,
     };
-    let planner = &planner;
-    lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<StepInput>| async move {
-            planner.handle(event.payload).await.map_err(|e| Diagnostic {
-                error_type: e.name.to_owned(),
-                error_message: e.message,
-            })
-        },
-    ))
-    .await
+    spot_aws::step::run(|input| planner.handle(input)).await
 }

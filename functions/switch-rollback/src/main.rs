@@ -2,10 +2,9 @@
 
 use std::sync::Arc;
 
-use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
+use lambda_runtime::Error;
 use spot_aws::{ApprovalsTable, AuditTable, AwsContext, SwitchTable};
 use spot_domain::SystemClock;
-use spot_domain::saga::StepInput;
 use spot_domain::settings::Env;
 use switch_rollback::Rollback;
 
@@ -23,17 +22,5 @@ async fn main() -> Result<(), Error> {
         clock: SystemClock,
         keep_image: env.parsed("KEEP_IMAGE", false)?,
     };
-    let rollback = &rollback;
-    lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<StepInput>| async move {
-            rollback
-                .handle(event.payload)
-                .await
-                .map_err(|e| Diagnostic {
-                    error_type: e.name.to_owned(),
-                    error_message: e.message,
-                })
-        },
-    ))
-    .await
+    spot_aws::step::run(|input| rollback.handle(input)).await
 }

@@ -1,9 +1,8 @@
 //! Lambda entry point: wiring only.
 
-use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
+use lambda_runtime::Error;
 use spot_aws::{AwsContext, SwitchTable};
 use spot_domain::SystemClock;
-use spot_domain::saga::StepInput;
 use spot_domain::settings::Env;
 use switch_shadow::Shadow;
 
@@ -19,14 +18,5 @@ async fn main() -> Result<(), Error> {
         ),
         clock: SystemClock,
     };
-    let shadow = &shadow;
-    lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<StepInput>| async move {
-            shadow.handle(event.payload).await.map_err(|e| Diagnostic {
-                error_type: e.name.to_owned(),
-                error_message: e.message,
-            })
-        },
-    ))
-    .await
+    spot_aws::step::run(|input| shadow.handle(input)).await
 }

@@ -140,7 +140,7 @@ use spot_domain::waste::{Address, BACKUP_TAG, Image, Snapshot, Tags, Usage, Volu
 /// Page size of list calls (the API maximum where one exists).
 const PAGE: i32 = 1000;
 
-fn tags(tags: &[Tag]) -> Tags {
+pub(crate) fn tags(tags: &[Tag]) -> Tags {
     tags.iter()
         .filter_map(|t| {
             Some((
@@ -155,7 +155,7 @@ fn time(t: Option<&aws_sdk_ec2::primitives::DateTime>) -> Option<DateTime<Utc>> 
     t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
 }
 
-fn not_found(code: Option<&str>) -> bool {
+pub(crate) fn not_found(code: Option<&str>) -> bool {
     code.is_some_and(|c| c.ends_with(".NotFound") || c == "InvalidAllocationID.NotFound")
 }
 

@@ -21,6 +21,7 @@ use spot_domain::waste::Tags;
 use spot_domain::{Access, AwsError};
 
 use crate::clients::AwsContext;
+use crate::ec2::{not_found, tags};
 use crate::error::{classify, invalid_data};
 
 /// Error codes meaning "this pool has no Spot capacity for you now": try another pool.
@@ -32,21 +33,6 @@ const NO_CAPACITY: &[&str] = &[
     "MaxSpotInstanceCountExceeded",
     "InsufficientFreeAddressesInSubnet",
 ];
-
-fn not_found(code: Option<&str>) -> bool {
-    code.is_some_and(|c| c.ends_with(".NotFound"))
-}
-
-fn tags(tags: &[Tag]) -> Tags {
-    tags.iter()
-        .filter_map(|t| {
-            Some((
-                t.key()?.to_owned(),
-                t.value().unwrap_or_default().to_owned(),
-            ))
-        })
-        .collect()
-}
 
 fn tag(key: &str, value: &str) -> Tag {
     Tag::builder().key(key).value(value).build()

@@ -16,6 +16,7 @@ pub mod governance_tables;
 pub mod pricing;
 pub mod sfn;
 pub mod sns;
+pub mod step;
 pub mod switch_tables;
 pub mod telemetry;
 
