@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use spot_domain::ports::QuarantineStore;
 use spot_domain::saga::SwitchStatus;
 use testbed::saga::{
-    Execution, SagaBed, address_holder, clones, elastic_ip, failed_image, impaired_status,
+    Execution, Inbox, SagaBed, address_holder, clones, elastic_ip, failed_image, impaired_status,
     initializing_status, launches_without_gatekeeper, leftovers, price_list, spot_prices, state,
 };
 use testbed::{Fault, HOME_ACCOUNT, LambdaHost, Launch};
@@ -335,7 +335,13 @@ async fn shadow_mode_records_the_counterfactual_saving_and_touches_nothing() -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approved_switch_moves_the_elastic_ip_to_the_clone() -> Result<()> {
     // Default threshold (MEDIUM): the home account counts as PROD and the address adds a concern.
-    let saga = SagaBed::start("switch-approve", &[]).await?;
+    let topic = format!("approvals-{}", std::process::id());
+    let saga = SagaBed::start(
+        "switch-approve",
+        &[("switch-approval", "APPROVAL_TOPIC_ARN", &Inbox::arn(&topic))],
+    )
+    .await?;
+    let inbox = Inbox::start(&saga.bed, &topic).await?;
     let ec2 = saga.bed.ec2();
     let source = source(&saga).await?;
     let (allocation, _) = elastic_ip(&ec2, &source).await?;
@@ -350,6 +356,20 @@ async fn an_approved_switch_moves_the_elastic_ip_to_the_clone() -> Result<()> {
     assert!(
         text.contains("HIGH") && text.contains("Elastic IP"),
         "{text}"
+    );
+    // The operators were told, with the commands to answer.
+    let told = inbox.wait_for(&name).await?;
+    let message = told["Message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&format!("spotctl approvals approve {name}")),
+        "{message}"
+    );
+    assert!(
+        told["Subject"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&source),
+        "{told}"
     );
     assert!(
         clones(&ec2, &name).await?.is_empty(),

@@ -325,6 +325,89 @@ impl SagaBed {
     }
 }
 
+/// An SNS topic whose notifications arrive here: moto delivers them to an HTTP subscription served
+/// by this test.
+pub struct Inbox {
+    pub topic_arn: String,
+    messages: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Inbox {
+    /// The ARN a topic named `name` gets in the bed (known before it exists).
+    pub fn arn(name: &str) -> String {
+        format!("arn:aws:sns:{REGION}:{HOME_ACCOUNT}:{name}")
+    }
+
+    pub async fn start(bed: &Bed, name: &str) -> Result<Self> {
+        use axum::extract::State;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        let messages = std::sync::Arc::<std::sync::Mutex<Vec<Value>>>::default();
+        let app = axum::Router::new()
+            .route(
+                "/",
+                axum::routing::post(
+                    |State(m): State<std::sync::Arc<std::sync::Mutex<Vec<Value>>>>,
+                     body: String| async move {
+                        if let (Ok(v), Ok(mut m)) = (serde_json::from_str(&body), m.lock()) {
+                            m.push(v);
+                        }
+                        "ok"
+                    },
+                ),
+            )
+            .with_state(messages.clone());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let sns = aws_sdk_sns::Client::new(&bed.home);
+        let topic_arn = sns
+            .create_topic()
+            .name(name)
+            .send()
+            .await?
+            .topic_arn
+            .context("no topic ARN")?;
+        sns.subscribe()
+            .topic_arn(&topic_arn)
+            .protocol("http")
+            .endpoint(format!("http://{address}/"))
+            .send()
+            .await?;
+        Ok(Self {
+            topic_arn,
+            messages,
+            server,
+        })
+    }
+
+    /// The first notification whose message contains `text` (waits up to 10 s).
+    pub async fn wait_for(&self, text: &str) -> Result<Value> {
+        for _ in 0..100 {
+            let found = self.messages.lock().ok().and_then(|m| {
+                m.iter()
+                    .find(|v| {
+                        v["Type"] == "Notification"
+                            && v["Message"].as_str().is_some_and(|s| s.contains(text))
+                    })
+                    .cloned()
+            });
+            if let Some(v) = found {
+                return Ok(v);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("no notification about {text} on {}", self.topic_arn)
+    }
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
 /// An EC2 answer to `DescribeImages` for one image id: the image failed.
 pub fn failed_image() -> Fault {
     Fault::respond(
