@@ -14,7 +14,7 @@ PY        := $(VENV)/bin/python
 TOOLS     := infra/local/node_modules
 BED       := infra/local/bed.sh
 FUNCTIONS := interruption-handler waste-scanner security-enforcer \
-	switch-plan switch-shadow switch-approval switch-image switch-launch switch-health switch-cutover switch-rollback
+	saga-approval switch-plan switch-shadow switch-image switch-launch switch-health switch-cutover switch-rollback
 # What `make bench` measures: three functions and the atomic-switch saga (its eight step functions).
 BENCHES   := interruption-handler waste-scanner security-enforcer atomic-switch
 ASL       := $(wildcard statemachines/*.asl.json)

@@ -138,7 +138,7 @@ async fn approval(saga: &SagaBed, switch_id: &str) -> Result<Item> {
         .dynamodb()
         .get_item()
         .table_name(saga.tables.name("ApprovalsTable"))
-        .key("switch_id", AttributeValue::S(switch_id.into()))
+        .key("saga_id", AttributeValue::S(switch_id.into()))
         .consistent_read(true)
         .send()
         .await?
@@ -338,7 +338,7 @@ async fn an_approved_switch_moves_the_elastic_ip_to_the_clone() -> Result<()> {
     let topic = format!("approvals-{}", std::process::id());
     let saga = SagaBed::start(
         "switch-approve",
-        &[("switch-approval", "APPROVAL_TOPIC_ARN", &Inbox::arn(&topic))],
+        &[("saga-approval", "APPROVAL_TOPIC_ARN", &Inbox::arn(&topic))],
     )
     .await?;
     let inbox = Inbox::start(&saga.bed, &topic).await?;

@@ -138,11 +138,18 @@ pub async fn run(bin_dir: &Path, switches: usize) -> Result<bool> {
         inputs.entry(binary).or_insert(input);
     }
     if let Some(image) = inputs.get("switch-image").cloned() {
-        // The approval task's input is the image step's, plus the task token.
-        let mut approval = image;
-        approval["token"] = json!("bench-task-token");
-        approval.as_object_mut().map(|o| o.remove("phase"));
-        inputs.insert("switch-approval".into(), approval);
+        // The approval task's payload, as the ASL's Parameters build it from the state.
+        let state = &image["state"];
+        let plan = &state["plan"];
+        inputs.insert(
+            "saga-approval".into(),
+            json!({
+                "execution": image["execution"], "token": "bench-task-token", "saga": "AtomicSwitch",
+                "account_id": state["account_id"], "region": state["region"], "target": state["instance_id"],
+                "risk": plan["risk"], "reasons": plan["risk_reasons"], "summary": plan["summary"],
+                "timeout_seconds": plan["settings"]["approval_timeout_seconds"],
+            }),
+        );
     }
 
     // Each step, cold, on its recorded input.

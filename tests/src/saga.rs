@@ -315,7 +315,7 @@ impl SagaBed {
         for _ in 0..300 {
             let list = self.spotctl(&["approvals", "list", "--json"])?;
             if String::from_utf8_lossy(&list.stdout)
-                .contains(&format!("\"switch_id\":\"{switch_id}\""))
+                .contains(&format!("\"saga_id\":\"{switch_id}\""))
             {
                 return Ok(());
             }

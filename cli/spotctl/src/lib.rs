@@ -75,7 +75,9 @@ pub fn approvals_table(requests: &[ApprovalRequest], now: DateTime<Utc>) -> Tabl
             r.expires_at.format("%Y-%m-%d %H:%M").to_string()
         };
         table.add_row([
-            r.switch_id.clone(),
+            r.saga_id.clone(),
+            r.saga.clone(),
+            r.target.clone(),
             format!("{} {}", r.account_id, r.region),
             r.risk.to_string(),
             r.reasons.join(", "),

@@ -27,14 +27,14 @@ enum Command {
     /// The accounts registry (table from ACCOUNTS_TABLE or --table).
     #[command(subcommand)]
     Accounts(AccountsCommand),
-    /// Atomic switches waiting for an operator (table from APPROVALS_TABLE or --table).
+    /// Switches and swaps waiting for an operator (table from APPROVALS_TABLE or --table).
     #[command(subcommand)]
     Approvals(ApprovalsCommand),
 }
 
 #[derive(Subcommand)]
 enum ApprovalsCommand {
-    /// Switches waiting for an answer, oldest first.
+    /// Switches and swaps waiting for an answer, oldest first.
     List {
         #[arg(long, env = "APPROVALS_TABLE")]
         table: String,
@@ -42,20 +42,20 @@ enum ApprovalsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Lets a waiting switch go on (Step Functions SendTaskSuccess with its stored token).
+    /// Lets a waiting switch or swap go on (Step Functions SendTaskSuccess with its stored token).
     Approve {
         #[arg(long, env = "APPROVALS_TABLE")]
         table: String,
-        /// The switch id: the execution name.
-        switch_id: String,
+        /// The switch or swap id: the execution name.
+        saga_id: String,
         #[arg(long, env = "USER", default_value = "operator")]
         by: String,
     },
-    /// Stops a waiting switch before it changes anything (SendTaskFailure `ApprovalRejected`).
+    /// Stops a waiting switch or swap before it changes anything (SendTaskFailure `ApprovalRejected`).
     Reject {
         #[arg(long, env = "APPROVALS_TABLE")]
         table: String,
-        switch_id: String,
+        saga_id: String,
         #[arg(long, env = "USER", default_value = "operator")]
         by: String,
         /// Why, recorded in the switch ledger.
@@ -229,32 +229,28 @@ async fn main() -> Result<()> {
                 println!("{}", spotctl::approvals_table(&pending, now));
             }
         }
-        Command::Approvals(ApprovalsCommand::Approve {
-            table,
-            switch_id,
-            by,
-        }) => {
+        Command::Approvals(ApprovalsCommand::Approve { table, saga_id, by }) => {
             let approvals = ApprovalsTable::new(dynamodb, table);
-            let token = claim(&approvals, &switch_id, "APPROVED", &by, "approved", now).await?;
+            let token = claim(&approvals, &saga_id, "APPROVED", &by, "approved", now).await?;
             TaskAnswers::new(aws_sdk_sfn::Client::new(ctx.base()))
                 .approve(&token, &serde_json::json!({"approved_by": by, "at": now}))
                 .await
-                .with_context(|| format!("answering {switch_id} (did it time out?)"))?;
-            println!("{switch_id}: approved by {by}; the switch goes on");
+                .with_context(|| format!("answering {saga_id} (did it time out?)"))?;
+            println!("{saga_id}: approved by {by}; it goes on");
         }
         Command::Approvals(ApprovalsCommand::Reject {
             table,
-            switch_id,
+            saga_id,
             by,
             reason,
         }) => {
             let approvals = ApprovalsTable::new(dynamodb, table);
-            let token = claim(&approvals, &switch_id, "REJECTED", &by, &reason, now).await?;
+            let token = claim(&approvals, &saga_id, "REJECTED", &by, &reason, now).await?;
             TaskAnswers::new(aws_sdk_sfn::Client::new(ctx.base()))
                 .reject(&token, APPROVAL_REJECTED, &format!("{reason} ({by})"))
                 .await
-                .with_context(|| format!("answering {switch_id} (did it time out?)"))?;
-            println!("{switch_id}: rejected by {by}; nothing was changed");
+                .with_context(|| format!("answering {saga_id} (did it time out?)"))?;
+            println!("{saga_id}: rejected by {by}; nothing was changed");
         }
     }
     Ok(())
@@ -263,7 +259,7 @@ async fn main() -> Result<()> {
 /// Marks a pending request answered (so two operators never both answer) and returns its token.
 async fn claim(
     approvals: &ApprovalsTable,
-    switch_id: &str,
+    saga_id: &str,
     status: &str,
     by: &str,
     note: &str,
@@ -273,18 +269,18 @@ async fn claim(
         .pending()
         .await?
         .into_iter()
-        .find(|r| r.switch_id == switch_id)
+        .find(|r| r.saga_id == saga_id)
     else {
-        bail!("{switch_id} does not wait for approval (answered, expired, or unknown)");
+        bail!("{saga_id} does not wait for approval (answered, expired, or unknown)");
     };
     if request.expires_at <= now {
         bail!(
-            "{switch_id}: the approval expired at {}; the switch was rejected",
+            "{saga_id}: the approval expired at {}; it was rejected",
             request.expires_at
         );
     }
-    if !approvals.answer(switch_id, status, by, note).await? {
-        bail!("{switch_id} was answered by someone else meanwhile");
+    if !approvals.answer(saga_id, status, by, note).await? {
+        bail!("{saga_id} was answered by someone else meanwhile");
     }
     Ok(request.task_token)
 }

@@ -216,6 +216,7 @@ where
         );
         Ok(Plan {
             switch_id: input.execution.clone(),
+            summary: switch::summary(&source, Some(&best)),
             saving_per_hour: best.saving_per_hour,
             settings,
             source,

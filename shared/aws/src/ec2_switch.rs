@@ -25,7 +25,7 @@ use crate::ec2::{not_found, tags};
 use crate::error::{classify, invalid_data};
 
 /// Error codes meaning "this pool has no Spot capacity for you now": try another pool.
-const NO_CAPACITY: &[&str] = &[
+pub(crate) const NO_CAPACITY: &[&str] = &[
     "InsufficientInstanceCapacity",
     "InsufficientCapacity",
     "InsufficientHostCapacity",
@@ -746,6 +746,14 @@ impl SwitchFleets for AwsSwitchFleets {
 
     async fn switch_fleet(&self, access: &Access, region: &str) -> AwsSwitchFleet {
         AwsSwitchFleet::new(Client::new(&self.ctx.config_for(access, region).await))
+    }
+}
+
+impl spot_domain::ports::GroupFleets for AwsSwitchFleets {
+    type Fleet = crate::asg_swap::AwsGroupFleet;
+
+    async fn group_fleet(&self, access: &Access, region: &str) -> crate::asg_swap::AwsGroupFleet {
+        crate::asg_swap::AwsGroupFleet::new(&self.ctx.config_for(access, region).await)
     }
 }
 

@@ -5,6 +5,7 @@
 //!
 //! [`AwsError`]: spot_domain::AwsError
 
+pub mod asg_swap;
 pub mod autoscaling;
 pub mod clients;
 pub mod dynamodb;
@@ -20,6 +21,7 @@ pub mod step;
 pub mod switch_tables;
 pub mod telemetry;
 
+pub use asg_swap::AwsGroupFleet;
 pub use clients::AwsContext;
 pub use dynamodb::{AccountsTable, QuarantineTable};
 pub use ec2::Ec2Directory;

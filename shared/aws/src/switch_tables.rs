@@ -1,5 +1,5 @@
 //! DynamoDB adapter, continued: the switch ledger (`SWITCH_TABLE`) and pending approvals
-//! (`APPROVALS_TABLE`), both keyed by `switch_id` (the execution name).
+//! (`APPROVALS_TABLE`), keyed by the execution name (`switch_id`, `saga_id`).
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
@@ -172,7 +172,7 @@ impl Approvals for ApprovalsTable {
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item.into()))
-            .condition_expression("attribute_not_exists(switch_id) OR #status = :pending")
+            .condition_expression("attribute_not_exists(saga_id) OR #status = :pending")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":pending", AttributeValue::S("PENDING".into()))
             .send()
@@ -201,7 +201,7 @@ impl Approvals for ApprovalsTable {
 
     async fn answer(
         &self,
-        switch_id: &str,
+        saga_id: &str,
         status: &str,
         by: &str,
         note: &str,
@@ -210,7 +210,7 @@ impl Approvals for ApprovalsTable {
             .client
             .update_item()
             .table_name(&self.table)
-            .key("switch_id", AttributeValue::S(switch_id.to_owned()))
+            .key("saga_id", AttributeValue::S(saga_id.to_owned()))
             .update_expression("SET #status = :status, answered_by = :by, answer_note = :note")
             .condition_expression("#status = :pending")
             .expression_attribute_names("#status", "status")

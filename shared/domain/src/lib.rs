@@ -6,6 +6,7 @@
 //! the adapters in `spot-aws` implement.
 
 pub mod account;
+pub mod asg;
 pub mod catalog;
 pub mod clock;
 pub mod enforcement;

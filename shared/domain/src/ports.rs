@@ -438,6 +438,88 @@ pub trait SwitchFleets: Send + Sync {
     ) -> impl Future<Output = Self::Fleet> + Send;
 }
 
+// ---- the ASG swap -------------------------------------------------------------------------------
+
+/// How to launch a group's replacement: the group's own launch template or configuration, with
+/// the chosen type, subnet and Spot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupLaunchSpec {
+    pub source: crate::asg::LaunchSource,
+    pub instance_type: String,
+    pub subnet_id: String,
+    pub tags: Vec<(String, String)>,
+    /// Idempotency token (at most 64 characters).
+    pub client_token: String,
+}
+
+/// Auto Scaling and its target groups, as the swap needs them, in one account and region.
+pub trait GroupFleet: Send + Sync {
+    /// The group, its members (market and exemption from EC2) and launch hooks; `None` if absent.
+    fn group(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<crate::asg::Group>, AwsError>> + Send;
+    fn suspend(
+        &self,
+        name: &str,
+        process: &str,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    fn resume(
+        &self,
+        name: &str,
+        process: &str,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    fn set_max_size(
+        &self,
+        name: &str,
+        max: u32,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    fn launch(
+        &self,
+        spec: &GroupLaunchSpec,
+    ) -> impl Future<Output = Result<Launched, AwsError>> + Send;
+    /// The replacement a previous attempt of `swap_id` launched for `old`, if any (not terminated).
+    fn replacement_of(
+        &self,
+        swap_id: &str,
+        old: &str,
+    ) -> impl Future<Output = Result<Option<SwitchClone>, AwsError>> + Send;
+    /// Attaches running instances (desired capacity grows by as many).
+    fn attach(
+        &self,
+        name: &str,
+        ids: &[String],
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    /// Detaches instances and decrements the desired capacity by as many.
+    fn detach(
+        &self,
+        name: &str,
+        ids: &[String],
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    /// The state of `instance` in each target group (`healthy`, `initial`, `draining`, `unused`...).
+    fn target_states(
+        &self,
+        target_groups: &[String],
+        instance: &str,
+    ) -> impl Future<Output = Result<Vec<(String, String)>, AwsError>> + Send;
+    /// Deregisters `instance` from the target groups (starts draining); "not registered" is done.
+    fn deregister(
+        &self,
+        target_groups: &[String],
+        instance: &str,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+}
+
+/// Builds the [`GroupFleet`] of an account and region.
+pub trait GroupFleets: Send + Sync {
+    type Fleet: GroupFleet;
+    fn group_fleet(
+        &self,
+        access: &Access,
+        region: &str,
+    ) -> impl Future<Output = Self::Fleet> + Send;
+}
+
 /// The switch ledger and its pending approvals.
 pub trait SwitchLedger: Send + Sync {
     /// Records (or replaces) a switch's outcome.
@@ -474,7 +556,7 @@ pub trait Approvals: Send + Sync {
     /// more.
     fn answer(
         &self,
-        switch_id: &str,
+        saga_id: &str,
         status: &str,
         by: &str,
         note: &str,

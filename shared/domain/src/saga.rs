@@ -137,6 +137,51 @@ pub struct HealthStep {
     pub checks: u32,
 }
 
+/// What a launched instance's status checks say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthVerdict {
+    /// Running, system and instance checks `ok`.
+    Ok,
+    /// Not there yet; check again.
+    Pending,
+    /// Impaired, gone, stopping, or not ok after `limit` checks.
+    Failed(String),
+}
+
+/// The verdict on `instance` at its `checks`-th check (1-based) of at most `limit`.
+pub fn health_verdict(
+    instance: &str,
+    health: Option<&crate::ports::InstanceHealth>,
+    checks: u32,
+    limit: u32,
+) -> HealthVerdict {
+    let Some(h) = health else {
+        return HealthVerdict::Failed(format!("{instance} no longer exists"));
+    };
+    if matches!(
+        h.state.as_str(),
+        "shutting-down" | "terminated" | "stopping" | "stopped"
+    ) {
+        return HealthVerdict::Failed(format!("{instance} is {}", h.state));
+    }
+    if h.system == "impaired" || h.instance == "impaired" {
+        return HealthVerdict::Failed(format!(
+            "{instance}: status checks impaired (system {}, instance {})",
+            h.system, h.instance
+        ));
+    }
+    if h.state == "running" && h.system == "ok" && h.instance == "ok" {
+        return HealthVerdict::Ok;
+    }
+    if checks >= limit {
+        return HealthVerdict::Failed(format!(
+            "{instance}: checks not passed after {checks} tries (system {}, instance {})",
+            h.system, h.instance
+        ));
+    }
+    HealthVerdict::Pending
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CutoverStep {
     pub stopped: String,
@@ -221,14 +266,36 @@ pub struct SwitchRecord {
     pub at: DateTime<Utc>,
 }
 
+/// What the approval step is given: built by the state machine's `Parameters`, so every saga
+/// shares one approval function and table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalInput {
+    /// The execution name (the switch or swap id).
+    pub execution: String,
+    pub token: String,
+    /// `AtomicSwitch` or `AsgSwap`.
+    pub saga: String,
+    pub account_id: String,
+    pub region: String,
+    /// What would change: an instance id, or `asg/<name>`.
+    pub target: String,
+    pub risk: Risk,
+    pub reasons: Vec<String>,
+    pub summary: String,
+    pub timeout_seconds: u32,
+}
+
 /// A pending approval (`APPROVALS_TABLE`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApprovalRequest {
-    pub switch_id: String,
+    /// The execution name (the switch or swap id).
+    pub saga_id: String,
+    pub saga: String,
     pub task_token: String,
     pub account_id: String,
     pub region: String,
-    pub instance_id: String,
+    pub target: String,
     pub risk: Risk,
     pub reasons: Vec<String>,
     /// One line: from → to, saving.
@@ -241,27 +308,6 @@ pub struct ApprovalRequest {
     /// Why it was answered so (an operator's reason, or `timed out`).
     #[serde(default)]
     pub answer_note: Option<String>,
-}
-
-impl ApprovalRequest {
-    pub fn summary_of(plan: &Plan) -> String {
-        match plan.candidates.first() {
-            Some(best) => format!(
-                "{} {} → Spot {} in {} at ${:.4}/h ({} interruptions), saves ${:.4}/h",
-                plan.source.instance_id,
-                plan.source.instance_type,
-                best.instance_type,
-                best.pool.az_id(),
-                best.spot_price,
-                best.interruption_label,
-                best.saving_per_hour
-            ),
-            None => format!(
-                "{} {}: no candidate",
-                plan.source.instance_id, plan.source.instance_type
-            ),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -342,6 +388,34 @@ impl From<crate::account::AccountError> for StepError {
     }
 }
 
+/// How to act in `account_id` (own credentials or its member role), after checking the account
+/// and region are well-formed and the account may be acted on.
+pub async fn access_for<R: crate::ports::AccountRegistry>(
+    registry: &R,
+    home_account: &str,
+    account_id: &str,
+    region: &str,
+) -> Result<(crate::account::Access, crate::account::AccountView), StepError> {
+    if !crate::scope::is_account_id(account_id) || !crate::scope::is_region(region) {
+        return Err(StepError::new(
+            "InvalidRequest",
+            format!("account `{account_id}` or region `{region}` is malformed"),
+        ));
+    }
+    let item = registry.account(account_id).await?;
+    if item.is_none() && account_id != home_account {
+        // Own credentials would act on the home account under another account's name.
+        return Err(StepError::new(
+            errors::NOT_ELIGIBLE,
+            format!("account {account_id} is not in the accounts table"),
+        ));
+    }
+    let view =
+        crate::account::AccountView::new(account_id, item, crate::account::Environment::Prod);
+    let access = view.access(home_account)?;
+    Ok((access, view))
+}
+
 /// The request's account and region as a fleet, after checking the account may be acted on.
 pub async fn fleet_for<R, F>(
     registry: &R,
@@ -353,34 +427,8 @@ where
     R: crate::ports::AccountRegistry,
     F: crate::ports::SwitchFleets,
 {
-    if !crate::scope::is_account_id(&request.account_id)
-        || !crate::scope::is_region(&request.region)
-    {
-        return Err(StepError::new(
-            "InvalidRequest",
-            format!(
-                "account `{}` or region `{}` is malformed",
-                request.account_id, request.region
-            ),
-        ));
-    }
-    let item = registry.account(&request.account_id).await?;
-    if item.is_none() && request.account_id != home_account {
-        // Own credentials would act on the home account under another account's name.
-        return Err(StepError::new(
-            errors::NOT_ELIGIBLE,
-            format!(
-                "account {} is not in the accounts table",
-                request.account_id
-            ),
-        ));
-    }
-    let view = crate::account::AccountView::new(
-        &request.account_id,
-        item,
-        crate::account::Environment::Prod,
-    );
-    let access = view.access(home_account)?;
+    let (access, view) =
+        access_for(registry, home_account, &request.account_id, &request.region).await?;
     Ok((fleets.switch_fleet(&access, &request.region).await, view))
 }
 
@@ -397,5 +445,42 @@ impl<R: crate::ports::AccountRegistry, F: crate::ports::SwitchFleets> Reach<R, F
         request: &SwitchRequest,
     ) -> Result<(F::Fleet, crate::account::AccountView), StepError> {
         fleet_for(&self.registry, &self.fleets, &self.home_account, request).await
+    }
+}
+
+/// The EC2 and Auto Scaling sides of one account and region, for the ASG swap's steps.
+pub struct GroupReach<S, G> {
+    pub ec2: S,
+    pub groups: G,
+    pub view: crate::account::AccountView,
+}
+
+impl<R, F> Reach<R, F>
+where
+    R: crate::ports::AccountRegistry,
+    F: crate::ports::SwitchFleets + crate::ports::GroupFleets,
+{
+    pub async fn group(
+        &self,
+        request: &crate::asg::SwapRequest,
+    ) -> Result<
+        GroupReach<
+            <F as crate::ports::SwitchFleets>::Fleet,
+            <F as crate::ports::GroupFleets>::Fleet,
+        >,
+        StepError,
+    > {
+        let (access, view) = access_for(
+            &self.registry,
+            &self.home_account,
+            &request.account_id,
+            &request.region,
+        )
+        .await?;
+        Ok(GroupReach {
+            ec2: self.fleets.switch_fleet(&access, &request.region).await,
+            groups: self.fleets.group_fleet(&access, &request.region).await,
+            view,
+        })
     }
 }

@@ -437,6 +437,26 @@ pub fn risk(
     (level, reasons)
 }
 
+/// One line for an operator (the approval request): from → to, saving.
+pub fn summary(source: &SourceInstance, best: Option<&Candidate>) -> String {
+    match best {
+        Some(best) => format!(
+            "{} {} → Spot {} in {} at ${:.4}/h ({} interruptions), saves ${:.4}/h",
+            source.instance_id,
+            source.instance_type,
+            best.instance_type,
+            best.pool.az_id(),
+            best.spot_price,
+            best.interruption_label,
+            best.saving_per_hour
+        ),
+        None => format!(
+            "{} {}: no candidate",
+            source.instance_id, source.instance_type
+        ),
+    }
+}
+
 /// The plan step's output: what the following steps need.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
@@ -451,6 +471,8 @@ pub struct Plan {
     pub needs_approval: bool,
     /// Best candidate's saving, USD per hour (the counterfactual in shadow mode).
     pub saving_per_hour: f64,
+    /// One line for an operator (the approval request): from → to, saving.
+    pub summary: String,
     /// The saga's pacing, resolved (the state machine's Wait states read it).
     pub settings: crate::saga::Settings,
 }

@@ -4,8 +4,8 @@ use lambda_runtime::Error;
 use spot_aws::{ApprovalsTable, AwsContext, Notifier};
 use spot_domain::SystemClock;
 
+use saga_approval::{Gate, Nobody, Notify};
 use spot_domain::settings::Env;
-use switch_approval::{Gate, Nobody, Notify};
 
 async fn serve<N: Notify>(gate: Gate<ApprovalsTable, N, SystemClock>) -> Result<(), Error> {
     spot_aws::step::run(|input| gate.handle(input)).await

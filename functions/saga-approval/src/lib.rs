@@ -1,11 +1,11 @@
-//! The approval gate: the state machine waits on this task's token until an operator answers
+//! The approval gate shared by the sagas: the state machine waits on this task's token until an operator answers
 //! (`spotctl approvals`, or `aws stepfunctions send-task-success/failure`) or the timeout rejects.
 
 use chrono::TimeDelta;
 use serde::Serialize;
 use spot_domain::Clock;
 use spot_domain::ports::Approvals;
-use spot_domain::saga::{ApprovalRequest, StepError, StepInput};
+use spot_domain::saga::{ApprovalInput, ApprovalRequest, StepError};
 use tracing::info;
 
 #[derive(Debug, Serialize)]
@@ -44,55 +44,58 @@ pub struct Gate<A, N, C> {
 }
 
 impl<A: Approvals, N: Notify, C: Clock> Gate<A, N, C> {
-    pub async fn handle(&self, input: StepInput) -> Result<Requested, StepError> {
-        let token = input
-            .token
-            .clone()
-            .ok_or_else(|| StepError::new("InvalidRequest", "no task token"))?;
-        let plan = input
-            .state
-            .plan
-            .as_ref()
-            .ok_or_else(|| StepError::new("InvalidRequest", "no plan"))?;
+    pub async fn handle(&self, input: ApprovalInput) -> Result<Requested, StepError> {
+        if input.token.is_empty() {
+            return Err(StepError::new("InvalidRequest", "no task token"));
+        }
         let now = self.clock.now();
         let request = ApprovalRequest {
-            switch_id: input.execution.clone(),
-            task_token: token,
-            account_id: input.state.request.account_id.clone(),
-            region: input.state.request.region.clone(),
-            instance_id: input.state.request.instance_id.clone(),
-            risk: plan.risk,
-            reasons: plan.risk_reasons.clone(),
-            summary: ApprovalRequest::summary_of(plan),
+            saga_id: input.execution,
+            saga: input.saga,
+            task_token: input.token,
+            account_id: input.account_id,
+            region: input.region,
+            target: input.target,
+            risk: input.risk,
+            reasons: input.reasons,
+            summary: input.summary,
             requested_at: now,
-            expires_at: now + TimeDelta::seconds(i64::from(plan.settings.approval_timeout_seconds)),
+            expires_at: now + TimeDelta::seconds(i64::from(input.timeout_seconds.max(1))),
             status: "PENDING".into(),
             answered_by: None,
             answer_note: None,
         };
         self.approvals.request(&request).await?;
         let message = format!(
-            "Switch {} ({} risk: {}) waits for approval until {}.\n{}\n\nApprove: spotctl approvals approve {}\nReject:  spotctl approvals reject {}",
-            request.switch_id,
+            "{} {} of {} in {} {} ({} risk: {}) waits for approval until {}.\n{}\n\n\
+             Approve: spotctl approvals approve {}\nReject:  spotctl approvals reject {}",
+            request.saga,
+            request.saga_id,
+            request.target,
+            request.account_id,
+            request.region,
             request.risk,
             request.reasons.join(", "),
             request.expires_at.format("%Y-%m-%d %H:%M UTC"),
             request.summary,
-            request.switch_id,
-            request.switch_id
+            request.saga_id,
+            request.saga_id
         );
         // A lost notification must not lose the approval: the request is stored either way.
         if let Err(e) = self
             .notify
             .notify(
-                &format!("Spot switch {} needs approval", request.instance_id),
+                &format!(
+                    "Spot optimizer: {} of {} needs approval",
+                    request.saga, request.target
+                ),
                 &message,
             )
             .await
         {
-            tracing::warn!(switch_id = %request.switch_id, error = %e, "approval notification failed");
+            tracing::warn!(saga_id = %request.saga_id, error = %e, "approval notification failed");
         }
-        info!(switch_id = %request.switch_id, risk = %request.risk, "approval requested");
+        info!(saga_id = %request.saga_id, target = %request.target, risk = %request.risk, "approval requested");
         Ok(Requested { requested: true })
     }
 }
