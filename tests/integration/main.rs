@@ -7,5 +7,6 @@ mod security;
 mod spotctl;
 mod stepfunctions;
 mod support;
+mod swap;
 mod switch;
 mod waste;

@@ -172,7 +172,7 @@ pub async fn run(bin_dir: &Path, switches: usize) -> Result<bool> {
     );
     let mut steps = Vec::new();
     let mut ok = transitions.iter().all(|t| *t <= TRANSITIONS_TARGET);
-    for binary in step_binaries()? {
+    for binary in step_binaries(crate::saga::ATOMIC_SWITCH)? {
         let Some(input) = inputs.get(&binary) else {
             bail!("no recorded input for {binary}");
         };

@@ -22,6 +22,7 @@ pub mod governance;
 pub mod lambda_host;
 pub mod proxy;
 pub mod saga;
+pub mod swap;
 pub mod template;
 
 pub use bed::{Bed, HOME_ACCOUNT, REGION, Tables};

@@ -20,7 +20,8 @@ use crate::bed::{Bed, HOME_ACCOUNT, REGION, Tables, bin_path};
 use crate::proxy::{AwsProxy, Call, Fault};
 use crate::template::Template;
 
-pub const STATE_MACHINE: &str = "AtomicSwitchStateMachine";
+pub const ATOMIC_SWITCH: &str = "AtomicSwitchStateMachine";
+pub const ASG_SWAP: &str = "AsgSwapStateMachine";
 
 /// What an execution did.
 #[derive(Debug, Clone)]
@@ -62,6 +63,21 @@ impl SagaBed {
         overrides: &[(&str, &str, &str)],
         bin_dir: Option<&std::path::Path>,
     ) -> Result<Self> {
+        Self::start_machine(ATOMIC_SWITCH, label, overrides, bin_dir).await
+    }
+
+    /// The ASG swap's state machine, with its step functions.
+    pub async fn swap(label: &str, overrides: &[(&str, &str, &str)]) -> Result<Self> {
+        Self::start_machine(ASG_SWAP, label, overrides, None).await
+    }
+
+    /// State machine `machine` (the template's logical id) with its step functions.
+    pub async fn start_machine(
+        machine: &str,
+        label: &str,
+        overrides: &[(&str, &str, &str)],
+        bin_dir: Option<&std::path::Path>,
+    ) -> Result<Self> {
         let bed = Bed::connect().await?;
         let tables = bed.create_tables(label).await?;
         let proxy = AwsProxy::start(&bed.endpoint).await?;
@@ -70,7 +86,7 @@ impl SagaBed {
             chrono::Utc::now().timestamp_micros() % 0xff_ffff_ffff
         );
         let template = Template::load()?;
-        let (uri, substitutions) = template.state_machine(STATE_MACHINE)?;
+        let (uri, substitutions) = template.state_machine(machine)?;
         let mut definition =
             std::fs::read_to_string(&uri).with_context(|| format!("reading {}", uri.display()))?;
         for (placeholder, function) in &substitutions {
@@ -224,14 +240,14 @@ impl SagaBed {
     }
 
     /// The state machine definition as deployed (placeholders still in).
-    pub fn definition() -> Result<Value> {
-        let (uri, _) = Template::load()?.state_machine(STATE_MACHINE)?;
+    pub fn definition(machine: &str) -> Result<Value> {
+        let (uri, _) = Template::load()?.state_machine(machine)?;
         Ok(serde_json::from_str(&std::fs::read_to_string(uri)?)?)
     }
 
     /// The template's substitutions: placeholder → function resource.
-    pub fn substitutions() -> Result<BTreeMap<String, String>> {
-        Ok(Template::load()?.state_machine(STATE_MACHINE)?.1)
+    pub fn substitutions(machine: &str) -> Result<BTreeMap<String, String>> {
+        Ok(Template::load()?.state_machine(machine)?.1)
     }
 }
 
@@ -246,9 +262,9 @@ pub fn lambda_binary(dir: &std::path::Path, function: &str) -> std::path::PathBu
 }
 
 /// The step binaries of the state machine, as the template builds them.
-pub fn step_binaries() -> Result<Vec<String>> {
+pub fn step_binaries(machine: &str) -> Result<Vec<String>> {
     let template = Template::load()?;
-    let (_, substitutions) = template.state_machine(STATE_MACHINE)?;
+    let (_, substitutions) = template.state_machine(machine)?;
     substitutions
         .values()
         .map(|f| {
@@ -627,13 +643,17 @@ mod tests {
     use serde_json::Value;
     use spot_domain::saga::errors;
 
-    use super::SagaBed;
+    use super::{ASG_SWAP, ATOMIC_SWITCH, SagaBed};
     use crate::template::{Template, workspace_root};
 
     const ROLLBACK: &str = "Rollback";
 
-    fn states() -> serde_json::Map<String, Value> {
-        SagaBed::definition().unwrap()["States"]
+    /// Both sagas, with the error names each routes on.
+    const MACHINES: [(&str, &[&str]); 2] =
+        [(ATOMIC_SWITCH, &errors::SWITCH), (ASG_SWAP, &errors::SWAP)];
+
+    fn states(machine: &str) -> serde_json::Map<String, Value> {
+        SagaBed::definition(machine).unwrap()["States"]
             .as_object()
             .unwrap()
             .clone()
@@ -655,7 +675,7 @@ mod tests {
 
     #[test]
     fn every_task_but_the_compensation_catches_everything_into_the_rollback() {
-        for (name, state) in states() {
+        for (name, state) in MACHINES.iter().flat_map(|(m, _)| states(m)) {
             if state["Type"] != "Task" || name == ROLLBACK {
                 continue;
             }
@@ -685,7 +705,7 @@ mod tests {
 
     #[test]
     fn every_task_retries_transient_and_lambda_service_errors() {
-        for (name, state) in states() {
+        for (name, state) in MACHINES.iter().flat_map(|(m, _)| states(m)) {
             if state["Type"] != "Task" || name == ROLLBACK {
                 continue;
             }
@@ -713,86 +733,93 @@ mod tests {
 
     #[test]
     fn the_rollback_retries_everything_and_ends_in_fail() {
-        let states = states();
-        let rollback = &states[ROLLBACK];
-        let retry = rollback["Retry"].as_array().expect("the rollback retries");
-        assert!(retry.iter().any(|r| r["ErrorEquals"][0] == "States.ALL"));
-        assert!(
-            rollback.get("Catch").is_none(),
-            "a failed compensation must fail the execution"
-        );
-        let next = rollback["Next"].as_str().unwrap();
-        assert_eq!(states[next]["Type"], "Fail");
+        for (machine, _) in MACHINES {
+            let states = states(machine);
+            let rollback = &states[ROLLBACK];
+            let retry = rollback["Retry"].as_array().expect("the rollback retries");
+            assert!(retry.iter().any(|r| r["ErrorEquals"][0] == "States.ALL"));
+            assert!(
+                rollback.get("Catch").is_none(),
+                "a failed compensation must fail the execution"
+            );
+            let next = rollback["Next"].as_str().unwrap();
+            assert_eq!(states[next]["Type"], "Fail");
+        }
     }
 
     #[test]
     fn every_transition_exists_and_every_state_is_reachable() {
-        let states = states();
-        let mut seen = BTreeSet::from([SagaBed::definition().unwrap()["StartAt"]
-            .as_str()
-            .unwrap()
-            .to_owned()]);
-        let mut todo: Vec<String> = seen.iter().cloned().collect();
-        while let Some(name) = todo.pop() {
-            let state = states
-                .get(&name)
-                .unwrap_or_else(|| panic!("transition to missing state {name}"));
-            for next in targets(state) {
-                if seen.insert(next.clone()) {
-                    todo.push(next);
+        for (machine, _) in MACHINES {
+            let states = states(machine);
+            let mut seen = BTreeSet::from([SagaBed::definition(machine).unwrap()["StartAt"]
+                .as_str()
+                .unwrap()
+                .to_owned()]);
+            let mut todo: Vec<String> = seen.iter().cloned().collect();
+            while let Some(name) = todo.pop() {
+                let state = states
+                    .get(&name)
+                    .unwrap_or_else(|| panic!("transition to missing state {name}"));
+                for next in targets(state) {
+                    if seen.insert(next.clone()) {
+                        todo.push(next);
+                    }
                 }
             }
+            let all: BTreeSet<String> = states.keys().cloned().collect();
+            assert_eq!(seen, all, "{machine}: unreachable states");
         }
-        let all: BTreeSet<String> = states.keys().cloned().collect();
-        assert_eq!(seen, all, "unreachable states");
     }
 
     #[test]
     fn the_asl_routes_on_exactly_the_stable_error_names() {
-        let mut used = BTreeSet::new();
-        for (_, state) in states() {
-            for list in ["Catch", "Retry"] {
-                for item in state[list].as_array().into_iter().flatten() {
-                    for e in item["ErrorEquals"].as_array().unwrap() {
-                        let e = e.as_str().unwrap();
-                        // `States.*` and Lambda's own service errors are AWS's names, not ours.
-                        if !e.starts_with("States.") && !e.starts_with("Lambda.") {
-                            used.insert(e.to_owned());
+        for (machine, names) in MACHINES {
+            let mut used = BTreeSet::new();
+            for (_, state) in states(machine) {
+                for list in ["Catch", "Retry"] {
+                    for item in state[list].as_array().into_iter().flatten() {
+                        for e in item["ErrorEquals"].as_array().unwrap() {
+                            let e = e.as_str().unwrap();
+                            // `States.*` and Lambda's own service errors are AWS's names, not ours.
+                            if !e.starts_with("States.") && !e.starts_with("Lambda.") {
+                                used.insert(e.to_owned());
+                            }
                         }
                     }
                 }
             }
+            let named: BTreeSet<String> = names.iter().map(|e| (*e).to_owned()).collect();
+            assert_eq!(used, named, "{machine}");
         }
-        let named: BTreeSet<String> = errors::ALL.iter().map(|e| (*e).to_owned()).collect();
-        assert_eq!(used, named);
     }
 
     #[test]
     fn every_placeholder_is_substituted_by_a_function_of_this_workspace() {
-        let text =
-            std::fs::read_to_string(workspace_root().join("statemachines/atomic-switch.asl.json"))
-                .unwrap();
-        let placeholders: BTreeSet<String> = text
-            .split("${")
-            .skip(1)
-            .filter_map(|rest| rest.split_once('}').map(|(name, _)| name.to_owned()))
-            .collect();
-        let substitutions = SagaBed::substitutions().unwrap();
-        let substituted: BTreeSet<String> = substitutions.keys().cloned().collect();
-        assert_eq!(placeholders, substituted);
-        let template = Template::load().unwrap();
-        for function in substitutions.values() {
-            let binary = template
-                .function_binary(function)
-                .unwrap_or_else(|| panic!("{function}: no binary"));
-            assert!(
-                workspace_root()
-                    .join("functions")
-                    .join(&binary)
-                    .join("Cargo.toml")
-                    .is_file(),
-                "{function} builds {binary}, which is not in functions/"
-            );
+        for (machine, _) in MACHINES {
+            let (uri, _) = Template::load().unwrap().state_machine(machine).unwrap();
+            let text = std::fs::read_to_string(uri).unwrap();
+            let placeholders: BTreeSet<String> = text
+                .split("${")
+                .skip(1)
+                .filter_map(|rest| rest.split_once('}').map(|(name, _)| name.to_owned()))
+                .collect();
+            let substitutions = SagaBed::substitutions(machine).unwrap();
+            let substituted: BTreeSet<String> = substitutions.keys().cloned().collect();
+            assert_eq!(placeholders, substituted, "{machine}");
+            let template = Template::load().unwrap();
+            for function in substitutions.values() {
+                let binary = template
+                    .function_binary(function)
+                    .unwrap_or_else(|| panic!("{function}: no binary"));
+                assert!(
+                    workspace_root()
+                        .join("functions")
+                        .join(&binary)
+                        .join("Cargo.toml")
+                        .is_file(),
+                    "{function} builds {binary}, which is not in functions/"
+                );
+            }
         }
     }
 }

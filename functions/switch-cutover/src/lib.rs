@@ -91,6 +91,7 @@ where
                 risk: Some(plan.risk),
                 cause: None,
                 at: now,
+                group: None,
             })
             .await?;
         self.audit.finish(&entry.action_id, "done").await?;

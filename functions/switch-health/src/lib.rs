@@ -35,6 +35,7 @@ impl<R: AccountRegistry, F: SwitchFleets> Checker<R, F> {
         Ok(HealthStep {
             status: status.into(),
             checks,
+            batch: None,
         })
     }
 }

@@ -4,14 +4,14 @@
 
 use spot_domain::gatekeeper::{self, Gate};
 use spot_domain::ports::{
-    AccountRegistry, LaunchSpec, Launched, QuarantineStore, SwitchFleet, SwitchFleets, Write,
+    AccountRegistry, LaunchSpec, Launched, QuarantineStore, SwitchFleet, SwitchFleets,
 };
-use spot_domain::quarantine::{Decision, QuarantinePolicy, decide};
+use spot_domain::quarantine::QuarantinePolicy;
 use spot_domain::saga::{LaunchStep, Reach, Skipped, StepError, StepInput, errors};
 use spot_domain::switch::{
     CREATED_VIA, Candidate, MANAGED_BY, SOURCE_TAG, SWITCH_TAG, SourceInstance,
 };
-use spot_domain::{Clock, PoolKey, Signal, SignalKind};
+use spot_domain::{Clock, PoolKey};
 use tracing::{info, warn};
 
 pub struct Launcher<R, F, Q, C> {
@@ -24,19 +24,7 @@ pub struct Launcher<R, F, Q, C> {
 
 /// The clone's tags: the source's own (not `aws:` ones, not the optimizer's markers), then ours.
 pub fn clone_tags(source: &SourceInstance, switch_id: &str) -> Vec<(String, String)> {
-    let mut tags: Vec<(String, String)> = source
-        .tags
-        .iter()
-        .filter(|(k, _)| {
-            !k.starts_with("aws:")
-                && !k.starts_with("spot-optimizer:")
-                && *k != MANAGED_BY.0
-                && *k != CREATED_VIA.0
-        })
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    // EC2 allows 50 tags per resource; ours come last and must fit.
-    tags.truncate(46);
+    let mut tags = spot_domain::switch::inherited_tags(&source.tags);
     tags.extend([
         (MANAGED_BY.0.into(), MANAGED_BY.1.into()),
         (CREATED_VIA.0.into(), CREATED_VIA.1.into()),
@@ -152,32 +140,20 @@ where
     /// Marks `pool` as short of capacity for a while, for every launch path. Best effort: the
     /// switch goes on to the next pool whatever happens here.
     async fn hold(&self, pool: &PoolKey, input: &StepInput, why: &str) {
-        let now = self.clock.now();
-        let signal = Signal {
-            event_id: format!("capacity:{}:{pool}", input.execution),
-            kind: SignalKind::CapacityShortage,
-            account: input.state.request.account_id.clone(),
-            region: input.state.request.region.clone(),
-            time: now,
-            instance_id: input.state.request.instance_id.clone(),
-            instance_action: None,
-        };
-        for _ in 0..spot_domain::MAX_WRITE_ATTEMPTS {
-            let stored = match self.quarantine.get(pool).await {
-                Ok(stored) => stored,
-                Err(e) => return warn!(pool = %pool, error = %e, "capacity hold not recorded"),
-            };
-            let record = match decide(stored.as_ref(), pool, &signal, &self.policy, now) {
-                Decision::Quarantine(r) | Decision::Extend(r) => r,
-                Decision::Duplicate(_) | Decision::Stale { .. } => return,
-            };
-            match self.quarantine.put(&record).await {
-                Ok(Write::Written) => {
-                    return info!(pool = %pool, reason = why, "capacity hold recorded");
-                }
-                Ok(Write::Conflict) => continue,
-                Err(e) => return warn!(pool = %pool, error = %e, "capacity hold not recorded"),
-            }
+        let request = &input.state.request;
+        let held = gatekeeper::hold_capacity(
+            &self.quarantine,
+            pool,
+            format!("capacity:{}:{pool}", input.execution),
+            (&request.account_id, &request.region, &request.instance_id),
+            &self.policy,
+            self.clock.now(),
+        )
+        .await;
+        match held {
+            Ok(true) => info!(pool = %pool, reason = why, "capacity hold recorded"),
+            Ok(false) => {}
+            Err(e) => warn!(pool = %pool, error = %e, "capacity hold not recorded"),
         }
     }
 }

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeSet;
 
-use chrono::TimeDelta;
 use spot_domain::catalog::Catalog;
 use spot_domain::gatekeeper;
 use spot_domain::ports::{
@@ -29,23 +28,9 @@ pub struct Config {
 
 impl Config {
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
-        let d = Settings::default();
-        let second = TimeDelta::seconds(1);
-        let number = |key: &str, default: u32| -> Result<u32, ConfigError> {
-            env.duration(key, second * default as i32, second, 1)
-                .map(|t| t.num_seconds() as u32)
-        };
         Ok(Self {
             approval_threshold: env.parsed("APPROVAL_THRESHOLD", Risk::Medium)?,
-            settings: Settings {
-                wait_seconds: number("WAIT_SECONDS", d.wait_seconds)?,
-                image_checks: number("IMAGE_CHECKS", d.image_checks)?,
-                health_checks: number("HEALTH_CHECKS", d.health_checks)?,
-                approval_timeout_seconds: number(
-                    "APPROVAL_TIMEOUT_SECONDS",
-                    d.approval_timeout_seconds,
-                )?,
-            },
+            settings: Settings::from_env(env)?,
         })
     }
 }

@@ -36,19 +36,7 @@ pub struct Rollback<R, F, L, A, P, C> {
     pub keep_image: bool,
 }
 
-/// How the failure is recorded, and named on the execution.
-pub fn classify(error: &CaughtError) -> (SwitchStatus, String) {
-    match error.error.as_str() {
-        errors::APPROVAL_REJECTED | "States.Timeout" => {
-            (SwitchStatus::Rejected, errors::APPROVAL_REJECTED.into())
-        }
-        errors::NOT_ELIGIBLE | errors::POOL_QUARANTINED | "InvalidRequest" => {
-            (SwitchStatus::NotEligible, error.error.clone())
-        }
-        name if name.starts_with("States.") => (SwitchStatus::RolledBack, "SwitchFailed".into()),
-        name => (SwitchStatus::RolledBack, name.into()),
-    }
-}
+pub use spot_domain::saga::rollback_outcome as classify;
 
 impl<R, F, L, A, P, C> Rollback<R, F, L, A, P, C>
 where
@@ -110,6 +98,7 @@ where
                 risk: plan.map(|p| p.risk),
                 cause: Some(format!("{}: {}", error.error, error.cause)),
                 at: self.clock.now(),
+                group: None,
             })
             .await?;
         self.ledger

@@ -42,6 +42,7 @@ impl<L: SwitchLedger, C: Clock> Shadow<L, C> {
                 risk: Some(plan.risk),
                 cause: None,
                 at: self.clock.now(),
+                group: None,
             })
             .await?;
         info!(switch_id = %input.execution, saving_per_hour = plan.saving_per_hour, "shadow switch recorded");

@@ -85,7 +85,7 @@ impl AwsGroupFleet {
     }
 
     /// The RunInstances request a launch configuration amounts to.
-    async fn from_configuration(
+    async fn run_from_configuration(
         &self,
         name: &str,
     ) -> Result<aws_sdk_ec2::operation::run_instances::builders::RunInstancesFluentBuilder, AwsError>
@@ -311,7 +311,7 @@ impl GroupFleet for AwsGroupFleet {
                         .build(),
                 )
             }
-            LaunchSource::Configuration { name } => self.from_configuration(name).await?,
+            LaunchSource::Configuration { name } => self.run_from_configuration(name).await?,
         };
         let mut marks = TagSpecification::builder().resource_type(ResourceType::Instance);
         let mut volume_marks = TagSpecification::builder().resource_type(ResourceType::Volume);

@@ -275,6 +275,8 @@ pub struct MemberPlan {
     /// Ranked, best first; all in the member's AZ and the group's subnets.
     pub candidates: Vec<Candidate>,
     pub exclusions: Vec<Exclusion>,
+    /// The member's own tags, which its replacement carries too.
+    pub tags: Vec<(String, String)>,
 }
 
 impl MemberPlan {
@@ -339,9 +341,25 @@ pub struct BatchLaunch {
     /// Index of the batch's first member in the plan.
     pub first: usize,
     pub replacements: Vec<Replacement>,
-    /// Members of the batch that could not be replaced (no capacity in any pool), left as they are.
+    /// Members of the batch that could not be replaced (no capacity in any pool, or they left the
+    /// group), left as they are.
     #[serde(default)]
     pub not_replaced: Vec<Exclusion>,
+    /// Index of the member after the batch: where the next batch starts.
+    pub next: usize,
+}
+
+/// An idempotency token per swap, member and pool (EC2 accepts 64 characters).
+pub fn client_token(swap_id: &str, old: &str, candidate: usize) -> String {
+    let id: String = swap_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(36)
+        .collect();
+    format!(
+        "{id}-{}-{candidate}",
+        old.chars().take(20).collect::<String>()
+    )
 }
 
 /// A loop step's progress (attach, detach).
@@ -401,6 +419,30 @@ impl SwapState {
     pub fn swapped(&self) -> &[(String, String)] {
         self.cursor.as_ref().map_or(&[], |c| c.swapped.as_slice())
     }
+}
+
+/// Puts back what the swap changed on the group, compared with `before` (the discovery's
+/// snapshot): MaxSize (never below the current desired capacity) and `AZRebalance` when the swap
+/// suspended it. Idempotent; returns what it did.
+pub async fn restore_group(
+    groups: &impl crate::ports::GroupFleet,
+    before: &Group,
+) -> Result<Vec<String>, crate::AwsError> {
+    let mut done = Vec::new();
+    let Some(now) = groups.group(&before.name).await? else {
+        return Ok(done);
+    };
+    let max = before.max_size.max(now.desired);
+    if now.max_size != max {
+        groups.set_max_size(&before.name, max).await?;
+        done.push(format!("MaxSize {} → {max}", now.max_size));
+    }
+    let suspended_by_swap = !before.suspended.iter().any(|p| p == AZ_REBALANCE);
+    if suspended_by_swap && now.suspended.iter().any(|p| p == AZ_REBALANCE) {
+        groups.resume(&before.name, AZ_REBALANCE).await?;
+        done.push(format!("{AZ_REBALANCE} resumed"));
+    }
+    Ok(done)
 }
 
 /// The per-group lock key: one swap at a time per group.

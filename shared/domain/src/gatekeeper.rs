@@ -88,6 +88,41 @@ pub async fn release(
     Err(super::concurrent_update("release", pool))
 }
 
+/// Marks `pool` short of capacity for `policy.capacity` (a launch was just refused there), so
+/// every launch path passes over it meanwhile. `event_id` makes a retried step's hold count once.
+/// Best effort: returns whether the hold was written; a launch goes on to its next pool either way.
+pub async fn hold_capacity(
+    store: &impl QuarantineStore,
+    pool: &PoolKey,
+    event_id: String,
+    (account, region, instance_id): (&str, &str, &str),
+    policy: &crate::quarantine::QuarantinePolicy,
+    now: DateTime<Utc>,
+) -> Result<bool, AwsError> {
+    use crate::quarantine::{Decision, decide};
+    let signal = crate::signal::Signal {
+        event_id,
+        kind: crate::signal::SignalKind::CapacityShortage,
+        account: account.to_owned(),
+        region: region.to_owned(),
+        time: now,
+        instance_id: instance_id.to_owned(),
+        instance_action: None,
+    };
+    for _ in 0..crate::MAX_WRITE_ATTEMPTS {
+        let stored = store.get(pool).await?;
+        let record = match decide(stored.as_ref(), pool, &signal, policy, now) {
+            Decision::Quarantine(r) | Decision::Extend(r) => r,
+            Decision::Duplicate(_) | Decision::Stale { .. } => return Ok(false),
+        };
+        match store.put(&record).await? {
+            crate::ports::Write::Written => return Ok(true),
+            crate::ports::Write::Conflict => continue,
+        }
+    }
+    Err(crate::concurrent_update("PutItem", pool))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,12 +18,29 @@ pub mod errors {
     pub const HEALTH_CHECK_FAILED: &str = "HealthCheckFailed";
     pub const APPROVAL_REJECTED: &str = "ApprovalRejected";
     pub const TRANSIENT: &str = "Transient";
-    pub const ALL: [&str; 7] = [
+    /// A replacement attached to its group did not become InService (and healthy in its target
+    /// groups) in time.
+    pub const ATTACH_FAILED: &str = "AttachFailed";
+    /// A detached member did not leave its group or its target groups in time.
+    pub const DETACH_FAILED: &str = "DetachFailed";
+    /// The names the atomic switch's ASL routes on.
+    pub const SWITCH: [&str; 7] = [
         NOT_ELIGIBLE,
         POOL_QUARANTINED,
         INSUFFICIENT_CAPACITY,
         IMAGE_FAILED,
         HEALTH_CHECK_FAILED,
+        APPROVAL_REJECTED,
+        TRANSIENT,
+    ];
+    /// The names the ASG swap's ASL routes on.
+    pub const SWAP: [&str; 8] = [
+        NOT_ELIGIBLE,
+        POOL_QUARANTINED,
+        INSUFFICIENT_CAPACITY,
+        HEALTH_CHECK_FAILED,
+        ATTACH_FAILED,
+        DETACH_FAILED,
         APPROVAL_REJECTED,
         TRANSIENT,
     ];
@@ -53,6 +70,28 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// The stack's pacing: `WAIT_SECONDS`, `IMAGE_CHECKS`, `HEALTH_CHECKS`,
+    /// `APPROVAL_TIMEOUT_SECONDS` (each at least 1), defaults otherwise.
+    pub fn from_env<F: Fn(&str) -> Option<String>>(
+        env: &crate::settings::Env<F>,
+    ) -> Result<Self, crate::settings::ConfigError> {
+        let d = Self::default();
+        let second = chrono::TimeDelta::seconds(1);
+        let number = |key: &str, default: u32| -> Result<u32, crate::settings::ConfigError> {
+            env.duration(key, second * default as i32, second, 1)
+                .map(|t| u32::try_from(t.num_seconds()).unwrap_or(u32::MAX))
+        };
+        Ok(Self {
+            wait_seconds: number("WAIT_SECONDS", d.wait_seconds)?,
+            image_checks: number("IMAGE_CHECKS", d.image_checks)?,
+            health_checks: number("HEALTH_CHECKS", d.health_checks)?,
+            approval_timeout_seconds: number(
+                "APPROVAL_TIMEOUT_SECONDS",
+                d.approval_timeout_seconds,
+            )?,
+        })
+    }
+
     /// The longest a switch can take with these settings (approval, image and health loops, plus
     /// an hour for the tasks and their retries): how long its per-instance lock lasts at most.
     pub fn longest_run(&self) -> chrono::TimeDelta {
@@ -135,6 +174,9 @@ pub struct HealthStep {
     /// `ok` (2/2 checks passed) or `pending`.
     pub status: String,
     pub checks: u32,
+    /// The ASG swap's batch (index of its first member): a new batch counts its checks afresh.
+    #[serde(default)]
+    pub batch: Option<usize>,
 }
 
 /// What a launched instance's status checks say.
@@ -264,6 +306,9 @@ pub struct SwitchRecord {
     pub risk: Option<Risk>,
     pub cause: Option<String>,
     pub at: DateTime<Utc>,
+    /// The Auto Scaling group, for a member replaced by an ASG swap.
+    #[serde(default)]
+    pub group: Option<String>,
 }
 
 /// What the approval step is given: built by the state machine's `Parameters`, so every saga
@@ -356,6 +401,21 @@ mod tests {
             serde_json::from_value::<SettingsRequest>(json!({"wait": 1})).is_err(),
             "typos are refused"
         );
+    }
+}
+
+/// How a caught failure is recorded, and named on the failed execution (never a reserved
+/// `States.` name: a timed-out approval is a rejection, any other `States.*` a `SwitchFailed`).
+pub fn rollback_outcome(error: &CaughtError) -> (SwitchStatus, String) {
+    match error.error.as_str() {
+        errors::APPROVAL_REJECTED | "States.Timeout" => {
+            (SwitchStatus::Rejected, errors::APPROVAL_REJECTED.into())
+        }
+        errors::NOT_ELIGIBLE | errors::POOL_QUARANTINED | "InvalidRequest" => {
+            (SwitchStatus::NotEligible, error.error.clone())
+        }
+        name if name.starts_with("States.") => (SwitchStatus::RolledBack, "SwitchFailed".into()),
+        name => (SwitchStatus::RolledBack, name.into()),
     }
 }
 

@@ -135,6 +135,25 @@ pub fn ineligibility(source: &SourceInstance) -> Vec<String> {
     reasons
 }
 
+/// The user tags a replacement inherits from the instance it replaces: not `aws:` ones (EC2
+/// refuses them), not the optimizer's markers, at most 46 so the optimizer's own four still fit
+/// EC2's 50.
+pub fn inherited_tags(tags: &Tags) -> Vec<(String, String)> {
+    let mut kept: Vec<(String, String)> = tags
+        .iter()
+        .filter(|(k, _)| {
+            !k.starts_with("aws:")
+                && !k.starts_with("spot-optimizer:")
+                && *k != MANAGED_BY.0
+                && *k != CREATED_VIA.0
+                && *k != SOURCE_TAG
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    kept.truncate(46);
+    kept
+}
+
 /// An instance type as EC2 describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceTypeInfo {
