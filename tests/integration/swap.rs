@@ -130,3 +130,385 @@ async fn every_on_demand_member_is_replaced_and_capacity_never_drops() -> Result
     );
     Ok(())
 }
+
+/// The invariants after a failed swap: capacity, orphans, MaxSize and processes back, old members
+/// running unless their replacement served, the failure recorded, the lock released.
+async fn assert_rolled_back(
+    swap: &Swap,
+    e: &Execution,
+    lowest: usize,
+    start: &testbed::swap::Snapshot,
+    name: &str,
+) -> Result<()> {
+    assert_eq!(e.status, ExecutionStatus::Failed, "{}", show(e));
+    assert_eq!(
+        e.path.last().map(String::as_str),
+        Some("RolledBack"),
+        "{}",
+        show(e)
+    );
+    assert!(
+        lowest >= start.in_service,
+        "in service fell to {lowest} (start {})",
+        start.in_service
+    );
+    let after = snapshot(&swap.autoscaling, &swap.group).await?;
+    assert_eq!(after.max, start.max, "MaxSize restored");
+    assert_eq!(after.desired, start.desired, "desired capacity as it began");
+    assert_eq!(after.suspended, start.suspended, "processes restored");
+    assert!(after.in_service >= start.in_service);
+    swap.assert_no_orphan(name).await?;
+    let ec2 = swap.saga.bed.ec2();
+    for old in &start.members {
+        if after.members.contains(old) {
+            let answer = ec2.describe_instances().instance_ids(old).send().await?;
+            let state = answer.reservations()[0].instances()[0]
+                .state()
+                .and_then(|s| s.name())
+                .map(|n| n.as_str().to_owned());
+            assert_eq!(
+                state.as_deref(),
+                Some("running"),
+                "{old} in the group must run"
+            );
+        }
+    }
+    let lock = swap
+        .saga
+        .bed
+        .dynamodb()
+        .get_item()
+        .table_name(swap.saga.tables.name("SwitchTable"))
+        .key(
+            "switch_id",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!(
+                "lock#{HOME_ACCOUNT}#us-east-1#asg/{}",
+                swap.group
+            )),
+        )
+        .consistent_read(true)
+        .send()
+        .await?
+        .item;
+    assert!(lock.is_none(), "the group's lock was released");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_mode_records_each_members_saving_and_changes_nothing() -> Result<()> {
+    let swap = Swap::start("swap-shadow", &[], |n| GroupSpec::new(&n).size(2, 4)).await?;
+    let before = snapshot(&swap.autoscaling, &swap.group).await?;
+    let name = swap.saga.name("shadow");
+
+    let (e, lowest) = swap.run(&name, "shadow").await?;
+
+    assert_eq!(e.status, ExecutionStatus::Succeeded, "{}", show(&e));
+    assert_eq!(e.path, ["Discover", "Plan", "ShadowOrLive", "Shadow"]);
+    assert_eq!(lowest, 2);
+    assert_eq!(snapshot(&swap.autoscaling, &swap.group).await?, before);
+    assert!(replacements(&swap.saga.bed.ec2(), &name).await?.is_empty());
+    for old in &before.members {
+        let record = swap
+            .saga
+            .ledger(&format!("{name}#{old}"))
+            .await?
+            .expect("a shadow record");
+        assert_eq!(record.status, SwitchStatus::Shadow);
+        assert!(record.saving_per_hour.unwrap_or_default() > 0.0);
+    }
+    let mutations: Vec<String> = swap
+        .saga
+        .proxy
+        .forwarder
+        .calls()
+        .iter()
+        .filter(|c| {
+            matches!(c.service.as_str(), "ec2" | "autoscaling")
+                && !c.operation.starts_with("Describe")
+        })
+        .map(ToString::to_string)
+        .collect();
+    assert!(mutations.is_empty(), "{mutations:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_at_max_size_gets_room_for_one_more_and_its_max_back() -> Result<()> {
+    let swap = Swap::start("swap-at-max", NO_APPROVAL, |n| {
+        GroupSpec::new(&n).size(2, 2)
+    })
+    .await?;
+    let name = swap.saga.name("at-max");
+
+    let (e, lowest) = swap.run(&name, "live").await?;
+
+    assert_eq!(e.status, ExecutionStatus::Succeeded, "{}", show(&e));
+    assert!(lowest >= 2);
+    let calls = swap.saga.proxy.forwarder.calls();
+    let raised = calls
+        .iter()
+        .filter(|c| c.operation == "UpdateAutoScalingGroup")
+        .count();
+    assert_eq!(raised, 2, "raised once, restored once");
+    let after = snapshot(&swap.autoscaling, &swap.group).await?;
+    assert_eq!((after.desired, after.max, after.in_service), (2, 2, 2));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launch_configuration_group_is_swapped_two_at_a_time_with_batch_percent() -> Result<()> {
+    // 67 % of 3 = 2 at a time: MaxSize 4 is raised to 5 for the first batch, then restored.
+    let overrides = [
+        ("swap-plan", "APPROVAL_THRESHOLD", "CRITICAL"),
+        ("swap-discover", "BATCH_PERCENT", "67"),
+    ];
+    let swap = Swap::start("swap-lc", &overrides, |n| {
+        GroupSpec::new(&n).size(3, 4).with_launch_configuration()
+    })
+    .await?;
+    let name = swap.saga.name("lc");
+
+    let (e, lowest) = swap.run(&name, "live").await?;
+
+    assert_eq!(e.status, ExecutionStatus::Succeeded, "{}", show(&e));
+    assert_eq!(
+        e.path.iter().filter(|s| *s == "LaunchBatch").count(),
+        2,
+        "two batches: {:?}",
+        e.path
+    );
+    assert!(lowest >= 3);
+    let after = snapshot(&swap.autoscaling, &swap.group).await?;
+    assert_eq!((after.desired, after.max, after.in_service), (3, 4, 3));
+    let launched = replacements(&swap.saga.bed.ec2(), &name).await?;
+    assert_eq!(
+        launched
+            .iter()
+            .filter(|(_, s, spot)| s == "running" && *spot)
+            .count(),
+        3
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opted_out_mixed_spot_and_hooked_groups_are_skipped_with_their_reason() -> Result<()> {
+    let saga = SagaBed::swap("swap-skip", NO_APPROVAL).await?;
+    let cases = [
+        (
+            "not opted in",
+            GroupSpec::new(&saga.name("skip-out")).not_opted_in(),
+        ),
+        (
+            "MixedInstancesPolicy",
+            GroupSpec::new(&saga.name("skip-mixed")).with_spot_share(50),
+        ),
+        (
+            "lifecycle hook",
+            GroupSpec::new(&saga.name("skip-hook")).with_launch_hook(),
+        ),
+    ];
+    let autoscaling = aws_sdk_autoscaling::Client::new(&saga.bed.home);
+    for (why, spec) in cases {
+        spec.create(&saga.bed).await?;
+        let before = snapshot(&autoscaling, &spec.name).await?;
+        let e = saga
+            .run(&format!("{}-run", spec.name), &request(&spec.name, "live"))
+            .await?;
+        assert_eq!(
+            e.error.as_deref(),
+            Some("NotEligible"),
+            "{why}: {}",
+            show(&e)
+        );
+        assert!(
+            e.cause.as_deref().unwrap_or_default().contains(why),
+            "{why}: {:?}",
+            e.cause
+        );
+        assert_eq!(e.path, ["Discover", "Rollback", "RolledBack"]);
+        assert_eq!(
+            snapshot(&autoscaling, &spec.name).await?,
+            before,
+            "{why}: untouched"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_swap_of_the_same_group_is_refused_while_one_runs() -> Result<()> {
+    // Default threshold: the first swap pauses for approval, holding the group's lock.
+    let swap = Swap::start("swap-lock", &[], |n| GroupSpec::new(&n).size(2, 4)).await?;
+    let first = swap.saga.name("lock-first");
+    let arn = swap
+        .saga
+        .start_execution(&first, &request(&swap.group, "live"))
+        .await?;
+    swap.saga.wait_for_approval(&first).await?;
+
+    let second = swap
+        .saga
+        .run(
+            &swap.saga.name("lock-second"),
+            &request(&swap.group, "live"),
+        )
+        .await?;
+    assert_eq!(
+        second.error.as_deref(),
+        Some("NotEligible"),
+        "{}",
+        show(&second)
+    );
+    assert!(
+        second.cause.as_deref().unwrap_or_default().contains(&first),
+        "{:?}",
+        second.cause
+    );
+
+    let list = swap.saga.spotctl(&["approvals", "list"])?;
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        text.contains("AsgSwap") && text.contains(&format!("asg/{}", swap.group)),
+        "{text}"
+    );
+    let reject = swap
+        .saga
+        .spotctl(&["approvals", "reject", &first, "--reason", "not today"])?;
+    assert!(reject.status.success(), "{reject:?}");
+    let e = swap
+        .saga
+        .wait(&arn, std::time::Duration::from_secs(60))
+        .await?;
+    assert_eq!(e.error.as_deref(), Some("ApprovalRejected"), "{}", show(&e));
+    assert!(replacements(&swap.saga.bed.ec2(), &first).await?.is_empty());
+    // The lock is free again: a shadow swap and a new live one may start.
+    let shadow = swap
+        .saga
+        .run(
+            &swap.saga.name("lock-shadow"),
+            &request(&swap.group, "shadow"),
+        )
+        .await?;
+    assert_eq!(
+        shadow.status,
+        ExecutionStatus::Succeeded,
+        "{}",
+        show(&shadow)
+    );
+    Ok(())
+}
+
+/// A fault injected at one step; every case asserts the rollback's invariants.
+async fn fails_at(
+    label: &str,
+    fault: testbed::Fault,
+    error: &str,
+    spec: fn(String) -> GroupSpec,
+) -> Result<(Swap, Execution)> {
+    let swap = Swap::start(label, NO_APPROVAL, spec).await?;
+    let start = snapshot(&swap.autoscaling, &swap.group).await?;
+    swap.saga.proxy.forwarder.inject(fault);
+    let name = swap.saga.name(label);
+    let (e, lowest) = swap.run(&name, "live").await?;
+    assert_eq!(e.error.as_deref(), Some(error), "{}", show(&e));
+    assert_rolled_back(&swap, &e, lowest, &start, &name).await?;
+    Ok((swap, e))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_capacity_for_any_member_rolls_back_and_leaves_the_group_as_it_was() -> Result<()> {
+    let fault = testbed::Fault::new("RunInstances", "InsufficientInstanceCapacity", 500);
+    let (swap, _) = fails_at("swap-f-launch", fault, "InsufficientCapacity", |n| {
+        GroupSpec::new(&n).size(2, 2)
+    })
+    .await?;
+    let holds = swap.saga.quarantine_table();
+    let held = spot_domain::ports::QuarantineStore::all(&holds).await?;
+    assert!(
+        !held.is_empty(),
+        "the refused pools are held for every launch path"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_impaired_replacement_is_terminated_before_it_joins() -> Result<()> {
+    let (swap, e) = fails_at(
+        "swap-f-health",
+        testbed::saga::impaired_status(),
+        "HealthCheckFailed",
+        |n| GroupSpec::new(&n).size(2, 4),
+    )
+    .await?;
+    assert!(!e.path.contains(&"Attach".to_owned()));
+    let launched = replacements(&swap.saga.bed.ec2(), &swap.saga.name("swap-f-health")).await?;
+    assert_eq!(launched.len(), 1);
+    assert_eq!(launched[0].1, "terminated");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_attach_terminates_the_replacement() -> Result<()> {
+    let fault = testbed::Fault::new("AttachInstances", "ValidationError", 400).times(1);
+    let (swap, _) = fails_at("swap-f-attach", fault, "AwsError", |n| {
+        GroupSpec::new(&n).size(2, 4)
+    })
+    .await?;
+    let launched = replacements(&swap.saga.bed.ec2(), &swap.saga.name("swap-f-attach")).await?;
+    assert_eq!(launched[0].1, "terminated");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replacement_never_healthy_in_its_target_group_is_detached_with_decrement() -> Result<()>
+{
+    let unhealthy = testbed::Fault::respond(
+        "DescribeTargetHealth",
+        r#"<DescribeTargetHealthResponse xmlns="http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/"><DescribeTargetHealthResult><TargetHealthDescriptions><member><Target><Id>{Targets.member.1.Id}</Id><Port>80</Port></Target><TargetHealth><State>unhealthy</State><Reason>Target.FailedHealthChecks</Reason></TargetHealth></member></TargetHealthDescriptions></DescribeTargetHealthResult><ResponseMetadata><RequestId>bed</RequestId></ResponseMetadata></DescribeTargetHealthResponse>"#,
+    );
+    let (swap, e) = fails_at("swap-f-tg", unhealthy, "AttachFailed", |n| {
+        GroupSpec::new(&n).size(2, 4).with_target_group()
+    })
+    .await?;
+    assert_eq!(
+        e.path.iter().filter(|s| *s == "CheckAttached").count(),
+        3,
+        "bounded: {:?}",
+        e.path
+    );
+    let calls = swap.saga.proxy.forwarder.calls();
+    assert!(
+        calls.iter().any(|c| c.operation == "DetachInstances"),
+        "the replacement was detached"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_detach_removes_the_replacement_and_keeps_the_member() -> Result<()> {
+    let fault = testbed::Fault::new("DetachInstances", "ValidationError", 400).times(1);
+    fails_at("swap-f-detach", fault, "AwsError", |n| {
+        GroupSpec::new(&n).size(2, 4)
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_terminate_keeps_the_serving_replacement_and_finishes_the_old_member() -> Result<()>
+{
+    let fault = testbed::Fault::new("TerminateInstances", "IncorrectInstanceState", 400).times(1);
+    let (swap, _) = fails_at("swap-f-terminate", fault, "AwsError", |n| {
+        GroupSpec::new(&n).size(2, 4)
+    })
+    .await?;
+    // The first member's swap was complete but for the terminate: the rollback finished it.
+    let name = swap.saga.name("swap-f-terminate");
+    let launched = replacements(&swap.saga.bed.ec2(), &name).await?;
+    let serving: Vec<_> = launched.iter().filter(|(_, s, _)| s == "running").collect();
+    assert_eq!(serving.len(), 1, "{launched:?}");
+    let after = snapshot(&swap.autoscaling, &swap.group).await?;
+    assert!(after.members.contains(&serving[0].0));
+    Ok(())
+}

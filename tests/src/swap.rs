@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use aws_sdk_autoscaling::types::{
     InstancesDistribution, LaunchTemplate, LaunchTemplateOverrides, LaunchTemplateSpecification,
-    LifecycleHookSpecification, MixedInstancesPolicy, Tag,
+    MixedInstancesPolicy, Tag,
 };
 use aws_sdk_ec2::types::{Filter, RequestLaunchTemplateData};
 use tokio::task::JoinHandle;
@@ -139,14 +139,6 @@ impl GroupSpec {
                     .build(),
             );
         }
-        if self.launch_hook {
-            request = request.lifecycle_hook_specification_list(
-                LifecycleHookSpecification::builder()
-                    .lifecycle_hook_name("warm-up")
-                    .lifecycle_transition("autoscaling:EC2_INSTANCE_LAUNCHING")
-                    .build(),
-            );
-        }
         if self.launch_configuration {
             let name = format!("lc-{}", self.name);
             autoscaling
@@ -203,6 +195,16 @@ impl GroupSpec {
             };
         }
         request.send().await.context("CreateAutoScalingGroup")?;
+        if self.launch_hook {
+            autoscaling
+                .put_lifecycle_hook()
+                .auto_scaling_group_name(&self.name)
+                .lifecycle_hook_name("warm-up")
+                .lifecycle_transition("autoscaling:EC2_INSTANCE_LAUNCHING")
+                .send()
+                .await
+                .context("PutLifecycleHook")?;
+        }
         Ok(target_group)
     }
 }
