@@ -13,8 +13,10 @@ VENV      ?= .venv
 PY        := $(VENV)/bin/python
 TOOLS     := infra/local/node_modules
 BED       := infra/local/bed.sh
-FUNCTIONS := interruption-handler waste-scanner security-enforcer \
-	saga-approval switch-plan switch-shadow switch-image switch-launch switch-health switch-cutover switch-rollback
+FUNCTIONS := interruption-handler waste-scanner security-enforcer optimizer saga-approval \
+	switch-plan switch-shadow switch-image switch-launch switch-health switch-cutover switch-rollback \
+	swap-discover swap-plan swap-shadow swap-prepare swap-launch swap-health swap-attach swap-detach \
+	swap-restore swap-rollback
 # What `make bench` measures: three functions and the atomic-switch saga (its eight step functions).
 BENCHES   := interruption-handler waste-scanner security-enforcer atomic-switch
 ASL       := $(wildcard statemachines/*.asl.json)

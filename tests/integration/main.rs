@@ -3,6 +3,7 @@
 mod gatekeeper;
 mod governance;
 mod interruption;
+mod router;
 mod security;
 mod spotctl;
 mod stepfunctions;

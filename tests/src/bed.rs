@@ -135,11 +135,25 @@ impl Tables {
     /// How to start `binary` as the template deploys it, pointed at `endpoint` (the bed, or a
     /// recording proxy in front of it).
     pub fn function(&self, binary: &str, endpoint: &str) -> Result<FunctionSpec> {
+        self.function_with(binary, endpoint, &[])
+    }
+
+    /// As [`Tables::function`], with more `!Ref`s resolved (e.g. a state machine's ARN).
+    pub fn function_with(
+        &self,
+        binary: &str,
+        endpoint: &str,
+        refs: &[(&str, &str)],
+    ) -> Result<FunctionSpec> {
         let mut env: BTreeMap<String, String> =
             self.template.function_env(binary, |name| match name {
                 "AWS::AccountId" => Some(HOME_ACCOUNT.to_owned()),
                 "AWS::Region" => Some(REGION.to_owned()),
-                _ => self.names.get(name).cloned(),
+                _ => self.names.get(name).cloned().or_else(|| {
+                    refs.iter()
+                        .find(|(logical, _)| *logical == name)
+                        .map(|(_, value)| (*value).to_owned())
+                }),
             })?;
         env.extend([
             ("AWS_ENDPOINT_URL".to_owned(), endpoint.to_owned()),

@@ -79,8 +79,13 @@ impl GroupSpec {
     /// Creates it (and its launch template or configuration, and target group); returns the
     /// target group's ARN if any.
     pub async fn create(&self, bed: &Bed) -> Result<Option<String>> {
-        let ec2 = bed.ec2();
-        let autoscaling = aws_sdk_autoscaling::Client::new(&bed.home);
+        self.create_in(&bed.home).await
+    }
+
+    /// As [`GroupSpec::create`], in the account `config` acts in.
+    pub async fn create_in(&self, config: &aws_config::SdkConfig) -> Result<Option<String>> {
+        let ec2 = aws_sdk_ec2::Client::new(config);
+        let autoscaling = aws_sdk_autoscaling::Client::new(config);
         let subnets = ec2
             .describe_subnets()
             .filters(
@@ -104,7 +109,7 @@ impl GroupSpec {
         let vpc = subnets.subnets()[0].vpc_id().unwrap_or_default().to_owned();
 
         let target_group = if self.target_group {
-            let elb = aws_sdk_elasticloadbalancingv2::Client::new(&bed.home);
+            let elb = aws_sdk_elasticloadbalancingv2::Client::new(config);
             let created = elb
                 .create_target_group()
                 .name(format!("tg-{}", &self.name[..self.name.len().min(28)]))

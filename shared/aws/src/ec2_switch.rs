@@ -700,6 +700,41 @@ impl SwitchFleet for AwsSwitchFleet {
             .map(str::to_owned))
     }
 
+    async fn running(&self) -> Result<Vec<spot_domain::route::Routable>, AwsError> {
+        let reservations: Vec<_> = self
+            .client
+            .describe_instances()
+            .filters(
+                Filter::builder()
+                    .name("instance-state-name")
+                    .values("running")
+                    .build(),
+            )
+            .max_results(1000)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| classify("DescribeInstances", e))?;
+        Ok(reservations
+            .iter()
+            .flat_map(|r| r.instances())
+            .filter_map(|i| {
+                Some(spot_domain::route::Routable {
+                    instance_id: i.instance_id()?.to_owned(),
+                    state: i
+                        .state()
+                        .and_then(|s| s.name())
+                        .map(|n| n.as_str().to_owned())
+                        .unwrap_or_default(),
+                    spot: i.instance_lifecycle().map(|l| l.as_str()) == Some("spot"),
+                    tags: tags(i.tags()),
+                })
+            })
+            .collect())
+    }
+
     async fn remove_image(&self, image_id: &str, snapshot_ids: &[String]) -> Result<(), AwsError> {
         match self
             .client

@@ -29,6 +29,6 @@ pub use ec2_switch::{AwsReach, AwsSwitchFleet, AwsSwitchFleets, reach};
 pub use fleet::{AwsFleet, AwsFleets};
 pub use governance_tables::{AuditTable, EnforcementTable, WasteTable};
 pub use pricing::PriceList;
-pub use sfn::TaskAnswers;
+pub use sfn::{StateMachines, TaskAnswers};
 pub use sns::Notifier;
 pub use switch_tables::{ApprovalsTable, SwitchTable};

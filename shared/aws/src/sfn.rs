@@ -1,4 +1,4 @@
-//! Step Functions adapter: answering a saga's approval task.
+//! Step Functions adapter: answering a saga's approval task, and starting the sagas.
 
 use aws_sdk_sfn::Client;
 use spot_domain::AwsError;
@@ -38,5 +38,62 @@ impl TaskAnswers {
             .await
             .map_err(|e| classify("SendTaskFailure", e))?;
         Ok(())
+    }
+}
+
+/// Starts executions (the router).
+#[derive(Debug, Clone)]
+pub struct StateMachines {
+    client: Client,
+}
+
+impl StateMachines {
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+}
+
+impl spot_domain::ports::Executions for StateMachines {
+    async fn start(
+        &self,
+        state_machine: &str,
+        name: &str,
+        input: &serde_json::Value,
+    ) -> Result<spot_domain::ports::Started, AwsError> {
+        use aws_sdk_sfn::error::ProvideErrorMetadata;
+        // StartExecution answers a running execution of the same name and input with its ARN, as
+        // if it had started it: ask first, so the router reports what it really started.
+        let arn = format!(
+            "{}:{name}",
+            state_machine.replacen(":stateMachine:", ":execution:", 1)
+        );
+        match self
+            .client
+            .describe_execution()
+            .execution_arn(&arn)
+            .send()
+            .await
+        {
+            Ok(_) => return Ok(spot_domain::ports::Started::AlreadyExists),
+            Err(e) if e.code() == Some("ExecutionDoesNotExist") => {}
+            Err(e) => return Err(classify("DescribeExecution", e)),
+        }
+        match self
+            .client
+            .start_execution()
+            .state_machine_arn(state_machine)
+            .name(name)
+            .input(input.to_string())
+            .send()
+            .await
+        {
+            Ok(answer) => Ok(spot_domain::ports::Started::New(
+                answer.execution_arn().to_owned(),
+            )),
+            Err(e) if e.code() == Some("ExecutionAlreadyExists") => {
+                Ok(spot_domain::ports::Started::AlreadyExists)
+            }
+            Err(e) => Err(classify("StartExecution", e)),
+        }
     }
 }

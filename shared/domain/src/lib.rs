@@ -18,6 +18,7 @@ pub mod ports;
 pub mod pricing;
 pub mod quarantine;
 pub mod report;
+pub mod route;
 pub mod run;
 pub mod saga;
 pub mod scope;

@@ -400,6 +400,9 @@ pub trait SwitchFleet: Send + Sync {
         &self,
         allocation_id: &str,
     ) -> impl Future<Output = Result<Option<String>, AwsError>> + Send;
+    /// Running instances, with their market and tags (one paginated list).
+    fn running(&self)
+    -> impl Future<Output = Result<Vec<crate::route::Routable>, AwsError>> + Send;
     /// Deregisters the image and deletes its snapshots; "already gone" is done.
     fn remove_image(
         &self,
@@ -518,6 +521,24 @@ pub trait GroupFleets: Send + Sync {
         access: &Access,
         region: &str,
     ) -> impl Future<Output = Self::Fleet> + Send;
+}
+
+/// Whether a start began an execution or found one of that name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Started {
+    New(String),
+    /// An execution of that name exists (running or ended): nothing was started.
+    AlreadyExists,
+}
+
+/// Step Functions, as the router starts the sagas.
+pub trait Executions: Send + Sync {
+    fn start(
+        &self,
+        state_machine: &str,
+        name: &str,
+        input: &serde_json::Value,
+    ) -> impl Future<Output = Result<Started, AwsError>> + Send;
 }
 
 /// The switch ledger and its pending approvals.

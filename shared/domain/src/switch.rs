@@ -28,6 +28,18 @@ pub enum SwitchMode {
     Live,
 }
 
+impl FromStr for SwitchMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "shadow" => Ok(Self::Shadow),
+            "live" => Ok(Self::Live),
+            _ => Err(format!("mode `{s}` is neither shadow nor live")),
+        }
+    }
+}
+
 /// An explicit choice of target pools.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TargetChoice {

@@ -1,0 +1,213 @@
+//! The optimizer router, per account and region: list the running instances, route each
+//! (`spot_domain::route`), start one atomic switch per standalone on-demand instance and one ASG
+//! swap per opted-in group, under names that make a re-run start nothing twice. Shadow unless
+//! the deployment is live and the account is on `LIVE_ACCOUNTS`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use spot_domain::asg::{self, OptIn};
+use spot_domain::mode::{LiveSwitch, Mode};
+use spot_domain::ports::{
+    AccountRegistry, Executions, GroupFleet, GroupFleets, Started, SwitchFleet, SwitchFleets,
+};
+use spot_domain::report::{RunReport, TargetReport};
+use spot_domain::route::{self, Route, RouteRequest};
+use spot_domain::run::{self, RunError};
+use spot_domain::scope::{Defaults, Target, is_account_id, is_region};
+use spot_domain::settings::{ConfigError, Env};
+use spot_domain::switch::SwitchMode;
+use spot_domain::{AwsError, Clock};
+use tracing::info;
+
+pub const FUNCTION: &str = "optimizer";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub accounts_table: String,
+    pub home_account_id: Option<String>,
+    pub regions: Vec<String>,
+    pub switch: LiveSwitch,
+    pub concurrency: usize,
+    pub switch_state_machine: String,
+    pub swap_state_machine: String,
+    pub opt_in: OptIn,
+}
+
+impl Config {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let mut regions = env.list("REGIONS", is_region)?;
+        if regions.is_empty() {
+            regions = vec![env.required("AWS_REGION")?];
+        }
+        let mode = match env.parsed("MODE", SwitchMode::Shadow)? {
+            SwitchMode::Shadow => Mode::Audit,
+            SwitchMode::Live => Mode::Live,
+        };
+        Ok(Self {
+            accounts_table: env.required("ACCOUNTS_TABLE")?,
+            home_account_id: env.optional("HOME_ACCOUNT_ID"),
+            regions,
+            switch: LiveSwitch {
+                mode,
+                live_accounts: env
+                    .list("LIVE_ACCOUNTS", is_account_id)?
+                    .into_iter()
+                    .collect(),
+            },
+            concurrency: env.parsed::<usize>("CONCURRENCY", 4)?.clamp(1, 32),
+            switch_state_machine: env.required("SWITCH_STATE_MACHINE_ARN")?,
+            swap_state_machine: env.required("SWAP_STATE_MACHINE_ARN")?,
+            opt_in: OptIn {
+                allowlist: env.list("ASG_ALLOWLIST", |n| !n.is_empty())?,
+                allow_protected: false,
+            },
+        })
+    }
+}
+
+pub struct Router<R, F, E, C> {
+    pub registry: R,
+    pub fleets: F,
+    pub executions: E,
+    pub clock: C,
+    pub home_account: String,
+    pub config: Config,
+}
+
+impl<R, F, E, C> Router<R, F, E, C>
+where
+    R: AccountRegistry,
+    F: SwitchFleets + GroupFleets,
+    E: Executions,
+    C: Clock,
+{
+    pub async fn run(&self, input: Value, request_id: &str) -> Result<RunReport, RunError> {
+        let request = RouteRequest::parse(input)?;
+        let defaults = Defaults {
+            home: &self.home_account,
+            regions: &self.config.regions,
+            switch: &self.config.switch,
+        };
+        let now = self.clock.now();
+        let only = request.instance_id.as_deref();
+        run::scheduled(
+            FUNCTION,
+            request.scope(),
+            request_id,
+            &self.registry,
+            &defaults,
+            self.config.concurrency,
+            |target| async move {
+                let mut report = TargetReport::new(&target);
+                if let Err(e) = self.route_target(&target, only, now, &mut report).await {
+                    report.error = Some(e.to_string());
+                }
+                report
+            },
+        )
+        .await
+    }
+
+    async fn route_target(
+        &self,
+        target: &Target,
+        only: Option<&str>,
+        now: DateTime<Utc>,
+        report: &mut TargetReport,
+    ) -> Result<(), AwsError> {
+        let ec2 = self
+            .fleets
+            .switch_fleet(&target.access, &target.region)
+            .await;
+        let mode = route::saga_mode(target.mode);
+        let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for instance in ec2.running().await? {
+            if only.is_some_and(|id| id != instance.instance_id) {
+                continue;
+            }
+            *report.scanned.entry("instance".into()).or_default() += 1;
+            match route::route(&instance) {
+                Route::Switch => {
+                    report.count("instance", "switch");
+                    let name = route::execution_name(
+                        "sw",
+                        &target.account,
+                        &target.region,
+                        &instance.instance_id,
+                        mode,
+                        now,
+                    );
+                    let input = json!({"account_id": target.account, "region": target.region,
+                        "instance_id": instance.instance_id, "mode": mode});
+                    let outcome = self
+                        .start(&self.config.switch_state_machine, &name, &input)
+                        .await?;
+                    report.action("start_switch", &instance.instance_id, outcome);
+                }
+                Route::Swap(group) => {
+                    report.count("instance", "swap");
+                    groups
+                        .entry(group)
+                        .or_default()
+                        .push(instance.instance_id.clone());
+                }
+                Route::Skip(why) => {
+                    report.count("instance", "skipped");
+                    report.action("skip", &instance.instance_id, why);
+                }
+            }
+        }
+        if !groups.is_empty() {
+            let fleet = self
+                .fleets
+                .group_fleet(&target.access, &target.region)
+                .await;
+            for (name, members) in groups {
+                let refusals = match fleet.group(&name).await? {
+                    Some(group) => asg::refusals(&group, &self.config.opt_in),
+                    None => vec!["the group no longer exists".into()],
+                };
+                if !refusals.is_empty() {
+                    report.action("skip_group", &format!("asg/{name}"), refusals.join("; "));
+                    continue;
+                }
+                let execution =
+                    route::execution_name("asg", &target.account, &target.region, &name, mode, now);
+                let input = json!({"account_id": target.account, "region": target.region, "asg_name": name, "mode": mode});
+                let outcome = self
+                    .start(&self.config.swap_state_machine, &execution, &input)
+                    .await?;
+                info!(group = %name, members = members.len(), outcome = %outcome, "swap routed");
+                report.action("start_swap", &format!("asg/{name}"), outcome);
+            }
+        }
+        if only.is_some() && report.scanned.is_empty() {
+            report.action(
+                "skip",
+                only.unwrap_or_default(),
+                "not running in this account and region",
+            );
+        }
+        Ok(())
+    }
+
+    async fn start(&self, machine: &str, name: &str, input: &Value) -> Result<String, AwsError> {
+        Ok(match self.executions.start(machine, name, input).await? {
+            Started::New(arn) => format!("started {arn}"),
+            Started::AlreadyExists => format!("already started ({name})"),
+        })
+    }
+}
+
+/// The distinct groups in a report's actions (for tests and logs).
+pub fn started(report: &RunReport, action: &str) -> BTreeSet<String> {
+    report
+        .targets
+        .iter()
+        .flat_map(|t| t.actions.iter())
+        .filter(|a| a.action == action && a.outcome.starts_with("started"))
+        .map(|a| a.resource_id.clone())
+        .collect()
+}
