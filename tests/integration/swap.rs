@@ -61,7 +61,7 @@ impl Swap {
         let e = self.saga.run(name, &request(&self.group, mode)).await?;
         let samples = sampler.stop().await?;
         assert!(samples.len() > 10, "too few samples: {}", samples.len());
-        Ok((e, samples.into_iter().min().unwrap_or(0)))
+        Ok((e, samples.iter().map(|s| s.in_service).min().unwrap_or(0)))
     }
 
     /// No instance launched by `swap_id` runs outside the group.

@@ -223,6 +223,7 @@ pub async fn run() -> Result<()> {
     );
     crate::demo_governance::run(&bed).await?;
     crate::demo_switch::run().await?;
+    crate::demo_swap::run().await?;
     println!("\nRelease figures: `make bench`. The bed stops now.\n");
     Ok(())
 }

@@ -141,7 +141,10 @@ pub async fn run() -> Result<()> {
 
     let name = saga.name("batch-live");
     saga.proxy.forwarder.inject(impaired_status());
-    let e = saga.run(&name, &request(&batch, "live")).await?;
+    // m6i.large only: a MEDIUM-risk switch, below the demo's approval threshold.
+    let mut input = request(&batch, "live");
+    input["target"]["instance_types"] = json!(["m6i.large"]);
+    let e = saga.run(&name, &input).await?;
     println!(
         "\n4. Live switch of batch-1, its clone's status checks impaired (injected by the bed):"
     );

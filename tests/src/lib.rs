@@ -15,6 +15,7 @@ pub mod bench_governance;
 pub mod bench_switch;
 pub mod demo;
 pub mod demo_governance;
+pub mod demo_swap;
 pub mod demo_switch;
 pub mod fixtures;
 pub mod gateway;

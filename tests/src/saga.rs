@@ -37,6 +37,8 @@ pub struct Execution {
     pub invocations: usize,
     /// Each state's output when it last exited (a failed execution has no `output`).
     pub exited: BTreeMap<String, Value>,
+    /// Every state exit, in order, with its time.
+    pub timeline: Vec<(String, chrono::DateTime<Utc>)>,
     pub wall: Duration,
 }
 
@@ -198,6 +200,17 @@ impl SagaBed {
                         .filter_map(|e| {
                             let d = e.state_exited_event_details()?;
                             Some((d.name().to_owned(), serde_json::from_str(d.output()?).ok()?))
+                        })
+                        .collect(),
+                    timeline: history
+                        .iter()
+                        .filter_map(|e| {
+                            let d = e.state_exited_event_details()?;
+                            let at = e.timestamp();
+                            Some((
+                                d.name().to_owned(),
+                                chrono::DateTime::from_timestamp(at.secs(), at.subsec_nanos())?,
+                            ))
                         })
                         .collect(),
                     wall: started.elapsed(),

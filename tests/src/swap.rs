@@ -259,10 +259,19 @@ pub async fn snapshot(autoscaling: &aws_sdk_autoscaling::Client, name: &str) -> 
     })
 }
 
+/// One reading of the group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sample {
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub in_service: usize,
+    pub desired: i32,
+    pub max: i32,
+}
+
 /// Reads the group's in-service count every few milliseconds until stopped.
 pub struct Sampler {
     stop: Arc<AtomicBool>,
-    task: JoinHandle<Vec<usize>>,
+    task: JoinHandle<Vec<Sample>>,
 }
 
 impl Sampler {
@@ -274,7 +283,12 @@ impl Sampler {
             let mut samples = Vec::new();
             while !flag.load(Ordering::Relaxed) {
                 if let Ok(s) = snapshot(&autoscaling, &name).await {
-                    samples.push(s.in_service);
+                    samples.push(Sample {
+                        at: chrono::Utc::now(),
+                        in_service: s.in_service,
+                        desired: s.desired,
+                        max: s.max,
+                    });
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
@@ -283,8 +297,8 @@ impl Sampler {
         Self { stop, task }
     }
 
-    /// Every in-service count seen.
-    pub async fn stop(self) -> Result<Vec<usize>> {
+    /// Every reading, in order.
+    pub async fn stop(self) -> Result<Vec<Sample>> {
         self.stop.store(true, Ordering::Relaxed);
         Ok(self.task.await?)
     }
@@ -326,4 +340,9 @@ pub async fn replacements(
             )
         })
         .collect())
+}
+
+/// The last reading taken before `at`: the group as a step left it.
+pub fn as_of(samples: &[Sample], at: chrono::DateTime<chrono::Utc>) -> Option<Sample> {
+    samples.iter().rev().find(|s| s.at <= at).copied()
 }
