@@ -17,8 +17,8 @@ FUNCTIONS := interruption-handler waste-scanner security-enforcer optimizer saga
 	switch-plan switch-shadow switch-image switch-launch switch-health switch-cutover switch-rollback \
 	swap-discover swap-plan swap-shadow swap-prepare swap-launch swap-health swap-attach swap-detach \
 	swap-restore swap-rollback
-# What `make bench` measures: three functions and the atomic-switch saga (its eight step functions).
-BENCHES   := interruption-handler waste-scanner security-enforcer atomic-switch
+# What `make bench` measures: three functions and the two sagas (each step function, cold).
+BENCHES   := interruption-handler waste-scanner security-enforcer atomic-switch asg-swap
 ASL       := $(wildcard statemachines/*.asl.json)
 
 export AWS_EC2_METADATA_DISABLED := true

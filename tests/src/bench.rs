@@ -40,6 +40,7 @@ pub async fn run(options: Options) -> Result<()> {
             "interruption-handler" => failed |= !interruption_handler(&options).await?,
             "waste-scanner" | "security-enforcer" => scheduled.push(function.clone()),
             "atomic-switch" => failed |= !crate::bench_switch::run(&options.bin_dir, 5).await?,
+            "asg-swap" => failed |= !crate::bench_swap::run(&options.bin_dir).await?,
             other => bail!("no benchmark for `{other}`"),
         }
     }

@@ -12,6 +12,7 @@
 pub mod bed;
 pub mod bench;
 pub mod bench_governance;
+pub mod bench_swap;
 pub mod bench_switch;
 pub mod demo;
 pub mod demo_governance;
