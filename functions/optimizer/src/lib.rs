@@ -165,7 +165,7 @@ where
                 .group_fleet(&target.access, &target.region)
                 .await;
             for (name, members) in groups {
-                let refusals = match fleet.group(&name).await? {
+                let refusals = match fleet.inspect(&name).await? {
                     Some(group) => asg::refusals(&group, &self.config.opt_in),
                     None => vec!["the group no longer exists".into()],
                 };

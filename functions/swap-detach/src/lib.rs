@@ -11,10 +11,10 @@ use serde_json::json;
 use spot_domain::asg::{self, BatchLaunch, Cursor, Group, Progress, SWAP_TAG, SwapInput};
 use spot_domain::mode::Mode;
 use spot_domain::ports::{
-    AccountRegistry, AuditBegin, AuditEntry, AuditLog, GroupFleet, GroupFleets, SwitchFleet,
-    SwitchFleets, SwitchLedger,
+    AccountRegistry, AuditEntry, AuditLog, GroupFleet, GroupFleets, SwitchFleet, SwitchFleets,
+    SwitchLedger,
 };
-use spot_domain::saga::{Reach, StepError, SwitchRecord, SwitchStatus, errors};
+use spot_domain::saga::{self, Reach, StepError, SwitchRecord, SwitchStatus, errors};
 use spot_domain::{Clock, metrics};
 use tracing::info;
 
@@ -94,14 +94,14 @@ where
                     .collect();
                 if !olds.is_empty() {
                     let entry = self.entry(&input, "detach_replaced", &olds.join(","), &group);
-                    if self.audit.begin(&entry).await? == AuditBegin::Proceed {
+                    saga::audited(&self.audit, &entry, async {
                         // The mark is what lets this step terminate it later (IAM condition).
                         for old in &olds {
                             reach.ec2.tag(old, SWAP_TAG, &input.execution).await?;
                         }
-                        reach.groups.detach(&request.asg_name, &olds).await?;
-                        self.audit.finish(&entry.action_id, "done").await?;
-                    }
+                        reach.groups.detach(&request.asg_name, &olds).await
+                    })
+                    .await?;
                     info!(swap_id = %input.execution, group = %request.asg_name, detached = ?olds, "detached");
                 }
                 // Auto Scaling deregisters detached instances; asking too makes draining start
@@ -164,10 +164,7 @@ where
                 let now = self.clock.now();
                 for r in &launch.replacements {
                     let entry = self.entry(&input, "terminate_replaced", &r.old, &group);
-                    if self.audit.begin(&entry).await? == AuditBegin::Proceed {
-                        reach.ec2.terminate(&r.old).await?;
-                        self.audit.finish(&entry.action_id, "done").await?;
-                    }
+                    saga::audited(&self.audit, &entry, reach.ec2.terminate(&r.old)).await?;
                     self.ledger
                         .record(&SwitchRecord {
                             switch_id: asg::record_id(&input.execution, &r.old),

@@ -69,7 +69,7 @@ where
         let reach = self.reach.group(request).await?;
         let group = reach
             .groups
-            .group(&request.asg_name)
+            .inspect(&request.asg_name)
             .await?
             .ok_or_else(|| {
                 StepError::new(

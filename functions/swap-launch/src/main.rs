@@ -3,11 +3,10 @@
 
 use std::sync::Arc;
 
-use chrono::TimeDelta;
 use lambda_runtime::Error;
 use spot_aws::{AwsContext, QuarantineTable};
 use spot_domain::SystemClock;
-use spot_domain::quarantine::{DEFAULT_CAPACITY_HOLD, QuarantinePolicy};
+use spot_domain::quarantine::QuarantinePolicy;
 use spot_domain::settings::Env;
 use swap_launch::Launcher;
 
@@ -23,15 +22,7 @@ async fn main() -> Result<(), Error> {
         ),
         reach: spot_aws::reach(ctx, &env).await?,
         clock: SystemClock,
-        policy: QuarantinePolicy {
-            capacity: env.duration(
-                "CAPACITY_HOLD_SECONDS",
-                DEFAULT_CAPACITY_HOLD,
-                TimeDelta::seconds(1),
-                1,
-            )?,
-            ..QuarantinePolicy::default()
-        },
+        policy: QuarantinePolicy::for_launches(&env)?,
     };
     spot_aws::step::run(|input| launcher.handle(input)).await
 }

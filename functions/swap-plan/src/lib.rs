@@ -43,28 +43,23 @@ where
             })?;
         let group = &discovered.group;
         let reach = self.reach.group(request).await?;
-        let sources = futures::future::try_join_all(
-            discovered
-                .candidates
-                .iter()
-                .map(|m| reach.ec2.source(&m.instance_id)),
-        )
-        .await?;
-        let mut skipped = Vec::new();
-        let sources: Vec<_> = discovered
+        let ids: Vec<String> = discovered
             .candidates
             .iter()
-            .zip(sources)
-            .filter_map(|(m, s)| {
-                if s.is_none() {
-                    skipped.push(Exclusion {
-                        what: m.instance_id.clone(),
-                        reason: "no longer exists".into(),
-                    });
-                }
-                s
-            })
+            .map(|m| m.instance_id.clone())
             .collect();
+        let found = reach.ec2.placements(&ids).await?;
+        let mut skipped = Vec::new();
+        let mut sources = Vec::new();
+        for id in &ids {
+            match found.iter().find(|s| &s.instance_id == id) {
+                Some(s) => sources.push(s.clone()),
+                None => skipped.push(Exclusion {
+                    what: id.clone(),
+                    reason: "no longer exists".into(),
+                }),
+            }
+        }
         let Some(first) = sources.first() else {
             return Err(StepError::new(
                 errors::NOT_ELIGIBLE,

@@ -19,8 +19,8 @@ use spot_domain::Clock;
 use spot_domain::asg::{self, Group, SwapInput};
 use spot_domain::mode::Mode;
 use spot_domain::ports::{
-    AccountRegistry, Approvals, AuditBegin, AuditEntry, AuditLog, GroupFleet, GroupFleets,
-    SwitchFleet, SwitchFleets, SwitchLedger,
+    AccountRegistry, Approvals, AuditEntry, AuditLog, GroupFleet, GroupFleets, SwitchFleet,
+    SwitchFleets, SwitchLedger,
 };
 use spot_domain::saga::{
     CaughtError, GroupReach, Reach, StepError, SwitchRecord, SwitchStatus, errors, rollback_outcome,
@@ -272,21 +272,6 @@ where
             request_id: input.execution.clone(),
             at: self.clock.now(),
         };
-        if self.audit.begin(&entry).await? == AuditBegin::AlreadyDone {
-            return Ok(());
-        }
-        match act.await {
-            Ok(()) => {
-                self.audit.finish(&entry.action_id, "done").await?;
-                Ok(())
-            }
-            Err(e) => {
-                let _ = self
-                    .audit
-                    .finish(&entry.action_id, &format!("failed: {e}"))
-                    .await;
-                Err(e.into())
-            }
-        }
+        spot_domain::saga::audited(&self.audit, &entry, act).await
     }
 }

@@ -7,8 +7,7 @@ use serde_json::json;
 use spot_domain::Clock;
 use spot_domain::mode::Mode;
 use spot_domain::ports::{
-    AccountRegistry, Approvals, AuditBegin, AuditEntry, AuditLog, SwitchFleet, SwitchFleets,
-    SwitchLedger,
+    AccountRegistry, Approvals, AuditEntry, AuditLog, SwitchFleet, SwitchFleets, SwitchLedger,
 };
 use spot_domain::saga::{
     self, CaughtError, Reach, StepError, StepInput, SwitchRecord, SwitchStatus, errors,
@@ -245,23 +244,7 @@ where
             request_id: input.execution.clone(),
             at: self.clock.now(),
         };
-        if self.audit.begin(&entry).await? == AuditBegin::AlreadyDone {
-            return Ok(());
-        }
-        match act.await {
-            Ok(()) => {
-                self.audit.finish(&entry.action_id, "done").await?;
-                Ok(())
-            }
-            Err(e) => {
-                // Best effort: the step fails (and is retried) with the action's own error.
-                let _ = self
-                    .audit
-                    .finish(&entry.action_id, &format!("failed: {e}"))
-                    .await;
-                Err(e.into())
-            }
-        }
+        spot_domain::saga::audited(&self.audit, &entry, act).await
     }
 }
 

@@ -6,9 +6,7 @@ use aws_sdk_autoscaling::Client as AutoScalingClient;
 use aws_sdk_ec2::Client as Ec2Client;
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{
-    Filter, IamInstanceProfileSpecification, InstanceInterruptionBehavior,
-    InstanceMarketOptionsRequest, InstanceType, LaunchTemplateSpecification, MarketType,
-    ResourceType, SpotInstanceType, SpotMarketOptions, Tag, TagSpecification,
+    IamInstanceProfileSpecification, InstanceType, LaunchTemplateSpecification,
 };
 use aws_sdk_elasticloadbalancingv2::Client as ElbClient;
 use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
@@ -19,7 +17,7 @@ use spot_domain::switch::SOURCE_TAG;
 use spot_domain::waste::EXEMPT_TAG;
 
 use crate::ec2::{not_found, tags};
-use crate::ec2_switch::NO_CAPACITY;
+use crate::ec2_switch::{run_spot, tagged_instance};
 use crate::error::{classify, invalid_data};
 
 const LAUNCHING: &str = "autoscaling:EC2_INSTANCE_LAUNCHING";
@@ -121,10 +119,6 @@ impl AwsGroupFleet {
         }
         Ok(request)
     }
-}
-
-fn tag(key: &str, value: &str) -> Tag {
-    Tag::builder().key(key).value(value).build()
 }
 
 fn group_from(g: &aws_sdk_autoscaling::types::AutoScalingGroup) -> Group {
@@ -242,14 +236,17 @@ impl GroupFleet for AwsGroupFleet {
             .send()
             .await
             .map_err(|e| classify("DescribeAutoScalingGroups", e))?;
-        let Some(g) = answer
+        Ok(answer
             .auto_scaling_groups()
             .iter()
             .find(|g| g.auto_scaling_group_name() == Some(name))
-        else {
+            .map(group_from))
+    }
+
+    async fn inspect(&self, name: &str) -> Result<Option<Group>, AwsError> {
+        let Some(mut group) = self.group(name).await? else {
             return Ok(None);
         };
-        let mut group = group_from(g);
         let ids: Vec<String> = group
             .members
             .iter()
@@ -301,7 +298,7 @@ impl GroupFleet for AwsGroupFleet {
     }
 
     async fn launch(&self, spec: &GroupLaunchSpec) -> Result<Launched, AwsError> {
-        let mut request = match &spec.source {
+        let request = match &spec.source {
             LaunchSource::Template { id, name, version } => {
                 self.ec2.run_instances().launch_template(
                     LaunchTemplateSpecification::builder()
@@ -312,51 +309,10 @@ impl GroupFleet for AwsGroupFleet {
                 )
             }
             LaunchSource::Configuration { name } => self.run_from_configuration(name).await?,
-        };
-        let mut marks = TagSpecification::builder().resource_type(ResourceType::Instance);
-        let mut volume_marks = TagSpecification::builder().resource_type(ResourceType::Volume);
-        for (k, v) in &spec.tags {
-            marks = marks.tags(tag(k, v));
-            volume_marks = volume_marks.tags(tag(k, v));
         }
-        request = request
-            .instance_type(InstanceType::from(spec.instance_type.as_str()))
-            .subnet_id(&spec.subnet_id)
-            .min_count(1)
-            .max_count(1)
-            .client_token(&spec.client_token)
-            .instance_market_options(
-                InstanceMarketOptionsRequest::builder()
-                    .market_type(MarketType::Spot)
-                    .spot_options(
-                        SpotMarketOptions::builder()
-                            .spot_instance_type(SpotInstanceType::OneTime)
-                            .instance_interruption_behavior(InstanceInterruptionBehavior::Terminate)
-                            .build(),
-                    )
-                    .build(),
-            )
-            .tag_specifications(marks.build())
-            .tag_specifications(volume_marks.build());
-        // As for the atomic switch: a capacity error moves on to the next pool, not a retry here.
-        let once = aws_sdk_ec2::config::Builder::default()
-            .retry_config(aws_sdk_ec2::config::retry::RetryConfig::standard().with_max_attempts(1));
-        match request.customize().config_override(once).send().await {
-            Ok(answer) => answer
-                .instances()
-                .first()
-                .and_then(|i| i.instance_id())
-                .map(|id| Launched::Instance(id.to_owned()))
-                .ok_or_else(|| invalid_data("RunInstances", "no instance in the answer")),
-            Err(e) if e.code().is_some_and(|c| NO_CAPACITY.contains(&c)) => {
-                Ok(Launched::NoCapacity(format!(
-                    "{}: {}",
-                    e.code().unwrap_or_default(),
-                    e.message().unwrap_or_default()
-                )))
-            }
-            Err(e) => Err(classify("RunInstances", e)),
-        }
+        .instance_type(InstanceType::from(spec.instance_type.as_str()))
+        .subnet_id(&spec.subnet_id);
+        run_spot(request, &spec.tags, &spec.client_token).await
     }
 
     async fn replacement_of(
@@ -364,44 +320,7 @@ impl GroupFleet for AwsGroupFleet {
         swap_id: &str,
         old: &str,
     ) -> Result<Option<SwitchClone>, AwsError> {
-        let answer = self
-            .ec2
-            .describe_instances()
-            .filters(
-                Filter::builder()
-                    .name(format!("tag:{SWAP_TAG}"))
-                    .values(swap_id)
-                    .build(),
-            )
-            .filters(
-                Filter::builder()
-                    .name(format!("tag:{SOURCE_TAG}"))
-                    .values(old)
-                    .build(),
-            )
-            .filters(
-                Filter::builder()
-                    .name("instance-state-name")
-                    .values("pending")
-                    .values("running")
-                    .values("stopping")
-                    .values("stopped")
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| classify("DescribeInstances", e))?;
-        Ok(answer
-            .reservations()
-            .iter()
-            .flat_map(|r| r.instances())
-            .find_map(|i| {
-                Some(SwitchClone {
-                    instance_id: i.instance_id()?.to_owned(),
-                    instance_type: i.instance_type()?.as_str().to_owned(),
-                    az_name: i.placement()?.availability_zone()?.to_owned(),
-                })
-            }))
+        tagged_instance(&self.ec2, &[(SWAP_TAG, swap_id), (SOURCE_TAG, old)]).await
     }
 
     async fn attach(&self, name: &str, ids: &[String]) -> Result<(), AwsError> {

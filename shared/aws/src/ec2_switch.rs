@@ -14,8 +14,8 @@ use spot_domain::ports::{
     InstanceHealth, LaunchSpec, Launched, SwitchClone, SwitchFleet, SwitchFleets,
 };
 use spot_domain::switch::{
-    BlockDevice, ElasticIp, InstanceTypeInfo, MANAGED_BY, SWITCH_TAG, SourceInstance, SpotPrice,
-    SubnetInfo,
+    BlockDevice, CREATED_VIA, ElasticIp, InstanceTypeInfo, MANAGED_BY, SWITCH_TAG, SourceInstance,
+    SpotPrice, SubnetInfo,
 };
 use spot_domain::waste::Tags;
 use spot_domain::{Access, AwsError};
@@ -41,6 +41,175 @@ fn tag(key: &str, value: &str) -> Tag {
 /// The saga's images are named after the switch, so a retried step finds its own.
 fn image_name(switch_id: &str) -> String {
     format!("spot-optimizer-switch-{switch_id}")
+}
+
+type RunInstances = aws_sdk_ec2::operation::run_instances::builders::RunInstancesFluentBuilder;
+
+/// Sends `request` as one tagged, one-time Spot instance. One attempt: EC2 answers a capacity
+/// shortage with HTTP 500, which the SDK would retry in the same pool (seconds of backoff), and
+/// the next pool is the better retry; throttling fails the step as `Transient` and the state
+/// machine retries it (the instance is found by its tags, if it was launched).
+pub(crate) async fn run_spot(
+    request: RunInstances,
+    tags: &[(String, String)],
+    client_token: &str,
+) -> Result<Launched, AwsError> {
+    let mut marks = TagSpecification::builder().resource_type(ResourceType::Instance);
+    let mut volume_marks = TagSpecification::builder().resource_type(ResourceType::Volume);
+    for (k, v) in tags {
+        marks = marks.tags(tag(k, v));
+        volume_marks = volume_marks.tags(tag(k, v));
+    }
+    let request = request
+        .min_count(1)
+        .max_count(1)
+        .client_token(client_token)
+        .instance_market_options(
+            InstanceMarketOptionsRequest::builder()
+                .market_type(MarketType::Spot)
+                .spot_options(
+                    SpotMarketOptions::builder()
+                        .spot_instance_type(SpotInstanceType::OneTime)
+                        .instance_interruption_behavior(InstanceInterruptionBehavior::Terminate)
+                        .build(),
+                )
+                .build(),
+        )
+        .tag_specifications(marks.build())
+        .tag_specifications(volume_marks.build());
+    let once = aws_sdk_ec2::config::Builder::default()
+        .retry_config(aws_sdk_ec2::config::retry::RetryConfig::standard().with_max_attempts(1));
+    match request.customize().config_override(once).send().await {
+        Ok(answer) => answer
+            .instances()
+            .first()
+            .and_then(|i| i.instance_id())
+            .map(|id| Launched::Instance(id.to_owned()))
+            .ok_or_else(|| invalid_data("RunInstances", "no instance in the answer")),
+        Err(e) if e.code().is_some_and(|c| NO_CAPACITY.contains(&c)) => {
+            Ok(Launched::NoCapacity(format!(
+                "{}: {}",
+                e.code().unwrap_or_default(),
+                e.message().unwrap_or_default()
+            )))
+        }
+        Err(e) => Err(classify("RunInstances", e)),
+    }
+}
+
+/// The first instance, not terminated, that carries every one of `tags`: how a retried step
+/// finds what an earlier attempt launched.
+pub(crate) async fn tagged_instance(
+    client: &Client,
+    tags: &[(&str, &str)],
+) -> Result<Option<SwitchClone>, AwsError> {
+    let mut request = client.describe_instances().filters(
+        Filter::builder()
+            .name("instance-state-name")
+            .values("pending")
+            .values("running")
+            .values("stopping")
+            .values("stopped")
+            .build(),
+    );
+    for (k, v) in tags {
+        request = request.filters(
+            Filter::builder()
+                .name(format!("tag:{k}"))
+                .values(*v)
+                .build(),
+        );
+    }
+    let answer = request
+        .send()
+        .await
+        .map_err(|e| classify("DescribeInstances", e))?;
+    Ok(answer
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .find_map(|i| {
+            Some(SwitchClone {
+                instance_id: i.instance_id()?.to_owned(),
+                instance_type: i.instance_type()?.as_str().to_owned(),
+                az_name: i.placement()?.availability_zone()?.to_owned(),
+            })
+        }))
+}
+
+/// Where and what an instance is (type, size, AZ, network, identity, tags), from its description
+/// and those of instance types and subnets; no volumes, user data or address.
+fn placement_of(
+    i: &aws_sdk_ec2::types::Instance,
+    types: &[aws_sdk_ec2::types::InstanceTypeInfo],
+    subnets: &[aws_sdk_ec2::types::Subnet],
+) -> Result<SourceInstance, AwsError> {
+    let instance_id = i.instance_id().unwrap_or_default();
+    let missing =
+        |what: &str| invalid_data("DescribeInstances", format!("{instance_id} has no {what}"));
+    let instance_type = i.instance_type().ok_or_else(|| missing("type"))?;
+    let subnet_id = i
+        .subnet_id()
+        .ok_or_else(|| missing("subnet (EC2-Classic is not supported)"))?;
+    let info = types
+        .iter()
+        .find(|t| t.instance_type() == Some(instance_type));
+    let subnet = subnets.iter().find(|s| s.subnet_id() == Some(subnet_id));
+    let placement = i.placement();
+    Ok(SourceInstance {
+        instance_id: instance_id.to_owned(),
+        instance_type: instance_type.as_str().to_owned(),
+        state: i
+            .state()
+            .and_then(|s| s.name())
+            .map(|n| n.as_str().to_owned())
+            .unwrap_or_default(),
+        lifecycle: i.instance_lifecycle().map(|l| l.as_str().to_owned()),
+        architecture: i
+            .architecture()
+            .map(|a| a.as_str().to_owned())
+            .unwrap_or_else(|| "x86_64".into()),
+        vcpus: info
+            .and_then(|t| t.v_cpu_info())
+            .and_then(|v| v.default_v_cpus())
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or(0),
+        memory_mib: info
+            .and_then(|t| t.memory_info())
+            .and_then(|m| m.size_in_mib())
+            .and_then(|m| u64::try_from(m).ok())
+            .unwrap_or(0),
+        az_name: placement
+            .and_then(|p| p.availability_zone())
+            .unwrap_or_default()
+            .to_owned(),
+        az_id: placement
+            .and_then(|p| p.availability_zone_id())
+            .or_else(|| subnet.and_then(|s| s.availability_zone_id()))
+            .unwrap_or_default()
+            .to_owned(),
+        vpc_id: i.vpc_id().unwrap_or_default().to_owned(),
+        subnet_id: subnet_id.to_owned(),
+        security_group_ids: i
+            .security_groups()
+            .iter()
+            .filter_map(|g| g.group_id().map(str::to_owned))
+            .collect(),
+        iam_instance_profile_arn: i
+            .iam_instance_profile()
+            .and_then(|p| p.arn())
+            .map(str::to_owned),
+        key_name: i.key_name().map(str::to_owned),
+        ebs_optimized: i.ebs_optimized().unwrap_or(false),
+        root_device_type: i
+            .root_device_type()
+            .map(|t| t.as_str().to_owned())
+            .unwrap_or_default(),
+        block_devices: Vec::new(),
+        user_data: None,
+        elastic_ip: None,
+        tags: tags(i.tags()),
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -81,16 +250,11 @@ impl SwitchFleet for AwsSwitchFleet {
         let Some(i) = self.describe(instance_id).await? else {
             return Ok(None);
         };
-        let missing =
-            |what: &str| invalid_data("DescribeInstances", format!("{instance_id} has no {what}"));
         let instance_type = i
             .instance_type()
             .map(|t| t.as_str().to_owned())
-            .ok_or_else(|| missing("type"))?;
-        let subnet_id = i
-            .subnet_id()
-            .ok_or_else(|| missing("subnet (EC2-Classic is not supported)"))?
-            .to_owned();
+            .unwrap_or_default();
+        let subnet_id = i.subnet_id().unwrap_or_default().to_owned();
         let (type_info, subnet, volumes, user_data, address) = futures::try_join!(
             async {
                 self.client
@@ -149,9 +313,8 @@ impl SwitchFleet for AwsSwitchFleet {
                     .map_err(|e| classify("DescribeAddresses", e))
             },
         )?;
-        let info = type_info.instance_types().first();
-        let subnet = subnet.subnets().first();
-        let block_devices = i
+        let mut source = placement_of(&i, type_info.instance_types(), subnet.subnets())?;
+        source.block_devices = i
             .block_device_mappings()
             .iter()
             .filter_map(|m| {
@@ -175,69 +338,91 @@ impl SwitchFleet for AwsSwitchFleet {
                 })
             })
             .collect();
-        let placement = i.placement();
-        Ok(Some(SourceInstance {
-            instance_id: instance_id.to_owned(),
-            instance_type,
-            state: i
-                .state()
-                .and_then(|s| s.name())
-                .map(|n| n.as_str().to_owned())
-                .unwrap_or_default(),
-            lifecycle: i.instance_lifecycle().map(|l| l.as_str().to_owned()),
-            architecture: i
-                .architecture()
-                .map(|a| a.as_str().to_owned())
-                .unwrap_or_else(|| "x86_64".into()),
-            vcpus: info
-                .and_then(|t| t.v_cpu_info())
-                .and_then(|v| v.default_v_cpus())
-                .and_then(|v| u32::try_from(v).ok())
-                .unwrap_or(0),
-            memory_mib: info
-                .and_then(|t| t.memory_info())
-                .and_then(|m| m.size_in_mib())
-                .and_then(|m| u64::try_from(m).ok())
-                .unwrap_or(0),
-            az_name: placement
-                .and_then(|p| p.availability_zone())
-                .unwrap_or_default()
-                .to_owned(),
-            az_id: placement
-                .and_then(|p| p.availability_zone_id())
-                .or_else(|| subnet.and_then(|s| s.availability_zone_id()))
-                .unwrap_or_default()
-                .to_owned(),
-            vpc_id: i.vpc_id().unwrap_or_default().to_owned(),
-            subnet_id,
-            security_group_ids: i
-                .security_groups()
+        source.user_data = user_data
+            .user_data()
+            .and_then(|u| u.value())
+            .map(str::to_owned);
+        source.elastic_ip = address.addresses().first().and_then(|a| {
+            Some(ElasticIp {
+                allocation_id: a.allocation_id()?.to_owned(),
+                public_ip: a.public_ip().unwrap_or_default().to_owned(),
+            })
+        });
+        Ok(Some(source))
+    }
+
+    async fn placements(&self, ids: &[String]) -> Result<Vec<SourceInstance>, AwsError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // A filter, not InstanceIds: an id that no longer exists is simply absent from the answer.
+        let mut reservations = Vec::new();
+        for chunk in ids.chunks(200) {
+            let page: Vec<_> = self
+                .client
+                .describe_instances()
+                .filters(
+                    Filter::builder()
+                        .name("instance-id")
+                        .set_values(Some(chunk.to_vec()))
+                        .build(),
+                )
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| classify("DescribeInstances", e))?;
+            reservations.extend(page);
+        }
+        let instances: Vec<_> = reservations.iter().flat_map(|r| r.instances()).collect();
+        let distinct = |values: Vec<Option<String>>| -> Vec<String> {
+            values
+                .into_iter()
+                .flatten()
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect()
+        };
+        let types = distinct(
+            instances
                 .iter()
-                .filter_map(|g| g.group_id().map(str::to_owned))
+                .map(|i| i.instance_type().map(|t| t.as_str().to_owned()))
                 .collect(),
-            iam_instance_profile_arn: i
-                .iam_instance_profile()
-                .and_then(|p| p.arn())
-                .map(str::to_owned),
-            key_name: i.key_name().map(str::to_owned),
-            ebs_optimized: i.ebs_optimized().unwrap_or(false),
-            root_device_type: i
-                .root_device_type()
-                .map(|t| t.as_str().to_owned())
-                .unwrap_or_default(),
-            block_devices,
-            user_data: user_data
-                .user_data()
-                .and_then(|u| u.value())
-                .map(str::to_owned),
-            elastic_ip: address.addresses().first().and_then(|a| {
-                Some(ElasticIp {
-                    allocation_id: a.allocation_id()?.to_owned(),
-                    public_ip: a.public_ip().unwrap_or_default().to_owned(),
-                })
-            }),
-            tags: tags(i.tags()),
-        }))
+        );
+        let subnets = distinct(
+            instances
+                .iter()
+                .map(|i| i.subnet_id().map(str::to_owned))
+                .collect(),
+        );
+        let (type_info, subnet_info) = futures::try_join!(
+            async {
+                self.client
+                    .describe_instance_types()
+                    .set_instance_types(Some(
+                        types
+                            .iter()
+                            .map(|t| InstanceType::from(t.as_str()))
+                            .collect(),
+                    ))
+                    .send()
+                    .await
+                    .map_err(|e| classify("DescribeInstanceTypes", e))
+            },
+            async {
+                self.client
+                    .describe_subnets()
+                    .set_subnet_ids(Some(subnets.clone()))
+                    .send()
+                    .await
+                    .map_err(|e| classify("DescribeSubnets", e))
+            },
+        )?;
+        instances
+            .iter()
+            .map(|i| placement_of(i, type_info.instance_types(), subnet_info.subnets()))
+            .collect()
     }
 
     async fn instance_types(&self, architecture: &str) -> Result<Vec<InstanceTypeInfo>, AwsError> {
@@ -442,53 +627,14 @@ impl SwitchFleet for AwsSwitchFleet {
     }
 
     async fn clone_of(&self, switch_id: &str) -> Result<Option<SwitchClone>, AwsError> {
-        let answer = self
-            .client
-            .describe_instances()
-            .filters(
-                Filter::builder()
-                    .name(format!("tag:{SWITCH_TAG}"))
-                    .values(switch_id)
-                    .build(),
-            )
-            .filters(
-                Filter::builder()
-                    .name("tag:CreatedVia")
-                    .values("AtomicSwitch")
-                    .build(),
-            )
-            .filters(
-                Filter::builder()
-                    .name("instance-state-name")
-                    .values("pending")
-                    .values("running")
-                    .values("stopping")
-                    .values("stopped")
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| classify("DescribeInstances", e))?;
-        Ok(answer
-            .reservations()
-            .iter()
-            .flat_map(|r| r.instances())
-            .find_map(|i| {
-                Some(SwitchClone {
-                    instance_id: i.instance_id()?.to_owned(),
-                    instance_type: i.instance_type()?.as_str().to_owned(),
-                    az_name: i.placement()?.availability_zone()?.to_owned(),
-                })
-            }))
+        tagged_instance(
+            &self.client,
+            &[(SWITCH_TAG, switch_id), (CREATED_VIA.0, CREATED_VIA.1)],
+        )
+        .await
     }
 
     async fn launch(&self, spec: &LaunchSpec) -> Result<Launched, AwsError> {
-        let mut marks = TagSpecification::builder().resource_type(ResourceType::Instance);
-        let mut volume_marks = TagSpecification::builder().resource_type(ResourceType::Volume);
-        for (k, v) in &spec.tags {
-            marks = marks.tags(tag(k, v));
-            volume_marks = volume_marks.tags(tag(k, v));
-        }
         let mut request = self
             .client
             .run_instances()
@@ -500,48 +646,12 @@ impl SwitchFleet for AwsSwitchFleet {
             )
             .set_key_name(spec.key_name.clone())
             .ebs_optimized(spec.ebs_optimized)
-            .set_user_data(spec.user_data.clone())
-            .min_count(1)
-            .max_count(1)
-            .client_token(&spec.client_token)
-            .instance_market_options(
-                InstanceMarketOptionsRequest::builder()
-                    .market_type(MarketType::Spot)
-                    .spot_options(
-                        SpotMarketOptions::builder()
-                            .spot_instance_type(SpotInstanceType::OneTime)
-                            .instance_interruption_behavior(InstanceInterruptionBehavior::Terminate)
-                            .build(),
-                    )
-                    .build(),
-            )
-            .tag_specifications(marks.build())
-            .tag_specifications(volume_marks.build());
+            .set_user_data(spec.user_data.clone());
         if let Some(arn) = &spec.iam_instance_profile_arn {
             request = request
                 .iam_instance_profile(IamInstanceProfileSpecification::builder().arn(arn).build());
         }
-        // EC2 answers a capacity shortage with HTTP 500, which the SDK would retry in the same pool
-        // (seconds of backoff). The next pool is the better retry; throttling fails the step as
-        // `Transient` and the state machine retries it (the clone is found by tag, if launched).
-        let once = aws_sdk_ec2::config::Builder::default()
-            .retry_config(aws_sdk_ec2::config::retry::RetryConfig::standard().with_max_attempts(1));
-        match request.customize().config_override(once).send().await {
-            Ok(answer) => answer
-                .instances()
-                .first()
-                .and_then(|i| i.instance_id())
-                .map(|id| Launched::Instance(id.to_owned()))
-                .ok_or_else(|| invalid_data("RunInstances", "no instance in the answer")),
-            Err(e) if e.code().is_some_and(|c| NO_CAPACITY.contains(&c)) => {
-                Ok(Launched::NoCapacity(format!(
-                    "{}: {}",
-                    e.code().unwrap_or_default(),
-                    e.message().unwrap_or_default()
-                )))
-            }
-            Err(e) => Err(classify("RunInstances", e)),
-        }
+        run_spot(request, &spec.tags, &spec.client_token).await
     }
 
     async fn health(&self, instance_id: &str) -> Result<Option<InstanceHealth>, AwsError> {

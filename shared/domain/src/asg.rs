@@ -64,7 +64,9 @@ pub struct Member {
     /// `Healthy` or `Unhealthy`.
     pub health_status: String,
     pub protected_from_scale_in: bool,
+    /// Read by `GroupFleet::inspect` (EC2); `false` from `GroupFleet::group`.
     pub spot: bool,
+    /// Read by `GroupFleet::inspect` (EC2); `false` from `GroupFleet::group`.
     pub exempt: bool,
 }
 
@@ -88,7 +90,8 @@ pub struct Group {
     pub target_groups: Vec<String>,
     pub classic_load_balancers: Vec<String>,
     pub suspended: Vec<String>,
-    /// Names of lifecycle hooks on `autoscaling:EC2_INSTANCE_LAUNCHING`.
+    /// Names of lifecycle hooks on `autoscaling:EC2_INSTANCE_LAUNCHING` (read by
+    /// `GroupFleet::inspect`).
     pub launch_hooks: Vec<String>,
     pub tags: Tags,
     pub members: Vec<Member>,

@@ -326,6 +326,12 @@ pub trait SwitchFleet: Send + Sync {
         &self,
         instance_id: &str,
     ) -> impl Future<Output = Result<Option<SourceInstance>, AwsError>> + Send;
+    /// What placement decisions need of several instances (type, size, AZ, network, tags), in a
+    /// few calls whatever their number; volumes, user data and address are left empty.
+    fn placements(
+        &self,
+        ids: &[String],
+    ) -> impl Future<Output = Result<Vec<SourceInstance>, AwsError>> + Send;
     fn instance_types(
         &self,
         architecture: &str,
@@ -457,8 +463,16 @@ pub struct GroupLaunchSpec {
 
 /// Auto Scaling and its target groups, as the swap needs them, in one account and region.
 pub trait GroupFleet: Send + Sync {
-    /// The group, its members (market and exemption from EC2) and launch hooks; `None` if absent.
+    /// The group as Auto Scaling describes it (sizes, processes, target groups, members'
+    /// lifecycle and health), in one call; `None` if absent. Members' market and exemption and the
+    /// launch hooks are not read here (`false`, empty): [`GroupFleet::inspect`] reads them.
     fn group(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<crate::asg::Group>, AwsError>> + Send;
+    /// [`GroupFleet::group`] plus what eligibility decides on: each member's market and
+    /// exemption (EC2) and the launch lifecycle hooks.
+    fn inspect(
         &self,
         name: &str,
     ) -> impl Future<Output = Result<Option<crate::asg::Group>, AwsError>> + Send;

@@ -40,6 +40,22 @@ impl Default for QuarantinePolicy {
 }
 
 impl QuarantinePolicy {
+    /// The policy of a launch step: the defaults, with the capacity hold from
+    /// `CAPACITY_HOLD_SECONDS` (default 600, at least 1).
+    pub fn for_launches<F: Fn(&str) -> Option<String>>(
+        env: &crate::settings::Env<F>,
+    ) -> Result<Self, crate::settings::ConfigError> {
+        Ok(Self {
+            capacity: env.duration(
+                "CAPACITY_HOLD_SECONDS",
+                DEFAULT_CAPACITY_HOLD,
+                TimeDelta::seconds(1),
+                1,
+            )?,
+            ..Self::default()
+        })
+    }
+
     pub fn duration(&self, kind: SignalKind) -> TimeDelta {
         match kind {
             SignalKind::InterruptionWarning => self.interruption,

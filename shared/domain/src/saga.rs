@@ -404,6 +404,31 @@ mod tests {
     }
 }
 
+/// Takes an idempotent action under an audit item: records the intent, skips the action if an
+/// earlier attempt recorded it done, otherwise acts and records how it ended. A failed action
+/// fails the step with its own error (the outcome write is best effort then).
+pub async fn audited<A: crate::ports::AuditLog>(
+    audit: &A,
+    entry: &crate::ports::AuditEntry,
+    act: impl std::future::Future<Output = Result<(), crate::AwsError>>,
+) -> Result<(), StepError> {
+    if audit.begin(entry).await? == crate::ports::AuditBegin::AlreadyDone {
+        return Ok(());
+    }
+    match act.await {
+        Ok(()) => {
+            audit.finish(&entry.action_id, "done").await?;
+            Ok(())
+        }
+        Err(e) => {
+            let _ = audit
+                .finish(&entry.action_id, &format!("failed: {e}"))
+                .await;
+            Err(e.into())
+        }
+    }
+}
+
 /// How a caught failure is recorded, and named on the failed execution (never a reserved
 /// `States.` name: a timed-out approval is a rejection, any other `States.*` a `SwitchFailed`).
 pub fn rollback_outcome(error: &CaughtError) -> (SwitchStatus, String) {
