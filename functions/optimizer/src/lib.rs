@@ -3,7 +3,7 @@
 //! swap per opted-in group, under names that make a re-run start nothing twice. Shadow unless
 //! the deployment is live and the account is on `LIVE_ACCOUNTS`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -199,15 +199,4 @@ where
             Started::AlreadyExists => format!("already started ({name})"),
         })
     }
-}
-
-/// The distinct groups in a report's actions (for tests and logs).
-pub fn started(report: &RunReport, action: &str) -> BTreeSet<String> {
-    report
-        .targets
-        .iter()
-        .flat_map(|t| t.actions.iter())
-        .filter(|a| a.action == action && a.outcome.starts_with("started"))
-        .map(|a| a.resource_id.clone())
-        .collect()
 }
