@@ -13,10 +13,9 @@ VENV      ?= .venv
 PY        := $(VENV)/bin/python
 TOOLS     := infra/local/node_modules
 BED       := infra/local/bed.sh
-FUNCTIONS := interruption-handler waste-scanner security-enforcer optimizer saga-approval \
-	switch-plan switch-shadow switch-image switch-launch switch-health switch-cutover switch-rollback \
-	swap-discover swap-plan swap-shadow swap-prepare swap-launch swap-health swap-attach swap-detach \
-	swap-restore swap-rollback
+# The Lambda functions: one per `functions/<concern>/src/bin/<function>.rs`, the only list of them
+# (the template, Cargo and the README are checked against it by tests/src/functions.rs).
+FUNCTIONS := $(sort $(basename $(notdir $(wildcard functions/*/src/bin/*.rs))))
 # What `make bench` measures: three functions and the two sagas (each step function, cold).
 BENCHES   := interruption-handler waste-scanner security-enforcer atomic-switch asg-swap
 ASL       := $(wildcard statemachines/*.asl.json)

@@ -3,9 +3,9 @@
 use anyhow::Result;
 use chrono::{TimeDelta, TimeZone, Utc};
 use spot_aws::QuarantineTable;
-use spot_domain::gatekeeper::{self, Gate, Release};
-use spot_domain::ports::{QuarantineStore, Write};
-use spot_domain::quarantine::decide;
+use spot_domain::pool::gatekeeper::{self, Gate, Release};
+use spot_domain::pool::quarantine::decide;
+use spot_domain::pool::quarantine::{QuarantineStore, Write};
 use spot_domain::{Decision, PoolKey, QuarantinePolicy, QuarantineRecord, Signal, SignalKind};
 use testbed::Bed;
 

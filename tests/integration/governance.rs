@@ -8,8 +8,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use spot_aws::AccountsTable;
-use spot_domain::report::RunReport;
-use spot_domain::waste::Tags;
+use spot_domain::governance::report::RunReport;
+use spot_domain::tags::Tags;
 use spot_domain::{Account, Environment};
 use testbed::governance::{Flows, Scanner};
 use testbed::{AwsProxy, Bed, Tables};
@@ -198,7 +198,7 @@ pub fn status(item: &Option<Item>) -> String {
 pub fn target<'a>(
     report: &'a RunReport,
     region: &str,
-) -> Result<&'a spot_domain::report::TargetReport> {
+) -> Result<&'a spot_domain::governance::report::TargetReport> {
     report
         .targets
         .iter()

@@ -3,6 +3,7 @@
 use anyhow::Result;
 use serde_json::Value;
 use spot_domain::Environment;
+use spot_domain::ErrorName;
 use testbed::{Bed, Event, Fault, HOME_ACCOUNT, Launch};
 
 use crate::support::*;
@@ -296,7 +297,12 @@ async fn a_member_role_that_cannot_be_assumed_is_access_denied_and_writes_nothin
         .await?
         .err()?;
 
-    assert_eq!(error.error_type, "AccessDenied", "{}", error.error_message);
+    assert_eq!(
+        error.error_type,
+        ErrorName::AccessDenied.as_str(),
+        "{}",
+        error.error_message
+    );
     assert!(h.items().await?.is_empty());
     Ok(())
 }
@@ -314,16 +320,17 @@ async fn bad_input_gets_a_clear_error_or_ignored_result_and_writes_nothing() -> 
     );
 
     for (file, error_type) in [
-        ("bad/unknown-detail-type.json", "UnsupportedEvent"),
-        ("bad/spoofed-source.json", "UnsupportedEvent"),
-        ("bad/missing-instance-id.json", "InvalidEvent"),
+        ("bad/unknown-detail-type.json", ErrorName::UnsupportedEvent),
+        ("bad/spoofed-source.json", ErrorName::UnsupportedEvent),
+        ("bad/missing-instance-id.json", ErrorName::InvalidEvent),
     ] {
         let error = h
             .invoke(&Event::load(file)?.time(&now().to_rfc3339()))
             .await?
             .err()?;
         assert_eq!(
-            error.error_type, error_type,
+            error.error_type,
+            error_type.as_str(),
             "{file}: {}",
             error.error_message
         );
@@ -331,7 +338,7 @@ async fn bad_input_gets_a_clear_error_or_ignored_result_and_writes_nothing() -> 
     let mut no_account = event(WARNING, "i-0ccccccccccccccc0")?;
     no_account.0.as_object_mut().unwrap().remove("account");
     let error = h.invoke(&no_account).await?.err()?;
-    assert_eq!(error.error_type, "InvalidEvent");
+    assert_eq!(error.error_type, ErrorName::InvalidEvent.as_str());
     assert!(
         error.error_message.contains("account"),
         "{}",
@@ -383,7 +390,12 @@ async fn throttling_is_retried_and_persistent_throttling_is_a_transient_error() 
     ));
     let before = h.items().await?;
     let error = h.invoke(&event(WARNING, &instance)?).await?.err()?;
-    assert_eq!(error.error_type, "Transient", "{}", error.error_message);
+    assert_eq!(
+        error.error_type,
+        ErrorName::Transient.as_str(),
+        "{}",
+        error.error_message
+    );
     assert_eq!(h.items().await?, before);
     Ok(())
 }
@@ -451,7 +463,9 @@ async fn concurrent_signals_for_one_pool_are_all_counted() -> Result<()> {
                 let mut outcome = host.invoke(e.json()).await?;
                 for _ in 0..2 {
                     match &outcome {
-                        testbed::Outcome::Err(err) if err.error_type == "Transient" => {
+                        testbed::Outcome::Err(err)
+                            if err.error_type == ErrorName::Transient.as_str() =>
+                        {
                             outcome = host.invoke(e.json()).await?
                         }
                         _ => break,

@@ -5,6 +5,7 @@ use anyhow::Result;
 use chrono::Utc;
 use serde_json::json;
 use spot_aws::AccountsTable;
+use spot_domain::ErrorName;
 use spot_domain::{Account, Environment};
 use testbed::saga::SagaBed;
 use testbed::swap::GroupSpec;
@@ -156,6 +157,6 @@ async fn instances_are_routed_to_the_right_saga_once() -> Result<()> {
         .invoke(&json!({"instance_id": "vol-1"}))
         .await?
         .err()?;
-    assert_eq!(bad.error_type, "InvalidRequest");
+    assert_eq!(bad.error_type, ErrorName::InvalidRequest.as_str());
     Ok(())
 }

@@ -5,8 +5,8 @@ use anyhow::Result;
 use aws_sdk_ec2::types::{AttributeBooleanValue, InstanceStateName, Tag};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
-use spot_domain::enforcement::UNAUTHORIZED_TAG;
-use spot_domain::waste::EXEMPT_TAG;
+use spot_domain::tags::EXEMPT_TAG;
+use spot_domain::tags::UNAUTHORIZED_TAG;
 use testbed::{LambdaHost, Launch};
 
 use crate::governance::{Gov, status, target};

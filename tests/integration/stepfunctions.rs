@@ -1,6 +1,7 @@
 //! The bed's route from moto's Step Functions to our Rust Lambdas: a state machine's Task runs the
 //! real handler binary, and a `Catch` routes on the handler's stable error name.
 
+use spot_domain::ErrorName;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
@@ -69,7 +70,7 @@ async fn a_state_machine_task_runs_the_rust_handler_and_catches_its_named_errors
                 "Resource": "arn:aws:states:::lambda:invoke",
                 "Parameters": {"FunctionName": format!("arn:aws:lambda:us-east-1:123456789012:function:{function}"), "Payload.$": "$"},
                 "ResultSelector": {"action.$": "$.Payload.action", "pool.$": "$.Payload.pool"},
-                "Catch": [{"ErrorEquals": ["InvalidEvent"], "ResultPath": "$.error", "Next": "Rejected"}],
+                "Catch": [{"ErrorEquals": [ErrorName::InvalidEvent.as_str()], "ResultPath": "$.error", "Next": "Rejected"}],
                 "End": true
             },
             "Rejected": {"Type": "Pass", "End": true}
@@ -110,6 +111,10 @@ async fn a_state_machine_task_runs_the_rust_handler_and_catches_its_named_errors
     let (status, output, path) = run(&sfn, machine.state_machine_arn(), bad.json()).await?;
     assert_eq!(status, ExecutionStatus::Succeeded, "{output}");
     assert_eq!(path, ["Quarantine", "Rejected"]);
-    assert_eq!(output["error"]["Error"], "InvalidEvent", "{output}");
+    assert_eq!(
+        output["error"]["Error"],
+        ErrorName::InvalidEvent.as_str(),
+        "{output}"
+    );
     Ok(())
 }

@@ -9,7 +9,8 @@
 use anyhow::Result;
 use aws_sdk_sfn::types::ExecutionStatus;
 use serde_json::{Value, json};
-use spot_domain::saga::SwitchStatus;
+use spot_domain::ErrorName;
+use spot_domain::saga::ledger::LedgerStatus;
 use testbed::HOME_ACCOUNT;
 use testbed::saga::{Execution, SagaBed};
 use testbed::swap::{GroupSpec, Sampler, replacements, snapshot};
@@ -116,7 +117,7 @@ async fn every_on_demand_member_is_replaced_and_capacity_never_drops() -> Result
             .ledger(&format!("{name}#{old}"))
             .await?
             .expect("a ledger record");
-        assert_eq!(record.status, SwitchStatus::Switched);
+        assert_eq!(record.status, LedgerStatus::Switched);
         assert_eq!(record.group.as_deref(), Some(swap.group.as_str()));
     }
     swap.assert_no_orphan(&name).await?;
@@ -178,7 +179,7 @@ async fn assert_rolled_back(
         .bed
         .dynamodb()
         .get_item()
-        .table_name(swap.saga.tables.name("SwitchTable"))
+        .table_name(swap.saga.tables.name("LedgerTable"))
         .key(
             "switch_id",
             aws_sdk_dynamodb::types::AttributeValue::S(format!(
@@ -213,7 +214,7 @@ async fn shadow_mode_records_each_members_saving_and_changes_nothing() -> Result
             .ledger(&format!("{name}#{old}"))
             .await?
             .expect("a shadow record");
-        assert_eq!(record.status, SwitchStatus::Shadow);
+        assert_eq!(record.status, LedgerStatus::Shadow);
         assert!(record.saving_per_hour.unwrap_or_default() > 0.0);
     }
     let mutations: Vec<String> = swap
@@ -317,7 +318,7 @@ async fn opted_out_mixed_spot_and_hooked_groups_are_skipped_with_their_reason() 
             .await?;
         assert_eq!(
             e.error.as_deref(),
-            Some("NotEligible"),
+            Some(ErrorName::NotEligible.as_str()),
             "{why}: {}",
             show(&e)
         );
@@ -356,7 +357,7 @@ async fn a_second_swap_of_the_same_group_is_refused_while_one_runs() -> Result<(
         .await?;
     assert_eq!(
         second.error.as_deref(),
-        Some("NotEligible"),
+        Some(ErrorName::NotEligible.as_str()),
         "{}",
         show(&second)
     );
@@ -380,7 +381,12 @@ async fn a_second_swap_of_the_same_group_is_refused_while_one_runs() -> Result<(
         .saga
         .wait(&arn, std::time::Duration::from_secs(60))
         .await?;
-    assert_eq!(e.error.as_deref(), Some("ApprovalRejected"), "{}", show(&e));
+    assert_eq!(
+        e.error.as_deref(),
+        Some(ErrorName::ApprovalRejected.as_str()),
+        "{}",
+        show(&e)
+    );
     assert!(replacements(&swap.saga.bed.ec2(), &first).await?.is_empty());
     // The lock is free again: a shadow swap and a new live one may start.
     let shadow = swap
@@ -419,12 +425,15 @@ async fn fails_at(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_capacity_for_any_member_rolls_back_and_leaves_the_group_as_it_was() -> Result<()> {
     let fault = testbed::Fault::new("RunInstances", "InsufficientInstanceCapacity", 500);
-    let (swap, _) = fails_at("swap-f-launch", fault, "InsufficientCapacity", |n| {
-        GroupSpec::new(&n).size(2, 2)
-    })
+    let (swap, _) = fails_at(
+        "swap-f-launch",
+        fault,
+        ErrorName::InsufficientCapacity.as_str(),
+        |n| GroupSpec::new(&n).size(2, 2),
+    )
     .await?;
     let holds = swap.saga.quarantine_table();
-    let held = spot_domain::ports::QuarantineStore::all(&holds).await?;
+    let held = spot_domain::pool::quarantine::QuarantineStore::all(&holds).await?;
     assert!(
         !held.is_empty(),
         "the refused pools are held for every launch path"
@@ -451,7 +460,7 @@ async fn an_impaired_replacement_is_terminated_before_it_joins() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_attach_terminates_the_replacement() -> Result<()> {
     let fault = testbed::Fault::new("AttachInstances", "ValidationError", 400).times(1);
-    let (swap, _) = fails_at("swap-f-attach", fault, "AwsError", |n| {
+    let (swap, _) = fails_at("swap-f-attach", fault, ErrorName::AwsError.as_str(), |n| {
         GroupSpec::new(&n).size(2, 4)
     })
     .await?;
@@ -467,9 +476,12 @@ async fn a_replacement_never_healthy_in_its_target_group_is_detached_with_decrem
         "DescribeTargetHealth",
         r#"<DescribeTargetHealthResponse xmlns="http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/"><DescribeTargetHealthResult><TargetHealthDescriptions><member><Target><Id>{Targets.member.1.Id}</Id><Port>80</Port></Target><TargetHealth><State>unhealthy</State><Reason>Target.FailedHealthChecks</Reason></TargetHealth></member></TargetHealthDescriptions></DescribeTargetHealthResult><ResponseMetadata><RequestId>bed</RequestId></ResponseMetadata></DescribeTargetHealthResponse>"#,
     );
-    let (swap, e) = fails_at("swap-f-tg", unhealthy, "AttachFailed", |n| {
-        GroupSpec::new(&n).size(2, 4).with_target_group()
-    })
+    let (swap, e) = fails_at(
+        "swap-f-tg",
+        unhealthy,
+        ErrorName::AttachFailed.as_str(),
+        |n| GroupSpec::new(&n).size(2, 4).with_target_group(),
+    )
     .await?;
     assert_eq!(
         e.path.iter().filter(|s| *s == "CheckAttached").count(),
@@ -488,7 +500,7 @@ async fn a_replacement_never_healthy_in_its_target_group_is_detached_with_decrem
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_detach_removes_the_replacement_and_keeps_the_member() -> Result<()> {
     let fault = testbed::Fault::new("DetachInstances", "ValidationError", 400).times(1);
-    fails_at("swap-f-detach", fault, "AwsError", |n| {
+    fails_at("swap-f-detach", fault, ErrorName::AwsError.as_str(), |n| {
         GroupSpec::new(&n).size(2, 4)
     })
     .await?;
@@ -499,9 +511,12 @@ async fn a_refused_detach_removes_the_replacement_and_keeps_the_member() -> Resu
 async fn a_failed_terminate_keeps_the_serving_replacement_and_finishes_the_old_member() -> Result<()>
 {
     let fault = testbed::Fault::new("TerminateInstances", "IncorrectInstanceState", 400).times(1);
-    let (swap, _) = fails_at("swap-f-terminate", fault, "AwsError", |n| {
-        GroupSpec::new(&n).size(2, 4)
-    })
+    let (swap, _) = fails_at(
+        "swap-f-terminate",
+        fault,
+        ErrorName::AwsError.as_str(),
+        |n| GroupSpec::new(&n).size(2, 4),
+    )
     .await?;
     // The first member's swap was complete but for the terminate: the rollback finished it.
     let name = swap.saga.name("swap-f-terminate");

@@ -5,6 +5,7 @@
 //! clone passed its checks), no clone is left running, no image or snapshot of the switch is left,
 //! the ledger says why; every launch went through the gatekeeper.
 
+use spot_domain::ErrorName;
 use std::collections::BTreeMap;
 
 use anyhow::Result;
@@ -12,8 +13,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_ec2::types::InstanceStateName;
 use aws_sdk_sfn::types::ExecutionStatus;
 use serde_json::{Value, json};
-use spot_domain::ports::QuarantineStore;
-use spot_domain::saga::SwitchStatus;
+use spot_domain::pool::quarantine::QuarantineStore;
+use spot_domain::saga::ledger::LedgerStatus;
 use testbed::saga::{
     Execution, Inbox, SagaBed, address_holder, clones, elastic_ip, failed_image, impaired_status,
     initializing_status, launches_without_gatekeeper, leftovers, price_list, spot_prices, state,
@@ -61,7 +62,7 @@ async fn assert_rolled_back(
     e: &Execution,
     source: &str,
     name: &str,
-    status: SwitchStatus,
+    status: LedgerStatus,
 ) -> Result<()> {
     let ec2 = saga.bed.ec2();
     assert_eq!(e.status, ExecutionStatus::Failed, "{}", show(e));
@@ -153,7 +154,7 @@ async fn lock_holder(saga: &SagaBed, instance: &str) -> Result<Option<String>> {
         .bed
         .dynamodb()
         .get_item()
-        .table_name(saga.tables.name("SwitchTable"))
+        .table_name(saga.tables.name("LedgerTable"))
         .key("switch_id", AttributeValue::S(key))
         .consistent_read(true)
         .send()
@@ -269,7 +270,7 @@ async fn a_healthy_clone_replaces_the_source_which_is_stopped_only_at_the_end() 
         e.path
     );
     let record = saga.ledger(&name).await?.unwrap();
-    assert_eq!(record.status, SwitchStatus::Switched);
+    assert_eq!(record.status, LedgerStatus::Switched);
     assert_eq!(record.new_instance_id.as_deref(), Some(clone.as_str()));
     assert!((record.saving_per_hour.unwrap() - saving).abs() < 1e-9);
     assert_eq!(
@@ -309,7 +310,7 @@ async fn shadow_mode_records_the_counterfactual_saving_and_touches_nothing() -> 
     assert!(clones(&ec2, &name).await?.is_empty());
     assert_eq!(leftovers(&ec2, &name).await?, (vec![], vec![]));
     let record = saga.ledger(&name).await?.unwrap();
-    assert_eq!(record.status, SwitchStatus::Shadow);
+    assert_eq!(record.status, LedgerStatus::Shadow);
     assert_eq!(
         record.pool.as_ref().map(|p| p.to_string()).as_deref(),
         Some(BEST)
@@ -406,9 +407,14 @@ async fn a_rejected_switch_changes_nothing() -> Result<()> {
     assert!(reject.status.success(), "{reject:?}");
     let e = saga.wait(&arn, std::time::Duration::from_secs(60)).await?;
 
-    assert_eq!(e.error.as_deref(), Some("ApprovalRejected"), "{}", show(&e));
+    assert_eq!(
+        e.error.as_deref(),
+        Some(ErrorName::ApprovalRejected.as_str()),
+        "{}",
+        show(&e)
+    );
     assert!(!e.path.contains(&"CreateImage".to_owned()), "{:?}", e.path);
-    assert_rolled_back(&saga, &e, &source, &name, SwitchStatus::Rejected).await?;
+    assert_rolled_back(&saga, &e, &source, &name, LedgerStatus::Rejected).await?;
     let answer = approval(&saga, &name).await?;
     assert_eq!(s(&answer, "status"), "REJECTED");
     assert_eq!(s(&answer, "answer_note"), "change freeze");
@@ -425,8 +431,13 @@ async fn an_unanswered_approval_times_out_as_a_rejection() -> Result<()> {
 
     let e = saga.run(&name, &input).await?;
 
-    assert_eq!(e.error.as_deref(), Some("ApprovalRejected"), "{}", show(&e));
-    assert_rolled_back(&saga, &e, &source, &name, SwitchStatus::Rejected).await?;
+    assert_eq!(
+        e.error.as_deref(),
+        Some(ErrorName::ApprovalRejected.as_str()),
+        "{}",
+        show(&e)
+    );
+    assert_rolled_back(&saga, &e, &source, &name, LedgerStatus::Rejected).await?;
     let list = saga.spotctl(&["approvals", "list", "--json"])?;
     assert!(
         !String::from_utf8_lossy(&list.stdout).contains(&name),
@@ -451,7 +462,7 @@ async fn a_quarantined_best_pool_is_skipped_with_its_reason() -> Result<()> {
     assert!(
         exclusions
             .iter()
-            .any(|x| x["what"] == BEST && x["reason"].as_str().unwrap().contains("quarantined")),
+            .any(|x| x["what"] == BEST && x["reason"] == "quarantined"),
         "{exclusions:?}"
     );
     Ok(())
@@ -470,7 +481,8 @@ async fn no_capacity_in_the_best_pool_holds_it_and_the_next_pool_is_used() -> Re
 
     assert_eq!(e.status, ExecutionStatus::Succeeded, "{}", show(&e));
     assert_eq!(e.output["launch"]["pool"], SECOND);
-    assert_eq!(e.output["launch"]["skipped"][0]["pool"], BEST);
+    assert_eq!(e.output["launch"]["skipped"][0]["what"], BEST);
+    assert_eq!(e.output["launch"]["skipped"][0]["reason"], "no_capacity");
     // Every launch path now passes over the pool for a while.
     let hold = saga.quarantine_table().get(&BEST.parse()?).await?.unwrap();
     assert!(hold.is_active(chrono::Utc::now()));
@@ -495,11 +507,11 @@ async fn no_capacity_anywhere_rolls_back() -> Result<()> {
 
     assert_eq!(
         e.error.as_deref(),
-        Some("InsufficientCapacity"),
+        Some(ErrorName::InsufficientCapacity.as_str()),
         "{}",
         show(&e)
     );
-    assert_rolled_back(&saga, &e, &source, &name, SwitchStatus::RolledBack).await?;
+    assert_rolled_back(&saga, &e, &source, &name, LedgerStatus::RolledBack).await?;
     assert_eq!(stop_calls(&saga), 0);
     Ok(())
 }
@@ -515,8 +527,13 @@ async fn a_refused_create_image_rolls_back() -> Result<()> {
 
     let e = saga.run(&name, &request(&source, "live")).await?;
 
-    assert_eq!(e.error.as_deref(), Some("ImageFailed"), "{}", show(&e));
-    assert_rolled_back(&saga, &e, &source, &name, SwitchStatus::RolledBack).await?;
+    assert_eq!(
+        e.error.as_deref(),
+        Some(ErrorName::ImageFailed.as_str()),
+        "{}",
+        show(&e)
+    );
+    assert_rolled_back(&saga, &e, &source, &name, LedgerStatus::RolledBack).await?;
     Ok(())
 }
 
@@ -529,10 +546,15 @@ async fn a_failed_image_is_removed_with_its_snapshots() -> Result<()> {
 
     let e = saga.run(&name, &request(&source, "live")).await?;
 
-    assert_eq!(e.error.as_deref(), Some("ImageFailed"), "{}", show(&e));
+    assert_eq!(
+        e.error.as_deref(),
+        Some(ErrorName::ImageFailed.as_str()),
+        "{}",
+        show(&e)
+    );
     assert!(!e.path.contains(&"LaunchSpot".to_owned()));
     // moto made a real image and snapshot: the rollback removed both.
-    assert_rolled_back(&saga, &e, &source, &name, SwitchStatus::RolledBack).await?;
+    assert_rolled_back(&saga, &e, &source, &name, LedgerStatus::RolledBack).await?;
     let undone = e.cause.unwrap_or_default();
     assert!(undone.contains("failed"), "{undone}");
     Ok(())
@@ -549,7 +571,7 @@ async fn impaired_status_checks_roll_back_before_the_source_is_touched() -> Resu
 
     assert_eq!(
         e.error.as_deref(),
-        Some("HealthCheckFailed"),
+        Some(ErrorName::HealthCheckFailed.as_str()),
         "{}",
         show(&e)
     );
@@ -558,7 +580,7 @@ async fn impaired_status_checks_roll_back_before_the_source_is_touched() -> Resu
         1,
         "one clone was launched"
     );
-    assert_rolled_back(&saga, &e, &source, &name, SwitchStatus::RolledBack).await?;
+    assert_rolled_back(&saga, &e, &source, &name, LedgerStatus::RolledBack).await?;
     assert_eq!(stop_calls(&saga), 0, "the source was never stopped");
     Ok(())
 }
@@ -574,7 +596,7 @@ async fn status_checks_that_never_pass_in_time_roll_back() -> Result<()> {
 
     assert_eq!(
         e.error.as_deref(),
-        Some("HealthCheckFailed"),
+        Some(ErrorName::HealthCheckFailed.as_str()),
         "{}",
         show(&e)
     );
@@ -584,7 +606,7 @@ async fn status_checks_that_never_pass_in_time_roll_back() -> Result<()> {
         "bounded: {:?}",
         e.path
     );
-    assert_rolled_back(&saga, &e, &source, &name, SwitchStatus::RolledBack).await?;
+    assert_rolled_back(&saga, &e, &source, &name, LedgerStatus::RolledBack).await?;
     assert_eq!(stop_calls(&saga), 0);
     Ok(())
 }
@@ -600,8 +622,13 @@ async fn a_failed_stop_of_the_source_rolls_back() -> Result<()> {
 
     let e = saga.run(&name, &request(&source, "live")).await?;
 
-    assert_eq!(e.error.as_deref(), Some("AwsError"), "{}", show(&e));
-    assert_rolled_back(&saga, &e, &source, &name, SwitchStatus::RolledBack).await?;
+    assert_eq!(
+        e.error.as_deref(),
+        Some(ErrorName::AwsError.as_str()),
+        "{}",
+        show(&e)
+    );
+    assert_rolled_back(&saga, &e, &source, &name, LedgerStatus::RolledBack).await?;
     Ok(())
 }
 
@@ -620,7 +647,7 @@ async fn a_failure_after_the_stop_restarts_the_source_with_its_address() -> Resu
     let e = saga.run(&name, &request(&source, "live")).await?;
 
     assert_eq!(stop_calls(&saga), 1, "the cut-over had stopped the source");
-    assert_rolled_back(&saga, &e, &source, &name, SwitchStatus::RolledBack).await?;
+    assert_rolled_back(&saga, &e, &source, &name, LedgerStatus::RolledBack).await?;
     assert_eq!(
         address_holder(&ec2, &allocation).await?.as_deref(),
         Some(source.as_str())
@@ -675,7 +702,7 @@ async fn instances_that_must_not_move_are_refused_and_nothing_changes() -> Resul
         let e = saga.run(&name, &request(instance, "live")).await?;
         assert_eq!(
             e.error.as_deref(),
-            Some("NotEligible"),
+            Some(ErrorName::NotEligible.as_str()),
             "{what}: {}",
             show(&e)
         );
@@ -685,7 +712,7 @@ async fn instances_that_must_not_move_are_refused_and_nothing_changes() -> Resul
             e.cause
         );
         assert_eq!(e.path, ["Plan", "Rollback", "RolledBack"]);
-        assert_rolled_back(&saga, &e, instance, &name, SwitchStatus::NotEligible).await?;
+        assert_rolled_back(&saga, &e, instance, &name, LedgerStatus::NotEligible).await?;
     }
     Ok(())
 }
@@ -728,6 +755,56 @@ async fn a_duplicate_start_or_a_redelivered_launch_launches_once() -> Result<()>
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_log_line_of_a_step_carries_the_saga_account_region_and_target() -> Result<()> {
+    let saga = SagaBed::start("switch-spans", NO_APPROVAL).await?;
+    let source = source(&saga).await?;
+    let spec = saga
+        .tables
+        .function("switch-plan", &saga.proxy.endpoint())?;
+    let mut plan = LambdaHost::start(spec).await?;
+    let name = saga.name("spans");
+    let planned = plan
+        .invoke(&json!({"state": request(&source, "shadow"), "execution": name}))
+        .await?
+        .ok()?;
+    assert_eq!(planned["switch_id"], name.as_str());
+    let gone = "i-0000000000000dead";
+    let refused = plan
+        .invoke(&json!({"state": request(gone, "shadow"), "execution": name}))
+        .await?
+        .err()?;
+    assert_eq!(refused.error_type, ErrorName::NotEligible.as_str());
+
+    // The Lambda runtime's own line about a returned error stays in its span (with the request
+    // id); every line the step writes is in the step's.
+    let lines: Vec<Value> = plan
+        .json_logs()
+        .into_iter()
+        .filter(|l| l.get("level").is_some())
+        .filter(|l| l["span"]["name"] != "Lambda runtime invoke")
+        .collect();
+    assert!(lines.len() >= 2, "{lines:?}");
+    for line in &lines {
+        let span = &line["span"];
+        assert_eq!(span["saga_id"], name.as_str(), "{line}");
+        assert_eq!(span["account"], HOME_ACCOUNT, "{line}");
+        assert_eq!(span["region"], "us-east-1", "{line}");
+        assert!(
+            span["target"] == source.as_str() || span["target"] == gone,
+            "{line}"
+        );
+    }
+    assert!(
+        lines.iter().any(|l| l["level"] == "WARN"
+            && l["error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("NotEligible"))),
+        "the failure is logged in the step's span with its name: {lines:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_live_switch_of_the_same_instance_waits_its_turn() -> Result<()> {
     // Default threshold: the first switch pauses for approval, holding the instance's lock.
     let saga = SagaBed::start("switch-lock", &[]).await?;
@@ -745,7 +822,12 @@ async fn a_second_live_switch_of_the_same_instance_waits_its_turn() -> Result<()
 
     let second = saga.name("lock-second");
     let e = saga.run(&second, &request(&source, "live")).await?;
-    assert_eq!(e.error.as_deref(), Some("NotEligible"), "{}", show(&e));
+    assert_eq!(
+        e.error.as_deref(),
+        Some(ErrorName::NotEligible.as_str()),
+        "{}",
+        show(&e)
+    );
     assert!(
         e.cause.as_deref().unwrap_or_default().contains(&first),
         "{:?}",

@@ -5,7 +5,8 @@ use anyhow::Result;
 use aws_sdk_ec2::types::{Filter, VolumeType};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
-use spot_domain::waste::{BACKUP_TAG, EXEMPT_TAG, WASTE_TAG};
+use spot_domain::ErrorName;
+use spot_domain::tags::{BACKUP_TAG, EXEMPT_TAG, WASTE_TAG};
 use testbed::{Fault, LambdaHost, Launch};
 
 use crate::governance::{Gov, status, target};
@@ -180,7 +181,10 @@ async fn live_mode_deletes_only_after_the_grace_with_audit_items_and_a_backup() 
         chrono::DateTime::parse_from_rfc3339(s(record.as_ref().unwrap(), "delete_after"))?;
     assert_eq!(delete_after, day(t0, 22));
     assert!(g.tags("us-east-1", &vol).await?[WASTE_TAG].contains("deleted after"));
-    assert_eq!(target(&report, "us-east-1")?.mode, spot_domain::Mode::Live);
+    assert_eq!(
+        target(&report, "us-east-1")?.mode,
+        spot_domain::governance::mode::Mode::Live
+    );
 
     // One second before the end of the grace: nothing is deleted.
     g.scan(&live, day(t0, 22) - TimeDelta::seconds(1)).await?;
@@ -259,7 +263,10 @@ async fn live_needs_the_account_on_the_allowlist_and_exempt_resources_are_never_
 
     for d in [8, 15, 30, 60] {
         let report = g.scan(&not_listed, day(t0, d)).await?;
-        assert_eq!(target(&report, "us-east-1")?.mode, spot_domain::Mode::Audit);
+        assert_eq!(
+            target(&report, "us-east-1")?.mode,
+            spot_domain::governance::mode::Mode::Audit
+        );
     }
     assert_eq!(
         status(&g.waste("us-east-1", &vol).await?),
@@ -606,6 +613,6 @@ async fn the_binary_answers_a_schedule_with_a_summary_and_refuses_a_bad_request(
     );
 
     let error = host.invoke(&json!({"acounts": ["123"]})).await?.err()?;
-    assert_eq!(error.error_type, "InvalidRequest");
+    assert_eq!(error.error_type, ErrorName::InvalidRequest.as_str());
     Ok(())
 }

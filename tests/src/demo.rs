@@ -4,7 +4,7 @@ use anyhow::Result;
 use chrono::{SubsecRound, Utc};
 use serde_json::Value;
 use spot_aws::{AccountsTable, QuarantineTable};
-use spot_domain::gatekeeper::{self, Gate};
+use spot_domain::pool::gatekeeper::{self, Gate};
 use spot_domain::{Account, Environment, PoolKey};
 
 use crate::bed::{Bed, HOME_ACCOUNT};

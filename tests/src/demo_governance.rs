@@ -8,7 +8,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use comfy_table::Table;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use serde_json::{Value, json};
-use spot_domain::waste::EXEMPT_TAG;
+use spot_domain::tags::EXEMPT_TAG;
 use spot_domain::{Account, Environment};
 
 use crate::bed::Bed;

@@ -51,7 +51,7 @@ fn print_plan(plan: &Value) {
         println!(
             "       excluded  {:<32} {}",
             x["what"].as_str().unwrap_or("?"),
-            x["reason"].as_str().unwrap_or("?")
+            x["detail"].as_str().unwrap_or("?")
         );
     }
 }

@@ -9,13 +9,19 @@ use anyhow::Result;
 use chrono::{DateTime, Utc};
 use spot_aws::{AccountsTable, AuditTable, AwsContext, AwsFleets, EnforcementTable, WasteTable};
 use spot_domain::FixedClock;
+use spot_domain::config::Env;
 
 use crate::bed::{HOME_ACCOUNT, Tables};
 
 pub type Scanner =
-    waste_scanner::Scanner<AccountsTable, AwsFleets, WasteTable, AuditTable, FixedClock>;
-pub type Enforcer =
-    security_enforcer::Enforcer<AccountsTable, AwsFleets, EnforcementTable, AuditTable, FixedClock>;
+    governance::waste::Scanner<AccountsTable, AwsFleets, WasteTable, AuditTable, FixedClock>;
+pub type Enforcer = governance::enforce::Enforcer<
+    AccountsTable,
+    AwsFleets,
+    EnforcementTable,
+    AuditTable,
+    FixedClock,
+>;
 
 /// Builds the flows of one set of tables, reaching AWS through `endpoint`.
 pub struct Flows<'a> {
@@ -58,8 +64,8 @@ impl<'a> Flows<'a> {
 
     pub fn scanner(&self, overrides: &[(&str, &str)], now: DateTime<Utc>) -> Result<Scanner> {
         let env = self.env("waste-scanner", overrides)?;
-        let config = waste_scanner::Config::from_env(|k| env.get(k).cloned())?;
-        Ok(waste_scanner::Scanner {
+        let config = governance::waste::Config::from_env(&Env(|k: &str| env.get(k).cloned()))?;
+        Ok(governance::waste::Scanner {
             registry: self.accounts(),
             fleets: AwsFleets::new(self.ctx.clone()),
             store: WasteTable::new(self.dynamodb(), &config.waste_table),
@@ -72,8 +78,8 @@ impl<'a> Flows<'a> {
 
     pub fn enforcer(&self, overrides: &[(&str, &str)], now: DateTime<Utc>) -> Result<Enforcer> {
         let env = self.env("security-enforcer", overrides)?;
-        let config = security_enforcer::Config::from_env(|k| env.get(k).cloned())?;
-        Ok(security_enforcer::Enforcer {
+        let config = governance::enforce::Config::from_env(&Env(|k: &str| env.get(k).cloned()))?;
+        Ok(governance::enforce::Enforcer {
             registry: self.accounts(),
             fleets: AwsFleets::new(self.ctx.clone()),
             store: EnforcementTable::new(self.dynamodb(), &config.enforcement_table),

@@ -10,10 +10,10 @@ use aws_sdk_ec2::types::{DomainType, Filter, InstanceStateName};
 use aws_sdk_sfn::types::{ExecutionStatus, HistoryEventType};
 use chrono::Utc;
 use serde_json::Value;
-use spot_aws::{QuarantineTable, SwitchTable};
-use spot_domain::ports::{QuarantineStore, SwitchLedger};
-use spot_domain::quarantine::{Decision, QuarantinePolicy, decide};
-use spot_domain::saga::SwitchRecord;
+use spot_aws::{LedgerTable, QuarantineTable};
+use spot_domain::pool::quarantine::QuarantineStore;
+use spot_domain::pool::quarantine::{Decision, QuarantinePolicy, decide};
+use spot_domain::saga::ledger::LedgerRecord;
 use spot_domain::{PoolKey, Signal, SignalKind};
 
 use crate::bed::{Bed, HOME_ACCOUNT, REGION, Tables, bin_path};
@@ -316,9 +316,9 @@ impl SagaBed {
     }
 
     /// The switch's ledger record.
-    pub async fn ledger(&self, switch_id: &str) -> Result<Option<SwitchRecord>> {
+    pub async fn ledger(&self, switch_id: &str) -> Result<Option<LedgerRecord>> {
         Ok(
-            SwitchTable::new(self.bed.dynamodb(), self.tables.name("SwitchTable"))
+            LedgerTable::new(self.bed.dynamodb(), self.tables.name("LedgerTable"))
                 .get(switch_id)
                 .await?,
         )
@@ -654,16 +654,18 @@ mod tests {
     use std::collections::BTreeSet;
 
     use serde_json::Value;
-    use spot_domain::saga::errors;
+    use spot_domain::ErrorName;
 
     use super::{ASG_SWAP, ATOMIC_SWITCH, SagaBed};
-    use crate::template::{Template, workspace_root};
+    use crate::template::Template;
 
     const ROLLBACK: &str = "Rollback";
 
     /// Both sagas, with the error names each routes on.
-    const MACHINES: [(&str, &[&str]); 2] =
-        [(ATOMIC_SWITCH, &errors::SWITCH), (ASG_SWAP, &errors::SWAP)];
+    const MACHINES: [(&str, &[ErrorName]); 2] = [
+        (ATOMIC_SWITCH, ErrorName::SWITCH),
+        (ASG_SWAP, ErrorName::SWAP),
+    ];
 
     fn states(machine: &str) -> serde_json::Map<String, Value> {
         SagaBed::definition(machine).unwrap()["States"]
@@ -735,7 +737,7 @@ mod tests {
                 })
                 .collect();
             for e in [
-                errors::TRANSIENT,
+                ErrorName::Transient.as_str(),
                 "Lambda.TooManyRequestsException",
                 "Lambda.ServiceException",
             ] {
@@ -801,9 +803,46 @@ mod tests {
                     }
                 }
             }
-            let named: BTreeSet<String> = names.iter().map(|e| (*e).to_owned()).collect();
+            let named: BTreeSet<String> = names.iter().map(|e| e.as_str().to_owned()).collect();
             assert_eq!(used, named, "{machine}");
         }
+    }
+
+    /// Every value a Choice compares and every `phase` a Task passes is one the steps' enums
+    /// serialise to: a renamed variant fails here, not in a stuck execution.
+    #[test]
+    fn the_asl_compares_and_passes_only_the_steps_own_values() {
+        use spot_domain::saga::switch::ImageState;
+        use spot_domain::saga::{Phase, SagaMode, StepStatus};
+        fn is<T: serde::de::DeserializeOwned>(value: &Value) -> bool {
+            serde_json::from_value::<T>(value.clone()).is_ok()
+        }
+        let mut checked = 0;
+        for (machine, _) in MACHINES {
+            for (name, state) in states(machine) {
+                if let Some(phase) = state["Parameters"].get("phase") {
+                    assert!(is::<Phase>(phase), "{machine}.{name}: phase {phase}");
+                    checked += 1;
+                }
+                for choice in state["Choices"].as_array().into_iter().flatten() {
+                    let variable = choice["Variable"].as_str().unwrap();
+                    let Some(value) = choice.get("StringEquals") else {
+                        continue;
+                    };
+                    let known = match variable {
+                        "$.mode" => is::<SagaMode>(value),
+                        "$.image.state" => is::<ImageState>(value),
+                        "$.health.status" | "$.attach.status" | "$.detach.status" => {
+                            is::<StepStatus>(value)
+                        }
+                        other => panic!("{machine}.{name}: compares {other}, which no enum types"),
+                    };
+                    assert!(known, "{machine}.{name}: {variable} == {value}");
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= 10, "only {checked} values checked");
     }
 
     #[test]
@@ -825,12 +864,8 @@ mod tests {
                     .function_binary(function)
                     .unwrap_or_else(|| panic!("{function}: no binary"));
                 assert!(
-                    workspace_root()
-                        .join("functions")
-                        .join(&binary)
-                        .join("Cargo.toml")
-                        .is_file(),
-                    "{function} builds {binary}, which is not in functions/"
+                    crate::functions::binaries().unwrap().contains(&binary),
+                    "{function} builds {binary}, which is not a binary of functions/"
                 );
             }
         }

@@ -123,6 +123,59 @@ impl Template {
         Ok((workspace_root().join("infra").join(uri), substitutions))
     }
 
+    /// The binaries of every function the template deploys.
+    pub fn function_binaries(&self) -> Vec<String> {
+        self.resources_of_type("AWS::Serverless::Function")
+            .filter_map(|(id, _)| self.function_binary(id))
+            .collect()
+    }
+
+    pub fn is_parameter(&self, name: &str) -> bool {
+        self.parameters.contains_key(name)
+    }
+
+    /// Every parameter: name, default (as the template writes it), description.
+    pub fn parameter_docs(&self) -> Vec<(String, Option<String>, Option<String>)> {
+        self.parameters
+            .iter()
+            .filter_map(|(name, p)| {
+                let text = |v: &Value| match v {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Number(n) => Some(n.to_string()),
+                    Value::Bool(b) => Some(b.to_string()),
+                    _ => None,
+                };
+                Some((
+                    name.as_str()?.to_owned(),
+                    p.get("Default").and_then(text),
+                    p.get("Description").and_then(text),
+                ))
+            })
+            .collect()
+    }
+
+    /// Environment values written as literals (a tunable should be a parameter), as problems.
+    pub fn literal_environment_values(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (id, function) in self.resources_of_type("AWS::Serverless::Function") {
+            let vars = function
+                .get("Properties")
+                .and_then(|p| p.get("Environment"))
+                .and_then(|e| e.get("Variables"))
+                .and_then(Value::as_mapping);
+            for (k, v) in vars.into_iter().flatten() {
+                if !matches!(v, Value::Tagged(t) if t.tag == "Ref" || t.tag == "GetAtt" || t.tag == "Sub")
+                {
+                    problems.push(format!(
+                        "{id}.{}: a literal, not a parameter",
+                        k.as_str().unwrap_or("?")
+                    ));
+                }
+            }
+        }
+        problems
+    }
+
     /// The environment a function gets when deployed, with `!Ref`s resolved by `resolve_ref`
     /// (table names, `AWS::AccountId`); parameters resolve to their defaults.
     pub fn function_env(

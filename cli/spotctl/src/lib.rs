@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{ContentArrangement, Table};
-use spot_domain::saga::ApprovalRequest;
+use spot_domain::saga::approval::ApprovalRequest;
 use spot_domain::{QuarantineRecord, SignalKind};
 
 /// The quarantine table as operators read it.
@@ -76,7 +76,7 @@ pub fn approvals_table(requests: &[ApprovalRequest], now: DateTime<Utc>) -> Tabl
         };
         table.add_row([
             r.saga_id.clone(),
-            r.saga.clone(),
+            r.saga.to_string(),
             r.target.clone(),
             format!("{} {}", r.account_id, r.region),
             r.risk.to_string(),

@@ -4,10 +4,11 @@ use anyhow::{Context, Result, bail};
 use chrono::Utc;
 use clap::{Parser, Subcommand};
 use spot_aws::{AccountsTable, ApprovalsTable, AwsContext, QuarantineTable, TaskAnswers};
-use spot_domain::gatekeeper::{self, Gate, Release};
-use spot_domain::ports::{AccountRegistry, Approvals, QuarantineStore};
-use spot_domain::saga::errors::APPROVAL_REJECTED;
+use spot_domain::pool::gatekeeper::{self, Gate, Release};
+use spot_domain::pool::quarantine::QuarantineStore;
+use spot_domain::saga::approval::ApprovalStatus;
 use spot_domain::{Account, Environment, PoolKey};
+use spot_domain::{AccountRegistry, ErrorName};
 
 #[derive(Parser)]
 #[command(
@@ -177,10 +178,13 @@ async fn main() -> Result<()> {
             external_id,
             regions,
         }) => {
-            if !spot_domain::scope::is_account_id(&account_id) {
+            if !spot_domain::governance::scope::is_account_id(&account_id) {
                 bail!("`{account_id}` is not a 12-digit account id");
             }
-            if let Some(bad) = regions.iter().find(|r| !spot_domain::scope::is_region(r)) {
+            if let Some(bad) = regions
+                .iter()
+                .find(|r| !spot_domain::governance::scope::is_region(r))
+            {
                 bail!("`{bad}` is not a region");
             }
             let account = Account {
@@ -231,7 +235,15 @@ async fn main() -> Result<()> {
         }
         Command::Approvals(ApprovalsCommand::Approve { table, saga_id, by }) => {
             let approvals = ApprovalsTable::new(dynamodb, table);
-            let token = claim(&approvals, &saga_id, "APPROVED", &by, "approved", now).await?;
+            let token = claim(
+                &approvals,
+                &saga_id,
+                ApprovalStatus::Approved,
+                &by,
+                "approved",
+                now,
+            )
+            .await?;
             TaskAnswers::new(aws_sdk_sfn::Client::new(ctx.base()))
                 .approve(&token, &serde_json::json!({"approved_by": by, "at": now}))
                 .await
@@ -245,9 +257,21 @@ async fn main() -> Result<()> {
             reason,
         }) => {
             let approvals = ApprovalsTable::new(dynamodb, table);
-            let token = claim(&approvals, &saga_id, "REJECTED", &by, &reason, now).await?;
+            let token = claim(
+                &approvals,
+                &saga_id,
+                ApprovalStatus::Rejected,
+                &by,
+                &reason,
+                now,
+            )
+            .await?;
             TaskAnswers::new(aws_sdk_sfn::Client::new(ctx.base()))
-                .reject(&token, APPROVAL_REJECTED, &format!("{reason} ({by})"))
+                .reject(
+                    &token,
+                    ErrorName::ApprovalRejected.as_str(),
+                    &format!("{reason} ({by})"),
+                )
                 .await
                 .with_context(|| format!("answering {saga_id} (did it time out?)"))?;
             println!("{saga_id}: rejected by {by}; nothing was changed");
@@ -260,7 +284,7 @@ async fn main() -> Result<()> {
 async fn claim(
     approvals: &ApprovalsTable,
     saga_id: &str,
-    status: &str,
+    status: ApprovalStatus,
     by: &str,
     note: &str,
     now: chrono::DateTime<Utc>,

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use spot_domain::enforcement::{EnforceAction, Instance};
-use spot_domain::ports::{Deleted, Deletion, Enforced, Fleet, Fleets};
-use spot_domain::waste::{Inventory, Usage};
+use spot_domain::governance::enforcement::{EnforceAction, Instance};
+use spot_domain::governance::ports::{Deleted, Deletion, Enforced, Fleet, Fleets};
+use spot_domain::governance::waste::{Inventory, Usage};
 use spot_domain::{Access, AwsError};
 
 use crate::autoscaling::AutoScaling;

@@ -1,34 +1,42 @@
-//! Adapters from the optimizer's ports (`spot_domain::ports`) to AWS, one module per service.
+//! Adapters from the optimizer's rules to AWS, one module per service: callers see domain types
+//! and [`AwsError`], whose kind keeps the SDK's retry classification (throttling and 5xx are
+//! `Transient`). Nothing here reads the environment: functions pass their typed configuration.
 //!
-//! SDK types stay inside this crate: callers see domain types and [`AwsError`], whose kind keeps the
-//! SDK's retry classification (throttling and 5xx are `Transient`).
+//! | module | service |
+//! |---|---|
+//! | [`ec2`] | EC2: instances, images, addresses, launches, market, waste inventory |
+//! | [`autoscaling`] | Auto Scaling: groups, attach/detach, launch configurations |
+//! | [`elbv2`] | ELBv2: target health, deregistration |
+//! | [`dynamodb`] | one module per table |
+//! | [`sfn`], [`sns`], [`pricing`] | Step Functions, SNS, the Price List |
+//! | [`clients`], [`reach`] | SDK configuration, member accounts through AssumeRole |
+//! | [`fleet`] | the governance functions' port over EC2 and Auto Scaling |
+//! | [`step`], [`telemetry`] | the saga steps' Lambda runner, JSON logs |
 //!
 //! [`AwsError`]: spot_domain::AwsError
 
-pub mod asg_swap;
 pub mod autoscaling;
 pub mod clients;
 pub mod dynamodb;
 pub mod ec2;
-pub mod ec2_switch;
+pub mod elbv2;
 mod error;
 pub mod fleet;
-pub mod governance_tables;
 pub mod pricing;
+pub mod reach;
 pub mod sfn;
 pub mod sns;
 pub mod step;
-pub mod switch_tables;
 pub mod telemetry;
 
-pub use asg_swap::AwsGroupFleet;
 pub use clients::AwsContext;
-pub use dynamodb::{AccountsTable, QuarantineTable};
-pub use ec2::Ec2Directory;
-pub use ec2_switch::{AwsReach, AwsSwitchFleet, AwsSwitchFleets, reach};
+pub use dynamodb::{
+    AccountsTable, ApprovalsTable, AuditTable, EnforcementTable, LedgerTable, QuarantineTable,
+    WasteTable,
+};
+pub use ec2::{Ec2, Ec2Directory};
 pub use fleet::{AwsFleet, AwsFleets};
-pub use governance_tables::{AuditTable, EnforcementTable, WasteTable};
 pub use pricing::PriceList;
-pub use sfn::{StateMachines, TaskAnswers};
+pub use reach::{AccountClients, Reach};
+pub use sfn::{Started, StateMachines, TaskAnswers};
 pub use sns::Notifier;
-pub use switch_tables::{ApprovalsTable, SwitchTable};

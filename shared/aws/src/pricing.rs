@@ -9,8 +9,7 @@ use aws_sdk_pricing::Client;
 use aws_sdk_pricing::types::{Filter, FilterType};
 use serde_json::Value;
 use spot_domain::AwsError;
-use spot_domain::catalog::Catalog;
-use spot_domain::ports::OnDemandPrices;
+use spot_domain::market::Catalog;
 use tracing::warn;
 
 use crate::error::{classify, invalid_data};
@@ -113,8 +112,14 @@ pub fn hourly_price(documents: &[String]) -> Option<f64> {
         .min_by(f64::total_cmp)
 }
 
-impl OnDemandPrices for PriceList {
-    async fn on_demand(&self, region: &str, instance_type: &str) -> Result<Option<f64>, AwsError> {
+impl PriceList {
+    /// Linux on-demand USD per hour (`None`: not sold there, or unknown): the Price List API,
+    /// cached, with the shipped table as its fallback.
+    pub async fn on_demand(
+        &self,
+        region: &str,
+        instance_type: &str,
+    ) -> Result<Option<f64>, AwsError> {
         let key = (region.to_owned(), instance_type.to_owned());
         if let Some(price) = self.cached(&key) {
             return Ok(Some(price));

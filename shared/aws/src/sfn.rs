@@ -47,19 +47,25 @@ pub struct StateMachines {
     client: Client,
 }
 
+/// Whether a start began an execution or found one of that name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Started {
+    New(String),
+    /// An execution of that name exists (running or ended): nothing was started.
+    AlreadyExists,
+}
+
 impl StateMachines {
     pub fn new(client: Client) -> Self {
         Self { client }
     }
-}
 
-impl spot_domain::ports::Executions for StateMachines {
-    async fn start(
+    pub async fn start(
         &self,
         state_machine: &str,
         name: &str,
         input: &serde_json::Value,
-    ) -> Result<spot_domain::ports::Started, AwsError> {
+    ) -> Result<Started, AwsError> {
         use aws_sdk_sfn::error::ProvideErrorMetadata;
         // StartExecution answers a running execution of the same name and input with its ARN, as
         // if it had started it: ask first, so the router reports what it really started.
@@ -74,7 +80,7 @@ impl spot_domain::ports::Executions for StateMachines {
             .send()
             .await
         {
-            Ok(_) => return Ok(spot_domain::ports::Started::AlreadyExists),
+            Ok(_) => return Ok(Started::AlreadyExists),
             Err(e) if e.code() == Some("ExecutionDoesNotExist") => {}
             Err(e) => return Err(classify("DescribeExecution", e)),
         }
@@ -87,12 +93,8 @@ impl spot_domain::ports::Executions for StateMachines {
             .send()
             .await
         {
-            Ok(answer) => Ok(spot_domain::ports::Started::New(
-                answer.execution_arn().to_owned(),
-            )),
-            Err(e) if e.code() == Some("ExecutionAlreadyExists") => {
-                Ok(spot_domain::ports::Started::AlreadyExists)
-            }
+            Ok(answer) => Ok(Started::New(answer.execution_arn().to_owned())),
+            Err(e) if e.code() == Some("ExecutionAlreadyExists") => Ok(Started::AlreadyExists),
             Err(e) => Err(classify("StartExecution", e)),
         }
     }

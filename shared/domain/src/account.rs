@@ -75,8 +75,8 @@ pub enum AccountError {
 }
 
 impl AccountError {
-    pub fn error_type(&self) -> &'static str {
-        "AccountMisconfigured"
+    pub fn error_name(&self) -> crate::ErrorName {
+        crate::ErrorName::AccountMisconfigured
     }
 }
 
@@ -124,6 +124,69 @@ impl AccountView {
                 })
             }
         }
+    }
+}
+
+/// The accounts registry (`ACCOUNTS_TABLE`).
+pub trait AccountRegistry: Send + Sync {
+    fn account(
+        &self,
+        account_id: &str,
+    ) -> impl std::future::Future<Output = Result<Option<Account>, crate::AwsError>> + Send;
+
+    /// Every registered account.
+    fn all(
+        &self,
+    ) -> impl std::future::Future<Output = Result<Vec<Account>, crate::AwsError>> + Send;
+}
+
+/// The registry, remembered for `ttl` per account (registered or not), so a warm function does not
+/// read the same item on every event. A change to the registry applies within `ttl`.
+pub struct CachedRegistry<R, C> {
+    inner: R,
+    clock: C,
+    ttl: chrono::TimeDelta,
+    entries: std::sync::Mutex<std::collections::HashMap<String, CacheEntry>>,
+}
+
+type CacheEntry = (chrono::DateTime<chrono::Utc>, Option<Account>);
+
+impl<R, C> CachedRegistry<R, C> {
+    pub fn new(inner: R, clock: C, ttl: chrono::TimeDelta) -> Self {
+        Self {
+            inner,
+            clock,
+            ttl,
+            entries: std::sync::Mutex::default(),
+        }
+    }
+
+    pub fn inner(&self) -> &R {
+        &self.inner
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, CacheEntry>> {
+        // The map holds no invariant a panicking writer could break.
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl<R: AccountRegistry, C: crate::Clock> AccountRegistry for CachedRegistry<R, C> {
+    async fn account(&self, account_id: &str) -> Result<Option<Account>, crate::AwsError> {
+        let now = self.clock.now();
+        if let Some((at, account)) = self.entries().get(account_id)
+            && now - *at < self.ttl
+        {
+            return Ok(account.clone());
+        }
+        let account = self.inner.account(account_id).await?;
+        self.entries()
+            .insert(account_id.to_owned(), (now, account.clone()));
+        Ok(account)
+    }
+
+    async fn all(&self) -> Result<Vec<Account>, crate::AwsError> {
+        self.inner.all().await
     }
 }
 
@@ -215,62 +278,9 @@ mod tests {
     }
 }
 
-/// The registry, remembered for `ttl` per account (registered or not), so a warm function does not
-/// read the same item on every event. A change to the registry applies within `ttl`.
-pub struct CachedRegistry<R, C> {
-    inner: R,
-    clock: C,
-    ttl: chrono::TimeDelta,
-    entries: std::sync::Mutex<std::collections::HashMap<String, CacheEntry>>,
-}
-
-type CacheEntry = (chrono::DateTime<chrono::Utc>, Option<Account>);
-
-impl<R, C> CachedRegistry<R, C> {
-    pub fn new(inner: R, clock: C, ttl: chrono::TimeDelta) -> Self {
-        Self {
-            inner,
-            clock,
-            ttl,
-            entries: std::sync::Mutex::default(),
-        }
-    }
-
-    pub fn inner(&self) -> &R {
-        &self.inner
-    }
-
-    fn entries(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, CacheEntry>> {
-        // The map holds no invariant a panicking writer could break.
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-impl<R: crate::ports::AccountRegistry, C: crate::Clock> crate::ports::AccountRegistry
-    for CachedRegistry<R, C>
-{
-    async fn account(&self, account_id: &str) -> Result<Option<Account>, crate::AwsError> {
-        let now = self.clock.now();
-        if let Some((at, account)) = self.entries().get(account_id)
-            && now - *at < self.ttl
-        {
-            return Ok(account.clone());
-        }
-        let account = self.inner.account(account_id).await?;
-        self.entries()
-            .insert(account_id.to_owned(), (now, account.clone()));
-        Ok(account)
-    }
-
-    async fn all(&self) -> Result<Vec<Account>, crate::AwsError> {
-        self.inner.all().await
-    }
-}
-
 #[cfg(test)]
 mod cache_tests {
     use super::*;
-    use crate::ports::AccountRegistry;
     use crate::{AwsError, Clock};
     use chrono::{DateTime, TimeDelta, TimeZone, Utc};
     use std::sync::Mutex;

@@ -1,42 +1,42 @@
 //! Pure rules of the Spot optimizer.
 //!
-//! Nothing here talks to AWS or knows an SDK type: the decisions (what pool an event names, whether a
-//! pool is quarantined, how a new signal changes a quarantine, which credentials reach an account)
-//! are plain functions over plain data, each tested beside its code. The traits in [`ports`] are what
-//! the adapters in `spot-aws` implement.
+//! Nothing here talks to AWS or knows an SDK type: the decisions (what pool an event names, whether
+//! a pool is quarantined, which pool a clone goes to, what a rollback undoes, whether a volume is
+//! waste) are plain functions over plain data, each tested beside its code. The few traits here
+//! (ports) are what `spot-aws` implements for the flows that are generic over them.
+//!
+//! | module | what lives there |
+//! |---|---|
+//! | [`pool`] | pool key, signals, quarantine decision, gatekeeper |
+//! | [`market`] | shipped catalog, compatible types, pool ranking, exclusions |
+//! | [`saga`] | both sagas' state and decisions, shared step machinery, ledger, approvals, router |
+//! | [`governance`] | audit/live switch, run scope, waste and enforcement lifecycles |
+//! | [`account`], [`instance`], [`tags`], [`audit`] | what several concerns share |
+//! | [`config`], [`error`], [`clock`], [`metrics`] | configuration keys, error names, time, EMF |
 
 pub mod account;
-pub mod asg;
-pub mod catalog;
+pub mod audit;
 pub mod clock;
-pub mod enforcement;
-pub mod gatekeeper;
+pub mod config;
+pub mod error;
+pub mod governance;
+pub mod instance;
+pub mod market;
 pub mod metrics;
-pub mod mode;
 pub mod pool;
-pub mod ports;
-pub mod pricing;
-pub mod quarantine;
-pub mod report;
-pub mod route;
-pub mod run;
 pub mod saga;
-pub mod scope;
-pub mod settings;
-pub mod signal;
-pub mod switch;
+pub mod tags;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
-pub mod waste;
 
-pub use account::{Access, Account, AccountError, AccountView, CachedRegistry, Environment};
+pub use account::{
+    Access, Account, AccountError, AccountRegistry, AccountView, CachedRegistry, Environment,
+};
 pub use clock::{Clock, FixedClock, SystemClock};
-pub use gatekeeper::Gate;
-pub use mode::{LiveSwitch, Mode};
+pub use error::{AwsError, AwsErrorKind, ErrorName};
+pub use pool::quarantine::{Decision, QuarantinePolicy, QuarantineRecord};
+pub use pool::signal::{Signal, SignalError, SignalKind};
 pub use pool::{PoolKey, PoolKeyError};
-pub use ports::{AwsError, AwsErrorKind, Placement};
-pub use quarantine::{Decision, QuarantinePolicy, QuarantineRecord};
-pub use signal::{Signal, SignalError, SignalKind};
 
 /// Optimistic writes that lose a race re-read and re-decide at most this many times.
 pub const MAX_WRITE_ATTEMPTS: usize = 5;

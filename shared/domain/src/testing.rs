@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::account::AccountRegistry;
 use crate::account::{Access, Account};
+use crate::error::AwsError;
+use crate::instance::{InstanceDirectory, Placement};
 use crate::pool::PoolKey;
-use crate::ports::{
-    AccountRegistry, AwsError, InstanceDirectory, Placement, QuarantineStore, Write,
-};
-use crate::quarantine::QuarantineRecord;
+use crate::pool::quarantine::{QuarantineRecord, QuarantineStore, Write};
 
 /// A quarantine table with the same conditional-write rule as DynamoDB's adapter.
 #[derive(Debug, Default)]
@@ -101,8 +101,8 @@ impl InstanceDirectory for MemoryInstances {
 }
 
 /// A running on-demand m5.large in us-east-1a (use1-az6), VPC `vpc-1`: a switch candidate.
-pub fn source_instance() -> crate::switch::SourceInstance {
-    crate::switch::SourceInstance {
+pub fn source_instance() -> crate::instance::SourceInstance {
+    crate::instance::SourceInstance {
         instance_id: "i-0source".into(),
         instance_type: "m5.large".into(),
         state: "running".into(),
@@ -122,6 +122,6 @@ pub fn source_instance() -> crate::switch::SourceInstance {
         block_devices: vec![],
         user_data: None,
         elastic_ip: None,
-        tags: crate::waste::Tags::new(),
+        tags: crate::tags::Tags::new(),
     }
 }

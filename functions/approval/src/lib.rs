@@ -1,0 +1,168 @@
+//! The approval gate both sagas pause on: the state machine waits on this task's token until an
+//! operator answers (`spotctl approvals`, or `aws stepfunctions send-task-success/failure`) or the
+//! timeout rejects. The request is stored whatever happens to its notification.
+
+use chrono::TimeDelta;
+use serde::Serialize;
+use spot_aws::{ApprovalsTable, AwsContext, Notifier};
+use spot_domain::config::{ConfigError, Env, key};
+use spot_domain::saga::StepError;
+use spot_domain::saga::approval::{ApprovalInput, ApprovalRequest, ApprovalStatus};
+use spot_domain::{Clock, SystemClock};
+use tracing::{info, instrument, warn};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub approvals_table: String,
+    /// Where operators hear about a pending approval (optional).
+    pub topic_arn: Option<String>,
+}
+
+impl Config {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            approvals_table: env.required(key::APPROVALS_TABLE)?,
+            topic_arn: env.optional(key::APPROVAL_TOPIC_ARN),
+        })
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Requested {
+    pub requested: bool,
+}
+
+pub struct Approval {
+    pub approvals: ApprovalsTable,
+    pub notifier: Option<Notifier>,
+}
+
+impl Approval {
+    pub async fn connect(config: Config) -> Self {
+        let ctx = AwsContext::from_env().await;
+        Self {
+            approvals: ApprovalsTable::new(
+                aws_sdk_dynamodb::Client::new(ctx.base()),
+                config.approvals_table,
+            ),
+            notifier: config
+                .topic_arn
+                .map(|topic| Notifier::new(aws_sdk_sns::Client::new(ctx.base()), topic)),
+        }
+    }
+
+    #[instrument(name = "saga-approval", skip_all, err(level = tracing::Level::WARN), fields(saga_id = %input.execution,
+        account = %input.account_id, region = %input.region, target = %input.target))]
+    pub async fn handle(&self, input: ApprovalInput) -> Result<Requested, StepError> {
+        let request = request(input, SystemClock.now())?;
+        self.approvals.request(&request).await?;
+        // A lost notification must not lose the approval: the request is stored either way.
+        if let Some(notifier) = &self.notifier {
+            let (subject, message) = notice(&request);
+            if let Err(e) = notifier.notify(&subject, &message).await {
+                warn!(error = %e, "approval notification failed");
+            }
+        }
+        info!(risk = %request.risk, "approval requested");
+        Ok(Requested { requested: true })
+    }
+}
+
+/// The pending request the input asks for, expiring with the approval's timeout.
+pub fn request(
+    input: ApprovalInput,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<ApprovalRequest, StepError> {
+    if input.token.is_empty() {
+        return Err(StepError::invalid("no task token"));
+    }
+    Ok(ApprovalRequest {
+        saga_id: input.execution,
+        saga: input.saga,
+        task_token: input.token,
+        account_id: input.account_id,
+        region: input.region,
+        target: input.target,
+        risk: input.risk,
+        reasons: input.reasons,
+        summary: input.summary,
+        requested_at: now,
+        expires_at: now + TimeDelta::seconds(i64::from(input.timeout_seconds.max(1))),
+        status: ApprovalStatus::Pending,
+        answered_by: None,
+        answer_note: None,
+    })
+}
+
+/// The notice operators receive: subject and body, with the commands that answer it.
+pub fn notice(request: &ApprovalRequest) -> (String, String) {
+    let subject = format!(
+        "Spot optimizer: {} of {} needs approval",
+        request.saga, request.target
+    );
+    let message = format!(
+        "{} {} of {} in {} {} ({} risk: {}) waits for approval until {}.\n{}\n\n\
+         Approve: spotctl approvals approve {}\nReject:  spotctl approvals reject {}",
+        request.saga,
+        request.saga_id,
+        request.target,
+        request.account_id,
+        request.region,
+        request.risk,
+        request.reasons.join(", "),
+        request.expires_at.format("%Y-%m-%d %H:%M UTC"),
+        request.summary,
+        request.saga_id,
+        request.saga_id
+    );
+    (subject, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+    use spot_domain::ErrorName;
+    use spot_domain::saga::Risk;
+    use spot_domain::saga::approval::Saga;
+
+    use super::*;
+
+    fn input(token: &str) -> ApprovalInput {
+        ApprovalInput {
+            execution: "sw-1".into(),
+            token: token.into(),
+            saga: Saga::AtomicSwitch,
+            account_id: "123456789012".into(),
+            region: "us-east-1".into(),
+            target: "i-0abc".into(),
+            risk: Risk::High,
+            reasons: vec!["PROD account".into(), "Elastic IP".into()],
+            summary: "i-0abc m5.large → Spot".into(),
+            timeout_seconds: 3600,
+        }
+    }
+
+    #[test]
+    fn a_request_expires_with_its_timeout_and_names_how_to_answer_it() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 28, 9, 0, 0).unwrap();
+        let request = request(input("token-1"), now).unwrap();
+        assert_eq!(request.status, ApprovalStatus::Pending);
+        assert_eq!(request.expires_at - now, TimeDelta::hours(1));
+        let (subject, body) = notice(&request);
+        assert!(subject.contains("AtomicSwitch of i-0abc"), "{subject}");
+        assert!(body.contains("spotctl approvals approve sw-1"), "{body}");
+        assert!(
+            body.contains("HIGH risk: PROD account, Elastic IP"),
+            "{body}"
+        );
+    }
+
+    #[test]
+    fn a_request_without_a_task_token_is_refused() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 28, 9, 0, 0).unwrap();
+        assert_eq!(
+            request(input(""), now).unwrap_err().name,
+            ErrorName::InvalidRequest
+        );
+    }
+}

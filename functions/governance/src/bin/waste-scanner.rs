@@ -1,0 +1,38 @@
+//! Lambda `waste-scanner`: wiring only; the flow is `governance::waste::Scanner`.
+
+use std::sync::Arc;
+
+use governance::waste::{Config, Scanner};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::Value;
+use spot_aws::{AccountsTable, AuditTable, AwsContext, AwsFleets, WasteTable};
+use spot_domain::SystemClock;
+use spot_domain::config::Env;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let env = Env::process();
+    spot_aws::telemetry::init_logging(&env.log_level());
+    let config = Config::from_env(&env)?;
+    let ctx = Arc::new(AwsContext::from_env().await);
+    let dynamodb = aws_sdk_dynamodb::Client::new(ctx.base());
+    let scanner = Scanner {
+        home_account: ctx
+            .home_account(config.governance.accounts.home_account_id.clone())
+            .await?,
+        registry: AccountsTable::new(dynamodb.clone(), &config.governance.accounts.table),
+        fleets: AwsFleets::new(ctx),
+        store: WasteTable::new(dynamodb.clone(), &config.waste_table),
+        audit: AuditTable::new(dynamodb, &config.governance.audit_table),
+        clock: SystemClock,
+        config,
+    };
+    let scanner = &scanner;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        scanner
+            .run(event.payload, &event.context.request_id)
+            .await
+            .map_err(governance::diagnostic)
+    }))
+    .await
+}

@@ -1,0 +1,38 @@
+//! Lambda `interruption-handler`: wiring only; the flow is `interruption::Handler`.
+
+use std::sync::Arc;
+
+use interruption::{Config, Handler};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::Value;
+use spot_aws::{AccountsTable, AwsContext, Ec2Directory, QuarantineTable};
+use spot_domain::config::Env;
+use spot_domain::{CachedRegistry, SystemClock};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let env = Env::process();
+    spot_aws::telemetry::init_logging(&env.log_level());
+    let config = Config::from_env(&env)?;
+    let ctx = Arc::new(AwsContext::from_env().await);
+    let dynamodb = aws_sdk_dynamodb::Client::new(ctx.base());
+    let handler = Handler {
+        home_account: ctx
+            .home_account(config.accounts.home_account_id.clone())
+            .await?,
+        registry: CachedRegistry::new(
+            AccountsTable::new(dynamodb.clone(), &config.accounts.table),
+            SystemClock,
+            config.accounts.cache,
+        ),
+        instances: Ec2Directory::new(ctx),
+        store: QuarantineTable::new(dynamodb, &config.quarantine_table),
+        clock: SystemClock,
+        config,
+    };
+    let handler = &handler;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        handler.handle(event.payload).await
+    }))
+    .await
+}

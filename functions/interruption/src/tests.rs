@@ -1,0 +1,287 @@
+//! Unit tests of the flow over in-memory ports. The proof against AWS APIs is in `tests/`.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+use chrono::TimeZone;
+use serde_json::json;
+use spot_domain::instance::Placement;
+use spot_domain::testing::{MemoryInstances, MemoryRegistry, MemoryStore};
+use spot_domain::{Access, Account, FixedClock};
+
+use super::*;
+
+const HOME: &str = "123456789012";
+const MEMBER: &str = "222222222222";
+const LAB: &str = "333333333333";
+const INSTANCE: &str = "i-0123456789abcdef0";
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 20, 10, 0, 30).unwrap()
+}
+
+fn config() -> Config {
+    Config::from_env(&Env(|k: &str| match k {
+        "QUARANTINE_TABLE" => Some("q".into()),
+        "ACCOUNTS_TABLE" => Some("a".into()),
+        _ => None,
+    }))
+    .unwrap()
+}
+
+type TestHandler = Handler<MemoryRegistry, MemoryInstances, MemoryStore, FixedClock>;
+
+fn handler() -> TestHandler {
+    let accounts = [
+        Account {
+            account_id: MEMBER.into(),
+            environment: Environment::Prod,
+            role_arn: Some(format!("arn:aws:iam::{MEMBER}:role/SpotOptimizerMember")),
+            external_id: Some("ext".into()),
+            regions: Vec::new(),
+        },
+        Account {
+            account_id: LAB.into(),
+            environment: Environment::Lab,
+            role_arn: Some(format!("arn:aws:iam::{LAB}:role/SpotOptimizerMember")),
+            external_id: None,
+            regions: Vec::new(),
+        },
+    ];
+    let placement = Placement {
+        instance_type: "m5.large".into(),
+        az_name: "us-east-1d".into(),
+        az_id: "use1-az4".into(),
+        state: "running".into(),
+        lifecycle: Some("spot".into()),
+    };
+    Handler {
+        registry: MemoryRegistry(
+            accounts
+                .into_iter()
+                .map(|a| (a.account_id.clone(), a))
+                .collect(),
+        ),
+        instances: MemoryInstances {
+            instances: HashMap::from([(INSTANCE.into(), placement)]),
+            ..MemoryInstances::default()
+        },
+        store: MemoryStore::default(),
+        clock: FixedClock(now()),
+        home_account: HOME.into(),
+        config: config(),
+    }
+}
+
+fn event(id: &str, detail_type: &str, account: &str) -> Value {
+    json!({
+        "version": "0",
+        "id": id,
+        "detail-type": detail_type,
+        "source": "aws.ec2",
+        "account": account,
+        "time": "2026-11-20T10:00:00Z",
+        "region": "us-east-1",
+        "resources": [format!("arn:aws:ec2:us-east-1:{account}:instance/{INSTANCE}")],
+        "detail": {"instance-id": INSTANCE, "instance-action": "terminate"}
+    })
+}
+
+const WARNING: &str = "EC2 Spot Instance Interruption Warning";
+const REBALANCE: &str = "EC2 Instance Rebalance Recommendation";
+
+#[tokio::test]
+async fn each_signal_kind_quarantines_the_pool_by_az_id() {
+    for detail_type in [WARNING, REBALANCE] {
+        let h = handler();
+        let response = h.handle(event("e1", detail_type, HOME)).await.unwrap();
+        assert_eq!(response.action, Action::Quarantined);
+        assert_eq!(
+            response.pool.as_deref(),
+            Some("us-east-1#use1-az4#m5.large")
+        );
+        assert_eq!(response.signal, detail_type);
+        let expected = Utc
+            .with_ymd_and_hms(2026, 11, 20, 10, 0, 0)
+            .unwrap()
+            .timestamp()
+            + 1_296_000;
+        assert_eq!(response.expires_at.unwrap().timestamp(), expected);
+        assert_eq!(h.store.snapshot().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_second_event_extends_and_a_redelivery_is_a_duplicate() {
+    let h = handler();
+    h.handle(event("e1", REBALANCE, HOME)).await.unwrap();
+    let second = h.handle(event("e2", WARNING, HOME)).await.unwrap();
+    assert_eq!(second.action, Action::Extended);
+    assert_eq!(second.interruptions, Some(2));
+    let puts = h.store.puts.load(Ordering::SeqCst);
+    let again = h.handle(event("e1", REBALANCE, HOME)).await.unwrap();
+    assert_eq!(again.action, Action::Duplicate);
+    assert_eq!(again.interruptions, Some(2));
+    assert_eq!(
+        h.store.puts.load(Ordering::SeqCst),
+        puts,
+        "a duplicate writes nothing"
+    );
+}
+
+#[tokio::test]
+async fn lab_events_never_look_up_nor_write() {
+    let h = handler();
+    let response = h.handle(event("e1", WARNING, LAB)).await.unwrap();
+    assert_eq!(response.action, Action::IgnoredLab);
+    assert_eq!(response.pool, None);
+    assert!(h.instances.lookups.lock().unwrap().is_empty());
+    assert!(h.store.snapshot().is_empty());
+}
+
+#[tokio::test]
+async fn member_accounts_are_read_through_their_role_and_unregistered_with_own_credentials() {
+    let h = handler();
+    h.handle(event("e1", WARNING, MEMBER)).await.unwrap();
+    h.handle(event("e2", WARNING, "444444444444"))
+        .await
+        .unwrap();
+    let lookups = h.instances.lookups.lock().unwrap().clone();
+    assert_eq!(
+        lookups[0].0,
+        Access::AssumeRole {
+            role_arn: format!("arn:aws:iam::{MEMBER}:role/SpotOptimizerMember"),
+            external_id: Some("ext".into())
+        }
+    );
+    assert_eq!(lookups[1].0, Access::Own);
+    let record = h.store.snapshot().into_values().next().unwrap();
+    assert_eq!(record.source_accounts.len(), 2);
+}
+
+#[tokio::test]
+async fn unregistered_accounts_follow_the_default_environment() {
+    let mut h = handler();
+    h.config.default_environment = Environment::Lab;
+    let response = h
+        .handle(event("e1", WARNING, "444444444444"))
+        .await
+        .unwrap();
+    assert_eq!(response.action, Action::IgnoredLab);
+}
+
+#[tokio::test]
+async fn a_vanished_instance_is_ignored_and_writes_nothing() {
+    let h = handler();
+    let mut e = event("e1", WARNING, HOME);
+    e["detail"]["instance-id"] = json!("i-00000000000000000");
+    let response = h.handle(e).await.unwrap();
+    assert_eq!(response.action, Action::IgnoredInstanceNotFound);
+    assert!(h.store.snapshot().is_empty());
+}
+
+#[tokio::test]
+async fn bad_input_is_an_error_with_a_stable_name_and_writes_nothing() {
+    let h = handler();
+    let mut missing_instance = event("e1", WARNING, HOME);
+    missing_instance["detail"] = json!({"instance-action": "terminate"});
+    let cases = [
+        (json!("not an event"), ErrorName::InvalidEvent),
+        (missing_instance, ErrorName::InvalidEvent),
+        (
+            event("e2", "EC2 Instance State-change Notification", HOME),
+            ErrorName::UnsupportedEvent,
+        ),
+    ];
+    for (bad, name) in cases {
+        let err = h.handle(bad).await.unwrap_err();
+        assert_eq!(err.error_name(), name, "{err}");
+        assert_eq!(Diagnostic::from(err).error_type, name.as_str());
+    }
+    assert!(h.instances.lookups.lock().unwrap().is_empty());
+    assert!(h.store.snapshot().is_empty());
+}
+
+#[tokio::test]
+async fn a_member_registered_without_role_is_misconfigured() {
+    let mut h = handler();
+    h.registry.0.get_mut(MEMBER).unwrap().role_arn = None;
+    let err = h.handle(event("e1", WARNING, MEMBER)).await.unwrap_err();
+    assert_eq!(err.error_name(), ErrorName::AccountMisconfigured);
+    assert!(h.store.snapshot().is_empty());
+}
+
+#[tokio::test]
+async fn lost_races_are_retried_then_reported_as_transient() {
+    let h = handler();
+    h.store.conflicts.store(2, Ordering::SeqCst);
+    let response = h.handle(event("e1", WARNING, HOME)).await.unwrap();
+    assert_eq!(response.action, Action::Quarantined);
+
+    let h = handler();
+    h.store
+        .conflicts
+        .store(spot_domain::MAX_WRITE_ATTEMPTS, Ordering::SeqCst);
+    let err = h.handle(event("e1", WARNING, HOME)).await.unwrap_err();
+    assert_eq!(err.error_name(), ErrorName::Transient);
+    assert!(h.store.snapshot().is_empty());
+}
+
+#[tokio::test]
+async fn an_old_replayed_event_is_stale() {
+    let h = handler();
+    let mut e = event("e1", WARNING, HOME);
+    e["time"] = json!("2026-10-01T00:00:00Z");
+    assert_eq!(h.handle(e).await.unwrap().action, Action::IgnoredStale);
+    assert!(h.store.snapshot().is_empty());
+}
+
+#[test]
+fn config_requires_tables_and_validates_numbers() {
+    let base = |k: &str| match k {
+        "QUARANTINE_TABLE" => Some("q".to_owned()),
+        "ACCOUNTS_TABLE" => Some("a".to_owned()),
+        _ => None,
+    };
+    let c = Config::from_env(&Env(base)).unwrap();
+    assert_eq!(c.default_environment, Environment::Prod);
+    assert_eq!(c.policy.interruption.num_seconds(), 1_296_000);
+    assert!(
+        Config::from_env(&Env(|k: &str| (k == "QUARANTINE_TABLE").then(|| "q".into()))).is_err()
+    );
+    let with = |key: &'static str, value: &'static str| {
+        move |k: &str| {
+            if k == key {
+                Some(value.to_owned())
+            } else {
+                base(k)
+            }
+        }
+    };
+    assert_eq!(
+        Config::from_env(&Env(with("QUARANTINE_SECONDS_REBALANCE", "3600")))
+            .unwrap()
+            .policy
+            .rebalance
+            .num_seconds(),
+        3600
+    );
+    assert!(Config::from_env(&Env(with("QUARANTINE_SECONDS_REBALANCE", "-1"))).is_err());
+    assert!(Config::from_env(&Env(with("QUARANTINE_SECONDS_INTERRUPTION", "soon"))).is_err());
+    assert!(Config::from_env(&Env(with("DEFAULT_ENVIRONMENT", "STAGING"))).is_err());
+    assert_eq!(c.accounts.cache, Accounts::DEFAULT_CACHE);
+    assert_eq!(
+        Config::from_env(&Env(with("ACCOUNT_CACHE_SECONDS", "0")))
+            .unwrap()
+            .accounts
+            .cache,
+        TimeDelta::zero(),
+        "0 turns the cache off"
+    );
+    assert_eq!(
+        Config::from_env(&Env(with("DEFAULT_ENVIRONMENT", "lab")))
+            .unwrap()
+            .default_environment,
+        Environment::Lab
+    );
+}

@@ -1,0 +1,12 @@
+//! Lambda `swap-detach`: wiring only; the step is `swap::detach`.
+
+use spot_domain::config::Env;
+use swap::detach::{Config, Detacher};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    let env = Env::process();
+    spot_aws::telemetry::init_logging(&env.log_level());
+    let step = Detacher::connect(Config::from_env(&env)?).await?;
+    spot_aws::step::run(|input| step.handle(input)).await
+}

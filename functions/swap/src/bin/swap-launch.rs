@@ -1,0 +1,12 @@
+//! Lambda `swap-launch`: wiring only; the step is `swap::launch`.
+
+use spot_domain::config::Env;
+use swap::launch::{Config, Launcher};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    let env = Env::process();
+    spot_aws::telemetry::init_logging(&env.log_level());
+    let step = Launcher::connect(Config::from_env(&env)?).await?;
+    spot_aws::step::run(|input| step.handle(input)).await
+}

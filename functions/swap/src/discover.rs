@@ -1,0 +1,139 @@
+//! Step 1 of the ASG swap: read the group, refuse what must not be swapped (with every reason),
+//! list the on-demand members to replace in order, and, in live mode, take the group's lock so a
+//! second swap of the same group cannot start.
+
+use spot_aws::{LedgerTable, Reach};
+use spot_domain::config::{Accounts, ConfigError, Env, key};
+use spot_domain::governance::scope;
+use spot_domain::market;
+use spot_domain::saga::swap::{self, Discovered, OptIn, SwapInput};
+use spot_domain::saga::{SagaMode, Settings, StepError};
+use spot_domain::{Clock, SystemClock};
+use tracing::{info, instrument};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub accounts: Accounts,
+    /// Holds the per-group locks.
+    pub ledger_table: String,
+    pub opt_in: OptIn,
+    /// Replace this share of the group's desired capacity at a time (default: one instance).
+    pub batch_percent: Option<u32>,
+    pub settings: Settings,
+}
+
+impl Config {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let batch_percent: u32 = env.bounded(key::BATCH_PERCENT, 0, 0, 100)?;
+        Ok(Self {
+            accounts: Accounts::from_env(env)?,
+            ledger_table: env.required(key::LEDGER_TABLE)?,
+            opt_in: OptIn {
+                allowlist: env.list(key::ASG_ALLOWLIST, |n| !n.is_empty() && n.len() <= 255)?,
+                allow_protected: env.parsed(key::ALLOW_PROTECTED, false)?,
+            },
+            batch_percent: (batch_percent > 0).then_some(batch_percent),
+            settings: Settings::from_env(env)?,
+        })
+    }
+}
+
+pub struct Discoverer {
+    pub reach: Reach,
+    pub ledger: LedgerTable,
+    pub config: Config,
+}
+
+impl Discoverer {
+    pub async fn connect(config: Config) -> Result<Self, crate::Error> {
+        let ctx = crate::aws().await;
+        Ok(Self {
+            ledger: LedgerTable::new(crate::dynamodb(&ctx), &config.ledger_table),
+            reach: Reach::connect(ctx, &config.accounts).await?,
+            config,
+        })
+    }
+
+    #[instrument(name = "swap-discover", skip_all, err(level = tracing::Level::WARN), fields(saga_id = %input.execution,
+        account = %input.state.request.account_id, region = %input.state.request.region,
+        target = %input.state.request.asg_name))]
+    pub async fn handle(&self, input: SwapInput) -> Result<Discovered, StepError> {
+        let request = &input.state.request;
+        if request.asg_name.is_empty()
+            || request.asg_name.len() > 255
+            || !scope::is_region(&request.region)
+        {
+            return Err(StepError::invalid(format!(
+                "group `{}` in `{}` is malformed",
+                request.asg_name, request.region
+            )));
+        }
+        let account = self
+            .reach
+            .account(&request.account_id, &request.region)
+            .await?;
+        let group = account
+            .inspect_group(&request.asg_name)
+            .await?
+            .ok_or_else(|| {
+                StepError::not_eligible(format!(
+                    "no Auto Scaling group {} in {}",
+                    request.asg_name, request.region
+                ))
+            })?;
+        let refusals = swap::refusals(&group, &self.config.opt_in);
+        if !refusals.is_empty() {
+            return Err(StepError::not_eligible(format!(
+                "group {}: {}",
+                group.name,
+                refusals.join("; ")
+            )));
+        }
+        let (candidates, excluded) = swap::candidates(&group, &self.config.opt_in);
+        if candidates.is_empty() {
+            return Err(StepError::not_eligible(format!(
+                "group {}: no on-demand member to replace ({})",
+                group.name,
+                market::explain(&excluded, usize::MAX)
+            )));
+        }
+        let batch_size =
+            swap::batch_size(group.desired, candidates.len(), self.config.batch_percent);
+        let settings = input
+            .state
+            .settings
+            .clone()
+            .unwrap_or_default()
+            .resolve(self.config.settings);
+        if request.mode == SagaMode::Live {
+            let now = SystemClock.now();
+            let batches = i32::try_from(candidates.len().div_ceil(batch_size)).unwrap_or(i32::MAX);
+            let until = now + settings.longest_run() * batches.max(1);
+            if let Some(holder) = self
+                .ledger
+                .lock(&swap::lock_key(request), &input.execution, until, now)
+                .await?
+            {
+                return Err(StepError::not_eligible(format!(
+                    "group {}: swap {holder} is in progress",
+                    group.name
+                )));
+            }
+        }
+        info!(
+            candidates = candidates.len(),
+            batch_size,
+            in_service = group.in_service(),
+            "discovered"
+        );
+        Ok(Discovered {
+            start_in_service: group.in_service(),
+            environment: account.view.environment,
+            group,
+            candidates,
+            excluded,
+            batch_size,
+            settings,
+        })
+    }
+}

@@ -1,0 +1,12 @@
+//! Lambda `switch-rollback`: wiring only; the step is `switch::rollback`.
+
+use spot_domain::config::Env;
+use switch::rollback::{Config, Rollback};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    let env = Env::process();
+    spot_aws::telemetry::init_logging(&env.log_level());
+    let step = Rollback::connect(Config::from_env(&env)?).await?;
+    spot_aws::step::run(|input| step.handle(input)).await
+}

@@ -1,0 +1,12 @@
+//! Lambda `switch-shadow`: wiring only; the step is `switch::shadow`.
+
+use spot_domain::config::Env;
+use switch::shadow::{Config, Shadow};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    let env = Env::process();
+    spot_aws::telemetry::init_logging(&env.log_level());
+    let step = Shadow::connect(Config::from_env(&env)?).await?;
+    spot_aws::step::run(|input| step.handle(input)).await
+}

@@ -1,0 +1,138 @@
+//! Cut-over, once the clone passed its checks: stop the source (marking it, so a rollback knows it
+//! stopped it), move its Elastic IP, record the switch in the ledger and the audit trail.
+
+use serde_json::json;
+use spot_aws::{AuditTable, LedgerTable, Reach};
+use spot_domain::audit::{AuditBegin, AuditEntry, AuditLog};
+use spot_domain::config::{Accounts, ConfigError, Env, key};
+use spot_domain::governance::mode::Mode;
+use spot_domain::saga::StepError;
+use spot_domain::saga::ledger::{LedgerRecord, LedgerStatus};
+use spot_domain::saga::switch::{self, CutoverStep, SwitchInput};
+use spot_domain::tags::SWITCH_TAG;
+use spot_domain::{Clock, SystemClock, metrics};
+use tracing::{info, instrument};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub accounts: Accounts,
+    pub ledger_table: String,
+    pub audit_table: String,
+}
+
+impl Config {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            accounts: Accounts::from_env(env)?,
+            ledger_table: env.required(key::LEDGER_TABLE)?,
+            audit_table: env.required(key::AUDIT_TABLE)?,
+        })
+    }
+}
+
+pub struct Cutover {
+    pub reach: Reach,
+    pub ledger: LedgerTable,
+    pub audit: AuditTable,
+}
+
+impl Cutover {
+    pub async fn connect(config: Config) -> Result<Self, crate::Error> {
+        let ctx = crate::aws().await;
+        let dynamodb = crate::dynamodb(&ctx);
+        Ok(Self {
+            ledger: LedgerTable::new(dynamodb.clone(), config.ledger_table),
+            audit: AuditTable::new(dynamodb, config.audit_table),
+            reach: Reach::connect(ctx, &config.accounts).await?,
+        })
+    }
+
+    #[instrument(name = "switch-cutover", skip_all, err(level = tracing::Level::WARN), fields(saga_id = %input.execution,
+        account = %input.state.request.account_id, region = %input.state.request.region,
+        target = %input.state.request.instance_id))]
+    pub async fn handle(&self, input: SwitchInput) -> Result<CutoverStep, StepError> {
+        let plan = input.state.plan("cut-over")?;
+        let launch = input.state.launch("cut-over")?;
+        switch::ready_to_cut_over(&input.state)?;
+        let request = &input.state.request;
+        let switch_id = &input.execution;
+        let source = &plan.source.instance_id;
+        let ec2 = self
+            .reach
+            .account(&request.account_id, &request.region)
+            .await?
+            .ec2;
+        let entry = AuditEntry {
+            action_id: format!("switch-cutover#{switch_id}#stop_source"),
+            function: "switch-cutover".into(),
+            action: "stop_source".into(),
+            account: request.account_id.clone(),
+            region: request.region.clone(),
+            resource_id: source.clone(),
+            reason: format!(
+                "replaced by Spot clone {} in {}",
+                launch.instance_id, launch.pool
+            ),
+            pre_state: json!({"source": plan.source.instance_id, "state": plan.source.state,
+                "elastic_ip": plan.source.elastic_ip})
+            .to_string(),
+            mode: Mode::Live,
+            request_id: switch_id.clone(),
+            at: SystemClock.now(),
+        };
+        if self.audit.begin(&entry).await? == AuditBegin::Proceed {
+            ec2.tag(source, SWITCH_TAG, switch_id).await?;
+            ec2.stop(source).await?;
+        }
+        let mut moved = false;
+        if let Some(ip) = &plan.source.elastic_ip {
+            ec2.move_address(&ip.allocation_id, &launch.instance_id)
+                .await?;
+            moved = true;
+        }
+        let now = SystemClock.now();
+        self.ledger
+            .record(&LedgerRecord {
+                switch_id: switch_id.clone(),
+                account_id: request.account_id.clone(),
+                region: request.region.clone(),
+                source_instance_id: source.clone(),
+                mode: request.mode,
+                status: LedgerStatus::Switched,
+                new_instance_id: Some(launch.instance_id.clone()),
+                pool: Some(launch.pool.clone()),
+                instance_type: Some(launch.instance_type.clone()),
+                on_demand_price: Some(plan.on_demand_price),
+                spot_price: Some(launch.spot_price),
+                saving_per_hour: Some(launch.saving_per_hour),
+                risk: Some(plan.risk),
+                cause: None,
+                at: now,
+                group: None,
+            })
+            .await?;
+        self.audit.finish(&entry.action_id, "done").await?;
+        self.ledger
+            .unlock(&switch::lock_key(request), switch_id)
+            .await?;
+        println!(
+            "{}",
+            metrics::count(
+                "SwitchCompleted",
+                1,
+                &[("Saga", "AtomicSwitch")],
+                &[
+                    ("switch_id", json!(switch_id)),
+                    ("pool", json!(launch.pool)),
+                    ("saving_per_hour", json!(launch.saving_per_hour)),
+                ],
+                now,
+            )
+        );
+        info!(source = %source, clone = %launch.instance_id, saving_per_hour = launch.saving_per_hour, "switched");
+        Ok(CutoverStep {
+            stopped: source.clone(),
+            elastic_ip_moved: moved,
+        })
+    }
+}

@@ -1,0 +1,128 @@
+//! The sagas' ledger (`LEDGER_TABLE`), keyed by `switch_id`, and the locks that keep one saga at a
+//! time per instance or group (items keyed `lock#…` in the same table).
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Utc};
+use serde_dynamo::Item;
+use spot_domain::AwsError;
+use spot_domain::saga::ledger::LedgerRecord;
+
+use crate::error::{classify, invalid_data};
+
+/// The ledger table.
+#[derive(Debug, Clone)]
+pub struct LedgerTable {
+    client: Client,
+    table: String,
+}
+
+impl LedgerTable {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub async fn record(&self, record: &LedgerRecord) -> Result<(), AwsError> {
+        let item: Item =
+            serde_dynamo::to_item(record).map_err(|e| invalid_data("PutItem", e.to_string()))?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item.into()))
+            .send()
+            .await
+            .map_err(|e| classify("PutItem", e))?;
+        Ok(())
+    }
+
+    pub async fn get(&self, switch_id: &str) -> Result<Option<LedgerRecord>, AwsError> {
+        let answer = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("switch_id", AttributeValue::S(switch_id.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("GetItem", e))?;
+        answer
+            .item
+            .map(|item| {
+                serde_dynamo::from_item(Item::from(item))
+                    .map_err(|e| invalid_data("GetItem", e.to_string()))
+            })
+            .transpose()
+    }
+
+    pub async fn lock(
+        &self,
+        key: &str,
+        owner: &str,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>, AwsError> {
+        let answer = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("switch_id", AttributeValue::S(key.to_owned()))
+            .item(LOCK_OWNER, AttributeValue::S(owner.to_owned()))
+            .item(LOCK_TTL, AttributeValue::N(until.timestamp().to_string()))
+            // Free, already ours (a redelivered step), or left by a switch that can no longer run.
+            .condition_expression(
+                "attribute_not_exists(switch_id) OR #owner = :owner OR #ttl <= :now",
+            )
+            .expression_attribute_names("#owner", LOCK_OWNER)
+            .expression_attribute_names("#ttl", LOCK_TTL)
+            .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()))
+            .expression_attribute_values(":now", AttributeValue::N(now.timestamp().to_string()))
+            .return_values_on_condition_check_failure(
+                aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+            )
+            .send()
+            .await;
+        match answer {
+            Ok(_) => Ok(None),
+            Err(e) => {
+                let holder = match e.as_service_error() {
+                    Some(aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c)) => {
+                        Some(c.item().and_then(|i| i.get(LOCK_OWNER)).and_then(|o| o.as_s().ok()).cloned().unwrap_or_default())
+                    }
+                    _ => None,
+                };
+                match holder {
+                    Some(holder) => Ok(Some(holder)),
+                    None => Err(classify("PutItem", e)),
+                }
+            }
+        }
+    }
+
+    pub async fn unlock(&self, key: &str, owner: &str) -> Result<(), AwsError> {
+        match self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("switch_id", AttributeValue::S(key.to_owned()))
+            .condition_expression("#owner = :owner")
+            .expression_attribute_names("#owner", LOCK_OWNER)
+            .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Not ours, or already released.
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(()),
+            Err(e) => Err(classify("DeleteItem", e)),
+        }
+    }
+}
+
+/// Attribute names of the per-instance lock items the ledger table also holds (key `lock#…`).
+const LOCK_OWNER: &str = "owner";
+/// The table's TTL attribute (ledger records have none and stay).
+const LOCK_TTL: &str = "ttl";

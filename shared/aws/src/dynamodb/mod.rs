@@ -1,0 +1,68 @@
+//! DynamoDB, one module per table. Item layouts (`docs/tables.md`) are private structs here;
+//! callers see domain types.
+
+mod accounts;
+mod approvals;
+mod audit;
+mod governance;
+mod ledger;
+mod quarantine;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde_dynamo::Item;
+use spot_domain::AwsError;
+use spot_domain::pool::quarantine::Write;
+
+use crate::error::classify;
+
+pub use accounts::AccountsTable;
+pub use approvals::ApprovalsTable;
+pub use audit::{AuditTable, STARTED};
+pub use governance::{EnforcementTable, WasteTable};
+pub use ledger::LedgerTable;
+pub use quarantine::QuarantineTable;
+
+/// Every item of `table` (paginated, strongly consistent).
+pub(crate) async fn scan_all(client: &Client, table: &str) -> Result<Vec<Item>, AwsError> {
+    let items: Vec<_> = client
+        .scan()
+        .table_name(table)
+        .consistent_read(true)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(|e| classify("Scan", e))?;
+    Ok(items.into_iter().map(Item::from).collect())
+}
+
+/// PutItem guarded by the optimistic lock: it succeeds only if the stored `version` is
+/// `version - 1`, or, for version 1, if no item has this `key` yet.
+pub(crate) async fn put_versioned(
+    client: &Client,
+    table: &str,
+    key: &str,
+    item: Item,
+    version: u64,
+) -> Result<Write, AwsError> {
+    let request = client
+        .put_item()
+        .table_name(table)
+        .set_item(Some(item.into()))
+        .expression_attribute_names("#key", key);
+    let request = match version.checked_sub(1).filter(|v| *v > 0) {
+        None => request.condition_expression("attribute_not_exists(#key)"),
+        Some(previous) => request
+            .condition_expression("attribute_exists(#key) AND #version = :previous")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(":previous", AttributeValue::N(previous.to_string())),
+    };
+    match request.send().await {
+        Ok(_) => Ok(Write::Written),
+        Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(Write::Conflict),
+        Err(e) => Err(classify("PutItem", e)),
+    }
+}

@@ -1,0 +1,213 @@
+//! Spot launches: the switch's clone from its image, a group's replacement from the group's own
+//! launch template or configuration; one attempt per pool, capacity refusals told apart; and a
+//! retried step's launch found again by its tags.
+
+use aws_sdk_ec2::Client;
+use aws_sdk_ec2::error::ProvideErrorMetadata;
+use aws_sdk_ec2::types::{
+    Filter, IamInstanceProfileSpecification, InstanceInterruptionBehavior,
+    InstanceMarketOptionsRequest, InstanceType, LaunchTemplateSpecification, MarketType,
+    ResourceType, SpotInstanceType, SpotMarketOptions, TagSpecification,
+};
+use spot_domain::AwsError;
+use spot_domain::instance::{GroupLaunchSpec, LaunchSpec, Launched, LaunchedInstance};
+use spot_domain::saga::swap::LaunchSource;
+use spot_domain::tags::{CREATED_VIA, SOURCE_TAG, SWAP_TAG, SWITCH_TAG, VIA_SWITCH};
+
+use super::{Ec2, tag};
+use crate::autoscaling::LaunchConfiguration;
+use crate::error::{classify, invalid_data};
+
+/// Error codes meaning "this pool has no Spot capacity for you now": try another pool.
+pub const NO_CAPACITY: &[&str] = &[
+    "InsufficientInstanceCapacity",
+    "InsufficientCapacity",
+    "InsufficientHostCapacity",
+    "SpotMaxPriceTooLow",
+    "MaxSpotInstanceCountExceeded",
+    "InsufficientFreeAddressesInSubnet",
+];
+
+type RunInstances = aws_sdk_ec2::operation::run_instances::builders::RunInstancesFluentBuilder;
+
+/// Sends `request` as one tagged, one-time Spot instance. One attempt: EC2 answers a capacity
+/// shortage with HTTP 500, which the SDK would retry in the same pool (seconds of backoff), and
+/// the next pool is the better retry; throttling fails the step as `Transient` and the state
+/// machine retries it (the instance is found by its tags, if it was launched).
+async fn run_spot(
+    request: RunInstances,
+    tags: &[(String, String)],
+    client_token: &str,
+) -> Result<Launched, AwsError> {
+    let mut marks = TagSpecification::builder().resource_type(ResourceType::Instance);
+    let mut volume_marks = TagSpecification::builder().resource_type(ResourceType::Volume);
+    for (k, v) in tags {
+        marks = marks.tags(tag(k, v));
+        volume_marks = volume_marks.tags(tag(k, v));
+    }
+    let request = request
+        .min_count(1)
+        .max_count(1)
+        .client_token(client_token)
+        .instance_market_options(
+            InstanceMarketOptionsRequest::builder()
+                .market_type(MarketType::Spot)
+                .spot_options(
+                    SpotMarketOptions::builder()
+                        .spot_instance_type(SpotInstanceType::OneTime)
+                        .instance_interruption_behavior(InstanceInterruptionBehavior::Terminate)
+                        .build(),
+                )
+                .build(),
+        )
+        .tag_specifications(marks.build())
+        .tag_specifications(volume_marks.build());
+    let once = aws_sdk_ec2::config::Builder::default()
+        .retry_config(aws_sdk_ec2::config::retry::RetryConfig::standard().with_max_attempts(1));
+    match request.customize().config_override(once).send().await {
+        Ok(answer) => answer
+            .instances()
+            .first()
+            .and_then(|i| i.instance_id())
+            .map(|id| Launched::Instance(id.to_owned()))
+            .ok_or_else(|| invalid_data("RunInstances", "no instance in the answer")),
+        Err(e) if e.code().is_some_and(|c| NO_CAPACITY.contains(&c)) => {
+            Ok(Launched::NoCapacity(format!(
+                "{}: {}",
+                e.code().unwrap_or_default(),
+                e.message().unwrap_or_default()
+            )))
+        }
+        Err(e) => Err(classify("RunInstances", e)),
+    }
+}
+
+/// The first instance, not terminated, that carries every one of `tags`: how a retried step
+/// finds what an earlier attempt launched.
+async fn tagged_instance(
+    client: &Client,
+    tags: &[(&str, &str)],
+) -> Result<Option<LaunchedInstance>, AwsError> {
+    let mut request = client.describe_instances().filters(
+        Filter::builder()
+            .name("instance-state-name")
+            .values("pending")
+            .values("running")
+            .values("stopping")
+            .values("stopped")
+            .build(),
+    );
+    for (k, v) in tags {
+        request = request.filters(
+            Filter::builder()
+                .name(format!("tag:{k}"))
+                .values(*v)
+                .build(),
+        );
+    }
+    let answer = request
+        .send()
+        .await
+        .map_err(|e| classify("DescribeInstances", e))?;
+    Ok(answer
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .find_map(|i| {
+            Some(LaunchedInstance {
+                instance_id: i.instance_id()?.to_owned(),
+                instance_type: i.instance_type()?.as_str().to_owned(),
+                az_name: i.placement()?.availability_zone()?.to_owned(),
+            })
+        }))
+}
+
+impl Ec2 {
+    /// The clone a previous attempt of `switch_id` launched, if any (not terminated).
+    pub async fn clone_of(&self, switch_id: &str) -> Result<Option<LaunchedInstance>, AwsError> {
+        tagged_instance(
+            &self.client,
+            &[(SWITCH_TAG, switch_id), (CREATED_VIA, VIA_SWITCH)],
+        )
+        .await
+    }
+
+    /// The replacement a previous attempt of `swap_id` launched for `old`, if any (not terminated).
+    pub async fn replacement_of(
+        &self,
+        swap_id: &str,
+        old: &str,
+    ) -> Result<Option<LaunchedInstance>, AwsError> {
+        tagged_instance(&self.client, &[(SWAP_TAG, swap_id), (SOURCE_TAG, old)]).await
+    }
+
+    pub async fn launch_clone(&self, spec: &LaunchSpec) -> Result<Launched, AwsError> {
+        let mut request = self
+            .client
+            .run_instances()
+            .image_id(&spec.image_id)
+            .instance_type(InstanceType::from(spec.instance_type.as_str()))
+            .subnet_id(&spec.subnet_id)
+            .set_security_group_ids(
+                (!spec.security_group_ids.is_empty()).then(|| spec.security_group_ids.clone()),
+            )
+            .set_key_name(spec.key_name.clone())
+            .ebs_optimized(spec.ebs_optimized)
+            .set_user_data(spec.user_data.clone());
+        if let Some(arn) = &spec.iam_instance_profile_arn {
+            request = request
+                .iam_instance_profile(IamInstanceProfileSpecification::builder().arn(arn).build());
+        }
+        run_spot(request, &spec.tags, &spec.client_token).await
+    }
+
+    /// A group's replacement, from its launch template, or from `configuration` for a group that
+    /// launches from a launch configuration.
+    pub async fn launch_replacement(
+        &self,
+        spec: &GroupLaunchSpec,
+        configuration: Option<&LaunchConfiguration>,
+    ) -> Result<Launched, AwsError> {
+        let request = match (&spec.source, configuration) {
+            (LaunchSource::Template { id, name, version }, _) => {
+                self.client.run_instances().launch_template(
+                    LaunchTemplateSpecification::builder()
+                        .set_launch_template_id(id.clone())
+                        .set_launch_template_name(id.is_none().then(|| name.clone()).flatten())
+                        .set_version(version.clone())
+                        .build(),
+                )
+            }
+            (LaunchSource::Configuration { .. }, Some(c)) => {
+                let mut request = self
+                    .client
+                    .run_instances()
+                    .set_image_id(c.image_id.clone())
+                    .set_key_name(c.key_name.clone())
+                    .set_security_group_ids(
+                        (!c.security_groups.is_empty()).then(|| c.security_groups.clone()),
+                    )
+                    .set_user_data(c.user_data.clone())
+                    .set_ebs_optimized(c.ebs_optimized);
+                if let Some(profile) = &c.iam_instance_profile {
+                    let spec = if profile.starts_with("arn:") {
+                        IamInstanceProfileSpecification::builder().arn(profile)
+                    } else {
+                        IamInstanceProfileSpecification::builder().name(profile)
+                    };
+                    request = request.iam_instance_profile(spec.build());
+                }
+                request
+            }
+            (LaunchSource::Configuration { name }, None) => {
+                return Err(invalid_data(
+                    "RunInstances",
+                    format!("launch configuration {name} was not read"),
+                ));
+            }
+        }
+        .instance_type(InstanceType::from(spec.instance_type.as_str()))
+        .subnet_id(&spec.subnet_id);
+        run_spot(request, &spec.tags, &spec.client_token).await
+    }
+}

@@ -1,0 +1,132 @@
+//! The market a plan reads: instance types, the VPC's subnets, and Spot prices now.
+
+use aws_sdk_ec2::types::{Filter, InstanceType};
+use chrono::{DateTime, Utc};
+use spot_domain::AwsError;
+use spot_domain::market::{InstanceTypeInfo, SpotPrice, SubnetInfo};
+
+use super::Ec2;
+use crate::error::classify;
+
+impl Ec2 {
+    pub async fn instance_types(
+        &self,
+        architecture: &str,
+    ) -> Result<Vec<InstanceTypeInfo>, AwsError> {
+        let types: Vec<_> = self
+            .client
+            .describe_instance_types()
+            .filters(
+                Filter::builder()
+                    .name("processor-info.supported-architecture")
+                    .values(architecture)
+                    .build(),
+            )
+            .max_results(100)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| classify("DescribeInstanceTypes", e))?;
+        Ok(types
+            .iter()
+            .filter_map(|t| {
+                Some(InstanceTypeInfo {
+                    instance_type: t.instance_type()?.as_str().to_owned(),
+                    architectures: t
+                        .processor_info()
+                        .map(|p| {
+                            p.supported_architectures()
+                                .iter()
+                                .map(|a| a.as_str().to_owned())
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    vcpus: t
+                        .v_cpu_info()
+                        .and_then(|v| v.default_v_cpus())
+                        .and_then(|v| u32::try_from(v).ok())?,
+                    memory_mib: t
+                        .memory_info()
+                        .and_then(|m| m.size_in_mib())
+                        .and_then(|m| u64::try_from(m).ok())?,
+                    spot: t
+                        .supported_usage_classes()
+                        .iter()
+                        .any(|u| u.as_str() == "spot"),
+                    current_generation: t.current_generation().unwrap_or(false),
+                    bare_metal: t.bare_metal().unwrap_or(false),
+                })
+            })
+            .collect())
+    }
+
+    pub async fn subnets(&self, vpc_id: &str) -> Result<Vec<SubnetInfo>, AwsError> {
+        let subnets: Vec<_> = self
+            .client
+            .describe_subnets()
+            .filters(Filter::builder().name("vpc-id").values(vpc_id).build())
+            .max_results(1000)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| classify("DescribeSubnets", e))?;
+        Ok(subnets
+            .iter()
+            .filter_map(|s| {
+                Some(SubnetInfo {
+                    subnet_id: s.subnet_id()?.to_owned(),
+                    az_name: s.availability_zone()?.to_owned(),
+                    az_id: s.availability_zone_id()?.to_owned(),
+                    vpc_id: s.vpc_id()?.to_owned(),
+                    available_ips: s
+                        .available_ip_address_count()
+                        .and_then(|n| u32::try_from(n).ok())
+                        .unwrap_or(0),
+                })
+            })
+            .collect())
+    }
+
+    pub async fn spot_prices(&self, instance_types: &[String]) -> Result<Vec<SpotPrice>, AwsError> {
+        let now = aws_sdk_ec2::primitives::DateTime::from_secs(Utc::now().timestamp());
+        let mut prices = Vec::new();
+        for chunk in instance_types.chunks(100) {
+            let history: Vec<_> = self
+                .client
+                .describe_spot_price_history()
+                .set_instance_types(Some(
+                    chunk
+                        .iter()
+                        .map(|t| InstanceType::from(t.as_str()))
+                        .collect(),
+                ))
+                .product_descriptions("Linux/UNIX")
+                .product_descriptions("Linux/UNIX (Amazon VPC)")
+                // With the start time now, EC2 answers the price in force now in each pool.
+                .start_time(now)
+                .max_results(1000)
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| classify("DescribeSpotPriceHistory", e))?;
+            prices.extend(history.iter().filter_map(|p| {
+                Some(SpotPrice {
+                    instance_type: p.instance_type()?.as_str().to_owned(),
+                    az_name: p.availability_zone()?.to_owned(),
+                    usd_per_hour: p.spot_price()?.parse().ok()?,
+                    at: p
+                        .timestamp()
+                        .and_then(|t| DateTime::from_timestamp(t.secs(), 0))
+                        .unwrap_or_default(),
+                })
+            }));
+        }
+        Ok(prices)
+    }
+}

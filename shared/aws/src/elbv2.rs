@@ -1,0 +1,72 @@
+//! Elastic Load Balancing v2: where an instance stands in its group's target groups, and its
+//! deregistration (connection draining starts).
+
+use aws_sdk_elasticloadbalancingv2::Client;
+use aws_sdk_elasticloadbalancingv2::error::ProvideErrorMetadata;
+use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
+use spot_domain::AwsError;
+
+use crate::ec2::not_found;
+use crate::error::classify;
+
+/// ELBv2 in one account and region.
+#[derive(Debug, Clone)]
+pub struct LoadBalancing {
+    client: Client,
+}
+
+impl LoadBalancing {
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+
+    pub async fn target_states(
+        &self,
+        target_groups: &[String],
+        instance: &str,
+    ) -> Result<Vec<(String, String)>, AwsError> {
+        let mut states = Vec::new();
+        for tg in target_groups {
+            let answer = self
+                .client
+                .describe_target_health()
+                .target_group_arn(tg)
+                .targets(TargetDescription::builder().id(instance).build())
+                .send()
+                .await
+                .map_err(|e| classify("DescribeTargetHealth", e))?;
+            let state = answer
+                .target_health_descriptions()
+                .iter()
+                .find(|d| d.target().and_then(|t| t.id()) == Some(instance))
+                .and_then(|d| d.target_health())
+                .and_then(|h| h.state())
+                .map_or_else(|| "unused".to_owned(), |s| s.as_str().to_owned());
+            states.push((tg.clone(), state));
+        }
+        Ok(states)
+    }
+
+    pub async fn deregister(
+        &self,
+        target_groups: &[String],
+        instance: &str,
+    ) -> Result<(), AwsError> {
+        for tg in target_groups {
+            let target = TargetDescription::builder().id(instance).build();
+            match self
+                .client
+                .deregister_targets()
+                .target_group_arn(tg)
+                .targets(target)
+                .send()
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if e.code() == Some("InvalidTarget") || not_found(e.code()) => {}
+                Err(e) => return Err(classify("DeregisterTargets", e)),
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,360 @@
+//! Configuration: every function reads one typed `Config` from its environment, once per cold
+//! start, through [`Env`] (a lookup function, so tests pass a map). The keys are named once, in
+//! [`key`]; the parts several functions share ([`Accounts`], [`Governance`]) are read here; what
+//! one function alone reads lives in its own `Config`. Adapters never read the environment.
+//!
+//! `tests/src/config.rs` checks, for every function, that the keys its `Config` reads and the
+//! `Environment` the template gives it are the same, both ways.
+
+use std::collections::BTreeSet;
+use std::str::FromStr;
+
+use chrono::TimeDelta;
+
+use crate::governance::mode::{LiveSwitch, Mode};
+use crate::governance::scope::{is_account_id, is_region};
+
+/// Every environment key a function reads, with what it means. Defaults live with the code that
+/// reads each key; the template's parameters document them too (`docs/configuration.md`).
+pub mod key {
+    // ---- set by the Lambda service, not by the template
+    /// The function's region.
+    pub const AWS_REGION: &str = "AWS_REGION";
+    /// Lambda's advanced logging level (`LogLevel` in the template's `LoggingConfig`).
+    pub const AWS_LAMBDA_LOG_LEVEL: &str = "AWS_LAMBDA_LOG_LEVEL";
+    /// Keys the runtime sets: never in a function's `Environment`.
+    pub const RUNTIME: [&str; 2] = [AWS_REGION, AWS_LAMBDA_LOG_LEVEL];
+
+    // ---- tables
+    pub const ACCOUNTS_TABLE: &str = "ACCOUNTS_TABLE";
+    pub const QUARANTINE_TABLE: &str = "QUARANTINE_TABLE";
+    pub const WASTE_TABLE: &str = "WASTE_TABLE";
+    pub const ENFORCEMENT_TABLE: &str = "ENFORCEMENT_TABLE";
+    pub const AUDIT_TABLE: &str = "AUDIT_TABLE";
+    /// The ledger of both sagas (one record per instance moved, or refused).
+    pub const LEDGER_TABLE: &str = "LEDGER_TABLE";
+    pub const APPROVALS_TABLE: &str = "APPROVALS_TABLE";
+
+    // ---- reaching accounts
+    /// The account the function runs in (else asked of STS at start).
+    pub const HOME_ACCOUNT_ID: &str = "HOME_ACCOUNT_ID";
+    /// How long a warm function trusts its copy of an accounts-table item (seconds).
+    pub const ACCOUNT_CACHE_SECONDS: &str = "ACCOUNT_CACHE_SECONDS";
+    /// Environment of an account the accounts table does not know (`PROD` or `LAB`).
+    pub const DEFAULT_ENVIRONMENT: &str = "DEFAULT_ENVIRONMENT";
+
+    // ---- the live switch
+    pub const MODE: &str = "MODE";
+    pub const LIVE_ACCOUNTS: &str = "LIVE_ACCOUNTS";
+    pub const REGIONS: &str = "REGIONS";
+    pub const CONCURRENCY: &str = "CONCURRENCY";
+
+    // ---- quarantine
+    pub const QUARANTINE_SECONDS_INTERRUPTION: &str = "QUARANTINE_SECONDS_INTERRUPTION";
+    pub const QUARANTINE_SECONDS_REBALANCE: &str = "QUARANTINE_SECONDS_REBALANCE";
+    pub const CAPACITY_HOLD_SECONDS: &str = "CAPACITY_HOLD_SECONDS";
+
+    // ---- waste scanner
+    pub const FLAG_AFTER_DAYS: &str = "FLAG_AFTER_DAYS";
+    pub const DELETE_GRACE_DAYS: &str = "DELETE_GRACE_DAYS";
+    pub const VOLUME_MIN_AGE_DAYS: &str = "VOLUME_MIN_AGE_DAYS";
+    pub const SNAPSHOT_MIN_AGE_DAYS: &str = "SNAPSHOT_MIN_AGE_DAYS";
+    pub const AMI_MIN_AGE_DAYS: &str = "AMI_MIN_AGE_DAYS";
+    pub const SNAPSHOT_BEFORE_DELETE: &str = "SNAPSHOT_BEFORE_DELETE";
+    pub const PRICE_OVERRIDES: &str = "PRICE_OVERRIDES";
+
+    // ---- security enforcer
+    pub const AUTHORIZED_TAGS: &str = "AUTHORIZED_TAGS";
+    pub const GRACE_HOURS: &str = "GRACE_HOURS";
+    pub const ACTION: &str = "ACTION";
+
+    // ---- sagas
+    pub const APPROVAL_THRESHOLD: &str = "APPROVAL_THRESHOLD";
+    pub const APPROVAL_TOPIC_ARN: &str = "APPROVAL_TOPIC_ARN";
+    pub const APPROVAL_TIMEOUT_SECONDS: &str = "APPROVAL_TIMEOUT_SECONDS";
+    pub const WAIT_SECONDS: &str = "WAIT_SECONDS";
+    pub const IMAGE_CHECKS: &str = "IMAGE_CHECKS";
+    pub const HEALTH_CHECKS: &str = "HEALTH_CHECKS";
+    pub const NO_REBOOT: &str = "NO_REBOOT";
+    pub const KEEP_IMAGE: &str = "KEEP_IMAGE";
+    pub const ASG_ALLOWLIST: &str = "ASG_ALLOWLIST";
+    pub const ALLOW_PROTECTED: &str = "ALLOW_PROTECTED";
+    pub const BATCH_PERCENT: &str = "BATCH_PERCENT";
+
+    // ---- router
+    pub const SWITCH_STATE_MACHINE_ARN: &str = "SWITCH_STATE_MACHINE_ARN";
+    pub const SWAP_STATE_MACHINE_ARN: &str = "SWAP_STATE_MACHINE_ARN";
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+/// Environment lookups with clear errors.
+pub struct Env<F>(pub F);
+
+/// The process environment.
+pub type ProcessEnv = Env<fn(&str) -> Option<String>>;
+
+impl ProcessEnv {
+    pub fn process() -> Self {
+        fn read(key: &str) -> Option<String> {
+            std::env::var(key).ok()
+        }
+        Env(read)
+    }
+}
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    fn get(&self, key: &str) -> Option<String> {
+        (self.0)(key).filter(|v| !v.trim().is_empty())
+    }
+
+    pub fn required(&self, key: &str) -> Result<String, ConfigError> {
+        self.get(key)
+            .ok_or_else(|| ConfigError(format!("{key} is not set")))
+    }
+
+    pub fn optional(&self, key: &str) -> Option<String> {
+        self.get(key)
+    }
+
+    /// A value parsed with `FromStr`, or `default` when unset.
+    pub fn parsed<T: FromStr>(&self, key: &str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|e| ConfigError(format!("{key}=`{v}`: {e}"))),
+        }
+    }
+
+    /// A whole number of `unit`s, at least `min`.
+    pub fn duration(
+        &self,
+        key: &str,
+        default: TimeDelta,
+        unit: TimeDelta,
+        min: u32,
+    ) -> Result<TimeDelta, ConfigError> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n >= min)
+                .and_then(|n| unit.checked_mul(i32::try_from(n).ok()?))
+                .ok_or_else(|| ConfigError(format!("{key}=`{v}` is not a whole number >= {min}"))),
+        }
+    }
+
+    /// A whole number within `min..=max`, or `default` when unset.
+    pub fn bounded<T>(&self, key: &str, default: T, min: T, max: T) -> Result<T, ConfigError>
+    where
+        T: FromStr + PartialOrd + std::fmt::Display + Copy,
+    {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse::<T>()
+                .ok()
+                .filter(|n| *n >= min && *n <= max)
+                .ok_or_else(|| ConfigError(format!("{key}=`{v}` is not within {min}..={max}"))),
+        }
+    }
+
+    /// A comma list, each item checked by `valid`.
+    pub fn list(
+        &self,
+        key: &str,
+        valid: impl Fn(&str) -> bool,
+    ) -> Result<Vec<String>, ConfigError> {
+        let items: Vec<String> = self
+            .get(key)
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        match items.iter().find(|i| !valid(i)) {
+            Some(bad) => Err(ConfigError(format!("{key}: `{bad}` is not valid"))),
+            None => Ok(items),
+        }
+    }
+
+    /// The log level: Lambda's advanced logging controls, else `info`.
+    pub fn log_level(&self) -> String {
+        self.get(key::AWS_LAMBDA_LOG_LEVEL)
+            .unwrap_or_else(|| "info".into())
+    }
+}
+
+/// How a function reaches the accounts it acts in: the accounts table, the home account, and how
+/// long an item is trusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accounts {
+    pub table: String,
+    /// The account the function runs in; asked of STS at start when unset.
+    pub home_account_id: Option<String>,
+    /// How long a warm function trusts its copy of an accounts-table item.
+    pub cache: TimeDelta,
+}
+
+impl Accounts {
+    /// Default of `ACCOUNT_CACHE_SECONDS`.
+    pub const DEFAULT_CACHE: TimeDelta = TimeDelta::seconds(300);
+
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            table: env.required(key::ACCOUNTS_TABLE)?,
+            home_account_id: env.optional(key::HOME_ACCOUNT_ID),
+            cache: env.duration(
+                key::ACCOUNT_CACHE_SECONDS,
+                Self::DEFAULT_CACHE,
+                TimeDelta::seconds(1),
+                0,
+            )?,
+        })
+    }
+}
+
+/// `REGIONS`, else the function's own region.
+pub fn regions<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Vec<String>, ConfigError> {
+    let regions = env.list(key::REGIONS, is_region)?;
+    let own = env.optional(key::AWS_REGION);
+    match (regions.is_empty(), own) {
+        (false, _) => Ok(regions),
+        (true, Some(own)) => Ok(vec![own]),
+        (true, None) => Err(ConfigError("REGIONS and AWS_REGION are both unset".into())),
+    }
+}
+
+/// `MODE` (parsed as `T`, then read as audit or live) and the `LIVE_ACCOUNTS` allowlist.
+pub fn live_switch<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+    mode: Mode,
+) -> Result<LiveSwitch, ConfigError> {
+    Ok(LiveSwitch {
+        mode,
+        live_accounts: env
+            .list(key::LIVE_ACCOUNTS, is_account_id)?
+            .into_iter()
+            .collect::<BTreeSet<_>>(),
+    })
+}
+
+/// How many accounts and regions are worked on at once (1-32, default 4).
+pub fn concurrency<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<usize, ConfigError> {
+    env.bounded(key::CONCURRENCY, 4, 1, 32)
+}
+
+/// Settings shared by the scheduled functions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Governance {
+    pub accounts: Accounts,
+    pub audit_table: String,
+    /// `REGIONS`, else the function's own region.
+    pub regions: Vec<String>,
+    pub switch: LiveSwitch,
+    /// Accounts and regions scanned at once.
+    pub concurrency: usize,
+}
+
+impl Governance {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            accounts: Accounts::from_env(env)?,
+            audit_table: env.required(key::AUDIT_TABLE)?,
+            regions: regions(env)?,
+            switch: live_switch(env, env.parsed(key::MODE, Mode::Audit)?)?,
+            concurrency: concurrency(env)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> Env<impl Fn(&str) -> Option<String> + use<>> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        Env(move |k: &str| map.get(k).cloned())
+    }
+
+    #[test]
+    fn governance_defaults_are_audit_and_the_function_region() {
+        let g = Governance::from_env(&env(&[
+            ("ACCOUNTS_TABLE", "a"),
+            ("AUDIT_TABLE", "u"),
+            ("AWS_REGION", "eu-west-1"),
+        ]))
+        .unwrap();
+        assert_eq!(g.regions, vec!["eu-west-1"]);
+        assert_eq!(g.switch.mode, Mode::Audit);
+        assert!(g.switch.live_accounts.is_empty());
+        assert_eq!(g.concurrency, 4);
+        assert_eq!(g.accounts.cache, Accounts::DEFAULT_CACHE);
+    }
+
+    #[test]
+    fn governance_reads_lists_and_rejects_bad_values() {
+        let g = Governance::from_env(&env(&[
+            ("ACCOUNTS_TABLE", "a"),
+            ("AUDIT_TABLE", "u"),
+            ("REGIONS", "us-east-1, eu-west-1"),
+            ("MODE", "live"),
+            ("LIVE_ACCOUNTS", "111111111111,222222222222"),
+        ]))
+        .unwrap();
+        assert_eq!(g.regions, vec!["us-east-1", "eu-west-1"]);
+        assert_eq!(g.switch.mode, Mode::Live);
+        assert_eq!(g.switch.live_accounts.len(), 2);
+        for (k, v) in [
+            ("MODE", "on"),
+            ("LIVE_ACCOUNTS", "123"),
+            ("REGIONS", "Mars"),
+            ("CONCURRENCY", "many"),
+            ("CONCURRENCY", "0"),
+            ("ACCOUNT_CACHE_SECONDS", "-1"),
+        ] {
+            let e = env(&[
+                ("ACCOUNTS_TABLE", "a"),
+                ("AUDIT_TABLE", "u"),
+                ("AWS_REGION", "us-east-1"),
+                (k, v),
+            ]);
+            assert!(Governance::from_env(&e).is_err(), "{k}={v}");
+        }
+        assert!(
+            Governance::from_env(&env(&[("AUDIT_TABLE", "u"), ("AWS_REGION", "us-east-1")]))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn durations_have_units_and_minimums() {
+        let e = env(&[("DAYS", "6"), ("ZERO", "0")]);
+        let day = TimeDelta::days(1);
+        assert_eq!(
+            e.duration("DAYS", TimeDelta::days(7), day, 1),
+            Ok(TimeDelta::days(6))
+        );
+        assert_eq!(
+            e.duration("UNSET", TimeDelta::days(7), day, 1),
+            Ok(TimeDelta::days(7))
+        );
+        assert!(e.duration("ZERO", TimeDelta::days(7), day, 1).is_err());
+    }
+}

@@ -1,0 +1,61 @@
+//! Running a scheduled function: parse the request, resolve the targets from the registry, run one
+//! piece of work per account and region (a bounded number at a time), and summarise.
+
+use std::future::Future;
+
+use futures::StreamExt;
+use serde_json::Value;
+
+use crate::account::AccountRegistry;
+use crate::error::{AwsError, ErrorName};
+use crate::governance::report::{RunReport, TargetReport};
+use crate::governance::scope::{self, Defaults, RequestError, RunRequest, Target};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error("reading the accounts table: {0}")]
+    Registry(#[from] AwsError),
+}
+
+impl RunError {
+    /// Stable name for Lambda's `errorType`.
+    pub fn error_name(&self) -> ErrorName {
+        match self {
+            Self::Request(_) => ErrorName::InvalidRequest,
+            Self::Registry(e) => e.error_name(),
+        }
+    }
+}
+
+/// One run of `function` over the targets `input` asks for. A target whose work fails reports the
+/// error in its own report and does not stop the others.
+pub async fn scheduled<R, F, Fut>(
+    function: &'static str,
+    input: Value,
+    request_id: &str,
+    registry: &R,
+    defaults: &Defaults<'_>,
+    concurrency: usize,
+    work: F,
+) -> Result<RunReport, RunError>
+where
+    R: AccountRegistry,
+    F: Fn(Target) -> Fut,
+    Fut: Future<Output = TargetReport>,
+{
+    let request = RunRequest::parse(input)?;
+    let accounts = registry.all().await?;
+    let (targets, unreachable) = scope::targets(&request, &accounts, defaults);
+    let reports = futures::stream::iter(targets)
+        .map(work)
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    let errors = unreachable
+        .iter()
+        .map(|u| format!("{}: {}", u.account, u.reason))
+        .collect();
+    Ok(RunReport::new(function, request_id, reports, errors))
+}

@@ -1,0 +1,127 @@
+//! What an instance is, as the rules see it, and how one is launched: the adapters fill these in
+//! from EC2's answers; the sagas decide on them.
+
+use std::future::Future;
+
+use serde::{Deserialize, Serialize};
+
+use crate::account::Access;
+use crate::error::AwsError;
+use crate::tags::Tags;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockDevice {
+    pub device_name: String,
+    pub volume_id: String,
+    pub size_gb: u32,
+    pub volume_type: String,
+    pub delete_on_termination: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ElasticIp {
+    pub allocation_id: String,
+    pub public_ip: String,
+}
+
+/// Everything the clone inherits from the source, read by the plan step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceInstance {
+    pub instance_id: String,
+    pub instance_type: String,
+    pub state: String,
+    /// `spot` for a Spot instance.
+    pub lifecycle: Option<String>,
+    pub architecture: String,
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    pub az_name: String,
+    pub az_id: String,
+    pub vpc_id: String,
+    pub subnet_id: String,
+    pub security_group_ids: Vec<String>,
+    pub iam_instance_profile_arn: Option<String>,
+    pub key_name: Option<String>,
+    pub ebs_optimized: bool,
+    /// `ebs` or `instance-store`.
+    pub root_device_type: String,
+    pub block_devices: Vec<BlockDevice>,
+    /// Base64, as EC2 returns and takes it.
+    pub user_data: Option<String>,
+    pub elastic_ip: Option<ElasticIp>,
+    pub tags: Tags,
+}
+
+/// Where an instance runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub instance_type: String,
+    pub az_name: String,
+    pub az_id: String,
+    pub state: String,
+    /// `spot` for Spot instances, none for on-demand.
+    pub lifecycle: Option<String>,
+}
+
+/// Finds where an instance runs, in the account and region the caller names.
+pub trait InstanceDirectory: Send + Sync {
+    /// `Ok(None)` when the instance does not exist (any more).
+    fn placement(
+        &self,
+        access: &Access,
+        region: &str,
+        instance_id: &str,
+    ) -> impl Future<Output = Result<Option<Placement>, AwsError>> + Send;
+}
+
+/// An instance a saga launched, found again by its tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchedInstance {
+    pub instance_id: String,
+    pub instance_type: String,
+    pub az_name: String,
+}
+
+/// How to launch an atomic switch's clone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchSpec {
+    pub image_id: String,
+    pub instance_type: String,
+    pub subnet_id: String,
+    pub security_group_ids: Vec<String>,
+    pub iam_instance_profile_arn: Option<String>,
+    pub key_name: Option<String>,
+    pub ebs_optimized: bool,
+    pub user_data: Option<String>,
+    pub tags: Vec<(String, String)>,
+    /// Idempotency token (at most 64 characters).
+    pub client_token: String,
+}
+
+/// How to launch a group's replacement: the group's own launch template or configuration, with
+/// the chosen type, subnet and Spot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupLaunchSpec {
+    pub source: crate::saga::swap::LaunchSource,
+    pub instance_type: String,
+    pub subnet_id: String,
+    pub tags: Vec<(String, String)>,
+    /// Idempotency token (at most 64 characters).
+    pub client_token: String,
+}
+
+/// What a Spot launch attempt in one pool gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Launched {
+    Instance(String),
+    /// The pool has no Spot capacity now (`InsufficientInstanceCapacity` and the like).
+    NoCapacity(String),
+}
+
+/// 2/2 status checks, as EC2 reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceHealth {
+    pub state: String,
+    pub system: String,
+    pub instance: String,
+}

@@ -1,0 +1,302 @@
+//! The optimizer router: which saga each running instance goes to (the atomic switch for a
+//! standalone on-demand instance, one ASG swap per opted-in group, nothing for Spot, Kubernetes
+//! nodes or exempt instances, each with its reason), and the execution names that make a re-run
+//! start nothing twice.
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::governance::mode::Mode;
+use crate::governance::scope::RequestError;
+use crate::saga::step::SagaMode;
+use crate::tags::{self, EXEMPT_TAG, GROUP_TAG, Tags};
+
+/// A direct invocation (a schedule's event runs the default scope). Unknown fields are refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteRequest {
+    pub accounts: Option<Vec<String>>,
+    pub regions: Option<Vec<String>>,
+    /// Route this one instance only.
+    pub instance_id: Option<String>,
+    /// `shadow` lowers the deployment's mode; `live` cannot raise it.
+    pub mode: Option<SagaMode>,
+}
+
+impl RouteRequest {
+    pub fn parse(input: Value) -> Result<Self, RequestError> {
+        if input.is_null() || input.get("source").and_then(Value::as_str) == Some("aws.events") {
+            return Ok(Self::default());
+        }
+        let request: Self =
+            serde_json::from_value(input).map_err(|e| RequestError(e.to_string()))?;
+        if let Some(id) = &request.instance_id
+            && !(id.starts_with("i-")
+                && id.len() <= 19
+                && id[2..].bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(RequestError(format!("`{id}` is not an instance id")));
+        }
+        Ok(request)
+    }
+
+    /// The scope part, as the scheduled-run scaffold reads it (`audit` is the router's shadow).
+    pub fn scope(&self) -> Value {
+        let mut scope = json!({});
+        if let Some(a) = &self.accounts {
+            scope["accounts"] = json!(a);
+        }
+        if let Some(r) = &self.regions {
+            scope["regions"] = json!(r);
+        }
+        if let Some(m) = self.mode {
+            scope["mode"] = json!(match m {
+                SagaMode::Shadow => Mode::Audit,
+                SagaMode::Live => Mode::Live,
+            });
+        }
+        scope
+    }
+}
+
+/// The saga mode of a target's effective mode: only a live target switches for real.
+pub fn saga_mode(mode: Mode) -> SagaMode {
+    SagaMode::of(mode)
+}
+
+/// A running instance as the router sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routable {
+    pub instance_id: String,
+    pub state: String,
+    pub spot: bool,
+    pub tags: Tags,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Standalone on-demand: the atomic switch.
+    Switch,
+    /// Member of this Auto Scaling group: the group's swap (one per group).
+    Swap(String),
+    Skip(String),
+}
+
+/// Where `instance` goes.
+pub fn route(instance: &Routable) -> Route {
+    let tags = &instance.tags;
+    if instance.state != "running" {
+        return Route::Skip(format!("{}, not running", instance.state));
+    }
+    if instance.spot {
+        return Route::Skip("already Spot".into());
+    }
+    if tags.contains_key(EXEMPT_TAG) {
+        return Route::Skip(format!("tagged {EXEMPT_TAG}"));
+    }
+    if let Some(k) = tags::cluster_tag(tags) {
+        return Route::Skip(format!("Kubernetes node (tag {k}): its autoscaler owns it"));
+    }
+    if let Some(group) = tags.get(GROUP_TAG) {
+        return Route::Swap(group.clone());
+    }
+    if tags::is_managed(tags) {
+        return Route::Skip("launched by the optimizer".into());
+    }
+    Route::Switch
+}
+
+/// An execution name (at most 80 of `[A-Za-z0-9-_]`) that is the same for the same target, mode
+/// and UTC day: Step Functions refuses a second execution of a name, so a re-run (or a retried
+/// schedule) starts nothing twice, and a target still on-demand tomorrow is tried again.
+pub fn execution_name(
+    kind: &str,
+    account: &str,
+    region: &str,
+    target: &str,
+    mode: SagaMode,
+    now: DateTime<Utc>,
+) -> String {
+    let clean: String = target
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mode = mode.as_str();
+    let fixed = format!("{kind}-{account}-{region}--{mode}-{}", now.format("%Y%m%d"));
+    let room = 80usize.saturating_sub(fixed.len());
+    let target = if clean.len() <= room {
+        clean
+    } else {
+        // Long group names: a prefix and a hash of the whole, so two long names never collide.
+        let hash = fnv1a(target.as_bytes());
+        format!("{}{hash:08x}", &clean[..room.saturating_sub(8)])
+    };
+    format!(
+        "{kind}-{account}-{region}-{target}-{mode}-{}",
+        now.format("%Y%m%d")
+    )
+}
+
+/// FNV-1a, 32 bits: stable across builds, unlike std's hasher.
+fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn instance(tags: &[(&str, &str)]) -> Routable {
+        Routable {
+            instance_id: "i-0abc".into(),
+            state: "running".into(),
+            spot: false,
+            tags: tags
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn standalone_instances_switch_group_members_swap_and_the_rest_is_skipped_with_a_reason() {
+        assert_eq!(route(&instance(&[("Name", "db")])), Route::Switch);
+        assert_eq!(
+            route(&instance(&[(GROUP_TAG, "web")])),
+            Route::Swap("web".into())
+        );
+        let skipped = |r: Route, what: &str| match r {
+            Route::Skip(why) => assert!(why.contains(what), "{why}"),
+            other => panic!("{what}: {other:?}"),
+        };
+        skipped(
+            route(&instance(&[
+                ("eks:cluster-name", "prod"),
+                (GROUP_TAG, "ng"),
+            ])),
+            "Kubernetes",
+        );
+        skipped(
+            route(&instance(&[("karpenter.sh/nodepool", "default")])),
+            "Kubernetes",
+        );
+        skipped(
+            route(&instance(&[("kubernetes.io/cluster/prod", "owned")])),
+            "Kubernetes",
+        );
+        skipped(route(&instance(&[(EXEMPT_TAG, "")])), "exempt");
+        skipped(
+            route(&instance(&[("ManagedBy", "SpotOptimizer")])),
+            "optimizer",
+        );
+        skipped(
+            route(&Routable {
+                spot: true,
+                ..instance(&[])
+            }),
+            "Spot",
+        );
+        skipped(
+            route(&Routable {
+                state: "stopped".into(),
+                ..instance(&[])
+            }),
+            "not running",
+        );
+    }
+
+    #[test]
+    fn names_are_stable_per_day_and_fit() {
+        let day = Utc.with_ymd_and_hms(2026, 11, 28, 3, 0, 0).unwrap();
+        let later = Utc.with_ymd_and_hms(2026, 11, 28, 23, 0, 0).unwrap();
+        let a = execution_name(
+            "sw",
+            "123456789012",
+            "us-east-1",
+            "i-0abc",
+            SagaMode::Shadow,
+            day,
+        );
+        assert_eq!(a, "sw-123456789012-us-east-1-i-0abc-shadow-20261128");
+        assert_eq!(
+            a,
+            execution_name(
+                "sw",
+                "123456789012",
+                "us-east-1",
+                "i-0abc",
+                SagaMode::Shadow,
+                later
+            )
+        );
+        assert_ne!(
+            a,
+            execution_name(
+                "sw",
+                "123456789012",
+                "us-east-1",
+                "i-0abc",
+                SagaMode::Live,
+                day
+            )
+        );
+        let long = "a-very-long-auto-scaling-group-name/with:odd characters".repeat(3);
+        let other = format!("{long}x");
+        let n1 = execution_name(
+            "asg",
+            "123456789012",
+            "ap-southeast-2",
+            &long,
+            SagaMode::Live,
+            day,
+        );
+        let n2 = execution_name(
+            "asg",
+            "123456789012",
+            "ap-southeast-2",
+            &other,
+            SagaMode::Live,
+            day,
+        );
+        assert!(n1.len() <= 80 && n2.len() <= 80, "{n1}");
+        assert_ne!(n1, n2);
+        assert!(
+            n1.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "{n1}"
+        );
+    }
+
+    #[test]
+    fn requests_are_checked_and_lower_the_mode_only() {
+        assert_eq!(
+            RouteRequest::parse(json!({"source": "aws.events"})).unwrap(),
+            RouteRequest::default()
+        );
+        let r = RouteRequest::parse(
+            json!({"accounts": ["123456789012"], "mode": "shadow", "instance_id": "i-0abc"}),
+        )
+        .unwrap();
+        assert_eq!(
+            r.scope(),
+            json!({"accounts": ["123456789012"], "mode": "audit"})
+        );
+        assert!(RouteRequest::parse(json!({"instance_id": "vol-1"})).is_err());
+        assert!(RouteRequest::parse(json!({"mode": "yolo"})).is_err());
+        assert!(
+            RouteRequest::parse(json!({"acounts": []})).is_err(),
+            "typos are refused"
+        );
+        assert_eq!(saga_mode(Mode::Audit), SagaMode::Shadow);
+    }
+}
