@@ -15,6 +15,18 @@ use testbed::HOME_ACCOUNT;
 use testbed::saga::{Execution, SagaBed};
 use testbed::swap::{GroupSpec, Sampler, replacements, snapshot};
 
+/// The `spot-optimizer:swap` tag of an instance, if any.
+async fn swap_mark(ec2: &aws_sdk_ec2::Client, id: &str) -> Result<Option<String>> {
+    let answer = ec2.describe_instances().instance_ids(id).send().await?;
+    Ok(answer
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .flat_map(|i| i.tags())
+        .find(|t| t.key() == Some("spot-optimizer:swap"))
+        .and_then(|t| t.value().map(str::to_owned)))
+}
+
 /// No approval unless a test wants one.
 const NO_APPROVAL: &[(&str, &str, &str)] = &[("swap-plan", "APPROVAL_THRESHOLD", "CRITICAL")];
 
@@ -95,12 +107,21 @@ async fn every_on_demand_member_is_replaced_and_capacity_never_drops() -> Result
     let after = snapshot(&swap.autoscaling, &swap.group).await?;
     assert_eq!((after.desired, after.max, after.in_service), (3, 4, 3));
     assert!(after.suspended.is_empty(), "{:?}", after.suspended);
+    assert!(
+        after.marks.is_empty(),
+        "the swap's mark is gone: {:?}",
+        after.marks
+    );
     let ec2 = swap.saga.bed.ec2();
     let launched = replacements(&ec2, &name).await?;
     assert_eq!(launched.len(), 3);
     for (id, state, spot) in &launched {
         assert!(after.members.contains(id), "{id} not in the group");
         assert_eq!((state.as_str(), *spot), ("running", true));
+        assert!(
+            swap_mark(&ec2, id).await?.is_none(),
+            "{id} keeps no standing permission to terminate it"
+        );
     }
     for old in &before.members {
         assert!(!after.members.contains(old));
@@ -327,7 +348,10 @@ async fn opted_out_mixed_spot_and_hooked_groups_are_skipped_with_their_reason() 
             "{why}: {:?}",
             e.cause
         );
-        assert_eq!(e.path, ["Discover", "Rollback", "RolledBack"]);
+        assert_eq!(
+            e.path,
+            ["Discover", "Rollback", "RollbackFinish", "RolledBack"]
+        );
         assert_eq!(
             snapshot(&autoscaling, &spec.name).await?,
             before,
@@ -525,5 +549,148 @@ async fn a_failed_terminate_keeps_the_serving_replacement_and_finishes_the_old_m
     assert_eq!(serving.len(), 1, "{launched:?}");
     let after = snapshot(&swap.autoscaling, &swap.group).await?;
     assert!(after.members.contains(&serving[0].0));
+    Ok(())
+}
+
+// ---- issue 10: the rollback finds what it touched by its marks and always restores the group
+
+/// Marks `group` as swap `swap_id`'s prepare step does, having raised nothing and suspended
+/// `AZRebalance`.
+async fn prepared_by(
+    autoscaling: &aws_sdk_autoscaling::Client,
+    group: &str,
+    swap_id: &str,
+) -> Result<()> {
+    let tag = |k: &str, v: &str| {
+        aws_sdk_autoscaling::types::Tag::builder()
+            .resource_id(group)
+            .resource_type("auto-scaling-group")
+            .key(k)
+            .value(v)
+            .propagate_at_launch(false)
+            .build()
+    };
+    autoscaling
+        .create_or_update_tags()
+        .tags(tag("spot-optimizer:swap", swap_id))
+        .tags(tag("spot-optimizer:swap-restore", "max=4;raised=-;az=1"))
+        .send()
+        .await?;
+    autoscaling
+        .suspend_processes()
+        .auto_scaling_group_name(group)
+        .scaling_processes("AZRebalance")
+        .send()
+        .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_detached_member_whose_replacement_vanished_is_put_back() -> Result<()> {
+    let swap = Swap::start("swap-lost", NO_APPROVAL, |n| GroupSpec::new(&n).size(2, 4)).await?;
+    let ec2 = swap.saga.bed.ec2();
+    let before = snapshot(&swap.autoscaling, &swap.group).await?;
+    let name = swap.saga.name("swap-lost");
+    // Where a crash can leave a swap: the group prepared, a member marked and detached, and its
+    // Spot replacement gone (reclaimed) before the rollback runs.
+    prepared_by(&swap.autoscaling, &swap.group, &name).await?;
+    let detached = before.members[0].clone();
+    ec2.create_tags()
+        .resources(&detached)
+        .tags(
+            aws_sdk_ec2::types::Tag::builder()
+                .key("spot-optimizer:swap")
+                .value(&name)
+                .build(),
+        )
+        .send()
+        .await?;
+    swap.autoscaling
+        .detach_instances()
+        .auto_scaling_group_name(&swap.group)
+        .instance_ids(&detached)
+        .should_decrement_desired_capacity(true)
+        .send()
+        .await?;
+    assert_eq!(
+        snapshot(&swap.autoscaling, &swap.group).await?.in_service,
+        1
+    );
+
+    let spec = swap
+        .saga
+        .tables
+        .function("swap-rollback", &swap.saga.proxy.endpoint())?;
+    let mut rollback = testbed::LambdaHost::start(spec).await?;
+    // The state the execution had: only the request and the error (the rollback trusts no more).
+    let state = json!({"request": request(&swap.group, "live"),
+        "error": {"Error": "DetachFailed", "Cause": "the replacement was reclaimed"}});
+    let members = rollback
+        .invoke(&json!({"state": state, "execution": name, "phase": "restore"}))
+        .await?
+        .ok()?;
+    let done = rollback
+        .invoke(&json!({"state": state, "execution": name, "phase": "finish"}))
+        .await?
+        .ok()?;
+
+    let after = snapshot(&swap.autoscaling, &swap.group).await?;
+    assert!(after.members.contains(&detached), "{members}");
+    assert_eq!((after.desired, after.max), (before.desired, before.max));
+    assert!(after.suspended.is_empty(), "AZRebalance resumed: {done}");
+    assert!(after.marks.is_empty(), "{:?}", after.marks);
+    assert!(swap_mark(&ec2, &detached).await?.is_none());
+    assert_eq!(done["error"], ErrorName::DetachFailed.as_str());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_group_is_restored_even_when_putting_members_back_failed() -> Result<()> {
+    let swap = Swap::start("swap-finish", NO_APPROVAL, |n| {
+        GroupSpec::new(&n).size(2, 4)
+    })
+    .await?;
+    let name = swap.saga.name("swap-finish");
+    prepared_by(&swap.autoscaling, &swap.group, &name).await?;
+    let spec = swap
+        .saga
+        .tables
+        .function("swap-rollback", &swap.saga.proxy.endpoint())?;
+    let mut rollback = testbed::LambdaHost::start(spec).await?;
+    let state = json!({"request": request(&swap.group, "live"),
+        "error": {"Error": "AttachFailed", "Cause": "x"},
+        "rollback_failure": {"Error": "AccessDenied", "Cause": "TerminateInstances refused"}});
+    let done = rollback
+        .invoke(&json!({"state": state, "execution": name, "phase": "finish"}))
+        .await?
+        .ok()?;
+    assert_eq!(
+        done["error"],
+        ErrorName::RollbackIncomplete.as_str(),
+        "{done}"
+    );
+    assert!(
+        done["cause"]
+            .as_str()
+            .unwrap()
+            .contains("TerminateInstances"),
+        "{done}"
+    );
+    let after = snapshot(&swap.autoscaling, &swap.group).await?;
+    assert!(
+        after.suspended.is_empty() && after.marks.is_empty(),
+        "{after:?}"
+    );
+
+    // A group another swap prepared is not touched by this one.
+    let other = swap.saga.name("someone-else");
+    prepared_by(&swap.autoscaling, &swap.group, &other).await?;
+    rollback
+        .invoke(&json!({"state": state, "execution": name, "phase": "finish"}))
+        .await?
+        .ok()?;
+    let after = snapshot(&swap.autoscaling, &swap.group).await?;
+    assert_eq!(after.suspended, ["AZRebalance"]);
+    assert_eq!(after.marks.len(), 2);
     Ok(())
 }

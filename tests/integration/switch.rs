@@ -711,7 +711,16 @@ async fn instances_that_must_not_move_are_refused_and_nothing_changes() -> Resul
             "{what}: {:?}",
             e.cause
         );
-        assert_eq!(e.path, ["Plan", "Rollback", "RolledBack"]);
+        assert_eq!(
+            e.path,
+            [
+                "Plan",
+                "Rollback",
+                "SourceRestored",
+                "RollbackFinish",
+                "RolledBack"
+            ]
+        );
         assert_rolled_back(&saga, &e, instance, &name, LedgerStatus::NotEligible).await?;
     }
     Ok(())
@@ -764,25 +773,34 @@ async fn every_log_line_of_a_step_carries_the_saga_account_region_and_target() -
     let mut plan = LambdaHost::start(spec).await?;
     let name = saga.name("spans");
     let planned = plan
-        .invoke(&json!({"state": request(&source, "shadow"), "execution": name}))
+        .invoke(&json!({"request": request(&source, "shadow"), "execution": name}))
         .await?
         .ok()?;
-    assert_eq!(planned["switch_id"], name.as_str());
+    assert_eq!(planned["plan"]["switch_id"], name.as_str());
     let gone = "i-0000000000000dead";
     let refused = plan
-        .invoke(&json!({"state": request(gone, "shadow"), "execution": name}))
+        .invoke(&json!({"request": request(gone, "shadow"), "execution": name}))
         .await?
         .err()?;
     assert_eq!(refused.error_type, ErrorName::NotEligible.as_str());
 
     // The Lambda runtime's own line about a returned error stays in its span (with the request
-    // id); every line the step writes is in the step's.
-    let lines: Vec<Value> = plan
-        .json_logs()
-        .into_iter()
-        .filter(|l| l.get("level").is_some())
-        .filter(|l| l["span"]["name"] != "Lambda runtime invoke")
-        .collect();
+    // id); every line the step writes is in the step's. Lines arrive through a pipe: give the
+    // last one a moment.
+    let step_lines = || -> Vec<Value> {
+        plan.json_logs()
+            .into_iter()
+            .filter(|l| l.get("level").is_some())
+            .filter(|l| l["span"]["name"] != "Lambda runtime invoke")
+            .collect()
+    };
+    for _ in 0..50 {
+        if step_lines().iter().any(|l| l["level"] == "WARN" && l.get("error").is_some()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let lines = step_lines();
     assert!(lines.len() >= 2, "{lines:?}");
     for line in &lines {
         let span = &line["span"];
@@ -860,5 +878,203 @@ async fn a_second_live_switch_of_the_same_instance_waits_its_turn() -> Result<()
         None,
         "released by the cut-over"
     );
+    Ok(())
+}
+
+// ---- issue 10: gates, a rollback that trusts nothing but its marks, and one that never leaves
+// ---- less running than before
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_request_runs_in_shadow_unless_the_stack_is_live_for_its_account() -> Result<()> {
+    // The template's defaults: the sagas' live switch is off. `StartExecution` alone must not be
+    // enough to act.
+    let saga = SagaBed::start(
+        "switch-gate",
+        &[
+            ("switch-plan", "APPROVAL_THRESHOLD", "CRITICAL"),
+            ("switch-plan", "MODE", "shadow"),
+        ],
+    )
+    .await?;
+    let source = source(&saga).await?;
+    let name = saga.name("gate");
+
+    let e = saga.run(&name, &request(&source, "live")).await?;
+
+    assert_eq!(e.status, ExecutionStatus::Succeeded, "{}", show(&e));
+    assert_eq!(e.path, ["Plan", "ShadowOrLive", "Shadow"], "{}", show(&e));
+    assert_eq!(
+        e.output["request"]["mode"], "shadow",
+        "lowered by the stack"
+    );
+    let record = saga.ledger(&name).await?.expect("a ledger record");
+    assert_eq!(record.status, LedgerStatus::Shadow);
+    assert_eq!(
+        state(&saga.bed.ec2(), &source).await?,
+        InstanceStateName::Running
+    );
+    assert!(clones(&saga.bed.ec2(), &name).await?.is_empty());
+    assert!(lock_holder(&saga, &source).await?.is_none(), "no lock");
+
+    // Live for another account only: still shadow here.
+    let other = SagaBed::start(
+        "switch-gate-other",
+        &[
+            ("switch-plan", "APPROVAL_THRESHOLD", "CRITICAL"),
+            ("switch-plan", "LIVE_ACCOUNTS", "999999999999"),
+        ],
+    )
+    .await?;
+    let source = Launch::new("m5.large")
+        .in_az("us-east-1b")
+        .run(&other.bed.ec2())
+        .await?;
+    let e = other
+        .run(&other.name("gate-other"), &request(&source, "live"))
+        .await?;
+    assert_eq!(e.output["request"]["mode"], "shadow", "{}", show(&e));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fields_injected_into_a_request_are_refused_and_nothing_is_touched() -> Result<()> {
+    let saga = SagaBed::start("switch-injected", NO_APPROVAL).await?;
+    let ec2 = saga.bed.ec2();
+    // A completed switch whose clone and image a forged request names.
+    let victim = source(&saga).await?;
+    let first = saga.name("victim");
+    let done = saga.run(&first, &request(&victim, "live")).await?;
+    assert_eq!(done.status, ExecutionStatus::Succeeded, "{}", show(&done));
+    let clone = done.output["launch"]["instance_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (images, _) = leftovers(&ec2, &first).await?;
+    assert_eq!(images.len(), 1, "a successful switch keeps its image");
+
+    // A request for an instance that must not move (Spot), carrying the victim's resources.
+    let spot = Launch::new("m5.large")
+        .in_az("us-east-1b")
+        .spot()
+        .run(&ec2)
+        .await?;
+    let mut forged = request(&spot, "live");
+    forged["launch"] = json!({"instance_id": clone, "pool": BEST, "instance_type": "m6i.large",
+        "az_name": "us-east-1b", "spot_price": 0.01, "saving_per_hour": 0.01});
+    forged["image"] = json!({"image_id": images[0], "state": "available", "checks": 1});
+    let name = saga.name("forged");
+    let e = saga.run(&name, &forged).await?;
+
+    assert_eq!(
+        e.error.as_deref(),
+        Some(ErrorName::InvalidRequest.as_str()),
+        "{}",
+        show(&e)
+    );
+    assert_eq!(state(&ec2, &clone).await?, InstanceStateName::Running);
+    assert_eq!(
+        leftovers(&ec2, &first).await?.0,
+        images,
+        "the image is kept"
+    );
+
+    // The rollback invoked directly with a state naming the victim's clone: checked on the
+    // instance, which carries another switch's mark, so it is left alone.
+    let spec = saga
+        .tables
+        .function("switch-rollback", &saga.proxy.endpoint())?;
+    let mut rollback = LambdaHost::start(spec).await?;
+    let mut forged_state = done.output.clone();
+    forged_state["error"] = json!({"Error": "HealthCheckFailed", "Cause": "forged"});
+    for phase in ["restore", "finish"] {
+        rollback
+            .invoke(&json!({"state": forged_state, "execution": name, "phase": phase}))
+            .await?
+            .ok()?;
+    }
+    assert_eq!(state(&ec2, &clone).await?, InstanceStateName::Running);
+    assert_eq!(state(&ec2, &victim).await?, InstanceStateName::Stopped);
+    assert_eq!(leftovers(&ec2, &first).await?.0, images);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_out_of_bounds_are_refused_before_anything_is_done() -> Result<()> {
+    let saga = SagaBed::start("switch-bounds", NO_APPROVAL).await?;
+    let source = source(&saga).await?;
+    for (key, value) in [
+        ("wait_seconds", json!(0)),
+        ("image_checks", json!(4_000_000_000u32)),
+        ("health_checks", json!(4_000_000_000u32)),
+    ] {
+        let mut input = request(&source, "live");
+        input["settings"][key] = value;
+        let name = saga.name(&format!("bounds-{key}"));
+        let e = saga.run(&name, &input).await?;
+        assert_eq!(
+            e.error.as_deref(),
+            Some(ErrorName::InvalidRequest.as_str()),
+            "{key}: {}",
+            show(&e)
+        );
+        assert!(e.cause.unwrap_or_default().contains(key));
+        assert!(clones(&saga.bed.ec2(), &name).await?.is_empty());
+    }
+    assert_eq!(
+        state(&saga.bed.ec2(), &source).await?,
+        InstanceStateName::Running
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_that_cannot_start_again_keeps_its_clone_running() -> Result<()> {
+    let saga = SagaBed::start("switch-no-restart", NO_APPROVAL).await?;
+    let ec2 = saga.bed.ec2();
+    let source = source(&saga).await?;
+    let (allocation, _) = elastic_ip(&ec2, &source).await?;
+    // The cut-over fails after the stop; the source's capacity is gone for good.
+    saga.proxy
+        .forwarder
+        .inject(Fault::new("AssociateAddress", "InvalidParameterValue", 400).times(1));
+    saga.proxy.forwarder.inject(Fault::new(
+        "StartInstances",
+        "InsufficientInstanceCapacity",
+        500,
+    ));
+    let name = saga.name("no-restart");
+
+    let e = saga.run(&name, &request(&source, "live")).await?;
+
+    assert_eq!(
+        e.error.as_deref(),
+        Some(ErrorName::RollbackIncomplete.as_str()),
+        "{}",
+        show(&e)
+    );
+    assert!(
+        e.path.iter().filter(|s| *s == "WaitForSource").count() >= 2,
+        "{:?}",
+        e.path
+    );
+    assert!(
+        !e.path.contains(&"RollbackFinish".to_owned()),
+        "{:?}",
+        e.path
+    );
+    let running: Vec<_> = clones(&ec2, &name)
+        .await?
+        .into_iter()
+        .filter(|(_, s)| *s == InstanceStateName::Running)
+        .collect();
+    assert_eq!(running.len(), 1, "the clone keeps serving");
+    assert_eq!(state(&ec2, &source).await?, InstanceStateName::Stopped);
+    // Nothing moved the address after the cut-over failed to: it is where the owner had it.
+    assert_eq!(
+        address_holder(&ec2, &allocation).await?.as_deref(),
+        Some(source.as_str())
+    );
+    let record = saga.ledger(&name).await?.expect("a ledger record");
+    assert_eq!(record.status, LedgerStatus::RollbackIncomplete);
     Ok(())
 }

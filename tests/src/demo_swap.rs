@@ -137,9 +137,9 @@ pub async fn run() -> Result<()> {
         e.error.as_deref().unwrap_or("-")
     );
     print_steps(&e, &samples);
-    for undone in e.exited["Rollback"]["rollback"]["undone"]
-        .as_array()
-        .into_iter()
+    for undone in ["Rollback", "RollbackFinish"]
+        .iter()
+        .filter_map(|state| e.exited[*state]["rollback"]["undone"].as_array())
         .flatten()
     {
         println!("       rollback: {}", undone.as_str().unwrap_or("?"));

@@ -154,7 +154,7 @@ pub async fn run() -> Result<()> {
         e.error.as_deref().unwrap_or("-"),
         path(&e)
     );
-    for undone in e.exited["Rollback"]["rollback"]["undone"]
+    for undone in e.exited["RollbackFinish"]["rollback"]["undone"]
         .as_array()
         .into_iter()
         .flatten()

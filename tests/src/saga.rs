@@ -21,6 +21,14 @@ use crate::proxy::{AwsProxy, Call, Fault};
 use crate::template::Template;
 
 pub const ATOMIC_SWITCH: &str = "AtomicSwitchStateMachine";
+
+/// The sagas' live switch, open for the bed's home account (the template's default is shadow).
+pub const LIVE_AT_HOME: [(&str, &str, &str); 4] = [
+    ("switch-plan", "MODE", "live"),
+    ("switch-plan", "LIVE_ACCOUNTS", HOME_ACCOUNT),
+    ("swap-discover", "MODE", "live"),
+    ("swap-discover", "LIVE_ACCOUNTS", HOME_ACCOUNT),
+];
 pub const ASG_SWAP: &str = "AsgSwapStateMachine";
 
 /// What an execution did.
@@ -100,7 +108,8 @@ impl SagaBed {
             if let Some(dir) = bin_dir {
                 spec.binary = lambda_binary(dir, &binary);
             }
-            for (b, k, v) in overrides {
+            // The bed's home account is on the sagas' live allowlist unless a test says otherwise.
+            for (b, k, v) in LIVE_AT_HOME.iter().chain(overrides) {
                 if *b == binary {
                     spec.env.insert((*k).to_owned(), (*v).to_owned());
                 }
@@ -661,6 +670,22 @@ mod tests {
 
     const ROLLBACK: &str = "Rollback";
 
+    /// The tasks of the compensation chain that `Rollback` starts.
+    fn compensating(machine: &str, name: &str) -> bool {
+        let states = states(machine);
+        let mut chain = vec![ROLLBACK.to_owned()];
+        let mut i = 0;
+        while i < chain.len() {
+            for next in targets(&states[&chain[i]]) {
+                if !chain.contains(&next) {
+                    chain.push(next);
+                }
+            }
+            i += 1;
+        }
+        chain.iter().any(|c| c == name)
+    }
+
     /// Both sagas, with the error names each routes on.
     const MACHINES: [(&str, &[ErrorName]); 2] = [
         (ATOMIC_SWITCH, ErrorName::SWITCH),
@@ -690,75 +715,100 @@ mod tests {
 
     #[test]
     fn every_task_but_the_compensation_catches_everything_into_the_rollback() {
-        for (name, state) in MACHINES.iter().flat_map(|(m, _)| states(m)) {
-            if state["Type"] != "Task" || name == ROLLBACK {
-                continue;
-            }
-            let catches = state["Catch"]
-                .as_array()
-                .unwrap_or_else(|| panic!("{name}: no Catch"));
-            let all = catches
-                .iter()
-                .find(|c| {
-                    c["ErrorEquals"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .any(|e| e == "States.ALL")
-                })
-                .unwrap_or_else(|| panic!("{name}: no States.ALL catch"));
-            assert_eq!(all["Next"], ROLLBACK, "{name}");
-            for c in catches {
-                assert_eq!(c["Next"], ROLLBACK, "{name}: every failure compensates");
-                assert_eq!(
-                    c["ResultPath"], "$.error",
-                    "{name}: the input is kept for the rollback"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn every_task_retries_transient_and_lambda_service_errors() {
-        for (name, state) in MACHINES.iter().flat_map(|(m, _)| states(m)) {
-            if state["Type"] != "Task" || name == ROLLBACK {
-                continue;
-            }
-            let retried: Vec<&str> = state["Retry"]
-                .as_array()
-                .unwrap_or_else(|| panic!("{name}: no Retry"))
-                .iter()
-                .flat_map(|r| {
-                    r["ErrorEquals"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .filter_map(|e| e.as_str())
-                })
-                .collect();
-            for e in [
-                ErrorName::Transient.as_str(),
-                "Lambda.TooManyRequestsException",
-                "Lambda.ServiceException",
-            ] {
-                assert!(retried.contains(&e), "{name} does not retry {e}");
+        for (machine, _) in MACHINES {
+            for (name, state) in states(machine) {
+                if state["Type"] != "Task" || compensating(machine, &name) {
+                    continue;
+                }
+                let catches = state["Catch"]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("{name}: no Catch"));
+                let all = catches
+                    .iter()
+                    .find(|c| {
+                        c["ErrorEquals"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .any(|e| e == "States.ALL")
+                    })
+                    .unwrap_or_else(|| panic!("{name}: no States.ALL catch"));
+                assert_eq!(all["Next"], ROLLBACK, "{name}");
+                for c in catches {
+                    assert_eq!(c["Next"], ROLLBACK, "{name}: every failure compensates");
+                    assert_eq!(
+                        c["ResultPath"], "$.error",
+                        "{name}: the input is kept for the rollback"
+                    );
+                }
             }
         }
     }
 
     #[test]
-    fn the_rollback_retries_everything_and_ends_in_fail() {
+    fn every_task_retries_transient_lambda_service_errors_and_timeouts() {
+        for (machine, _) in MACHINES {
+            for (name, state) in states(machine) {
+                if state["Type"] != "Task" || compensating(machine, &name) {
+                    continue;
+                }
+                let retried: Vec<&str> = state["Retry"]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("{name}: no Retry"))
+                    .iter()
+                    .flat_map(|r| {
+                        r["ErrorEquals"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .filter_map(|e| e.as_str())
+                    })
+                    .collect();
+                // A Lambda that timed out or died after its AWS call is retried, never compensated:
+                // every step is safe to run again.
+                for e in [
+                    ErrorName::Transient.as_str(),
+                    "Lambda.TooManyRequestsException",
+                    "Lambda.ServiceException",
+                    "Sandbox.Timedout",
+                    "Lambda.Unknown",
+                ] {
+                    assert!(retried.contains(&e), "{name} does not retry {e}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_compensation_retries_everything_catches_nothing_and_ends_in_fail() {
         for (machine, _) in MACHINES {
             let states = states(machine);
-            let rollback = &states[ROLLBACK];
-            let retry = rollback["Retry"].as_array().expect("the rollback retries");
-            assert!(retry.iter().any(|r| r["ErrorEquals"][0] == "States.ALL"));
-            assert!(
-                rollback.get("Catch").is_none(),
-                "a failed compensation must fail the execution"
-            );
-            let next = rollback["Next"].as_str().unwrap();
-            assert_eq!(states[next]["Type"], "Fail");
+            let mut ends = BTreeSet::new();
+            for (name, state) in &states {
+                if !compensating(machine, name) {
+                    continue;
+                }
+                // A compensation that fails for good fails the execution, except that the swap's
+                // member phase hands over to its last task, which every path must reach.
+                for catch in state["Catch"].as_array().into_iter().flatten() {
+                    let next = catch["Next"].as_str().unwrap();
+                    assert!(
+                        compensating(machine, next) && states[next].get("Catch").is_none(),
+                        "{machine}.{name}: a caught compensation failure must reach the last task"
+                    );
+                }
+                if state["Type"] == "Task" {
+                    let retry = state["Retry"].as_array().expect("the compensation retries");
+                    assert!(
+                        retry.iter().any(|r| r["ErrorEquals"][0] == "States.ALL"),
+                        "{machine}.{name}"
+                    );
+                }
+                if targets(state).is_empty() {
+                    ends.insert(state["Type"].as_str().unwrap().to_owned());
+                }
+            }
+            assert_eq!(ends, BTreeSet::from(["Fail".to_owned()]), "{machine}");
         }
     }
 
@@ -812,7 +862,7 @@ mod tests {
     /// serialise to: a renamed variant fails here, not in a stuck execution.
     #[test]
     fn the_asl_compares_and_passes_only_the_steps_own_values() {
-        use spot_domain::saga::switch::ImageState;
+        use spot_domain::saga::switch::{ImageState, SourceRestore};
         use spot_domain::saga::{Phase, SagaMode, StepStatus};
         fn is<T: serde::de::DeserializeOwned>(value: &Value) -> bool {
             serde_json::from_value::<T>(value.clone()).is_ok()
@@ -830,11 +880,12 @@ mod tests {
                         continue;
                     };
                     let known = match variable {
-                        "$.mode" => is::<SagaMode>(value),
+                        "$.request.mode" => is::<SagaMode>(value),
                         "$.image.state" => is::<ImageState>(value),
                         "$.health.status" | "$.attach.status" | "$.detach.status" => {
                             is::<StepStatus>(value)
                         }
+                        "$.rollback.source" => is::<SourceRestore>(value),
                         other => panic!("{machine}.{name}: compares {other}, which no enum types"),
                     };
                     assert!(known, "{machine}.{name}: {variable} == {value}");

@@ -223,6 +223,8 @@ pub struct Snapshot {
     pub in_service: usize,
     pub members: Vec<String>,
     pub suspended: Vec<String>,
+    /// The optimizer's tags on the group (a swap's mark while it has changed the group).
+    pub marks: Vec<String>,
 }
 
 pub async fn snapshot(autoscaling: &aws_sdk_autoscaling::Client, name: &str) -> Result<Snapshot> {
@@ -255,6 +257,13 @@ pub async fn snapshot(autoscaling: &aws_sdk_autoscaling::Client, name: &str) -> 
             .suspended_processes()
             .iter()
             .filter_map(|p| p.process_name().map(str::to_owned))
+            .collect(),
+        marks: g
+            .tags()
+            .iter()
+            .filter_map(|t| t.key())
+            .filter(|k| k.starts_with("spot-optimizer:swap"))
+            .map(str::to_owned)
             .collect(),
     })
 }
@@ -304,7 +313,7 @@ impl Sampler {
     }
 }
 
-/// Instance ids and states a swap launched (tag `spot-optimizer:swap` with `CreatedVia=AsgSwap`).
+/// Instance ids and states a swap launched (tag `spot-optimizer:saga` with `CreatedVia=AsgSwap`).
 pub async fn replacements(
     ec2: &aws_sdk_ec2::Client,
     swap_id: &str,
@@ -313,7 +322,7 @@ pub async fn replacements(
         .describe_instances()
         .filters(
             Filter::builder()
-                .name("tag:spot-optimizer:swap")
+                .name("tag:spot-optimizer:saga")
                 .values(swap_id)
                 .build(),
         )

@@ -3,10 +3,10 @@
 //! second swap of the same group cannot start.
 
 use spot_aws::{LedgerTable, Reach};
-use spot_domain::config::{Accounts, ConfigError, Env, key};
-use spot_domain::governance::scope;
+use spot_domain::config::{self, Accounts, ConfigError, Env, key};
+use spot_domain::governance::mode::LiveSwitch;
 use spot_domain::market;
-use spot_domain::saga::swap::{self, Discovered, OptIn, SwapInput};
+use spot_domain::saga::swap::{self, DiscoverInput, DiscoverOutput, Discovered, OptIn};
 use spot_domain::saga::{SagaMode, Settings, StepError};
 use spot_domain::{Clock, SystemClock};
 use tracing::{info, instrument};
@@ -20,6 +20,8 @@ pub struct Config {
     /// Replace this share of the group's desired capacity at a time (default: one instance).
     pub batch_percent: Option<u32>,
     pub settings: Settings,
+    /// The sagas' live switch (`MODE`, `LIVE_ACCOUNTS`): a request is live only if this allows.
+    pub live: LiveSwitch,
 }
 
 impl Config {
@@ -34,6 +36,7 @@ impl Config {
             },
             batch_percent: (batch_percent > 0).then_some(batch_percent),
             settings: Settings::from_env(env)?,
+            live: config::live_switch(env, env.parsed(key::MODE, SagaMode::Shadow)?.as_mode())?,
         })
     }
 }
@@ -55,19 +58,19 @@ impl Discoverer {
     }
 
     #[instrument(name = "swap-discover", skip_all, err(level = tracing::Level::WARN), fields(saga_id = %input.execution,
-        account = %input.state.request.account_id, region = %input.state.request.region,
-        target = %input.state.request.asg_name))]
-    pub async fn handle(&self, input: SwapInput) -> Result<Discovered, StepError> {
-        let request = &input.state.request;
-        if request.asg_name.is_empty()
-            || request.asg_name.len() > 255
-            || !scope::is_region(&request.region)
-        {
-            return Err(StepError::invalid(format!(
-                "group `{}` in `{}` is malformed",
-                request.asg_name, request.region
-            )));
-        }
+        account = %input.request.account_id, region = %input.request.region,
+        target = %input.request.asg_name))]
+    pub async fn handle(&self, input: DiscoverInput) -> Result<DiscoverOutput, StepError> {
+        let mut request = input.request;
+        request.validate()?;
+        // The stack decides whether a saga may act: a request may lower the mode, never raise it.
+        request.mode = request.mode.gated(&self.config.live, &request.account_id);
+        let settings = request
+            .settings
+            .clone()
+            .unwrap_or_default()
+            .resolve(self.config.settings)?;
+        let request = &request;
         let account = self
             .reach
             .account(&request.account_id, &request.region)
@@ -99,12 +102,6 @@ impl Discoverer {
         }
         let batch_size =
             swap::batch_size(group.desired, candidates.len(), self.config.batch_percent);
-        let settings = input
-            .state
-            .settings
-            .clone()
-            .unwrap_or_default()
-            .resolve(self.config.settings);
         if request.mode == SagaMode::Live {
             let now = SystemClock.now();
             let batches = i32::try_from(candidates.len().div_ceil(batch_size)).unwrap_or(i32::MAX);
@@ -124,16 +121,20 @@ impl Discoverer {
             candidates = candidates.len(),
             batch_size,
             in_service = group.in_service(),
+            mode = request.mode.as_str(),
             "discovered"
         );
-        Ok(Discovered {
-            start_in_service: group.in_service(),
-            environment: account.view.environment,
-            group,
-            candidates,
-            excluded,
-            batch_size,
-            settings,
+        Ok(DiscoverOutput {
+            request: request.clone(),
+            discover: Discovered {
+                start_in_service: group.in_service(),
+                environment: account.view.environment,
+                group,
+                candidates,
+                excluded,
+                batch_size,
+                settings,
+            },
         })
     }
 }

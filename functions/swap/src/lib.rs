@@ -56,29 +56,35 @@ async fn group_now(account: &AccountClients, name: &str) -> Result<Group, StepEr
         .ok_or_else(|| StepError::not_eligible(format!("group {name} no longer exists")))
 }
 
-/// Puts back what the swap changed on the group, compared with `before` (the discovery's
-/// snapshot), as `spot_domain::saga::swap::restore` decides; idempotent. Returns what it did.
+/// Puts back what swap `swap_id` changed on the group, as its mark on the group recorded it
+/// (`spot_domain::saga::swap::restore` decides); idempotent, and nothing without the mark.
+/// Returns what it did.
 async fn restore_group(
     account: &AccountClients,
-    before: &Group,
+    name: &str,
+    swap_id: &str,
 ) -> Result<Vec<String>, spot_domain::AwsError> {
     use spot_domain::saga::swap::{AZ_REBALANCE, GroupChange, restore};
-    let Some(now) = account.autoscaling.group(&before.name).await? else {
+    use spot_domain::tags::{RESTORE_TAG, SWAP_TAG};
+    let Some(now) = account.autoscaling.group(name).await? else {
         return Ok(Vec::new());
     };
     let mut done = Vec::new();
-    for change in restore(before, &now) {
+    for change in restore(swap_id, &now) {
         match change {
             GroupChange::SetMaxSize { from, to } => {
-                account.autoscaling.set_max_size(&before.name, to).await?;
+                account.autoscaling.set_max_size(name, to).await?;
                 done.push(format!("MaxSize {from} → {to}"));
             }
             GroupChange::ResumeAzRebalance => {
+                account.autoscaling.resume(name, AZ_REBALANCE).await?;
+                done.push(format!("{AZ_REBALANCE} resumed"));
+            }
+            GroupChange::Unmark => {
                 account
                     .autoscaling
-                    .resume(&before.name, AZ_REBALANCE)
+                    .untag_group(name, &[SWAP_TAG, RESTORE_TAG])
                     .await?;
-                done.push(format!("{AZ_REBALANCE} resumed"));
             }
         }
     }

@@ -9,7 +9,8 @@ use spot_domain::audit::{AuditEntry, AuditLog};
 use spot_domain::config::{Accounts, ConfigError, Env, key};
 use spot_domain::governance::mode::Mode;
 use spot_domain::saga::StepError;
-use spot_domain::saga::swap::{self, AZ_REBALANCE, Prepared, SwapInput};
+use spot_domain::saga::swap::{AZ_REBALANCE, Prepared, SwapInput};
+use spot_domain::tags::{RESTORE_TAG, SWAP_TAG};
 use spot_domain::{Clock, SystemClock};
 use tracing::{info, instrument};
 
@@ -49,11 +50,7 @@ impl Preparer {
         let request = &input.state.request;
         let discovered = input.state.discovery("prepare")?;
         let before = &discovered.group;
-        let prepared = Prepared {
-            original_max: before.max_size,
-            raised_max: swap::raised_max(before, discovered.batch_size),
-            suspended_by_swap: !before.suspended.iter().any(|p| p == AZ_REBALANCE),
-        };
+        let prepared = Prepared::of(before, discovered.batch_size);
         let account = self
             .reach
             .account(&request.account_id, &request.region)
@@ -78,6 +75,18 @@ impl Preparer {
             at: SystemClock.now(),
         };
         self.audit.begin(&entry).await?;
+        // The mark first, with what is about to change: whatever happens next, the rollback finds
+        // on the group itself what to put back, and nothing on a group without it.
+        account
+            .autoscaling
+            .tag_group(
+                &request.asg_name,
+                &[
+                    (SWAP_TAG, input.execution.as_str()),
+                    (RESTORE_TAG, prepared.to_tag().as_str()),
+                ],
+            )
+            .await?;
         if prepared.suspended_by_swap && !now_group.suspended.iter().any(|p| p == AZ_REBALANCE) {
             account
                 .autoscaling

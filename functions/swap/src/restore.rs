@@ -10,6 +10,7 @@ use spot_domain::governance::mode::Mode;
 use spot_domain::market::{Exclusion, ExclusionReason};
 use spot_domain::saga::StepError;
 use spot_domain::saga::swap::{self, SwapInput};
+use spot_domain::tags::SWAP_TAG;
 use spot_domain::{Clock, SystemClock, metrics};
 use tracing::{info, instrument};
 
@@ -82,7 +83,11 @@ impl Restorer {
             at: SystemClock.now(),
         };
         self.audit.begin(&entry).await?;
-        let restored = crate::restore_group(&account, &discovered.group).await?;
+        let restored = crate::restore_group(&account, &request.asg_name, &input.execution).await?;
+        // The replacements that serve now carry no standing permission to terminate them.
+        for (_, new) in input.state.swapped() {
+            account.ec2.untag(new, SWAP_TAG).await?;
+        }
         self.audit.finish(&entry.action_id, "done").await?;
         self.ledger
             .unlock(&swap::lock_key(request), &input.execution)

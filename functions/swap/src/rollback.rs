@@ -1,18 +1,25 @@
-//! Compensation of the ASG swap, after any failure. It decides from what it sees in the group (a
-//! crashed step may have left more, or less, than the state says), member by member of the plan,
-//! with `spot_domain::saga::swap::member_undo`:
+//! Compensation of the ASG swap, in two phases; the second runs whatever became of the first:
 //!
-//! | replacement | predecessor | what the rollback does |
-//! |---|---|---|
-//! | not in the group | (any) | terminates the replacement |
-//! | in the group | still in the group | detaches the replacement with decrement (N+1 → N), terminates it |
-//! | InService | already left | that member's swap is done: terminates the leftover predecessor |
-//! | not InService | already left | attaches the predecessor back, then removes the replacement |
+//! 1. `restore`, member by member, from what the group shows now and the instances carrying this
+//!    swap's mark (never from the state, which may be the raw input the discovery refused), with
+//!    `spot_domain::saga::swap::member_undo`:
 //!
-//! Then MaxSize and `AZRebalance` go back as the owner had them, a pending approval is closed, the
-//! group's lock is released, and the failure is recorded. The predecessor is never terminated
-//! unless its replacement is InService. Every action is idempotent; the state machine retries this
-//! step and then fails the execution.
+//!    | replacement | predecessor | what the rollback does |
+//!    |---|---|---|
+//!    | none | in the group | nothing |
+//!    | none (gone) | detached | attaches the predecessor back if it runs |
+//!    | not in the group | (any) | terminates the replacement |
+//!    | in the group | still in the group | detaches the replacement with decrement (N+1 → N), terminates it |
+//!    | InService | detached | that member's swap is done: terminates the detached predecessor |
+//!    | not InService | detached | attaches the predecessor back, then removes the replacement |
+//!
+//! 2. `finish`: MaxSize and `AZRebalance` back as the swap's mark on the group recorded them
+//!    (nothing on a group without it; an owner's change during the swap stays), the marks
+//!    removed, a pending approval closed, the group's lock released, the outcome recorded. When
+//!    the first phase failed for good, the execution fails `RollbackIncomplete` (alarmed).
+//!
+//! The predecessor is never terminated unless its replacement is InService. Every action is
+//! audited and idempotent.
 
 use serde::Serialize;
 use serde_json::json;
@@ -23,10 +30,13 @@ use spot_domain::governance::mode::Mode;
 use spot_domain::saga::approval::ApprovalStatus;
 use spot_domain::saga::ledger::{LedgerRecord, LedgerStatus};
 use spot_domain::saga::step::{CaughtError, STATES_TIMEOUT, audited};
-use spot_domain::saga::swap::{self, Group, MemberUndo, SwapInput};
-use spot_domain::saga::{Outcome, StepError};
-use spot_domain::{AwsError, Clock, ErrorName, SystemClock};
-use tracing::{info, instrument};
+use spot_domain::saga::swap::{
+    self, GroupIds, Marked, MemberUndo, SwapRollbackInput, SwapRollbackView,
+};
+use spot_domain::saga::{Outcome, Phase, SagaMode, StepError};
+use spot_domain::tags::{CREATED_VIA, SOURCE_TAG, SWAP_TAG, VIA_SWAP};
+use spot_domain::{AwsError, Clock, ErrorName, SystemClock, metrics};
+use tracing::{info, instrument, warn};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -56,11 +66,31 @@ pub struct RolledBack {
     pub undone: Vec<String>,
 }
 
+/// The first phase's answer.
+#[derive(Debug, Serialize)]
+pub struct MembersRestored {
+    pub undone: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Answer {
+    Members(MembersRestored),
+    Done(RolledBack),
+}
+
 pub struct Rollback {
     pub reach: Reach,
     pub ledger: LedgerTable,
     pub audit: AuditTable,
     pub approvals: ApprovalsTable,
+}
+
+/// What every part of one rollback reads: the execution and what the state says.
+struct Cx<'a> {
+    execution: &'a str,
+    view: &'a SwapRollbackView,
+    request: &'a GroupIds,
 }
 
 impl Rollback {
@@ -75,26 +105,206 @@ impl Rollback {
         })
     }
 
-    #[instrument(name = "swap-rollback", skip_all, err(level = tracing::Level::WARN), fields(saga_id = %input.execution,
-        account = %input.state.request.account_id, region = %input.state.request.region,
-        target = %input.state.request.asg_name))]
-    pub async fn handle(&self, input: SwapInput) -> Result<RolledBack, StepError> {
-        let error = input.state.error.clone().unwrap_or(CaughtError {
-            error: "Unknown".into(),
-            cause: String::new(),
-        });
-        let (outcome, name) = error.outcome();
-        let request = &input.state.request;
-        let mut undone = Vec::new();
-        match self
+    #[instrument(name = "swap-rollback", skip_all, err(level = tracing::Level::WARN),
+        fields(saga_id = %input.execution, phase = ?input.phase, account = tracing::field::Empty,
+            region = tracing::field::Empty, target = tracing::field::Empty))]
+    pub async fn handle(&self, input: SwapRollbackInput) -> Result<Answer, StepError> {
+        let view = SwapRollbackView::read(&input.state);
+        let finishing = match input.phase {
+            None | Some(Phase::Restore) => false,
+            Some(Phase::Finish) => true,
+            Some(other) => {
+                return Err(StepError::invalid(format!(
+                    "phase {other:?} is neither restore nor finish"
+                )));
+            }
+        };
+        let Some(request) = &view.request else {
+            // No request to read: the discovery refused the input before anything was done.
+            return Ok(if finishing {
+                Answer::Done(self.close(&input, &view, None, Vec::new()).await?)
+            } else {
+                Answer::Members(MembersRestored { undone: Vec::new() })
+            });
+        };
+        let span = tracing::Span::current();
+        span.record("account", request.account_id.as_str());
+        span.record("region", request.region.as_str());
+        span.record("target", request.asg_name.as_str());
+        let cx = Cx {
+            execution: &input.execution,
+            view: &view,
+            request,
+        };
+        let account = match self
             .reach
             .account(&request.account_id, &request.region)
             .await
         {
-            Ok(account) => self.undo(&account, &input, &mut undone).await?,
+            Ok(account) => Some(account),
             // A request that could not reach its account changed nothing there.
-            Err(e) if CaughtError::before_reaching_the_account(e.name) => {}
+            Err(e) if CaughtError::before_reaching_the_account(e.name) => None,
             Err(e) => return Err(e),
+        };
+        let mut undone = Vec::new();
+        if let Some(account) = &account {
+            if finishing {
+                undone.extend(
+                    crate::restore_group(account, &request.asg_name, &input.execution).await?,
+                );
+            } else {
+                self.members(account, &cx, &mut undone).await?;
+            }
+        }
+        if finishing {
+            Ok(Answer::Done(
+                self.close(&input, &view, Some(request), undone).await?,
+            ))
+        } else {
+            Ok(Answer::Members(MembersRestored { undone }))
+        }
+    }
+
+    /// Phase 1: every member the swap touched, found by its mark, put back or finished.
+    async fn members(
+        &self,
+        account: &AccountClients,
+        cx: &Cx<'_>,
+        undone: &mut Vec<String>,
+    ) -> Result<(), StepError> {
+        let name = &cx.request.asg_name;
+        let marked: Vec<Marked> = account
+            .ec2
+            .marked(SWAP_TAG, cx.execution)
+            .await?
+            .into_iter()
+            .map(|(instance_id, tags, state)| Marked {
+                replaces: (tags.get(CREATED_VIA).map(String::as_str) == Some(VIA_SWAP))
+                    .then(|| tags.get(SOURCE_TAG).cloned())
+                    .flatten(),
+                running: state == "running",
+                instance_id,
+            })
+            .collect();
+        for pair in swap::members_touched(&marked) {
+            let old = &pair.old;
+            let group = account.autoscaling.group(name).await?;
+            let (what, status) = match swap::member_undo(&pair, group.as_ref()) {
+                MemberUndo::Nothing => continue,
+                MemberUndo::TerminateReplacement => {
+                    let new = pair.new.as_deref().unwrap_or_default();
+                    self.audited(cx, "terminate_replacement", new, account.ec2.terminate(new))
+                        .await?;
+                    (
+                        format!("terminated {new} (never in the group)"),
+                        LedgerStatus::RolledBack,
+                    )
+                }
+                MemberUndo::DetachAndTerminateReplacement => {
+                    let new = pair.new.as_deref().unwrap_or_default();
+                    let targets = group
+                        .as_ref()
+                        .map(|g| g.target_groups.clone())
+                        .unwrap_or_default();
+                    self.audited(cx, "detach_replacement", new, async {
+                        account.autoscaling.detach(name, &[new.to_owned()]).await?;
+                        account.elb.deregister(&targets, new).await
+                    })
+                    .await?;
+                    self.audited(cx, "terminate_replacement", new, account.ec2.terminate(new))
+                        .await?;
+                    (
+                        format!("detached {new} with decrement and terminated it; {old} stays"),
+                        LedgerStatus::RolledBack,
+                    )
+                }
+                MemberUndo::KeepReplacement => {
+                    let new = pair.new.as_deref().unwrap_or_default();
+                    self.audited(cx, "terminate_replaced", old, account.ec2.terminate(old))
+                        .await?;
+                    account.ec2.untag(new, SWAP_TAG).await?;
+                    (
+                        format!("kept {new} in service; terminated the detached {old}"),
+                        LedgerStatus::Switched,
+                    )
+                }
+                MemberUndo::RestorePredecessor { reattach } => {
+                    if reattach {
+                        self.audited(
+                            cx,
+                            "reattach_replaced",
+                            old,
+                            account.autoscaling.attach(name, std::slice::from_ref(old)),
+                        )
+                        .await?;
+                        account.ec2.untag(old, SWAP_TAG).await?;
+                        undone.push(format!("attached {old} back"));
+                    } else {
+                        warn!(old = %old, "a detached predecessor no longer runs: not put back");
+                        undone.push(format!("{old} was detached and no longer runs"));
+                    }
+                    if let Some(new) = pair.new.as_deref() {
+                        if group.as_ref().is_some_and(|g| g.member(new).is_some()) {
+                            self.audited(
+                                cx,
+                                "detach_replacement",
+                                new,
+                                account.autoscaling.detach(name, &[new.to_owned()]),
+                            )
+                            .await?;
+                        }
+                        self.audited(cx, "terminate_replacement", new, account.ec2.terminate(new))
+                            .await?;
+                        (
+                            format!("removed {new}, which never became InService"),
+                            LedgerStatus::RolledBack,
+                        )
+                    } else {
+                        (
+                            format!("{old}'s replacement was gone"),
+                            LedgerStatus::RolledBack,
+                        )
+                    }
+                }
+            };
+            undone.push(what);
+            self.record(cx, old, pair.new.as_ref(), status).await?;
+        }
+        Ok(())
+    }
+
+    /// The end of every rollback: the approval closed, the lock released, the outcome named.
+    async fn close(
+        &self,
+        input: &SwapRollbackInput,
+        view: &SwapRollbackView,
+        request: Option<&GroupIds>,
+        undone: Vec<String>,
+    ) -> Result<RolledBack, StepError> {
+        let error = view.error.clone().unwrap_or(CaughtError {
+            error: "Unknown".into(),
+            cause: String::new(),
+        });
+        let (mut outcome, mut name) = error.outcome();
+        let mut cause = error.cause.clone();
+        if let Some(failure) = &view.failure {
+            // The first phase gave up: some member may be left as it was, say so loudly.
+            outcome = Outcome::RolledBack;
+            name = ErrorName::RollbackIncomplete;
+            cause = format!(
+                "putting members back failed ({}: {}) after {}: {}",
+                failure.error, failure.cause, error.error, error.cause
+            );
+            println!(
+                "{}",
+                metrics::count(
+                    "RollbackIncomplete",
+                    1,
+                    &[("Saga", "AsgSwap")],
+                    &[("swap_id", json!(input.execution))],
+                    SystemClock.now(),
+                )
+            );
         }
         if outcome == Outcome::Rejected {
             let (status, note) = if error.error == STATES_TIMEOUT {
@@ -109,154 +319,43 @@ impl Rollback {
                 .answer(&input.execution, status, "swap-rollback", note)
                 .await?;
         }
-        self.ledger
-            .unlock(&swap::lock_key(request), &input.execution)
-            .await?;
+        if let Some(request) = request {
+            self.ledger
+                .unlock(
+                    &swap::lock_key_of(&request.account_id, &request.region, &request.asg_name),
+                    &input.execution,
+                )
+                .await?;
+        }
         info!(error = %error.error, undone = ?undone, "swap rolled back");
         Ok(RolledBack {
             error: name,
-            cause: error.cause,
+            cause,
             status: LedgerStatus::from(outcome),
             undone,
         })
     }
 
-    async fn undo(
-        &self,
-        account: &AccountClients,
-        input: &SwapInput,
-        undone: &mut Vec<String>,
-    ) -> Result<(), StepError> {
-        let request = &input.state.request;
-        let (Some(discovered), Some(plan)) = (&input.state.discover, &input.state.plan) else {
-            // Nothing was changed before the plan (discovery only reads and locks).
-            return Ok(());
-        };
-        let name = &request.asg_name;
-        // Every replacement this swap launched, wherever the saga stopped.
-        let mut pairs = Vec::new();
-        for m in &plan.members {
-            if let Some(new) = account
-                .ec2
-                .replacement_of(&input.execution, &m.instance_id)
-                .await?
-            {
-                pairs.push((m.instance_id.clone(), new.instance_id));
-            }
-        }
-        for (old, new) in &pairs {
-            let group = account.autoscaling.group(name).await?;
-            let member = |id: &str| group.as_ref().and_then(|g: &Group| g.member(id).cloned());
-            let (replacement, predecessor) = (member(new), member(old));
-            let running = replacement.is_some()
-                && predecessor.is_none()
-                && account.ec2.state(old).await?.as_deref() == Some("running");
-            let (what, status) =
-                match swap::member_undo(replacement.as_ref(), predecessor.as_ref(), running) {
-                    MemberUndo::TerminateReplacement => {
-                        self.audited(
-                            input,
-                            "terminate_replacement",
-                            new,
-                            account.ec2.terminate(new),
-                        )
-                        .await?;
-                        (
-                            format!("terminated {new} (never in the group)"),
-                            LedgerStatus::RolledBack,
-                        )
-                    }
-                    MemberUndo::DetachAndTerminateReplacement => {
-                        let targets = group
-                            .as_ref()
-                            .map(|g| g.target_groups.clone())
-                            .unwrap_or_default();
-                        self.audited(input, "detach_replacement", new, async {
-                            account
-                                .autoscaling
-                                .detach(name, std::slice::from_ref(new))
-                                .await?;
-                            account.elb.deregister(&targets, new).await
-                        })
-                        .await?;
-                        self.audited(
-                            input,
-                            "terminate_replacement",
-                            new,
-                            account.ec2.terminate(new),
-                        )
-                        .await?;
-                        (
-                            format!("detached {new} with decrement and terminated it; {old} stays"),
-                            LedgerStatus::RolledBack,
-                        )
-                    }
-                    MemberUndo::KeepReplacement => {
-                        self.audited(input, "terminate_replaced", old, account.ec2.terminate(old))
-                            .await?;
-                        (
-                            format!("kept {new} in service; terminated the detached {old}"),
-                            LedgerStatus::Switched,
-                        )
-                    }
-                    MemberUndo::RestorePredecessor { reattach } => {
-                        if reattach {
-                            self.audited(
-                                input,
-                                "reattach_replaced",
-                                old,
-                                account.autoscaling.attach(name, std::slice::from_ref(old)),
-                            )
-                            .await?;
-                            undone.push(format!("attached {old} back"));
-                        }
-                        self.audited(
-                            input,
-                            "detach_replacement",
-                            new,
-                            account.autoscaling.detach(name, std::slice::from_ref(new)),
-                        )
-                        .await?;
-                        self.audited(
-                            input,
-                            "terminate_replacement",
-                            new,
-                            account.ec2.terminate(new),
-                        )
-                        .await?;
-                        (
-                            format!("detached and terminated {new}, which never became InService"),
-                            LedgerStatus::RolledBack,
-                        )
-                    }
-                };
-            undone.push(what);
-            self.record(input, old, Some(new), status).await?;
-        }
-        undone.extend(crate::restore_group(account, &discovered.group).await?);
-        Ok(())
-    }
-
     async fn record(
         &self,
-        input: &SwapInput,
+        cx: &Cx<'_>,
         old: &str,
         new: Option<&String>,
         status: LedgerStatus,
     ) -> Result<(), StepError> {
-        let request = &input.state.request;
-        let replacement = input
-            .state
+        let request = cx.request;
+        let replacement = cx
+            .view
             .launch
             .as_ref()
             .and_then(|l| l.replacements.iter().find(|r| r.old == old));
         self.ledger
             .record(&LedgerRecord {
-                switch_id: swap::record_id(&input.execution, old),
+                switch_id: swap::record_id(cx.execution, old),
                 account_id: request.account_id.clone(),
                 region: request.region.clone(),
                 source_instance_id: old.into(),
-                mode: request.mode,
+                mode: request.mode.unwrap_or(SagaMode::Shadow),
                 status,
                 new_instance_id: new.cloned(),
                 pool: replacement.map(|r| r.pool.clone()),
@@ -266,9 +365,9 @@ impl Rollback {
                 saving_per_hour: (status == LedgerStatus::Switched)
                     .then(|| replacement.map(|r| r.saving_per_hour))
                     .flatten(),
-                risk: input.state.plan.as_ref().map(|p| p.risk),
-                cause: input
-                    .state
+                risk: cx.view.plan.as_ref().map(|p| p.risk),
+                cause: cx
+                    .view
                     .error
                     .as_ref()
                     .map(|e| format!("{}: {}", e.error, e.cause)),
@@ -282,14 +381,14 @@ impl Rollback {
     /// Records the intent, takes the (idempotent) action, records the outcome.
     async fn audited(
         &self,
-        input: &SwapInput,
+        cx: &Cx<'_>,
         action: &str,
         resource: &str,
         act: impl std::future::Future<Output = Result<(), AwsError>>,
     ) -> Result<(), StepError> {
-        let request = &input.state.request;
+        let request = cx.request;
         let entry = AuditEntry {
-            action_id: format!("swap-rollback#{}#{action}#{resource}", input.execution),
+            action_id: format!("swap-rollback#{}#{action}#{resource}", cx.execution),
             function: "swap-rollback".into(),
             action: action.into(),
             account: request.account_id.clone(),
@@ -298,12 +397,11 @@ impl Rollback {
             reason: format!(
                 "swap of group {} failed: {}",
                 request.asg_name,
-                input.state.error.as_ref().map_or("", |e| e.error.as_str())
+                cx.view.error.as_ref().map_or("", |e| e.error.as_str())
             ),
-            pre_state: json!({"launch": input.state.launch, "cursor": input.state.cursor})
-                .to_string(),
+            pre_state: json!({"launch": cx.view.launch, "cursor": cx.view.cursor}).to_string(),
             mode: Mode::Live,
-            request_id: input.execution.clone(),
+            request_id: cx.execution.to_owned(),
             at: SystemClock.now(),
         };
         audited(&self.audit, &entry, act).await

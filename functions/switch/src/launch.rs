@@ -38,14 +38,9 @@ pub struct Launcher {
     pub config: Config,
 }
 
-/// An idempotency token per switch and pool (EC2 accepts 64 characters).
+/// An idempotency token per switch and pool.
 pub fn client_token(switch_id: &str, candidate: usize) -> String {
-    let id: String = switch_id
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .take(56)
-        .collect();
-    format!("{id}-{candidate}")
+    spot_domain::saga::step::client_token(switch_id, &[&candidate.to_string()])
 }
 
 impl Launcher {
@@ -205,8 +200,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn client_tokens_fit_ec2s_limit() {
-        assert!(client_token(&"x".repeat(100), 9).len() <= 64);
-        assert_eq!(client_token("sw-1", 2), "sw-1-2");
+    fn client_tokens_fit_ec2s_limit_and_differ_per_pool() {
+        assert_eq!(client_token(&"x".repeat(100), 9).len(), 64);
+        assert_ne!(client_token("sw-1", 1), client_token("sw-1", 2));
     }
 }

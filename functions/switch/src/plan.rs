@@ -4,10 +4,11 @@
 use std::collections::BTreeSet;
 
 use spot_aws::{LedgerTable, PriceList, QuarantineTable, Reach};
-use spot_domain::config::{Accounts, ConfigError, Env, key};
+use spot_domain::config::{self, Accounts, ConfigError, Env, key};
+use spot_domain::governance::mode::LiveSwitch;
 use spot_domain::market::{self, Catalog, Market};
 use spot_domain::pool::gatekeeper;
-use spot_domain::saga::switch::{self, Plan, SwitchInput};
+use spot_domain::saga::switch::{self, Plan, PlanInput, Planned};
 use spot_domain::saga::{Risk, SagaMode, Settings, StepError};
 use spot_domain::{Clock, PoolKey, SystemClock};
 use tracing::{info, instrument};
@@ -26,6 +27,8 @@ pub struct Config {
     /// Switches at or above this risk wait for an operator.
     pub approval_threshold: Risk,
     pub settings: Settings,
+    /// The sagas' live switch (`MODE`, `LIVE_ACCOUNTS`): a request is live only if this allows.
+    pub live: LiveSwitch,
 }
 
 impl Config {
@@ -36,6 +39,7 @@ impl Config {
             ledger_table: env.required(key::LEDGER_TABLE)?,
             approval_threshold: env.parsed(key::APPROVAL_THRESHOLD, Risk::Medium)?,
             settings: Settings::from_env(env)?,
+            live: config::live_switch(env, env.parsed(key::MODE, SagaMode::Shadow)?.as_mode())?,
         })
     }
 }
@@ -66,10 +70,19 @@ impl Planner {
     }
 
     #[instrument(name = "switch-plan", skip_all, err(level = tracing::Level::WARN), fields(saga_id = %input.execution,
-        account = %input.state.request.account_id, region = %input.state.request.region,
-        target = %input.state.request.instance_id))]
-    pub async fn handle(&self, input: SwitchInput) -> Result<Plan, StepError> {
-        let request = &input.state.request;
+        account = %input.request.account_id, region = %input.request.region,
+        target = %input.request.instance_id))]
+    pub async fn handle(&self, input: PlanInput) -> Result<Planned, StepError> {
+        let mut request = input.request;
+        request.validate()?;
+        // The stack decides whether a saga may act: a request may lower the mode, never raise it.
+        request.mode = request.mode.gated(&self.config.live, &request.account_id);
+        let settings = request
+            .settings
+            .clone()
+            .unwrap_or_default()
+            .resolve(self.config.settings)?;
+        let request = &request;
         let account = self
             .reach
             .account(&request.account_id, &request.region)
@@ -155,12 +168,6 @@ impl Planner {
             request.mode == SagaMode::Live && risk >= self.config.approval_threshold;
         candidates.truncate(MAX_CANDIDATES);
         exclusions.truncate(MAX_EXCLUSIONS);
-        let settings = input
-            .state
-            .settings
-            .clone()
-            .unwrap_or_default()
-            .resolve(self.config.settings);
         if request.mode == SagaMode::Live {
             // Taken last, so a refused plan holds nothing; released by the cut-over or rollback.
             let key = switch::lock_key(request);
@@ -176,10 +183,11 @@ impl Planner {
             pool = %best.pool,
             saving_per_hour = best.saving_per_hour,
             risk = %risk,
+            mode = request.mode.as_str(),
             needs_approval,
             "planned"
         );
-        Ok(Plan {
+        let plan = Plan {
             switch_id: input.execution.clone(),
             summary: switch::summary(&source, Some(&best)),
             saving_per_hour: best.saving_per_hour,
@@ -191,6 +199,10 @@ impl Planner {
             risk,
             risk_reasons,
             needs_approval,
+        };
+        Ok(Planned {
+            request: request.clone(),
+            plan,
         })
     }
 }

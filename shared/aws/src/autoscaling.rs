@@ -137,6 +137,50 @@ impl AutoScaling {
         Ok(())
     }
 
+    /// Sets tags on the group (not propagated to instances).
+    pub async fn tag_group(&self, name: &str, tags: &[(&str, &str)]) -> Result<(), AwsError> {
+        let tags = tags
+            .iter()
+            .map(|(k, v)| {
+                aws_sdk_autoscaling::types::Tag::builder()
+                    .resource_id(name)
+                    .resource_type("auto-scaling-group")
+                    .key(*k)
+                    .value(*v)
+                    .propagate_at_launch(false)
+                    .build()
+            })
+            .collect();
+        self.client
+            .create_or_update_tags()
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .map_err(|e| classify("CreateOrUpdateTags", e))?;
+        Ok(())
+    }
+
+    /// Removes tags from the group; a missing tag is done.
+    pub async fn untag_group(&self, name: &str, keys: &[&str]) -> Result<(), AwsError> {
+        let tags = keys
+            .iter()
+            .map(|k| {
+                aws_sdk_autoscaling::types::Tag::builder()
+                    .resource_id(name)
+                    .resource_type("auto-scaling-group")
+                    .key(*k)
+                    .build()
+            })
+            .collect();
+        self.client
+            .delete_tags()
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .map_err(|e| classify("DeleteTags", e))?;
+        Ok(())
+    }
+
     /// Names of the group's lifecycle hooks on instance launch.
     pub async fn launch_hooks(&self, name: &str) -> Result<Vec<String>, AwsError> {
         let hooks = self

@@ -60,6 +60,9 @@ pub enum ErrorName {
     DetachFailed,
     /// An operator rejected the change, or nobody answered in time.
     ApprovalRejected,
+    /// A rollback could not undo everything safely (a source that will not run again keeps its
+    /// Spot clone; a group member it could not put back): the cause says what is left. Alarmed.
+    RollbackIncomplete,
     /// The name a rolled-back execution fails with when the cause was Step Functions' own
     /// (`States.*`), never a reserved name.
     SwitchFailed,
@@ -75,6 +78,7 @@ impl ErrorName {
         Self::HealthCheckFailed,
         Self::ApprovalRejected,
         Self::Transient,
+        Self::RollbackIncomplete,
     ];
 
     /// The names the ASG swap's ASL routes on.
@@ -87,6 +91,7 @@ impl ErrorName {
         Self::DetachFailed,
         Self::ApprovalRejected,
         Self::Transient,
+        Self::RollbackIncomplete,
     ];
 
     pub fn as_str(self) -> &'static str {

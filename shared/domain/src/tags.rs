@@ -18,8 +18,17 @@ pub const ENABLED_TAG: &str = "spot-optimizer:enabled";
 /// Carries the switch id on everything the atomic switch creates or stops, so a retried step finds
 /// its own work and IAM lets it act only there.
 pub const SWITCH_TAG: &str = "spot-optimizer:switch";
-/// Carries the swap id on the replacements the ASG swap launches and the members it detaches.
+/// Carries the swap id on the replacements the ASG swap launches, the members it detaches, and
+/// the group while the swap has changed it.
 pub const SWAP_TAG: &str = "spot-optimizer:swap";
+/// On a group the swap changed: what it changed (original MaxSize, raised MaxSize, whether it
+/// suspended `AZRebalance`), so the rollback puts back exactly that, from the group itself.
+pub const RESTORE_TAG: &str = "spot-optimizer:swap-restore";
+
+/// Which saga execution launched an instance: provenance for people and tests, kept for the
+/// instance's life and never a condition of any IAM policy (the saga's own mark,
+/// [`SWITCH_TAG`] or [`SWAP_TAG`], is the permission, and a finished swap removes it).
+pub const SAGA_TAG: &str = "spot-optimizer:saga";
 
 /// On every instance a saga launches.
 pub const MANAGED_BY: (&str, &str) = ("ManagedBy", "SpotOptimizer");
@@ -59,7 +68,7 @@ pub fn is_managed(tags: &Tags) -> bool {
 }
 
 /// The user tags a replacement inherits from the instance it replaces: not `aws:` ones (EC2
-/// refuses them), not the optimizer's markers, at most 46 so the optimizer's own four still fit
+/// refuses them), not the optimizer's markers, at most 45 so the optimizer's own five still fit
 /// EC2's 50.
 pub fn inherited(tags: &Tags) -> Vec<(String, String)> {
     let mut kept: Vec<(String, String)> = tags
@@ -73,7 +82,7 @@ pub fn inherited(tags: &Tags) -> Vec<(String, String)> {
         })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    kept.truncate(46);
+    kept.truncate(45);
     kept
 }
 
@@ -92,6 +101,7 @@ pub fn launched(
         (CREATED_VIA.into(), via.into()),
         (SOURCE_TAG.into(), source.into()),
         (saga_tag.into(), saga_id.into()),
+        (SAGA_TAG.into(), saga_id.into()),
     ]);
     tags
 }

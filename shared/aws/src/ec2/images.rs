@@ -101,21 +101,25 @@ impl Ec2 {
         }))
     }
 
+    /// Deregisters the image (when there is one left) and deletes the snapshots; "already gone"
+    /// is done.
     pub async fn remove_image(
         &self,
-        image_id: &str,
+        image_id: Option<&str>,
         snapshot_ids: &[String],
     ) -> Result<(), AwsError> {
-        match self
-            .client
-            .deregister_image()
-            .image_id(image_id)
-            .send()
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if not_found(e.code()) => {}
-            Err(e) => return Err(classify("DeregisterImage", e)),
+        if let Some(image_id) = image_id {
+            match self
+                .client
+                .deregister_image()
+                .image_id(image_id)
+                .send()
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if not_found(e.code()) => {}
+                Err(e) => return Err(classify("DeregisterImage", e)),
+            }
         }
         for snapshot in snapshot_ids {
             match self
@@ -131,5 +135,58 @@ impl Ec2 {
             }
         }
         Ok(())
+    }
+
+    /// The image of `switch_id` (carrying its mark) and its snapshots, if it exists.
+    pub async fn marked_image(
+        &self,
+        switch_id: &str,
+    ) -> Result<Option<(String, Vec<String>)>, AwsError> {
+        let answer = self
+            .client
+            .describe_images()
+            .owners("self")
+            .filters(
+                Filter::builder()
+                    .name(format!("tag:{SWITCH_TAG}"))
+                    .values(switch_id)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| classify("DescribeImages", e))?;
+        Ok(answer.images().iter().find_map(|i| {
+            Some((
+                i.image_id()?.to_owned(),
+                i.block_device_mappings()
+                    .iter()
+                    .filter_map(|m| m.ebs()?.snapshot_id().map(str::to_owned))
+                    .collect(),
+            ))
+        }))
+    }
+
+    /// Snapshots carrying `switch_id`'s mark (an image's, left when it was deregistered).
+    pub async fn marked_snapshots(&self, switch_id: &str) -> Result<Vec<String>, AwsError> {
+        let snapshots: Vec<_> = self
+            .client
+            .describe_snapshots()
+            .owner_ids("self")
+            .filters(
+                Filter::builder()
+                    .name(format!("tag:{SWITCH_TAG}"))
+                    .values(switch_id)
+                    .build(),
+            )
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| classify("DescribeSnapshots", e))?;
+        Ok(snapshots
+            .iter()
+            .filter_map(|s| s.snapshot_id().map(str::to_owned))
+            .collect())
     }
 }

@@ -479,4 +479,50 @@ impl Ec2 {
             })
             .collect())
     }
+
+    /// Every instance not terminated that carries `key=value`: id, tags and state.
+    pub async fn marked(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> Result<Vec<(String, Tags, String)>, AwsError> {
+        let reservations: Vec<_> = self
+            .client
+            .describe_instances()
+            .filters(
+                Filter::builder()
+                    .name(format!("tag:{key}"))
+                    .values(value)
+                    .build(),
+            )
+            .filters(
+                Filter::builder()
+                    .name("instance-state-name")
+                    .values("pending")
+                    .values("running")
+                    .values("stopping")
+                    .values("stopped")
+                    .build(),
+            )
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| classify("DescribeInstances", e))?;
+        Ok(reservations
+            .iter()
+            .flat_map(|r| r.instances())
+            .filter_map(|i| {
+                Some((
+                    i.instance_id()?.to_owned(),
+                    tags(i.tags()),
+                    i.state()
+                        .and_then(|s| s.name())
+                        .map(|n| n.as_str().to_owned())
+                        .unwrap_or_default(),
+                ))
+            })
+            .collect())
+    }
 }

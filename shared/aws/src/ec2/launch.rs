@@ -82,12 +82,12 @@ async fn run_spot(
     }
 }
 
-/// The first instance, not terminated, that carries every one of `tags`: how a retried step
-/// finds what an earlier attempt launched.
-async fn tagged_instance(
+/// Every instance, not terminated, that carries every one of `tags`: how a retried step finds
+/// what an earlier attempt launched, and a rollback what its saga left.
+async fn tagged_instances(
     client: &Client,
     tags: &[(&str, &str)],
-) -> Result<Option<LaunchedInstance>, AwsError> {
+) -> Result<Vec<LaunchedInstance>, AwsError> {
     let mut request = client.describe_instances().filters(
         Filter::builder()
             .name("instance-state-name")
@@ -113,19 +113,25 @@ async fn tagged_instance(
         .reservations()
         .iter()
         .flat_map(|r| r.instances())
-        .find_map(|i| {
+        .filter_map(|i| {
             Some(LaunchedInstance {
                 instance_id: i.instance_id()?.to_owned(),
                 instance_type: i.instance_type()?.as_str().to_owned(),
                 az_name: i.placement()?.availability_zone()?.to_owned(),
             })
-        }))
+        })
+        .collect())
 }
 
 impl Ec2 {
     /// The clone a previous attempt of `switch_id` launched, if any (not terminated).
     pub async fn clone_of(&self, switch_id: &str) -> Result<Option<LaunchedInstance>, AwsError> {
-        tagged_instance(
+        Ok(self.clones_of(switch_id).await?.into_iter().next())
+    }
+
+    /// Every clone `switch_id` launched that is not terminated (found by its marks).
+    pub async fn clones_of(&self, switch_id: &str) -> Result<Vec<LaunchedInstance>, AwsError> {
+        tagged_instances(
             &self.client,
             &[(SWITCH_TAG, switch_id), (CREATED_VIA, VIA_SWITCH)],
         )
@@ -138,7 +144,12 @@ impl Ec2 {
         swap_id: &str,
         old: &str,
     ) -> Result<Option<LaunchedInstance>, AwsError> {
-        tagged_instance(&self.client, &[(SWAP_TAG, swap_id), (SOURCE_TAG, old)]).await
+        Ok(
+            tagged_instances(&self.client, &[(SWAP_TAG, swap_id), (SOURCE_TAG, old)])
+                .await?
+                .into_iter()
+                .next(),
+        )
     }
 
     pub async fn launch_clone(&self, spec: &LaunchSpec) -> Result<Launched, AwsError> {

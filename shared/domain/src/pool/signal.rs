@@ -5,6 +5,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::instance::is_instance_id;
+
 pub const EC2_SOURCE: &str = "aws.ec2";
 
 /// The signals that quarantine a pool, ordered from weakest to strongest.
@@ -158,11 +160,6 @@ fn required(value: Option<String>, field: &'static str) -> Result<String, Signal
     value
         .filter(|v| !v.trim().is_empty())
         .ok_or(SignalError::MissingField(field))
-}
-
-fn is_instance_id(id: &str) -> bool {
-    id.strip_prefix("i-")
-        .is_some_and(|hex| !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 #[cfg(test)]

@@ -14,6 +14,8 @@ pub enum LedgerStatus {
     Shadow,
     Switched,
     RolledBack,
+    /// Rolled back as far as it safely could: the source did not run again, its clone is kept.
+    RollbackIncomplete,
     Rejected,
     NotEligible,
 }

@@ -32,11 +32,10 @@ impl RouteRequest {
         let request: Self =
             serde_json::from_value(input).map_err(|e| RequestError(e.to_string()))?;
         if let Some(id) = &request.instance_id
-            && !(id.starts_with("i-")
-                && id.len() <= 19
-                && id[2..].bytes().all(|b| b.is_ascii_hexdigit()))
+            && !crate::instance::is_instance_id(id)
         {
-            return Err(RequestError(format!("`{id}` is not an instance id")));
+            let shown: String = id.chars().take(40).collect();
+            return Err(RequestError(format!("`{shown}` is not an instance id")));
         }
         Ok(request)
     }
@@ -284,7 +283,7 @@ mod tests {
             RouteRequest::default()
         );
         let r = RouteRequest::parse(
-            json!({"accounts": ["123456789012"], "mode": "shadow", "instance_id": "i-0abc"}),
+            json!({"accounts": ["123456789012"], "mode": "shadow", "instance_id": "i-0abc1234"}),
         )
         .unwrap();
         assert_eq!(

@@ -12,7 +12,7 @@ use crate::account::{Access, AccountError, AccountRegistry, AccountView, Environ
 use crate::audit::{AuditBegin, AuditEntry, AuditLog};
 use crate::config::{ConfigError, Env, key};
 use crate::error::{AwsError, ErrorName};
-use crate::governance::mode::Mode;
+use crate::governance::mode::{LiveSwitch, Mode};
 use crate::governance::scope::{is_account_id, is_region};
 use crate::instance::InstanceHealth;
 
@@ -39,6 +39,20 @@ impl SagaMode {
             Mode::Live => Self::Live,
             Mode::Audit => Self::Shadow,
         }
+    }
+
+    /// The deployment mode this saga mode asks for.
+    pub fn as_mode(self) -> Mode {
+        match self {
+            Self::Live => Mode::Live,
+            Self::Shadow => Mode::Audit,
+        }
+    }
+
+    /// The mode a saga runs in: live only if the request asks for it, the deployment is live and
+    /// the account is on its allowlist. A request may lower the mode, never raise it.
+    pub fn gated(self, switch: &LiveSwitch, account: &str) -> Self {
+        Self::of(switch.effective(Some(self.as_mode()), account))
     }
 }
 
@@ -111,6 +125,10 @@ pub enum Phase {
     Attach,
     Detach,
     Terminate,
+    /// The rollback's first phase: bring back what the saga stopped.
+    Restore,
+    /// The rollback's second phase: remove what the saga made.
+    Finish,
 }
 
 /// Where a polled step stands; the state machine's Choice loops while it is `pending`.
@@ -180,8 +198,9 @@ impl Settings {
     /// Bounds of each setting, whoever sets it (the stack or a request).
     pub const WAIT_SECONDS: (u32, u32) = (1, 300);
     pub const CHECKS: (u32, u32) = (1, 1000);
-    /// A week: Step Functions' task token outlives it, a forgotten approval should not.
-    pub const APPROVAL_TIMEOUT_SECONDS: (u32, u32) = (60, 604_800);
+    /// At most a week: Step Functions' task token outlives it, a forgotten approval should not.
+    /// (The stack's parameter starts at a minute; a request may ask for less, as tests do.)
+    pub const APPROVAL_TIMEOUT_SECONDS: (u32, u32) = (1, 604_800);
 
     /// The stack's pacing: `WAIT_SECONDS`, `IMAGE_CHECKS`, `HEALTH_CHECKS`,
     /// `APPROVAL_TIMEOUT_SECONDS`, each within its bounds, defaults otherwise.
@@ -227,23 +246,41 @@ pub struct SettingsRequest {
 }
 
 impl SettingsRequest {
-    /// The request's pacing over `defaults`, each value clamped to its bounds.
-    pub fn resolve(&self, defaults: Settings) -> Settings {
-        let clamp = |v: Option<u32>, d: u32, (lo, hi): (u32, u32)| v.unwrap_or(d).clamp(lo, hi);
-        Settings {
-            wait_seconds: clamp(
+    /// The request's pacing over `defaults`; a value outside its bounds is refused, naming them.
+    pub fn resolve(&self, defaults: Settings) -> Result<Settings, StepError> {
+        let check = |name: &str, v: Option<u32>, d: u32, (lo, hi): (u32, u32)| match v {
+            None => Ok(d),
+            Some(v) if (lo..=hi).contains(&v) => Ok(v),
+            Some(v) => Err(StepError::invalid(format!(
+                "settings.{name} = {v} is not within {lo}..={hi}"
+            ))),
+        };
+        Ok(Settings {
+            wait_seconds: check(
+                "wait_seconds",
                 self.wait_seconds,
                 defaults.wait_seconds,
                 Settings::WAIT_SECONDS,
-            ),
-            image_checks: clamp(self.image_checks, defaults.image_checks, Settings::CHECKS),
-            health_checks: clamp(self.health_checks, defaults.health_checks, Settings::CHECKS),
-            approval_timeout_seconds: clamp(
+            )?,
+            image_checks: check(
+                "image_checks",
+                self.image_checks,
+                defaults.image_checks,
+                Settings::CHECKS,
+            )?,
+            health_checks: check(
+                "health_checks",
+                self.health_checks,
+                defaults.health_checks,
+                Settings::CHECKS,
+            )?,
+            approval_timeout_seconds: check(
+                "approval_timeout_seconds",
                 self.approval_timeout_seconds,
                 defaults.approval_timeout_seconds,
                 Settings::APPROVAL_TIMEOUT_SECONDS,
-            ),
-        }
+            )?,
+        })
     }
 }
 
@@ -289,6 +326,22 @@ impl From<AccountError> for StepError {
     fn from(e: AccountError) -> Self {
         Self::new(e.error_name(), e.to_string())
     }
+}
+
+/// An EC2 idempotency token (`ClientToken`) for one launch attempt: a SHA-256 of the whole
+/// execution name and what the attempt is for (member, candidate pool), so no two executions or
+/// attempts share one however long their names, and a retry of the same attempt reuses it. 64 hex
+/// characters, EC2's limit.
+pub fn client_token(execution: &str, attempt: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    hash.update(execution.as_bytes());
+    for part in attempt {
+        // A separator no name contains, so ("a", "bc") and ("ab", "c") differ.
+        hash.update([0]);
+        hash.update(part.as_bytes());
+    }
+    format!("{:x}", hash.finalize())
 }
 
 /// Step Functions' own name for a task that timed out (an unanswered approval).
@@ -501,38 +554,97 @@ mod tests {
     }
 
     #[test]
-    fn settings_are_bounded_whoever_sets_them() {
-        let s = SettingsRequest {
-            wait_seconds: Some(0),
-            image_checks: Some(0),
-            health_checks: Some(u32::MAX),
-            approval_timeout_seconds: Some(1),
+    fn settings_out_of_bounds_are_refused_whoever_sets_them() {
+        let ok = SettingsRequest {
+            wait_seconds: Some(1),
+            image_checks: Some(1000),
+            ..Default::default()
         }
-        .resolve(Settings::default());
-        assert_eq!(
-            (
-                s.wait_seconds,
-                s.image_checks,
-                s.health_checks,
-                s.approval_timeout_seconds
-            ),
-            (1, 1, 1000, 60)
-        );
-        assert!(s.longest_run() > TimeDelta::zero());
-        let huge = SettingsRequest {
-            wait_seconds: Some(u32::MAX),
-            image_checks: Some(u32::MAX),
-            health_checks: Some(u32::MAX),
-            approval_timeout_seconds: Some(u32::MAX),
+        .resolve(Settings::default())
+        .unwrap();
+        assert_eq!((ok.wait_seconds, ok.image_checks), (1, 1000));
+        assert_eq!(ok.health_checks, Settings::default().health_checks);
+        for bad in [
+            SettingsRequest {
+                wait_seconds: Some(0),
+                ..Default::default()
+            },
+            SettingsRequest {
+                health_checks: Some(u32::MAX),
+                ..Default::default()
+            },
+            SettingsRequest {
+                approval_timeout_seconds: Some(0),
+                ..Default::default()
+            },
+        ] {
+            let e = bad.resolve(Settings::default()).unwrap_err();
+            assert_eq!(e.name, ErrorName::InvalidRequest, "{bad:?}");
         }
-        .resolve(Settings::default());
-        assert!(huge.longest_run() < TimeDelta::days(30), "no overflow");
+        let most = Settings {
+            wait_seconds: 300,
+            image_checks: 1000,
+            health_checks: 1000,
+            approval_timeout_seconds: 604_800,
+        };
+        assert!(most.longest_run() < TimeDelta::days(30), "no overflow");
         assert!(
             serde_json::from_value::<SettingsRequest>(json!({"wait": 1})).is_err(),
             "typos are refused"
         );
         let env = Env(|k: &str| (k == key::WAIT_SECONDS).then(|| "0".to_owned()));
         assert!(Settings::from_env(&env).is_err());
+    }
+
+    #[test]
+    fn a_request_can_lower_the_saga_mode_never_raise_it() {
+        let switch = LiveSwitch {
+            mode: Mode::Live,
+            live_accounts: ["111111111111".to_owned()].into(),
+        };
+        assert_eq!(
+            SagaMode::Live.gated(&switch, "111111111111"),
+            SagaMode::Live
+        );
+        assert_eq!(
+            SagaMode::Shadow.gated(&switch, "111111111111"),
+            SagaMode::Shadow
+        );
+        assert_eq!(
+            SagaMode::Live.gated(&switch, "222222222222"),
+            SagaMode::Shadow,
+            "not allowlisted"
+        );
+        let off = LiveSwitch {
+            mode: Mode::Audit,
+            ..switch
+        };
+        assert_eq!(SagaMode::Live.gated(&off, "111111111111"), SagaMode::Shadow);
+    }
+
+    #[test]
+    fn client_tokens_differ_per_execution_and_attempt_whatever_the_name_length() {
+        let day =
+            |d: u32| format!("sw-123456789012-us-east-1-i-0123456789abcdef0-live-202611{d:02}");
+        let a = client_token(&day(28), &["0"]);
+        assert_eq!(a.len(), 64);
+        assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(a, client_token(&day(28), &["0"]), "a retry reuses it");
+        assert_ne!(
+            a,
+            client_token(&day(29), &["0"]),
+            "the next day's run does not"
+        );
+        assert_ne!(a, client_token(&day(28), &["1"]), "nor the next pool");
+        assert_ne!(
+            client_token("x", &["ab", "c"]),
+            client_token("x", &["a", "bc"])
+        );
+        let long = "x".repeat(80);
+        assert_ne!(
+            client_token(&long, &["i-1", "0"]),
+            client_token(&format!("{long}y"), &["i-1", "0"])
+        );
     }
 
     #[test]

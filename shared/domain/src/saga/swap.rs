@@ -6,24 +6,61 @@ use serde::{Deserialize, Serialize};
 
 use crate::account::Environment;
 use crate::error::ErrorName;
+use crate::governance::scope::{is_account_id, is_region};
 use crate::market::{Candidate, Exclusion, ExclusionReason, LOW_CONFIDENCE_BAND};
 use crate::pool::PoolKey;
 use crate::saga::step::{
     CaughtError, Phase, Progress, Risk, SagaMode, Settings, SettingsRequest, StepError,
 };
-use crate::tags::{ENABLED_TAG, EXEMPT_TAG, Tags};
+use crate::tags::{ENABLED_TAG, EXEMPT_TAG, RESTORE_TAG, SWAP_TAG, Tags};
 /// The one process the swap suspends: rebalancing could terminate an instance mid-swap.
 pub const AZ_REBALANCE: &str = "AZRebalance";
 /// Processes whose suspension means someone else is operating the group: a swap would fight them.
 const BUSY_PROCESSES: [&str; 4] = ["Launch", "Terminate", "HealthCheck", "AddToLoadBalancer"];
 
-/// The saga's input.
+/// The saga's input, exactly: an unknown field is refused (`InvalidRequest`). The discover step
+/// hands the following steps this request, validated and with the mode the live switch allows, in
+/// place of the execution's input.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SwapRequest {
     pub account_id: String,
     pub region: String,
     pub asg_name: String,
     pub mode: SagaMode,
+    /// Pacing over the stack's (tests use one-second waits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<SettingsRequest>,
+}
+
+impl SwapRequest {
+    /// What serde cannot check: the ids' syntax and the group name's length.
+    pub fn validate(&self) -> Result<(), StepError> {
+        let shown = |v: &str| v.chars().take(40).collect::<String>();
+        if !is_account_id(&self.account_id) {
+            return Err(StepError::invalid(format!(
+                "account_id `{}` is malformed",
+                shown(&self.account_id)
+            )));
+        }
+        if !is_region(&self.region) || self.region.len() > 32 {
+            return Err(StepError::invalid(format!(
+                "region `{}` is malformed",
+                shown(&self.region)
+            )));
+        }
+        // Auto Scaling's own rule: 1-255 characters, no control characters.
+        if self.asg_name.is_empty()
+            || self.asg_name.chars().count() > 255
+            || self.asg_name.chars().any(char::is_control)
+        {
+            return Err(StepError::invalid(format!(
+                "group name `{}` is malformed",
+                shown(&self.asg_name)
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// What the group launches from.
@@ -346,17 +383,9 @@ pub struct BatchLaunch {
     pub next: usize,
 }
 
-/// An idempotency token per swap, member and pool (EC2 accepts 64 characters).
+/// An idempotency token per swap, member and pool.
 pub fn client_token(swap_id: &str, old: &str, candidate: usize) -> String {
-    let id: String = swap_id
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .take(36)
-        .collect();
-    format!(
-        "{id}-{}-{candidate}",
-        old.chars().take(20).collect::<String>()
-    )
+    crate::saga::step::client_token(swap_id, &[old, &candidate.to_string()])
 }
 
 /// Where the saga is in the plan.
@@ -369,12 +398,27 @@ pub struct Cursor {
     pub swapped: Vec<(String, String)>,
 }
 
+/// The discover step's output, which replaces the execution's input as the state every later
+/// step reads: the validated request and the discovery.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SwapState {
-    #[serde(flatten)]
+pub struct DiscoverOutput {
     pub request: SwapRequest,
-    #[serde(default)]
-    pub settings: Option<SettingsRequest>,
+    pub discover: Discovered,
+}
+
+/// What the discover step receives: the execution's input as the caller wrote it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoverInput {
+    pub request: SwapRequest,
+    pub execution: String,
+}
+
+/// The whole state after the discovery; each step adds its output under its own key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwapState {
+    pub request: SwapRequest,
     #[serde(default)]
     pub discover: Option<Discovered>,
     #[serde(default)]
@@ -393,15 +437,75 @@ pub struct SwapState {
     pub cursor: Option<Cursor>,
     #[serde(default)]
     pub error: Option<CaughtError>,
+    /// What the operator's answer carried (the approval step's output); nothing reads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<serde_json::Value>,
 }
 
-/// What every swap step Lambda receives.
+/// What every swap step after the discovery receives.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SwapInput {
     pub state: SwapState,
     pub execution: String,
     #[serde(default)]
     pub phase: Option<Phase>,
+}
+
+/// What the rollback receives: the state when a step failed, which is the execution's raw input
+/// when the discovery refused it. Read leniently ([`SwapRollbackView`]); trusted for nothing that
+/// names a resource.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SwapRollbackInput {
+    pub state: serde_json::Value,
+    pub execution: String,
+    /// `restore` (the default) or `finish`.
+    #[serde(default)]
+    pub phase: Option<Phase>,
+}
+
+/// The request's identity, as far as the rollback reads it (unknown fields ignored).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct GroupIds {
+    pub account_id: String,
+    pub region: String,
+    pub asg_name: String,
+    #[serde(default)]
+    pub mode: Option<SagaMode>,
+}
+
+/// What the swap's rollback reads of whatever state it is given.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SwapRollbackView {
+    /// `None`: the state names no request; nothing can have been done.
+    pub request: Option<GroupIds>,
+    pub discover: Option<Discovered>,
+    pub plan: Option<SwapPlan>,
+    pub launch: Option<BatchLaunch>,
+    pub cursor: Option<Cursor>,
+    pub error: Option<CaughtError>,
+    /// Set when the rollback's first phase failed for good (the state machine caught it).
+    pub failure: Option<CaughtError>,
+}
+
+impl SwapRollbackView {
+    pub fn read(state: &serde_json::Value) -> Self {
+        fn part<T: serde::de::DeserializeOwned>(v: &serde_json::Value) -> Option<T> {
+            serde_json::from_value(v.clone()).ok()
+        }
+        Self {
+            request: state
+                .get("request")
+                .and_then(part::<GroupIds>)
+                .or_else(|| part::<GroupIds>(state)),
+            discover: state.get("discover").and_then(part),
+            plan: state.get("plan").and_then(part),
+            launch: state.get("launch").and_then(part),
+            cursor: state.get("cursor").and_then(part),
+            error: state.get("error").and_then(part),
+            failure: state.get("rollback_failure").and_then(part),
+        }
+    }
 }
 
 impl SwapState {
@@ -428,28 +532,92 @@ impl SwapState {
     }
 }
 
+impl Prepared {
+    /// What the swap is about to change on the group, decided from the discovery's snapshot.
+    pub fn of(before: &Group, batch: usize) -> Self {
+        Self {
+            original_max: before.max_size,
+            raised_max: raised_max(before, batch),
+            suspended_by_swap: !before.suspended.iter().any(|p| p == AZ_REBALANCE),
+        }
+    }
+
+    /// The value of [`RESTORE_TAG`], written on the group with the swap's mark before anything is
+    /// changed, so a rollback knows what to put back even if the state lost it.
+    pub fn to_tag(&self) -> String {
+        format!(
+            "max={};raised={};az={}",
+            self.original_max,
+            self.raised_max
+                .map_or_else(|| "-".to_owned(), |m| m.to_string()),
+            u8::from(self.suspended_by_swap)
+        )
+    }
+
+    pub fn from_tag(value: &str) -> Option<Self> {
+        let mut original_max = None;
+        let mut raised_max = None;
+        let mut suspended_by_swap = None;
+        for part in value.split(';') {
+            match part.split_once('=')? {
+                ("max", v) => original_max = Some(v.parse().ok()?),
+                ("raised", "-") => raised_max = Some(None),
+                ("raised", v) => raised_max = Some(Some(v.parse().ok()?)),
+                ("az", "1") => suspended_by_swap = Some(true),
+                ("az", "0") => suspended_by_swap = Some(false),
+                _ => return None,
+            }
+        }
+        Some(Self {
+            original_max: original_max?,
+            raised_max: raised_max?,
+            suspended_by_swap: suspended_by_swap?,
+        })
+    }
+}
+
 /// A change the restore (or the rollback) makes to put the group back as the owner had it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GroupChange {
-    SetMaxSize { from: u32, to: u32 },
+    SetMaxSize {
+        from: u32,
+        to: u32,
+    },
     ResumeAzRebalance,
+    /// Remove the swap's mark and what it recorded from the group.
+    Unmark,
 }
 
-/// What puts the group back, compared with `before` (the discovery's snapshot): MaxSize (never
-/// below the current desired capacity) and `AZRebalance` when the swap suspended it.
-pub fn restore(before: &Group, now: &Group) -> Vec<GroupChange> {
+/// What puts the group back: nothing unless the group carries this swap's mark (the prepare step
+/// writes it, with what it is about to change, before changing anything). MaxSize goes back only
+/// if it is still the value the swap set (an owner's change during the swap wins), never below the
+/// desired capacity; `AZRebalance` resumes only if the swap suspended it and it still is.
+pub fn restore(swap_id: &str, now: &Group) -> Vec<GroupChange> {
+    if now.tags.get(SWAP_TAG).map(String::as_str) != Some(swap_id) {
+        return Vec::new();
+    }
     let mut changes = Vec::new();
-    let max = before.max_size.max(now.desired);
-    if now.max_size != max {
-        changes.push(GroupChange::SetMaxSize {
-            from: now.max_size,
-            to: max,
-        });
+    if let Some(prepared) = now
+        .tags
+        .get(RESTORE_TAG)
+        .and_then(|v| Prepared::from_tag(v))
+    {
+        if let Some(raised) = prepared.raised_max
+            && now.max_size == raised
+        {
+            let to = prepared.original_max.max(now.desired);
+            if to != now.max_size {
+                changes.push(GroupChange::SetMaxSize {
+                    from: now.max_size,
+                    to,
+                });
+            }
+        }
+        if prepared.suspended_by_swap && now.suspended.iter().any(|p| p == AZ_REBALANCE) {
+            changes.push(GroupChange::ResumeAzRebalance);
+        }
     }
-    let suspended_by_swap = !before.suspended.iter().any(|p| p == AZ_REBALANCE);
-    if suspended_by_swap && now.suspended.iter().any(|p| p == AZ_REBALANCE) {
-        changes.push(GroupChange::ResumeAzRebalance);
-    }
+    changes.push(GroupChange::Unmark);
     changes
 }
 
@@ -544,10 +712,60 @@ fn progress(
     }
 }
 
-/// What the rollback does for one member whose replacement it found, from what the group shows
-/// now (a crashed step may have left more, or less, than the state says).
+/// An instance carrying a swap's mark, as the rollback finds it: a replacement the swap launched
+/// (for `old`), or a predecessor the swap marked before detaching it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marked {
+    pub instance_id: String,
+    /// `Some(old)`: a replacement (`CreatedVia=AsgSwap`, `SourceInstance=old`).
+    pub replaces: Option<String>,
+    pub running: bool,
+}
+
+/// One member the rollback looks at: its predecessor and, if one exists, its replacement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberPair {
+    pub old: String,
+    pub new: Option<String>,
+    /// The predecessor still runs (outside the group, if it was detached).
+    pub old_running: bool,
+}
+
+/// Every member the swap touched, from the instances carrying its mark alone (never from the
+/// state): each replacement with its predecessor, and each marked predecessor whose replacement
+/// is gone.
+pub fn members_touched(marked: &[Marked]) -> Vec<MemberPair> {
+    let running = |id: &str| marked.iter().any(|m| m.instance_id == id && m.running);
+    let mut pairs: Vec<MemberPair> = marked
+        .iter()
+        .filter_map(|m| {
+            let old = m.replaces.as_ref()?;
+            Some(MemberPair {
+                old: old.clone(),
+                new: Some(m.instance_id.clone()),
+                old_running: running(old),
+            })
+        })
+        .collect();
+    for m in marked.iter().filter(|m| m.replaces.is_none()) {
+        if !pairs.iter().any(|p| p.old == m.instance_id) {
+            pairs.push(MemberPair {
+                old: m.instance_id.clone(),
+                new: None,
+                old_running: m.running,
+            });
+        }
+    }
+    pairs.sort_by(|a, b| a.old.cmp(&b.old));
+    pairs
+}
+
+/// What the rollback does for one member, from what the group shows now (a crashed step may have
+/// left more, or less, than the state says).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MemberUndo {
+    /// Nothing to do: the member is where it was and nothing replaced it.
+    Nothing,
     /// The replacement never joined: terminate it.
     TerminateReplacement,
     /// Both are in the group: detach the replacement with decrement (N+1 → N), terminate it.
@@ -555,33 +773,39 @@ pub enum MemberUndo {
     /// The predecessor left and its replacement serves: that member's swap is done; terminate the
     /// leftover predecessor.
     KeepReplacement,
-    /// The predecessor left but its replacement is not InService: attach the predecessor back (if
-    /// it still runs), then detach and terminate the replacement.
+    /// The predecessor left but its replacement is not InService (or is gone): attach the
+    /// predecessor back if it still runs, then remove the replacement if there is one.
     RestorePredecessor { reattach: bool },
 }
 
-/// The rollback's table: never terminates a predecessor unless its replacement is InService.
-pub fn member_undo(
-    replacement: Option<&Member>,
-    predecessor: Option<&Member>,
-    predecessor_running: bool,
-) -> MemberUndo {
-    match (replacement, predecessor) {
-        (None, _) => MemberUndo::TerminateReplacement,
-        (Some(_), Some(_)) => MemberUndo::DetachAndTerminateReplacement,
-        (Some(n), None) if n.in_service() => MemberUndo::KeepReplacement,
-        (Some(_), None) => MemberUndo::RestorePredecessor {
-            reattach: predecessor_running,
+/// The rollback's table: never terminates a predecessor unless its replacement is InService, and
+/// never leaves a detached predecessor outside the group while it runs.
+pub fn member_undo(pair: &MemberPair, group: Option<&Group>) -> MemberUndo {
+    let member = |id: &str| group.and_then(|g| g.member(id));
+    let predecessor = member(&pair.old);
+    match (&pair.new, predecessor) {
+        (None, Some(_)) => MemberUndo::Nothing,
+        (None, None) => MemberUndo::RestorePredecessor {
+            reattach: pair.old_running,
+        },
+        (Some(new), _) => match (member(new), predecessor) {
+            (None, _) => MemberUndo::TerminateReplacement,
+            (Some(_), Some(_)) => MemberUndo::DetachAndTerminateReplacement,
+            (Some(n), None) if n.in_service() => MemberUndo::KeepReplacement,
+            (Some(_), None) => MemberUndo::RestorePredecessor {
+                reattach: pair.old_running,
+            },
         },
     }
 }
 
 /// The per-group lock key: one swap at a time per group.
 pub fn lock_key(request: &SwapRequest) -> String {
-    format!(
-        "lock#{}#{}#asg/{}",
-        request.account_id, request.region, request.asg_name
-    )
+    lock_key_of(&request.account_id, &request.region, &request.asg_name)
+}
+
+pub fn lock_key_of(account_id: &str, region: &str, asg_name: &str) -> String {
+    format!("lock#{account_id}#{region}#asg/{asg_name}")
 }
 
 /// The ledger key of one member's swap.
@@ -734,8 +958,8 @@ mod tests {
     #[test]
     fn the_state_round_trips() {
         let state = serde_json::json!({
-            "account_id": "123456789012", "region": "us-east-1", "asg_name": "web", "mode": "live",
-            "settings": {"wait_seconds": 1},
+            "request": {"account_id": "123456789012", "region": "us-east-1", "asg_name": "web",
+                "mode": "live", "settings": {"wait_seconds": 1}},
             "cursor": {"next": 1, "done": false, "swapped": [["i-1", "i-9"]]}
         });
         let parsed: SwapState = serde_json::from_value(state).unwrap();
@@ -835,55 +1059,135 @@ mod tests {
         assert!(detach_progress(&g, &launch, &gone, 1, 3).unwrap().is_ok());
     }
 
+    fn marked(mut g: Group, swap: &str, prepared: &Prepared) -> Group {
+        g.tags.insert(SWAP_TAG.into(), swap.into());
+        g.tags.insert(RESTORE_TAG.into(), prepared.to_tag());
+        g
+    }
+
     #[test]
-    fn the_restore_puts_back_only_what_the_swap_changed() {
-        let before = group(); // max 4, nothing suspended
-        let mut now = group();
+    fn the_restore_puts_back_only_what_the_swap_changed_and_only_on_its_own_mark() {
+        let before = group(); // max 4, desired 3, nothing suspended
+        let prepared = Prepared::of(&before, 2); // needs 5
+        assert_eq!(
+            Prepared::from_tag(&prepared.to_tag()),
+            Some(prepared.clone())
+        );
+        let mut now = marked(group(), "swap-1", &prepared);
         now.max_size = 5;
         now.suspended = vec![AZ_REBALANCE.into()];
         assert_eq!(
-            restore(&before, &now),
+            restore("swap-1", &now),
             [
                 GroupChange::SetMaxSize { from: 5, to: 4 },
-                GroupChange::ResumeAzRebalance
+                GroupChange::ResumeAzRebalance,
+                GroupChange::Unmark
             ]
         );
+        // Another swap's mark, or none: nothing is touched, whatever the state claims.
+        assert!(restore("swap-2", &now).is_empty());
+        assert!(restore("swap-1", &group()).is_empty());
+        // The owner changed MaxSize during the swap: theirs stays.
+        let mut owned = now.clone();
+        owned.max_size = 8;
+        assert_eq!(
+            restore("swap-1", &owned),
+            [GroupChange::ResumeAzRebalance, GroupChange::Unmark]
+        );
         // The owner had suspended AZRebalance before the swap: it stays suspended.
-        let mut owned = group();
-        owned.suspended = vec![AZ_REBALANCE.into()];
-        assert!(restore(&owned, &owned).is_empty());
+        let mut theirs = group();
+        theirs.suspended = vec![AZ_REBALANCE.into()];
+        let prepared = Prepared::of(&theirs, 1);
+        let now = marked(theirs, "swap-1", &prepared);
+        assert_eq!(restore("swap-1", &now), [GroupChange::Unmark]);
         // Never below the desired capacity the group has now.
-        now.desired = 5;
-        assert_eq!(restore(&before, &now), [GroupChange::ResumeAzRebalance]);
+        let prepared = Prepared::of(&group(), 2);
+        let mut grown = marked(group(), "swap-1", &prepared);
+        grown.max_size = 5;
+        grown.desired = 5;
+        assert_eq!(restore("swap-1", &grown), [GroupChange::Unmark]);
+    }
+
+    #[test]
+    fn the_rollback_finds_every_member_it_touched_by_its_mark() {
+        let m = |id: &str, replaces: Option<&str>, running: bool| Marked {
+            instance_id: id.into(),
+            replaces: replaces.map(str::to_owned),
+            running,
+        };
+        let pairs = members_touched(&[
+            m("i-9", Some("i-1"), true),
+            m("i-1", None, true),
+            // A predecessor detached, whose replacement is gone (terminated by Spot).
+            m("i-2", None, true),
+        ]);
+        assert_eq!(
+            pairs,
+            [
+                MemberPair {
+                    old: "i-1".into(),
+                    new: Some("i-9".into()),
+                    old_running: true
+                },
+                MemberPair {
+                    old: "i-2".into(),
+                    new: None,
+                    old_running: true
+                },
+            ]
+        );
     }
 
     #[test]
     fn the_rollback_never_terminates_a_predecessor_whose_replacement_does_not_serve() {
-        let serving = member("i-9");
-        let starting = Member {
-            lifecycle_state: "Pending".into(),
-            ..member("i-9")
+        let mut g = group(); // i-1, i-2, i-3 in service
+        let pair = |old: &str, new: Option<&str>, running: bool| MemberPair {
+            old: old.into(),
+            new: new.map(str::to_owned),
+            old_running: running,
         };
-        let old = member("i-1");
+        // Nothing replaced it, it is still in the group.
         assert_eq!(
-            member_undo(None, Some(&old), true),
+            member_undo(&pair("i-1", None, true), Some(&g)),
+            MemberUndo::Nothing
+        );
+        // Its replacement never joined.
+        assert_eq!(
+            member_undo(&pair("i-1", Some("i-9"), true), Some(&g)),
             MemberUndo::TerminateReplacement
         );
+        // Both in the group.
+        g.members.push(member("i-9"));
         assert_eq!(
-            member_undo(Some(&serving), Some(&old), true),
+            member_undo(&pair("i-1", Some("i-9"), true), Some(&g)),
             MemberUndo::DetachAndTerminateReplacement
         );
+        // The predecessor left; the replacement serves.
+        g.members.retain(|m| m.instance_id != "i-1");
         assert_eq!(
-            member_undo(Some(&serving), None, true),
+            member_undo(&pair("i-1", Some("i-9"), true), Some(&g)),
             MemberUndo::KeepReplacement
         );
+        // The predecessor left; the replacement does not serve yet.
+        g.members.last_mut().unwrap().lifecycle_state = "Pending".into();
         assert_eq!(
-            member_undo(Some(&starting), None, true),
+            member_undo(&pair("i-1", Some("i-9"), true), Some(&g)),
+            MemberUndo::RestorePredecessor { reattach: true }
+        );
+        // The predecessor left and its replacement is gone: it goes back if it still runs.
+        assert_eq!(
+            member_undo(&pair("i-2", None, true), Some(&group_without("i-2"))),
             MemberUndo::RestorePredecessor { reattach: true }
         );
         assert_eq!(
-            member_undo(Some(&starting), None, false),
+            member_undo(&pair("i-2", None, false), Some(&group_without("i-2"))),
             MemberUndo::RestorePredecessor { reattach: false }
         );
+    }
+
+    fn group_without(id: &str) -> Group {
+        let mut g = group();
+        g.members.retain(|m| m.instance_id != id);
+        g
     }
 }

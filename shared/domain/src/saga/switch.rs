@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::account::Environment;
 use crate::error::ErrorName;
-use crate::instance::{ElasticIp, SourceInstance};
+use crate::governance::scope::{is_account_id, is_region};
+use crate::instance::{ElasticIp, SourceInstance, is_instance_id};
 use crate::market::{Candidate, Exclusion, LOW_CONFIDENCE_BAND};
 use crate::pool::PoolKey;
 use crate::saga::step::{
@@ -16,6 +17,7 @@ use crate::tags::{self, EXEMPT_TAG, GROUP_TAG, SOURCE_TAG};
 
 /// An explicit choice of target pools.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TargetChoice {
     #[serde(default)]
     pub instance_types: Vec<String>,
@@ -23,23 +25,83 @@ pub struct TargetChoice {
     pub az_ids: Vec<String>,
 }
 
-/// The saga's input.
+/// At most this many instance types and AZ ids in a target choice.
+pub const MAX_TARGET_TYPES: usize = 20;
+pub const MAX_TARGET_AZS: usize = 10;
+
+/// The saga's input, exactly: an unknown field anywhere is refused (`InvalidRequest`), so nothing
+/// a caller adds can reach a later step. The plan step hands the following steps this request,
+/// validated and with the mode the live switch allows, in place of the execution's input.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SwitchRequest {
     pub account_id: String,
     pub region: String,
     pub instance_id: String,
     pub mode: SagaMode,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<TargetChoice>,
+    /// Pacing over the stack's (tests use one-second waits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<SettingsRequest>,
+}
+
+impl SwitchRequest {
+    /// What serde cannot check: the ids' syntax and the lists' sizes.
+    pub fn validate(&self) -> Result<(), StepError> {
+        let bad = |what: &str, value: &str| {
+            let shown: String = value.chars().take(40).collect();
+            Err(StepError::invalid(format!("{what} `{shown}` is malformed")))
+        };
+        if !is_account_id(&self.account_id) {
+            return bad("account_id", &self.account_id);
+        }
+        if !is_region(&self.region) || self.region.len() > 32 {
+            return bad("region", &self.region);
+        }
+        if !is_instance_id(&self.instance_id) {
+            return bad("instance_id", &self.instance_id);
+        }
+        if let Some(target) = &self.target {
+            if target.instance_types.len() > MAX_TARGET_TYPES
+                || target.az_ids.len() > MAX_TARGET_AZS
+            {
+                return Err(StepError::invalid(format!(
+                    "target names more than {MAX_TARGET_TYPES} types or {MAX_TARGET_AZS} AZs"
+                )));
+            }
+            for t in &target.instance_types {
+                if t.is_empty()
+                    || t.len() > 32
+                    || !t
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+                {
+                    return bad("target instance type", t);
+                }
+            }
+            for az in &target.az_ids {
+                if az.is_empty()
+                    || az.len() > 16
+                    || !az
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                {
+                    return bad("target AZ id", az);
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The per-instance lock key: one live switch at a time per instance.
 pub fn lock_key(request: &SwitchRequest) -> String {
-    format!(
-        "lock#{}#{}#{}",
-        request.account_id, request.region, request.instance_id
-    )
+    lock_key_of(&request.account_id, &request.region, &request.instance_id)
+}
+
+pub fn lock_key_of(account_id: &str, region: &str, instance_id: &str) -> String {
+    format!("lock#{account_id}#{region}#{instance_id}")
 }
 
 /// Why an instance is not a switch candidate; empty means eligible.
@@ -181,13 +243,28 @@ pub struct CutoverStep {
     pub elastic_ip_moved: bool,
 }
 
-/// The whole state, as Step Functions passes it from step to step.
+/// The plan step's output, which replaces the execution's input as the state every later step
+/// reads: the validated request and the plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SwitchState {
-    #[serde(flatten)]
+pub struct Planned {
     pub request: SwitchRequest,
-    #[serde(default)]
-    pub settings: Option<SettingsRequest>,
+    pub plan: Plan,
+}
+
+/// What the plan step receives: the execution's input as the caller wrote it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanInput {
+    pub request: SwitchRequest,
+    pub execution: String,
+}
+
+/// The whole state after the plan, as Step Functions passes it from step to step; each step adds
+/// its output under its own key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchState {
+    pub request: SwitchRequest,
     #[serde(default)]
     pub plan: Option<Plan>,
     #[serde(default)]
@@ -200,11 +277,15 @@ pub struct SwitchState {
     pub cutover: Option<CutoverStep>,
     #[serde(default)]
     pub error: Option<CaughtError>,
+    /// What the operator's answer carried (the approval step's output); nothing reads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<serde_json::Value>,
 }
 
-/// What every switch step Lambda receives: the state, the execution's name (the switch id, stable
-/// across retries) and, for the image step, the phase.
+/// What every switch step after the plan receives: the state, the execution's name (the switch id,
+/// stable across retries) and, for the image step, the phase.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SwitchInput {
     pub state: SwitchState,
     pub execution: String,
@@ -264,75 +345,203 @@ pub fn ready_to_cut_over(state: &SwitchState) -> Result<(), StepError> {
     }
 }
 
-/// What the rollback found in the account, before it acts.
+/// What the rollback receives: the state when a step failed, which is the execution's raw input
+/// when the plan refused it. It is read leniently ([`RollbackView`]) and trusted for nothing that
+/// names a resource.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RollbackInput {
+    pub state: serde_json::Value,
+    pub execution: String,
+    /// `restore` (the default) or `finish`.
+    #[serde(default)]
+    pub phase: Option<Phase>,
+}
+
+/// The request's identity, as far as the rollback reads it (unknown fields ignored).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RequestIds {
+    pub account_id: String,
+    pub region: String,
+    pub instance_id: String,
+    #[serde(default)]
+    pub mode: Option<SagaMode>,
+}
+
+/// What the rollback reads of whatever state it is given.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RollbackView {
+    /// `None` when the state names no request the rollback can read: nothing can have been done.
+    pub request: Option<RequestIds>,
+    pub plan: Option<Plan>,
+    pub launch: Option<LaunchStep>,
+    pub error: Option<CaughtError>,
+    /// The first phase's last answer, when the state machine loops on it.
+    pub progress: Option<RestoreProgress>,
+}
+
+impl RollbackView {
+    /// The request under `request` (the state after the plan), else the state itself (the raw
+    /// input the plan refused); each step's output only if it reads as one.
+    pub fn read(state: &serde_json::Value) -> Self {
+        fn part<T: serde::de::DeserializeOwned>(v: &serde_json::Value) -> Option<T> {
+            serde_json::from_value(v.clone()).ok()
+        }
+        let request = state
+            .get("request")
+            .and_then(part::<RequestIds>)
+            .or_else(|| part::<RequestIds>(state));
+        Self {
+            request,
+            plan: state.get("plan").and_then(part),
+            launch: state.get("launch").and_then(part),
+            error: state.get("error").and_then(part),
+            progress: state.get("rollback").and_then(part),
+        }
+    }
+}
+
+/// What the rollback found in the account, each resource checked to carry this execution's mark
+/// before it counts.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Found {
-    /// The clone: the launch step's, or one a crashed launch left behind (found by tag).
-    pub clone: Option<String>,
-    /// The source's address and the instance it is associated with now.
+    /// Clones of this switch (tagged with its id), whatever the state says.
+    pub clones: Vec<String>,
+    /// The source's address, as the plan read it, and the instance it is associated with now.
     pub address: Option<(ElasticIp, Option<String>)>,
     /// The source carries this switch's mark (the cut-over marks it before stopping it).
     pub source_marked: bool,
     /// The source's state (`None`: gone).
     pub source_state: Option<String>,
-    /// The switch's image and every snapshot known of it.
-    pub image: Option<(String, Vec<String>)>,
+    /// This switch's image (tagged with its id), if it still exists.
+    pub image: Option<String>,
+    /// This switch's snapshots: the image's, and any tagged with its id that an earlier attempt
+    /// left when it deregistered the image.
+    pub snapshots: Vec<String>,
 }
 
-/// One compensating action, in the order the rollback takes them.
+/// Where the rollback's first phase left the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceRestore {
+    /// This switch never stopped it (no mark): nothing to bring back.
+    Untouched,
+    /// It runs again.
+    Running,
+    /// Asked to start (or still stopping, or refused for capacity): the state machine waits and
+    /// asks again.
+    Starting,
+    /// It no longer exists; nothing can bring it back.
+    Gone,
+}
+
+/// The first phase's answer, read by the state machine's wait loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreProgress {
+    pub source: SourceRestore,
+    /// Rounds of the loop so far.
+    pub checks: u32,
+    /// How long the state machine waits between rounds.
+    pub wait_seconds: u32,
+}
+
+/// What the first phase does to the source, from what it found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceAction {
+    Report(SourceRestore),
+    /// Stopped by this switch: start it (again, if an earlier start did not take).
+    Start,
+    /// Stopping or pending: wait for it.
+    Wait,
+}
+
+pub fn source_action(found: &Found) -> SourceAction {
+    if !found.source_marked {
+        return SourceAction::Report(SourceRestore::Untouched);
+    }
+    match found.source_state.as_deref() {
+        Some("running") => SourceAction::Report(SourceRestore::Running),
+        Some("stopped") => SourceAction::Start,
+        None | Some("terminated" | "shutting-down") => SourceAction::Report(SourceRestore::Gone),
+        Some(_) => SourceAction::Wait,
+    }
+}
+
+/// The loop's verdict after `checks` rounds of at most `limit`: go on waiting, or give up with
+/// `RollbackIncomplete` (the clone is kept running; an alarm watches this name).
+pub fn restore_verdict(
+    source: SourceRestore,
+    checks: u32,
+    limit: u32,
+    source_id: &str,
+) -> Result<SourceRestore, StepError> {
+    if source == SourceRestore::Starting && checks >= limit {
+        Err(StepError::new(
+            ErrorName::RollbackIncomplete,
+            format!(
+                "{source_id} did not run again after {checks} checks; its Spot clone is kept running"
+            ),
+        ))
+    } else {
+        Ok(source)
+    }
+}
+
+/// One compensating action of the second phase, in the order it takes them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Undo {
-    TerminateClone(String),
     MoveAddressBack(ElasticIp),
-    StartSource,
-    /// The source is still stopping: fail with `Transient` so the state machine retries later.
-    WaitForSource,
+    TerminateClone(String),
     /// Remove the switch's mark from the source, so no later step mistakes it for one it stopped.
     Unmark,
     RemoveImage {
-        image_id: String,
+        image_id: Option<String>,
         snapshot_ids: Vec<String>,
     },
     KeepImage(String),
 }
 
-/// The compensation of a failed switch, from what the rollback found: the clone goes, the address
-/// comes back, the source runs again if the saga stopped it, the image goes (unless kept).
-pub fn undo(found: &Found, source: &str, keep_image: bool) -> Vec<Undo> {
-    let mut actions = Vec::new();
-    if let Some(clone) = &found.clone {
-        actions.push(Undo::TerminateClone(clone.clone()));
+/// The second phase, once the source runs again (or was never stopped): the address comes back
+/// (only from this switch's clone), then the clone goes, the mark and the image go (unless kept).
+/// Refused while a source this switch stopped is not running: the clone stays until it is.
+pub fn finish(found: &Found, keep_image: bool) -> Result<Vec<Undo>, StepError> {
+    match source_action(found) {
+        SourceAction::Report(
+            SourceRestore::Untouched | SourceRestore::Running | SourceRestore::Gone,
+        ) => {}
+        SourceAction::Report(SourceRestore::Starting)
+        | SourceAction::Start
+        | SourceAction::Wait => {
+            return Err(StepError::new(
+                ErrorName::Transient,
+                "the source does not run yet; the clone stays until it does",
+            ));
+        }
     }
-    if let Some((ip, holder)) = &found.address
-        && holder.as_deref() != Some(source)
+    let mut actions = Vec::new();
+    if let Some((ip, Some(holder))) = &found.address
+        && found.clones.contains(holder)
     {
         actions.push(Undo::MoveAddressBack(ip.clone()));
     }
+    actions.extend(found.clones.iter().map(|c| Undo::TerminateClone(c.clone())));
     if found.source_marked {
-        match found.source_state.as_deref() {
-            Some("stopped") => actions.push(Undo::StartSource),
-            Some("stopping") => {
-                actions.push(Undo::WaitForSource);
-                return actions;
-            }
-            _ => {}
-        }
         actions.push(Undo::Unmark);
     }
-    if let Some((image_id, snapshot_ids)) = &found.image {
-        actions.push(if keep_image {
-            Undo::KeepImage(image_id.clone())
-        } else {
-            let mut snapshot_ids = snapshot_ids.clone();
+    match (&found.image, keep_image) {
+        (Some(image), true) => actions.push(Undo::KeepImage(image.clone())),
+        (None, true) => {}
+        (image, false) if image.is_some() || !found.snapshots.is_empty() => {
+            let mut snapshot_ids = found.snapshots.clone();
             snapshot_ids.sort();
             snapshot_ids.dedup();
-            Undo::RemoveImage {
-                image_id: image_id.clone(),
+            actions.push(Undo::RemoveImage {
+                image_id: image.clone(),
                 snapshot_ids,
-            }
-        });
+            });
+        }
+        _ => {}
     }
-    actions
+    Ok(actions)
 }
 
 #[cfg(test)]
@@ -438,10 +647,10 @@ mod tests {
 
     #[test]
     fn the_source_is_never_stopped_before_the_clone_passed_its_checks() {
-        let mut state: SwitchState = serde_json::from_value(json!({
-            "account_id": "123456789012", "region": "us-east-1", "instance_id": "i-0abc",
+        let mut state: SwitchState = serde_json::from_value(json!({"request": {
+            "account_id": "123456789012", "region": "us-east-1", "instance_id": "i-0abc1234",
             "mode": "live"
-        }))
+        }}))
         .unwrap();
         assert_eq!(
             ready_to_cut_over(&state).unwrap_err().name,
@@ -466,60 +675,170 @@ mod tests {
     #[test]
     fn a_failure_before_the_cut_over_removes_the_clone_and_the_image_and_leaves_the_source() {
         let found = Found {
-            clone: Some("i-clone".into()),
+            clones: vec!["i-clone".into()],
             address: address(Some("i-source")),
             source_marked: false,
-            source_state: Some("running".into()),
-            image: Some((
-                "ami-1".into(),
-                vec!["snap-2".into(), "snap-1".into(), "snap-2".into()],
-            )),
+            source_state: None,
+            image: Some("ami-1".into()),
+            snapshots: vec!["snap-2".into(), "snap-1".into(), "snap-2".into()],
         };
         assert_eq!(
-            undo(&found, "i-source", false),
+            source_action(&found),
+            SourceAction::Report(SourceRestore::Untouched)
+        );
+        assert_eq!(
+            finish(&found, false).unwrap(),
             [
                 Undo::TerminateClone("i-clone".into()),
                 Undo::RemoveImage {
-                    image_id: "ami-1".into(),
+                    image_id: Some("ami-1".into()),
                     snapshot_ids: vec!["snap-1".into(), "snap-2".into()]
                 }
             ]
         );
         assert_eq!(
-            undo(&found, "i-source", true).last(),
+            finish(&found, true).unwrap().last(),
             Some(&Undo::KeepImage("ami-1".into()))
+        );
+        // The image was deregistered by an earlier attempt; its snapshots are still removed.
+        let leftovers = Found {
+            image: None,
+            ..found
+        };
+        assert!(matches!(
+            finish(&leftovers, false).unwrap().last(),
+            Some(Undo::RemoveImage { image_id: None, .. })
+        ));
+    }
+
+    #[test]
+    fn after_the_cut_over_the_source_runs_again_before_the_address_moves_and_the_clone_goes() {
+        let stopped = Found {
+            clones: vec!["i-clone".into()],
+            address: address(Some("i-clone")),
+            source_marked: true,
+            source_state: Some("stopped".into()),
+            ..Found::default()
+        };
+        // First phase: start it; the clone is not touched while the source does not run.
+        assert_eq!(source_action(&stopped), SourceAction::Start);
+        assert_eq!(
+            finish(&stopped, false).unwrap_err().name,
+            ErrorName::Transient
+        );
+        for state in ["pending", "stopping"] {
+            let moving = Found {
+                source_state: Some(state.into()),
+                ..stopped.clone()
+            };
+            assert_eq!(source_action(&moving), SourceAction::Wait, "{state}");
+            assert!(finish(&moving, false).is_err(), "{state}");
+        }
+        // Second phase, once it runs: address back first, then the clone, then the mark.
+        let running = Found {
+            source_state: Some("running".into()),
+            ..stopped
+        };
+        assert_eq!(
+            finish(&running, false).unwrap(),
+            [
+                Undo::MoveAddressBack(address(None).unwrap().0),
+                Undo::TerminateClone("i-clone".into()),
+                Undo::Unmark,
+            ]
+        );
+        assert!(finish(&Found::default(), false).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_source_that_never_runs_again_keeps_its_clone_and_names_the_failure() {
+        assert_eq!(
+            restore_verdict(SourceRestore::Starting, 3, 40, "i-src"),
+            Ok(SourceRestore::Starting)
+        );
+        let e = restore_verdict(SourceRestore::Starting, 40, 40, "i-src").unwrap_err();
+        assert_eq!(e.name, ErrorName::RollbackIncomplete);
+        assert!(e.message.contains("kept running"), "{e}");
+        assert_eq!(
+            restore_verdict(SourceRestore::Running, 99, 40, "i-src"),
+            Ok(SourceRestore::Running)
         );
     }
 
     #[test]
-    fn a_failure_after_the_cut_over_brings_the_source_and_its_address_back() {
+    fn the_rollback_moves_an_address_only_away_from_this_switchs_own_clone() {
+        // The address is on some other instance (another switch's clone, or the owner moved it):
+        // it stays where it is.
         let found = Found {
-            clone: Some("i-clone".into()),
-            address: address(Some("i-clone")),
-            source_marked: true,
-            source_state: Some("stopped".into()),
-            image: None,
+            clones: vec!["i-clone".into()],
+            address: address(Some("i-someone-else")),
+            ..Found::default()
         };
-        let actions = undo(&found, "i-source", false);
-        assert_eq!(
-            actions,
-            [
-                Undo::TerminateClone("i-clone".into()),
-                Undo::MoveAddressBack(address(None).unwrap().0),
-                Undo::StartSource,
-                Undo::Unmark,
-            ]
+        assert!(
+            !finish(&found, false)
+                .unwrap()
+                .iter()
+                .any(|a| matches!(a, Undo::MoveAddressBack(_)))
         );
-        // Still stopping: nothing after the wait, the retried rollback does the rest.
-        let stopping = Found {
-            source_state: Some("stopping".into()),
-            ..found
-        };
-        assert_eq!(
-            undo(&stopping, "i-source", false).last(),
-            Some(&Undo::WaitForSource)
-        );
-        // Nothing found, nothing done.
-        assert!(undo(&Found::default(), "i-source", false).is_empty());
+    }
+
+    #[test]
+    fn the_rollback_reads_the_state_after_the_plan_or_the_raw_input_it_refused() {
+        let after_plan = json!({"request": {"account_id": "123456789012", "region": "us-east-1",
+            "instance_id": "i-0abc1234", "mode": "live"}, "error": {"Error": "ImageFailed"}});
+        let view = RollbackView::read(&after_plan);
+        assert_eq!(view.request.unwrap().instance_id, "i-0abc1234");
+        assert_eq!(view.error.unwrap().error, "ImageFailed");
+        let refused = json!({"account_id": "123456789012", "region": "us-east-1",
+            "instance_id": "i-0abc1234", "mode": "live",
+            "launch": {"instance_id": "i-0fffffffffffffff0"},
+            "error": {"Error": "InvalidRequest", "Cause": null}});
+        let view = RollbackView::read(&refused);
+        assert_eq!(view.request.unwrap().instance_id, "i-0abc1234");
+        assert!(view.launch.is_none(), "a half-written launch is not one");
+        assert!(RollbackView::read(&json!("nonsense")).request.is_none());
+    }
+
+    #[test]
+    fn a_request_is_exactly_a_request() {
+        let ok = json!({"account_id": "123456789012", "region": "us-east-1",
+            "instance_id": "i-0123456789abcdef0", "mode": "live",
+            "target": {"instance_types": ["m5.large"]}, "settings": {"wait_seconds": 1}});
+        let request: SwitchRequest = serde_json::from_value(ok.clone()).unwrap();
+        assert!(request.validate().is_ok());
+        // Anything a later step would read, injected into the input, is refused up front.
+        for (key, value) in [
+            ("launch", json!({"instance_id": "i-0fffffffffffffff0"})),
+            ("image", json!({"image_id": "ami-1"})),
+            ("plan", json!({})),
+        ] {
+            let mut injected = ok.clone();
+            injected[key] = value;
+            assert!(
+                serde_json::from_value::<SwitchRequest>(injected).is_err(),
+                "{key}"
+            );
+        }
+        let mut typo = ok.clone();
+        typo["target"]["azs"] = json!(["use1-az1"]);
+        assert!(serde_json::from_value::<SwitchRequest>(typo).is_err());
+        for (key, value) in [
+            ("account_id", json!("12345")),
+            ("region", json!("x".repeat(5000))),
+            ("instance_id", json!(format!("i-{}", "0".repeat(100_000)))),
+            ("instance_id", json!("i-zzzz")),
+        ] {
+            let mut bad = ok.clone();
+            bad[key] = value;
+            let request: SwitchRequest = serde_json::from_value(bad).unwrap();
+            assert_eq!(
+                request.validate().unwrap_err().name,
+                ErrorName::InvalidRequest
+            );
+        }
+        let mut many = ok;
+        many["target"]["instance_types"] = json!(vec!["m5.large"; 21]);
+        let request: SwitchRequest = serde_json::from_value(many).unwrap();
+        assert!(request.validate().is_err());
     }
 }
