@@ -795,7 +795,10 @@ async fn every_log_line_of_a_step_carries_the_saga_account_region_and_target() -
             .collect()
     };
     for _ in 0..50 {
-        if step_lines().iter().any(|l| l["level"] == "WARN" && l.get("error").is_some()) {
+        if step_lines()
+            .iter()
+            .any(|l| l["level"] == "WARN" && l.get("error").is_some())
+        {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;

@@ -845,8 +845,12 @@ mod tests {
                     for item in state[list].as_array().into_iter().flatten() {
                         for e in item["ErrorEquals"].as_array().unwrap() {
                             let e = e.as_str().unwrap();
-                            // `States.*` and Lambda's own service errors are AWS's names, not ours.
-                            if !e.starts_with("States.") && !e.starts_with("Lambda.") {
+                            // `States.*`, Lambda's service errors and its sandbox's are AWS's
+                            // names, not ours.
+                            if !["States.", "Lambda.", "Sandbox."]
+                                .iter()
+                                .any(|aws| e.starts_with(aws))
+                            {
                                 used.insert(e.to_owned());
                             }
                         }

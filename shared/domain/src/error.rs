@@ -91,7 +91,6 @@ impl ErrorName {
         Self::DetachFailed,
         Self::ApprovalRejected,
         Self::Transient,
-        Self::RollbackIncomplete,
     ];
 
     pub fn as_str(self) -> &'static str {
