@@ -616,3 +616,61 @@ async fn the_binary_answers_a_schedule_with_a_summary_and_refuses_a_bad_request(
     assert_eq!(error.error_type, ErrorName::InvalidRequest.as_str());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_deadline_without_the_owners_notice_and_no_deletion_once_the_notice_changed()
+-> Result<()> {
+    let g = Gov::start("waste-notice").await?;
+    let live = [("MODE", "live"), ("LIVE_ACCOUNTS", g.account.as_str())];
+    let ec2 = g.ec2("us-east-1");
+    let t0 = Utc::now();
+    let untold = volume(&ec2, "us-east-1b", 20).await?;
+    let told = volume(&ec2, "us-east-1b", 30).await?;
+    g.scan(&live, day(t0, 8)).await?;
+
+    // Day 15, when deletion is scheduled: the notice cannot be written on `untold`.
+    g.proxy
+        .forwarder
+        .inject(Fault::new("CreateTags", "UnauthorizedOperation", 403).when_body_contains(&untold));
+    g.scan(&live, day(t0, 15)).await?;
+    assert_ne!(
+        status(&g.waste("us-east-1", &untold).await?),
+        "SCHEDULED_DELETE",
+        "no deadline the owner was not told of"
+    );
+    assert_eq!(
+        status(&g.waste("us-east-1", &told).await?),
+        "SCHEDULED_DELETE"
+    );
+    g.proxy.forwarder.clear_faults();
+
+    // The notice on `told` is changed back to "nothing will be deleted" (by hand, or by an older
+    // run's write landing late): its deadline is no longer announced, so it is not acted on.
+    ec2.create_tags()
+        .resources(&told)
+        .tags(
+            aws_sdk_ec2::types::Tag::builder()
+                .key(WASTE_TAG)
+                .value("flagged: audit mode, nothing will be deleted")
+                .build(),
+        )
+        .send()
+        .await?;
+    let report = g.scan(&live, day(t0, 23)).await?;
+    assert_eq!(
+        ec2.describe_volumes()
+            .volume_ids(&told)
+            .send()
+            .await?
+            .volumes()
+            .len(),
+        1,
+        "kept: {report:?}"
+    );
+    let refused = target(&report, "us-east-1")?
+        .actions
+        .iter()
+        .any(|a| a.resource_id == told && a.outcome.contains("refused"));
+    assert!(refused, "{report:?}");
+    Ok(())
+}

@@ -235,6 +235,12 @@ where
                 outcome
                     .actions
                     .push(("tag", id.clone(), result_text(&result)));
+                if result.is_err() {
+                    // No status, and so no deadline, the owner was not told about: the next run
+                    // tries again.
+                    outcome.record = stored.cloned();
+                    return outcome;
+                }
             }
             Effect::Untag => {
                 let result = fleet.remove_tag(&tagged, WASTE_TAG).await;
@@ -336,6 +342,7 @@ where
             snapshot_ids: seen.map(|o| o.snapshot_ids.clone()).unwrap_or_default(),
             backup: self.config.rules.snapshot_before_delete,
             backup_snapshot_id: before.backup_snapshot_id.clone(),
+            announced: before.deadline_notice().unwrap_or_default(),
         };
         let result = fleet.delete(&deletion).await;
         let outcome = match &result {

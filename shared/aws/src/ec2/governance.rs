@@ -11,6 +11,7 @@ use spot_domain::governance::ports::{Deleted, Deletion, Enforced};
 use spot_domain::governance::waste::{
     Address, BACKUP_TAG, Image, Snapshot, Usage, Volume, WasteKind,
 };
+use spot_domain::tags::WASTE_TAG;
 
 use super::{Ec2, PAGE, not_found, tags, time};
 use crate::error::{classify, invalid_data};
@@ -299,6 +300,18 @@ impl Ec2 {
     }
 
     pub async fn delete(&self, deletion: &Deletion) -> Result<Deleted, AwsError> {
+        // The owner's notice is what the grace period stood on: gone or changed, nothing is deleted.
+        let notice = self.tag_of(&deletion.resource_id, WASTE_TAG).await?;
+        if deletion.announced.is_empty()
+            || !notice
+                .as_deref()
+                .is_some_and(|n| n.contains(&deletion.announced))
+        {
+            return Ok(Deleted::Refused(format!(
+                "its {WASTE_TAG} tag says {:?}, not the deadline announced",
+                notice.unwrap_or_default()
+            )));
+        }
         match deletion.kind {
             WasteKind::ElasticIp => self.release_address(&deletion.resource_id).await,
             WasteKind::EbsVolume => self.delete_volume(deletion).await,
@@ -329,6 +342,28 @@ impl Ec2 {
                 })
             }
         }
+    }
+
+    /// The value of tag `key` on `resource_id`, if it has one.
+    async fn tag_of(&self, resource_id: &str, key: &str) -> Result<Option<String>, AwsError> {
+        let answer = self
+            .client
+            .describe_tags()
+            .filters(
+                Filter::builder()
+                    .name("resource-id")
+                    .values(resource_id)
+                    .build(),
+            )
+            .filters(Filter::builder().name("key").values(key).build())
+            .send()
+            .await
+            .map_err(|e| classify("DescribeTags", e))?;
+        Ok(answer
+            .tags()
+            .iter()
+            .find(|t| t.key() == Some(key))
+            .map(|t| t.value().unwrap_or_default().to_owned()))
     }
 
     /// Re-reads the address first: an address associated since the scan is never released.

@@ -226,6 +226,9 @@ pub fn step(stored: Option<&EnforcementRecord>, instance: &Instance, scope: &Sco
     });
     let allowed = if instance.tags.contains_key(EXEMPT_TAG) {
         Some(format!("exempt ({EXEMPT_TAG})"))
+    } else if let Some(tag) = crate::tags::cluster_tag(&instance.tags) {
+        // The same rule the router and the switch apply: a cluster's autoscaler owns it.
+        Some(format!("managed by a Kubernetes cluster (tag {tag})"))
     } else {
         scope
             .authorized
@@ -277,8 +280,27 @@ pub fn step(stored: Option<&EnforcementRecord>, instance: &Instance, scope: &Sco
                 effect: Effect::Tag(tag),
             }
         }
+        // No deadline on record (an item this version did not write), or enforcement was refused
+        // because the instance was protected: announce again, with a full grace, so the owner
+        // always has one between the notice and the action (never fail open).
+        (None, Some(r))
+            if r.terminate_after.is_none() || r.auth_status == AuthStatus::Unauthorized =>
+        {
+            let r = record(
+                AuthStatus::Flagged,
+                format!("no authorising tag ({})", describe(scope.authorized)),
+                r.flagged_at.or(Some(now)),
+                Some(now + scope.grace),
+                scope.mode,
+            );
+            let tag = r.tag_value(scope.action);
+            Step {
+                record: Some(r),
+                effect: Effect::Tag(tag),
+            }
+        }
         (None, Some(r)) => {
-            let deadline = r.terminate_after.unwrap_or(now);
+            let deadline = r.terminate_after.unwrap_or(now + scope.grace);
             match scope.mode {
                 // A deadline announced in audit mode is announced again, with a full grace.
                 Mode::Live if r.deadline_mode == Mode::Audit => {
@@ -518,7 +540,7 @@ mod tests {
     }
 
     #[test]
-    fn a_protected_instance_is_reported_and_retried_but_never_forced() {
+    fn a_protected_instance_is_reported_and_announced_again_never_forced() {
         let tags = AuthorizedTags::default();
         let i = instance(&[]);
         let flagged = step(None, &i, &scope(Mode::Live, now(), &tags))
@@ -531,6 +553,46 @@ mod tests {
             &i,
             &scope(Mode::Live, now() + TimeDelta::hours(26), &tags),
         );
-        assert_eq!(next.effect, Effect::Enforce(EnforceAction::Terminate));
+        // Its protection may be lifted at any time: it gets a full grace from now, announced.
+        assert!(matches!(next.effect, Effect::Tag(_)), "{:?}", next.effect);
+        assert_eq!(next.record.unwrap().auth_status, AuthStatus::Flagged);
+    }
+
+    #[test]
+    fn a_missing_deadline_or_a_lifted_protection_gets_a_fresh_grace_never_enforcement() {
+        let authorized = AuthorizedTags::default();
+        let bare = instance(&[]);
+        let hours = |h: i64| now() + TimeDelta::hours(h);
+        let live = scope(Mode::Live, now(), &authorized);
+        let mut flagged = step(None, &bare, &live).record.unwrap();
+        // An item without a deadline, past any grace: announced again, not enforced.
+        flagged.terminate_after = None;
+        let later = scope(Mode::Live, hours(100), &authorized);
+        let again = step(Some(&flagged), &bare, &later);
+        assert!(matches!(again.effect, Effect::Tag(_)), "{:?}", again.effect);
+        let r = again.record.unwrap();
+        assert_eq!(r.terminate_after, Some(hours(124)));
+        // Enforcement refused for protection; the protection is lifted a week later: a new
+        // deadline, announced, not an immediate termination.
+        let refused = protected(&r, "termination protection");
+        let lifted = scope(Mode::Live, hours(300), &authorized);
+        let next = step(Some(&refused), &bare, &lifted);
+        assert!(matches!(next.effect, Effect::Tag(_)), "{:?}", next.effect);
+        assert_eq!(next.record.unwrap().terminate_after, Some(hours(324)));
+    }
+
+    #[test]
+    fn kubernetes_nodes_are_authorised_by_the_same_rule_the_router_applies() {
+        let authorized = AuthorizedTags::default();
+        for tag in [
+            "karpenter.sh/nodepool",
+            "kubernetes.io/cluster/prod",
+            "eks:cluster-name",
+        ] {
+            let node = instance(&[(tag, "owned")]);
+            let decided = step(None, &node, &scope(Mode::Live, now(), &authorized));
+            assert_eq!(decided.effect, Effect::None, "{tag}");
+            assert!(decided.record.is_none(), "{tag}");
+        }
     }
 }

@@ -21,6 +21,9 @@ pub struct Deletion {
     pub backup: bool,
     /// A backup snapshot an earlier run already started.
     pub backup_snapshot_id: Option<String>,
+    /// The deadline the owner was told of (part of the resource's `spot-optimizer:waste` tag):
+    /// the deletion happens only if the resource's tag still announces it.
+    pub announced: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

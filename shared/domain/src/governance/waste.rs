@@ -425,14 +425,22 @@ impl WasteRecord {
             .map(|t| t.format("%Y-%m-%d").to_string())
             .unwrap_or_default();
         let what = format!("flagged {flagged}: ${:.2}/month", self.monthly_cost_usd);
-        let value = match (self.status, self.delete_after) {
-            (WasteStatus::ScheduledDelete, Some(at)) => format!(
-                "{what}; deleted after {} unless used or tagged {EXEMPT_TAG}",
-                at.format("%Y-%m-%dT%H:%MZ")
-            ),
-            _ => format!("{what}; audit mode, nothing will be deleted"),
+        let value = match self.deadline_notice() {
+            Some(deadline) => format!("{what}; {deadline} unless used or tagged {EXEMPT_TAG}"),
+            None => format!("{what}; audit mode, nothing will be deleted"),
         };
         value.chars().take(256).collect()
+    }
+
+    /// The part of the owner's notice that announces the deletion: a resource is deleted only if
+    /// its tag still carries exactly this.
+    pub fn deadline_notice(&self) -> Option<String> {
+        match (self.status, self.delete_after) {
+            (WasteStatus::ScheduledDelete | WasteStatus::Deleted, Some(at)) => {
+                Some(format!("deleted after {}", at.format("%Y-%m-%dT%H:%MZ")))
+            }
+            _ => None,
+        }
     }
 }
 
