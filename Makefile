@@ -41,11 +41,17 @@ $(VENV)/.installed: infra/local/requirements.txt
 	.venv-c7n/bin/pip install --quiet --disable-pip-version-check -r infra/local/requirements-bench.txt
 	touch $@
 
+# checkov, in its own venv: it pins other versions of shared libraries than SAM CLI.
+.venv-checkov/.installed: infra/local/requirements-checkov.txt
+	python3 -m venv .venv-checkov
+	.venv-checkov/bin/pip install --quiet --disable-pip-version-check -r infra/local/requirements-checkov.txt
+	touch $@
+
 $(TOOLS)/.installed: infra/local/package.json
 	npm install --prefix infra/local --no-audit --no-fund --silent
 	touch $@
 
-setup: $(VENV)/.installed $(TOOLS)/.installed
+setup: $(VENV)/.installed $(TOOLS)/.installed .venv-checkov/.installed
 
 ## ---- builds ---------------------------------------------------------------------------------
 
@@ -74,6 +80,12 @@ lint: setup
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
 	$(VENV)/bin/cfn-lint infra/template.yaml infra/member-account.yaml
 	$(VENV)/bin/sam validate --lint --template infra/template.yaml --region us-east-1 >/dev/null
+	@# checkov after the SAM transform, so it reads the IAM statements of the roles SAM generates;
+	@# every skip is in the template, next to its resource, with its reason.
+	@mkdir -p target
+	$(PY) infra/local/sam_to_cfn.py infra/template.yaml > target/template.cfn.json
+	.venv-checkov/bin/checkov --quiet --compact --skip-download --framework cloudformation \
+		-f target/template.cfn.json -f infra/member-account.yaml
 	@for f in $(ASL); do echo "asl-validator $$f"; $(TOOLS)/.bin/asl-validator --json-path $$f; done
 
 unit:
@@ -105,4 +117,4 @@ bed-stop:
 
 clean: bed-stop
 	cargo clean
-	rm -rf $(VENV) .venv-c7n $(TOOLS) .bed
+	rm -rf $(VENV) .venv-c7n .venv-checkov $(TOOLS) .bed
