@@ -693,10 +693,21 @@ async fn instances_that_must_not_move_are_refused_and_nothing_changes() -> Resul
         .tag("spot-optimizer:exempt", "")
         .run(&ec2)
         .await?;
+    let protected = Launch::new("m5.large").in_az("us-east-1b").run(&ec2).await?;
+    ec2.modify_instance_attribute()
+        .instance_id(&protected)
+        .disable_api_termination(
+            aws_sdk_ec2::types::AttributeBooleanValue::builder()
+                .value(true)
+                .build(),
+        )
+        .send()
+        .await?;
     for (what, instance) in [
         ("Auto Scaling", &in_asg),
         ("Spot", &spot),
         ("exempt", &exempt),
+        ("termination protection", &protected),
     ] {
         let name = saga.name(&format!("refused-{}", &instance[2..10]));
         let e = saga.run(&name, &request(instance, "live")).await?;
@@ -723,6 +734,111 @@ async fn instances_that_must_not_move_are_refused_and_nothing_changes() -> Resul
         );
         assert_rolled_back(&saga, &e, instance, &name, LedgerStatus::NotEligible).await?;
     }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clone_keeps_the_sources_posture_and_its_user_data_never_enters_the_history()
+-> Result<()> {
+    let saga = SagaBed::start("switch-posture", NO_APPROVAL).await?;
+    let ec2 = saga.bed.ec2();
+    let source = Launch::new("m5.large")
+        .in_az("us-east-1b")
+        .monitored()
+        .run(&ec2)
+        .await?;
+    // IMDSv2 only, two hops (containers), tags in the metadata: what a downgrade would lose.
+    ec2.modify_instance_metadata_options()
+        .instance_id(&source)
+        .http_tokens(aws_sdk_ec2::types::HttpTokensState::Required)
+        .http_put_response_hop_limit(2)
+        // Named although unchanged: moto forgets the settings a modification leaves out.
+        .http_endpoint(aws_sdk_ec2::types::InstanceMetadataEndpointState::Enabled)
+        .instance_metadata_tags(aws_sdk_ec2::types::InstanceMetadataTagsState::Enabled)
+        .send()
+        .await?;
+    let secret = "DB_PASSWORD=correct-horse-battery-staple";
+    ec2.modify_instance_attribute()
+        .instance_id(&source)
+        .user_data(
+            aws_sdk_ec2::types::SecureBlobAttributeValue::builder()
+                // ModifyInstanceAttribute takes the user data base64-encoded inside the blob.
+                .value(aws_sdk_ec2::primitives::Blob::new(
+                    aws_smithy_types::base64::encode(format!("#!/bin/sh\nexport {secret}\n")),
+                ))
+                .build(),
+        )
+        .send()
+        .await?;
+    let name = saga.name("posture");
+
+    let e = saga.run(&name, &request(&source, "live")).await?;
+
+    assert_eq!(e.status, ExecutionStatus::Succeeded, "{}", show(&e));
+    let clone = e.output["launch"]["instance_id"].as_str().unwrap().to_owned();
+    let describe = |id: String| {
+        let ec2 = ec2.clone();
+        async move {
+            let answer = ec2.describe_instances().instance_ids(id).send().await?;
+            anyhow::Ok(answer.reservations()[0].instances()[0].clone())
+        }
+    };
+    let (was, now) = (describe(source.clone()).await?, describe(clone.clone()).await?);
+    let posture = |i: &aws_sdk_ec2::types::Instance| {
+        let m = i.metadata_options().expect("metadata options");
+        (
+            m.http_tokens().cloned(),
+            m.http_put_response_hop_limit(),
+            m.http_endpoint().cloned(),
+            m.instance_metadata_tags().cloned(),
+            i.monitoring().and_then(|m| m.state()).cloned(),
+        )
+    };
+    assert_eq!(posture(&now), posture(&was));
+    assert_eq!(
+        posture(&now).0,
+        Some(aws_sdk_ec2::types::HttpTokensState::Required)
+    );
+    assert_eq!(
+        posture(&now).4,
+        Some(aws_sdk_ec2::types::MonitoringState::Enabled)
+    );
+    let user_data = |id: String| {
+        let ec2 = ec2.clone();
+        async move {
+            let answer = ec2
+                .describe_instance_attribute()
+                .instance_id(id)
+                .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
+                .send()
+                .await?;
+            anyhow::Ok(
+                answer
+                    .user_data()
+                    .and_then(|u| u.value())
+                    .map(str::to_owned),
+            )
+        }
+    };
+    let source_data = user_data(source.clone()).await?;
+    assert!(source_data.is_some());
+    assert_eq!(user_data(clone.clone()).await?, source_data);
+    // Neither the secret nor its base64 form is in any event of the execution's history.
+    let history: Vec<_> = saga
+        .sfn
+        .get_execution_history()
+        .execution_arn(&e.arn)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await?;
+    let text = format!("{history:?}");
+    assert!(!text.contains("correct-horse"), "user data in the history");
+    assert!(
+        !text.contains(source_data.as_deref().unwrap()),
+        "base64 user data in the history"
+    );
     Ok(())
 }
 

@@ -3,8 +3,8 @@
 
 use anyhow::{Context, Result, anyhow};
 use aws_sdk_ec2::types::{
-    InstanceMarketOptionsRequest, InstanceType, MarketType, Placement, ResourceType, Tag,
-    TagSpecification,
+    InstanceMarketOptionsRequest, InstanceType, MarketType, Placement, ResourceType,
+    RunInstancesMonitoringEnabled, Tag, TagSpecification,
 };
 use serde_json::Value;
 
@@ -19,6 +19,8 @@ pub struct Launch {
     pub instance_type: String,
     pub az: String,
     pub spot: bool,
+    /// Detailed (1-minute) monitoring.
+    pub monitored: bool,
     pub tags: Vec<(String, String)>,
 }
 
@@ -28,6 +30,7 @@ impl Launch {
             instance_type: instance_type.into(),
             az: "us-east-1a".into(),
             spot: false,
+            monitored: false,
             tags: Vec::new(),
         }
     }
@@ -39,6 +42,11 @@ impl Launch {
 
     pub fn spot(mut self) -> Self {
         self.spot = true;
+        self
+    }
+
+    pub fn monitored(mut self) -> Self {
+        self.monitored = true;
         self
     }
 
@@ -60,7 +68,12 @@ impl Launch {
             .min_count(1)
             .max_count(1)
             .instance_type(InstanceType::from(self.instance_type.as_str()))
-            .placement(Placement::builder().availability_zone(&self.az).build());
+            .placement(Placement::builder().availability_zone(&self.az).build())
+            .monitoring(
+                RunInstancesMonitoringEnabled::builder()
+                    .enabled(self.monitored)
+                    .build(),
+            );
         if self.spot {
             request = request.instance_market_options(
                 InstanceMarketOptionsRequest::builder()

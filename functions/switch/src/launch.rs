@@ -86,6 +86,9 @@ impl Launcher {
         }
 
         let source = &plan.source;
+        // Read here, not carried: user data often holds secrets, and a saga's state stays in the
+        // execution history.
+        let user_data = ec2.user_data(&source.instance_id).await?;
         let tags = tags::launched(
             tags::inherited(&source.tags),
             VIA_SWITCH,
@@ -105,7 +108,9 @@ impl Launcher {
                     iam_instance_profile_arn: source.iam_instance_profile_arn.clone(),
                     key_name: source.key_name.clone(),
                     ebs_optimized: source.ebs_optimized,
-                    user_data: source.user_data.clone(),
+                    user_data: user_data.clone(),
+                    metadata: source.metadata.clone(),
+                    detailed_monitoring: source.detailed_monitoring,
                     tags: tags.clone(),
                     client_token: client_token(switch_id, index),
                 };

@@ -46,10 +46,34 @@ pub struct SourceInstance {
     /// `ebs` or `instance-store`.
     pub root_device_type: String,
     pub block_devices: Vec<BlockDevice>,
-    /// Base64, as EC2 returns and takes it.
-    pub user_data: Option<String>,
     pub elastic_ip: Option<ElasticIp>,
     pub tags: Tags,
+    /// The source's instance metadata service settings; the clone gets the same (an IMDSv2-only
+    /// source must never get an IMDSv1 clone). `None` when EC2 did not say.
+    #[serde(default)]
+    pub metadata: Option<MetadataPosture>,
+    /// Detailed (1-minute) CloudWatch monitoring.
+    #[serde(default)]
+    pub detailed_monitoring: bool,
+    /// Termination protection (`DisableApiTermination`): a Spot instance cannot carry it.
+    #[serde(default)]
+    pub termination_protection: bool,
+    /// Stop protection (`DisableApiStop`): a Spot instance cannot carry it.
+    #[serde(default)]
+    pub stop_protection: bool,
+}
+
+/// An instance's metadata service settings, as EC2 names their values (`HttpTokens` `required`
+/// means IMDSv2 only). User data is deliberately not part of what a plan carries: it often holds
+/// secrets, and Step Functions keeps every state in its history, so the launch step reads it from
+/// the source itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetadataPosture {
+    pub http_tokens: Option<String>,
+    pub http_endpoint: Option<String>,
+    pub hop_limit: Option<i32>,
+    pub instance_metadata_tags: Option<String>,
+    pub http_protocol_ipv6: Option<String>,
 }
 
 /// `i-` and 8 or 17 hexadecimal digits: the two forms EC2 has issued.
@@ -99,7 +123,10 @@ pub struct LaunchSpec {
     pub iam_instance_profile_arn: Option<String>,
     pub key_name: Option<String>,
     pub ebs_optimized: bool,
+    /// Read from the source by the launch step itself (never carried in the saga's state).
     pub user_data: Option<String>,
+    pub metadata: Option<MetadataPosture>,
+    pub detailed_monitoring: bool,
     pub tags: Vec<(String, String)>,
     /// Idempotency token (at most 64 characters).
     pub client_token: String,

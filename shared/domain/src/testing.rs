@@ -120,8 +120,11 @@ pub fn source_instance() -> crate::instance::SourceInstance {
         ebs_optimized: true,
         root_device_type: "ebs".into(),
         block_devices: vec![],
-        user_data: None,
         elastic_ip: None,
         tags: crate::tags::Tags::new(),
+        metadata: None,
+        detailed_monitoring: false,
+        termination_protection: false,
+        stop_protection: false,
     }
 }

@@ -2,9 +2,11 @@
 //! start/stop/terminate, tags, the running list, and group members' market.
 
 use aws_sdk_ec2::error::ProvideErrorMetadata;
-use aws_sdk_ec2::types::{Filter, InstanceType, Tag};
+use aws_sdk_ec2::types::{Filter, InstanceAttributeName, InstanceType, MonitoringState, Tag};
 use spot_domain::AwsError;
-use spot_domain::instance::{BlockDevice, ElasticIp, InstanceHealth, SourceInstance};
+use spot_domain::instance::{
+    BlockDevice, ElasticIp, InstanceHealth, MetadataPosture, SourceInstance,
+};
 use spot_domain::saga::route::Routable;
 use spot_domain::tags::{EXEMPT_TAG, Tags};
 
@@ -12,7 +14,8 @@ use super::{Ec2, not_found, tag, tags};
 use crate::error::{classify, invalid_data};
 
 /// Where and what an instance is (type, size, AZ, network, identity, tags), from its description
-/// and those of instance types and subnets; no volumes, user data or address.
+/// and those of instance types and subnets, with its metadata and monitoring settings; no volumes,
+/// protections, user data or address.
 fn placement_of(
     i: &aws_sdk_ec2::types::Instance,
     types: &[aws_sdk_ec2::types::InstanceTypeInfo],
@@ -80,9 +83,21 @@ fn placement_of(
             .map(|t| t.as_str().to_owned())
             .unwrap_or_default(),
         block_devices: Vec::new(),
-        user_data: None,
         elastic_ip: None,
         tags: tags(i.tags()),
+        metadata: i.metadata_options().map(|m| MetadataPosture {
+            http_tokens: m.http_tokens().map(|v| v.as_str().to_owned()),
+            http_endpoint: m.http_endpoint().map(|v| v.as_str().to_owned()),
+            hop_limit: m.http_put_response_hop_limit(),
+            instance_metadata_tags: m.instance_metadata_tags().map(|v| v.as_str().to_owned()),
+            http_protocol_ipv6: m.http_protocol_ipv6().map(|v| v.as_str().to_owned()),
+        }),
+        detailed_monitoring: i
+            .monitoring()
+            .and_then(|m| m.state())
+            .is_some_and(|s| matches!(s, MonitoringState::Enabled | MonitoringState::Pending)),
+        termination_protection: false,
+        stop_protection: false,
     })
 }
 
@@ -118,7 +133,7 @@ impl Ec2 {
             .map(|t| t.as_str().to_owned())
             .unwrap_or_default();
         let subnet_id = i.subnet_id().unwrap_or_default().to_owned();
-        let (type_info, subnet, volumes, user_data, address) = futures::try_join!(
+        let (type_info, subnet, volumes, termination, stop, address) = futures::try_join!(
             async {
                 self.client
                     .describe_instance_types()
@@ -153,15 +168,8 @@ impl Ec2 {
                     .map_err(|e| classify("DescribeVolumes", e))?;
                 Ok(answer.volumes().to_vec())
             },
-            async {
-                self.client
-                    .describe_instance_attribute()
-                    .instance_id(instance_id)
-                    .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
-                    .send()
-                    .await
-                    .map_err(|e| classify("DescribeInstanceAttribute", e))
-            },
+            self.attribute(instance_id, InstanceAttributeName::DisableApiTermination),
+            self.attribute(instance_id, InstanceAttributeName::DisableApiStop),
             async {
                 self.client
                     .describe_addresses()
@@ -201,10 +209,14 @@ impl Ec2 {
                 })
             })
             .collect();
-        source.user_data = user_data
-            .user_data()
-            .and_then(|u| u.value())
-            .map(str::to_owned);
+        source.termination_protection = termination
+            .disable_api_termination()
+            .and_then(|v| v.value())
+            .unwrap_or(false);
+        source.stop_protection = stop
+            .disable_api_stop()
+            .and_then(|v| v.value())
+            .unwrap_or(false);
         source.elastic_ip = address.addresses().first().and_then(|a| {
             Some(ElasticIp {
                 allocation_id: a.allocation_id()?.to_owned(),
@@ -212,6 +224,33 @@ impl Ec2 {
             })
         });
         Ok(Some(source))
+    }
+
+    /// The instance's user data (base64, as EC2 returns and takes it), read where it is needed
+    /// rather than carried through a saga's state and history.
+    pub async fn user_data(&self, instance_id: &str) -> Result<Option<String>, AwsError> {
+        Ok(self
+            .attribute(instance_id, InstanceAttributeName::UserData)
+            .await?
+            .user_data()
+            .and_then(|u| u.value())
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned))
+    }
+
+    async fn attribute(
+        &self,
+        instance_id: &str,
+        attribute: InstanceAttributeName,
+    ) -> Result<aws_sdk_ec2::operation::describe_instance_attribute::DescribeInstanceAttributeOutput, AwsError>
+    {
+        self.client
+            .describe_instance_attribute()
+            .instance_id(instance_id)
+            .attribute(attribute)
+            .send()
+            .await
+            .map_err(|e| classify("DescribeInstanceAttribute", e))
     }
 
     pub async fn placements(&self, ids: &[String]) -> Result<Vec<SourceInstance>, AwsError> {

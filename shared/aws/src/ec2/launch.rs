@@ -5,9 +5,11 @@
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{
-    Filter, IamInstanceProfileSpecification, InstanceInterruptionBehavior,
-    InstanceMarketOptionsRequest, InstanceType, LaunchTemplateSpecification, MarketType,
-    ResourceType, SpotInstanceType, SpotMarketOptions, TagSpecification,
+    Filter, HttpTokensState, IamInstanceProfileSpecification, InstanceInterruptionBehavior,
+    InstanceMarketOptionsRequest, InstanceMetadataEndpointState, InstanceMetadataOptionsRequest,
+    InstanceMetadataProtocolState, InstanceMetadataTagsState, InstanceType,
+    LaunchTemplateSpecification, MarketType, ResourceType, RunInstancesMonitoringEnabled,
+    SpotInstanceType, SpotMarketOptions, TagSpecification,
 };
 use spot_domain::AwsError;
 use spot_domain::instance::{GroupLaunchSpec, LaunchSpec, Launched, LaunchedInstance};
@@ -164,7 +166,35 @@ impl Ec2 {
             )
             .set_key_name(spec.key_name.clone())
             .ebs_optimized(spec.ebs_optimized)
-            .set_user_data(spec.user_data.clone());
+            .set_user_data(spec.user_data.clone())
+            .monitoring(
+                RunInstancesMonitoringEnabled::builder()
+                    .enabled(spec.detailed_monitoring)
+                    .build(),
+            );
+        if let Some(m) = &spec.metadata {
+            request = request.metadata_options(
+                InstanceMetadataOptionsRequest::builder()
+                    .set_http_tokens(m.http_tokens.as_deref().map(HttpTokensState::from))
+                    .set_http_endpoint(
+                        m.http_endpoint
+                            .as_deref()
+                            .map(InstanceMetadataEndpointState::from),
+                    )
+                    .set_http_put_response_hop_limit(m.hop_limit)
+                    .set_instance_metadata_tags(
+                        m.instance_metadata_tags
+                            .as_deref()
+                            .map(InstanceMetadataTagsState::from),
+                    )
+                    .set_http_protocol_ipv6(
+                        m.http_protocol_ipv6
+                            .as_deref()
+                            .map(InstanceMetadataProtocolState::from),
+                    )
+                    .build(),
+            );
+        }
         if let Some(arn) = &spec.iam_instance_profile_arn {
             request = request
                 .iam_instance_profile(IamInstanceProfileSpecification::builder().arn(arn).build());

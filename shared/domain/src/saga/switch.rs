@@ -130,6 +130,13 @@ pub fn ineligibility(source: &SourceInstance) -> Vec<String> {
     if tags::is_managed(&source.tags) && source.tags.contains_key(SOURCE_TAG) {
         reasons.push("already a clone made by a switch".to_owned());
     }
+    // Its owner asked that it never be lost; a Spot clone could carry neither protection.
+    if source.termination_protection {
+        reasons.push("termination protection is on: a Spot instance cannot carry it".to_owned());
+    }
+    if source.stop_protection {
+        reasons.push("stop protection is on: a Spot instance cannot carry it".to_owned());
+    }
     reasons
 }
 
@@ -554,10 +561,10 @@ mod tests {
     }
 
     #[test]
-    fn spot_asg_kubernetes_instance_store_exempt_and_clones_are_not_eligible() {
+    fn spot_asg_kubernetes_instance_store_exempt_protected_and_clones_are_not_eligible() {
         assert!(ineligibility(&source()).is_empty());
         type Change = fn(&mut SourceInstance);
-        let cases: [(&str, Change); 7] = [
+        let cases: [(&str, Change); 9] = [
             ("Spot", |s| s.lifecycle = Some("spot".into())),
             ("Auto Scaling", |s| {
                 s.tags.insert(GROUP_TAG.into(), "web".into());
@@ -580,6 +587,8 @@ mod tests {
                 s.tags.insert("ManagedBy".into(), "SpotOptimizer".into());
                 s.tags.insert(SOURCE_TAG.into(), "i-0older".into());
             }),
+            ("termination protection", |s| s.termination_protection = true),
+            ("stop protection", |s| s.stop_protection = true),
         ];
         for (what, change) in cases {
             let mut s = source();
