@@ -693,7 +693,10 @@ async fn instances_that_must_not_move_are_refused_and_nothing_changes() -> Resul
         .tag("spot-optimizer:exempt", "")
         .run(&ec2)
         .await?;
-    let protected = Launch::new("m5.large").in_az("us-east-1b").run(&ec2).await?;
+    let protected = Launch::new("m5.large")
+        .in_az("us-east-1b")
+        .run(&ec2)
+        .await?;
     ec2.modify_instance_attribute()
         .instance_id(&protected)
         .disable_api_termination(
@@ -775,7 +778,10 @@ async fn the_clone_keeps_the_sources_posture_and_its_user_data_never_enters_the_
     let e = saga.run(&name, &request(&source, "live")).await?;
 
     assert_eq!(e.status, ExecutionStatus::Succeeded, "{}", show(&e));
-    let clone = e.output["launch"]["instance_id"].as_str().unwrap().to_owned();
+    let clone = e.output["launch"]["instance_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let describe = |id: String| {
         let ec2 = ec2.clone();
         async move {
@@ -783,7 +789,10 @@ async fn the_clone_keeps_the_sources_posture_and_its_user_data_never_enters_the_
             anyhow::Ok(answer.reservations()[0].instances()[0].clone())
         }
     };
-    let (was, now) = (describe(source.clone()).await?, describe(clone.clone()).await?);
+    let (was, now) = (
+        describe(source.clone()).await?,
+        describe(clone.clone()).await?,
+    );
     let posture = |i: &aws_sdk_ec2::types::Instance| {
         let m = i.metadata_options().expect("metadata options");
         (

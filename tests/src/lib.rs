@@ -23,6 +23,7 @@ pub mod fixtures;
 pub mod functions;
 pub mod gateway;
 pub mod governance;
+pub mod iam;
 pub mod lambda_host;
 pub mod proxy;
 pub mod saga;

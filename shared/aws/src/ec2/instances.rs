@@ -242,8 +242,10 @@ impl Ec2 {
         &self,
         instance_id: &str,
         attribute: InstanceAttributeName,
-    ) -> Result<aws_sdk_ec2::operation::describe_instance_attribute::DescribeInstanceAttributeOutput, AwsError>
-    {
+    ) -> Result<
+        aws_sdk_ec2::operation::describe_instance_attribute::DescribeInstanceAttributeOutput,
+        AwsError,
+    > {
         self.client
             .describe_instance_attribute()
             .instance_id(instance_id)

@@ -587,7 +587,9 @@ mod tests {
                 s.tags.insert("ManagedBy".into(), "SpotOptimizer".into());
                 s.tags.insert(SOURCE_TAG.into(), "i-0older".into());
             }),
-            ("termination protection", |s| s.termination_protection = true),
+            ("termination protection", |s| {
+                s.termination_protection = true
+            }),
             ("stop protection", |s| s.stop_protection = true),
         ];
         for (what, change) in cases {

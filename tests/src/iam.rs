@@ -1,0 +1,378 @@
+//! The least-privilege rules both templates must keep, checked on every IAM statement they
+//! declare (the central stack's function policies and guard, the member role's policies).
+//!
+//! The bed does not evaluate IAM, so these are the proof that a policy change keeps the rules:
+//! no function may write the exemption tag or act on what carries it; a mutating action on every
+//! resource needs a condition that narrows it; tag writes name their keys; roles are passed only
+//! to EC2 and only from the account; an Auto Scaling group is changed only once the swap marked
+//! it, and marked only when opted in; an address moves only onto an instance a switch marked.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde_norway::Value;
+
+use crate::template::workspace_root;
+
+/// One statement, with where it came from (for the failure message).
+#[derive(Debug, Clone)]
+pub struct Statement {
+    pub origin: String,
+    pub effect: String,
+    pub actions: Vec<String>,
+    pub resources: Vec<Value>,
+    pub condition: Option<Value>,
+}
+
+impl Statement {
+    fn has(&self, action: &str) -> bool {
+        self.actions.iter().any(|a| a == action)
+    }
+
+    fn on_everything(&self) -> bool {
+        self.resources.iter().any(|r| r.as_str() == Some("*"))
+    }
+
+    /// The condition block `operator` → `key`, if present.
+    fn condition(&self, operator: &str, key: &str) -> Option<&Value> {
+        self.condition.as_ref()?.get(operator)?.get(key)
+    }
+
+    fn requires_tag(&self, key: &str) -> bool {
+        self.condition("Null", key).and_then(Value::as_str) == Some("false")
+    }
+
+    /// Each resource's text (an intrinsic such as `!Sub` reads as its template string).
+    fn resource_texts(&self) -> Vec<String> {
+        self.resources.iter().map(text).collect()
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Tagged(t) => text(&t.value),
+        Value::Sequence(items) => items.iter().map(text).collect::<Vec<_>>().join(" "),
+        other => format!("{other:?}"),
+    }
+}
+
+fn strings(v: Option<&Value>) -> Vec<Value> {
+    match v {
+        Some(Value::Sequence(items)) => items.clone(),
+        Some(other) => vec![other.clone()],
+        None => Vec::new(),
+    }
+}
+
+fn statements_of(origin: &str, document: &Value, out: &mut Vec<Statement>) {
+    for s in strings(document.get("Statement")) {
+        out.push(Statement {
+            origin: format!(
+                "{origin} {}",
+                s.get("Sid").and_then(Value::as_str).unwrap_or("(no Sid)")
+            ),
+            effect: s
+                .get("Effect")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            actions: strings(s.get("Action"))
+                .iter()
+                .filter_map(|a| a.as_str().map(str::to_owned))
+                .collect(),
+            resources: strings(s.get("Resource")),
+            condition: s.get("Condition").cloned(),
+        });
+    }
+}
+
+/// Every statement of a template: SAM function policies (inline documents; policy templates
+/// such as `LambdaInvokePolicy` are SAM's own, scoped by construction), managed policies, role
+/// policies and roles' inline policies.
+pub fn statements(path: &Path) -> Result<Vec<Statement>> {
+    let doc: Value = serde_norway::from_str(
+        &std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+    )?;
+    let mut out = Vec::new();
+    let Some(resources) = doc.get("Resources").and_then(Value::as_mapping) else {
+        return Ok(out);
+    };
+    for (id, resource) in resources {
+        let id = id.as_str().unwrap_or_default();
+        let props = resource.get("Properties").unwrap_or(&Value::Null);
+        match resource.get("Type").and_then(Value::as_str) {
+            Some("AWS::Serverless::Function" | "AWS::Serverless::StateMachine") => {
+                for policy in strings(props.get("Policies")) {
+                    statements_of(id, &policy, &mut out);
+                }
+            }
+            Some("AWS::IAM::ManagedPolicy" | "AWS::IAM::RolePolicy" | "AWS::IAM::Policy") => {
+                statements_of(
+                    id,
+                    props.get("PolicyDocument").unwrap_or(&Value::Null),
+                    &mut out,
+                );
+            }
+            Some("AWS::IAM::Role") => {
+                for policy in strings(props.get("Policies")) {
+                    statements_of(
+                        id,
+                        policy.get("PolicyDocument").unwrap_or(&Value::Null),
+                        &mut out,
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+fn both() -> Vec<Statement> {
+    let root = workspace_root();
+    let mut all = statements(&root.join("infra/template.yaml")).unwrap();
+    all.extend(statements(&root.join("infra/member-account.yaml")).unwrap());
+    all
+}
+
+/// Actions that change nothing, by their verb.
+fn reads(action: &str) -> bool {
+    let verb = action.split(':').nth(1).unwrap_or(action);
+    ["Describe", "Get", "List", "BatchGet", "Query", "Scan"]
+        .iter()
+        .any(|p| verb.starts_with(p))
+}
+
+/// Mutating actions that AWS authorises on no resource ARN at all, each with why it is harmless.
+const RESOURCELESS: &[(&str, &str)] = &[
+    ("cloudwatch:PutMetricData", "writes metrics only"),
+    (
+        "logs:CreateLogDelivery",
+        "Step Functions log delivery registration",
+    ),
+    (
+        "logs:UpdateLogDelivery",
+        "Step Functions log delivery registration",
+    ),
+    (
+        "logs:DeleteLogDelivery",
+        "Step Functions log delivery registration",
+    ),
+    (
+        "logs:PutResourcePolicy",
+        "Step Functions log delivery registration",
+    ),
+];
+
+const EXEMPT: &str = "spot-optimizer:exempt";
+const TAG_WRITES: &[&str] = &[
+    "ec2:CreateTags",
+    "ec2:DeleteTags",
+    "autoscaling:CreateOrUpdateTags",
+    "autoscaling:DeleteTags",
+];
+const GROUP_CHANGES: &[&str] = &[
+    "autoscaling:SuspendProcesses",
+    "autoscaling:ResumeProcesses",
+    "autoscaling:UpdateAutoScalingGroup",
+    "autoscaling:AttachInstances",
+    "autoscaling:DetachInstances",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::template::Template;
+
+    fn allows() -> Vec<Statement> {
+        both().into_iter().filter(|s| s.effect == "Allow").collect()
+    }
+
+    #[test]
+    fn every_role_carries_the_exemption_guard() {
+        let template = Template::load().unwrap();
+        let source = std::fs::read_to_string(workspace_root().join("infra/template.yaml")).unwrap();
+        let doc: Value = serde_norway::from_str(&source).unwrap();
+        let mut missing = Vec::new();
+        for (id, resource) in doc["Resources"].as_mapping().unwrap() {
+            if resource.get("Type").and_then(Value::as_str) != Some("AWS::Serverless::Function") {
+                continue;
+            }
+            let guarded = strings(resource["Properties"].get("Policies"))
+                .iter()
+                .any(|p| text_of_ref(p) == Some("ExemptGuardPolicy"));
+            if !guarded {
+                missing.push(id.as_str().unwrap().to_owned());
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "functions without the guard: {missing:?}"
+        );
+        assert_eq!(template.function_binaries().len(), 22);
+
+        // The guard itself (central and member): denies writing the tag, and acting on what
+        // carries it, for every destructive action any role is allowed.
+        for file in ["infra/template.yaml", "infra/member-account.yaml"] {
+            let denies: Vec<_> = statements(&workspace_root().join(file))
+                .unwrap()
+                .into_iter()
+                .filter(|s| s.effect == "Deny")
+                .collect();
+            let tag_guard = denies.iter().any(|s| {
+                TAG_WRITES.iter().all(|a| s.has(a))
+                    && s.condition("ForAnyValue:StringEquals", "aws:TagKeys")
+                        .is_some_and(|v| text(v).contains(EXEMPT))
+            });
+            assert!(tag_guard, "{file}: no Deny on writing {EXEMPT}");
+            let destructive = [
+                "ec2:TerminateInstances",
+                "ec2:StopInstances",
+                "ec2:CreateImage",
+                "ec2:DeleteVolume",
+                "ec2:DeleteSnapshot",
+                "ec2:DeregisterImage",
+                "ec2:ReleaseAddress",
+                "ec2:AssociateAddress",
+            ];
+            let acts_guard = denies.iter().any(|s| {
+                destructive.iter().all(|a| s.has(a))
+                    && s.requires_tag(&format!("aws:ResourceTag/{EXEMPT}"))
+            });
+            assert!(
+                acts_guard,
+                "{file}: no Deny on acting on {EXEMPT} resources"
+            );
+            let groups_guard = denies.iter().any(|s| {
+                GROUP_CHANGES.iter().all(|a| s.has(a))
+                    && s.requires_tag(&format!("autoscaling:ResourceTag/{EXEMPT}"))
+            });
+            assert!(groups_guard, "{file}: no Deny on changing {EXEMPT} groups");
+        }
+    }
+
+    fn text_of_ref(v: &Value) -> Option<&str> {
+        match v {
+            Value::Tagged(t) if t.tag == "Ref" => t.value.as_str(),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn no_mutating_action_on_every_resource_without_a_condition() {
+        let mut problems = Vec::new();
+        for s in allows() {
+            if !s.on_everything() || s.condition.is_some() {
+                continue;
+            }
+            for a in &s.actions {
+                if !reads(a) && !RESOURCELESS.iter().any(|(r, _)| r == a) {
+                    problems.push(format!("{}: {a} on * without a condition", s.origin));
+                }
+            }
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
+    #[test]
+    fn tag_writes_name_their_keys_and_never_the_exemption() {
+        let mut problems = Vec::new();
+        for s in allows() {
+            if !TAG_WRITES.iter().any(|a| s.has(a)) {
+                continue;
+            }
+            let at_creation = s.condition("StringEquals", "ec2:CreateAction").is_some();
+            let keys = s.condition("ForAllValues:StringEquals", "aws:TagKeys");
+            // `ForAllValues` alone is true of a request naming no keys at all (DeleteTags
+            // without a list wipes every tag): the keys must also be present.
+            let named = keys.is_some() && s.requires_tag("aws:TagKeys");
+            if !at_creation && !named {
+                problems.push(format!("{}: tag write without named keys", s.origin));
+            }
+            if keys.is_some_and(|k| text(k).contains(EXEMPT)) {
+                problems.push(format!("{}: may write {EXEMPT}", s.origin));
+            }
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
+    #[test]
+    fn roles_are_passed_only_to_ec2_and_only_from_the_account() {
+        let passes: Vec<_> = allows()
+            .into_iter()
+            .filter(|s| s.has("iam:PassRole"))
+            .collect();
+        assert!(!passes.is_empty());
+        for s in passes {
+            assert!(!s.on_everything(), "{}: PassRole on *", s.origin);
+            assert!(
+                s.resource_texts()
+                    .iter()
+                    .all(|r| r.contains("${AWS::AccountId}:role/")),
+                "{}: PassRole beyond the account's roles: {:?}",
+                s.origin,
+                s.resource_texts()
+            );
+            assert_eq!(
+                s.condition("StringEquals", "iam:PassedToService")
+                    .and_then(Value::as_str),
+                Some("ec2.amazonaws.com"),
+                "{}",
+                s.origin
+            );
+        }
+    }
+
+    #[test]
+    fn a_group_is_changed_only_once_the_swap_marked_it_and_marked_only_when_opted_in() {
+        let mut problems = Vec::new();
+        let mut marks = 0;
+        for s in allows() {
+            if GROUP_CHANGES.iter().any(|a| s.has(a))
+                && !s.requires_tag("autoscaling:ResourceTag/spot-optimizer:swap")
+            {
+                problems.push(format!("{}: changes a group it did not mark", s.origin));
+            }
+            if s.has("autoscaling:CreateOrUpdateTags") {
+                marks += 1;
+                let by_tag = s
+                    .condition(
+                        "StringEquals",
+                        "autoscaling:ResourceTag/spot-optimizer:enabled",
+                    )
+                    .and_then(Value::as_str)
+                    == Some("true");
+                let by_name = s
+                    .resource_texts()
+                    .iter()
+                    .all(|r| r.contains("AsgAllowlist") || r.contains("${Names}"));
+                if !by_tag && !by_name {
+                    problems.push(format!("{}: marks a group that is not opted in", s.origin));
+                }
+            }
+        }
+        assert!(marks >= 2, "the mark statements were not found");
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
+    #[test]
+    fn an_address_moves_only_onto_an_instance_a_switch_marked() {
+        let moves: Vec<_> = allows()
+            .into_iter()
+            .filter(|s| s.has("ec2:AssociateAddress"))
+            .collect();
+        assert!(!moves.is_empty());
+        for s in moves {
+            assert!(!s.on_everything(), "{}: AssociateAddress on *", s.origin);
+            let onto_instances = s.resource_texts().iter().any(|r| r.contains(":instance/"));
+            if onto_instances {
+                assert!(
+                    s.requires_tag("aws:ResourceTag/spot-optimizer:switch"),
+                    "{}: onto any instance",
+                    s.origin
+                );
+            }
+        }
+    }
+}
