@@ -23,7 +23,8 @@ pub mod fixtures;
 pub mod functions;
 pub mod gateway;
 pub mod governance;
-pub mod iam;
+#[cfg(test)]
+mod iam;
 pub mod lambda_host;
 pub mod proxy;
 pub mod saga;
