@@ -314,6 +314,67 @@ async fn a_launch_configuration_group_is_swapped_two_at_a_time_with_batch_percen
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sixty_member_group_is_swapped_twenty_at_a_time_within_step_functions_limits()
+-> Result<()> {
+    // MAX_MEMBERS at its default (20): this run replaces 20 members, ten at a time (17 % of 60),
+    // and lists the other 40 as deferred to the next day's run.
+    let overrides = [
+        ("swap-plan", "APPROVAL_THRESHOLD", "CRITICAL"),
+        ("swap-discover", "BATCH_PERCENT", "17"),
+    ];
+    let swap = Swap::start("swap-60", &overrides, |n| GroupSpec::new(&n).size(60, 60)).await?;
+    let before = snapshot(&swap.autoscaling, &swap.group).await?;
+    assert_eq!(before.in_service, 60);
+    let name = swap.saga.name("sixty");
+
+    let (e, lowest) = swap.run(&name, "live").await?;
+
+    assert_eq!(e.status, ExecutionStatus::Succeeded, "{}", show(&e));
+    assert!(lowest >= 60, "in service fell to {lowest}");
+    let after = snapshot(&swap.autoscaling, &swap.group).await?;
+    assert_eq!((after.desired, after.max, after.in_service), (60, 60, 60));
+    let launched = replacements(&swap.saga.bed.ec2(), &name).await?;
+    let serving = launched
+        .iter()
+        .filter(|(id, s, spot)| s == "running" && *spot && after.members.contains(id))
+        .count();
+    assert_eq!(serving, 20, "{launched:?}");
+    let kept = before
+        .members
+        .iter()
+        .filter(|m| after.members.contains(m))
+        .count();
+    assert_eq!(kept, 40, "40 old members stay for the next run");
+    let deferred: Vec<&Value> = e.output["discover"]["excluded"]
+        .as_array()
+        .map(|a| a.iter().filter(|x| x["reason"] == "deferred").collect())
+        .unwrap_or_default();
+    assert_eq!(deferred.len(), 40, "{}", e.output["discover"]["excluded"]);
+    assert_eq!(
+        e.path.iter().filter(|s| *s == "LaunchBatch").count(),
+        2,
+        "two batches of ten"
+    );
+    // Step Functions fails an execution whose state exceeds 256 KiB, or whose history exceeds
+    // 25,000 events, without running its rollback: the cap keeps both far away.
+    assert!(
+        e.largest_state < 128 * 1024,
+        "largest state {} bytes",
+        e.largest_state
+    );
+    assert!(e.events < 2_500, "{} history events", e.events);
+    swap.assert_no_orphan(&name).await?;
+    println!(
+        "swap of 20 of 60: {} states, {} history events, largest state {} bytes, {:.1} s",
+        e.path.len(),
+        e.events,
+        e.largest_state,
+        e.wall.as_secs_f64()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opted_out_mixed_spot_and_hooked_groups_are_skipped_with_their_reason() -> Result<()> {
     let saga = SagaBed::swap("swap-skip", NO_APPROVAL).await?;
     let cases = [

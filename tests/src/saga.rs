@@ -48,6 +48,11 @@ pub struct Execution {
     /// Every state exit, in order, with its time.
     pub timeline: Vec<(String, chrono::DateTime<Utc>)>,
     pub wall: Duration,
+    /// Events in the execution's history (Step Functions ends an execution at 25,000).
+    pub events: usize,
+    /// The largest state a state entered or left with, in bytes (Step Functions' limit is
+    /// 256 KiB; over it the execution fails without reaching its rollback).
+    pub largest_state: usize,
 }
 
 pub struct SagaBed {
@@ -223,6 +228,16 @@ impl SagaBed {
                         })
                         .collect(),
                     wall: started.elapsed(),
+                    events: history.len(),
+                    largest_state: history
+                        .iter()
+                        .filter_map(|e| {
+                            let entered = e.state_entered_event_details().and_then(|d| d.input());
+                            let exited = e.state_exited_event_details().and_then(|d| d.output());
+                            entered.or(exited).map(str::len)
+                        })
+                        .max()
+                        .unwrap_or(0),
                 });
             }
             if started.elapsed() > timeout {

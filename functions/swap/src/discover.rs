@@ -19,6 +19,8 @@ pub struct Config {
     pub opt_in: OptIn,
     /// Replace this share of the group's desired capacity at a time (default: one instance).
     pub batch_percent: Option<u32>,
+    /// Members one execution replaces at most (`MAX_MEMBERS`); the next run takes the rest.
+    pub max_members: usize,
     pub settings: Settings,
     /// The sagas' live switch (`MODE`, `LIVE_ACCOUNTS`): a request is live only if this allows.
     pub live: LiveSwitch,
@@ -35,6 +37,7 @@ impl Config {
                 allow_protected: env.parsed(key::ALLOW_PROTECTED, false)?,
             },
             batch_percent: (batch_percent > 0).then_some(batch_percent),
+            max_members: env.bounded(key::MAX_MEMBERS, 20, 1, swap::MAX_MEMBERS_LIMIT)?,
             settings: Settings::from_env(env)?,
             live: config::live_switch(env, env.parsed(key::MODE, SagaMode::Shadow)?.as_mode())?,
         })
@@ -92,7 +95,9 @@ impl Discoverer {
                 refusals.join("; ")
             )));
         }
-        let (candidates, excluded) = swap::candidates(&group, &self.config.opt_in);
+        let (candidates, mut excluded) = swap::candidates(&group, &self.config.opt_in);
+        let (candidates, deferred) = swap::defer(candidates, self.config.max_members);
+        excluded.extend(deferred);
         if candidates.is_empty() {
             return Err(StepError::not_eligible(format!(
                 "group {}: no on-demand member to replace ({})",

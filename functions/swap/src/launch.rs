@@ -15,7 +15,7 @@ use spot_domain::saga::launch::first_open_pool;
 use spot_domain::saga::swap::{
     self, BatchLaunch, LaunchSource, MemberPlan, Replacement, SwapInput,
 };
-use spot_domain::tags::{self, SWAP_TAG, VIA_SWAP};
+use spot_domain::tags::{self, SWAP_TAG, Tags, VIA_SWAP};
 use spot_domain::{AwsError, Clock, ErrorName, PoolKey, QuarantinePolicy, SystemClock};
 use tracing::{info, instrument, warn};
 
@@ -43,10 +43,11 @@ pub struct Launcher {
     pub config: Config,
 }
 
-/// The replacement's tags: its predecessor's own, then the optimizer's.
-pub fn replacement_tags(member: &MemberPlan, swap_id: &str) -> Vec<(String, String)> {
+/// The replacement's tags: its predecessor's own (read now, not carried in the state, where a
+/// large group's tags would not fit), then the optimizer's.
+pub fn replacement_tags(member: &MemberPlan, own: &Tags, swap_id: &str) -> Vec<(String, String)> {
     tags::launched(
-        member.tags.clone(),
+        tags::inherited(own),
         VIA_SWAP,
         &member.instance_id,
         SWAP_TAG,
@@ -139,7 +140,8 @@ impl Launcher {
                 replacements.push(replacement(member, existing.instance_id, c));
                 continue;
             }
-            let tags = replacement_tags(member, swap_id);
+            let own = account.ec2.tags(&member.instance_id).await?;
+            let tags = replacement_tags(member, &own, swap_id);
             let chosen = first_open_pool(
                 &member.candidates,
                 |c| self.quarantined(&c.pool),
@@ -252,9 +254,9 @@ mod tests {
             on_demand_price: 0.096,
             candidates: vec![],
             exclusions: vec![],
-            tags: vec![("Name".into(), "web".into())],
         };
-        let tags = replacement_tags(&member, "swap-1");
+        let own = Tags::from([("Name".to_owned(), "web".to_owned())]);
+        let tags = replacement_tags(&member, &own, "swap-1");
         assert!(tags.contains(&("Name".into(), "web".into())));
         assert!(tags.contains(&("CreatedVia".into(), "AsgSwap".into())));
         assert!(tags.contains(&(SOURCE_TAG.into(), "i-0old".into())));

@@ -10,11 +10,12 @@ use spot_domain::market::{self, Catalog, Exclusion, ExclusionReason, Market};
 use spot_domain::pool::gatekeeper;
 use spot_domain::saga::swap::{self, MemberPlan, SwapInput, SwapPlan};
 use spot_domain::saga::{Risk, SagaMode, StepError};
-use spot_domain::tags;
 use spot_domain::{Clock, PoolKey, SystemClock};
 use tracing::{info, instrument};
 
-const MAX_CANDIDATES: usize = 10;
+/// Pools kept per member (and exclusions shown): five is enough to survive a capacity shortage,
+/// and keeps a 40-member plan far below Step Functions' 256 KiB state limit.
+const MAX_CANDIDATES: usize = 5;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -194,7 +195,6 @@ impl Planner {
                 on_demand_price,
                 candidates,
                 exclusions,
-                tags: tags::inherited(&source.tags),
             });
         }
         if members.is_empty() {

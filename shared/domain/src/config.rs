@@ -80,6 +80,7 @@ pub mod key {
     pub const ASG_ALLOWLIST: &str = "ASG_ALLOWLIST";
     pub const ALLOW_PROTECTED: &str = "ALLOW_PROTECTED";
     pub const BATCH_PERCENT: &str = "BATCH_PERCENT";
+    pub const MAX_MEMBERS: &str = "MAX_MEMBERS";
 
     // ---- router
     pub const SWITCH_STATE_MACHINE_ARN: &str = "SWITCH_STATE_MACHINE_ARN";

@@ -50,6 +50,8 @@ pub enum ExclusionReason {
     NoPool,
     /// A planned member the swap did not replace (it left the group, or no pool had capacity).
     NotReplaced,
+    /// A member beyond what one execution replaces (`MAX_MEMBERS`): the next run takes it.
+    Deferred,
 }
 
 /// Something the plan left out, why, and the detail an operator reads.

@@ -240,6 +240,28 @@ pub fn candidates(group: &Group, opt_in: &OptIn) -> (Vec<Member>, Vec<Exclusion>
     (ok, excluded)
 }
 
+/// The most members one execution replaces may be set to: with five candidate pools per member,
+/// the plan stays far below Step Functions' 256 KiB state limit, and the batches' states far
+/// below its 25,000 history events (a 60-member group measured in `tests/integration/swap.rs`).
+pub const MAX_MEMBERS_LIMIT: usize = 40;
+
+/// The first `max` members to replace go to this execution; the rest are deferred, with the
+/// reason, to the next run (the router starts at most one swap per group a day).
+pub fn defer(mut members: Vec<Member>, max: usize) -> (Vec<Member>, Vec<Exclusion>) {
+    let later = members.split_off(members.len().min(max));
+    let deferred = later
+        .iter()
+        .map(|m| {
+            Exclusion::new(
+                &m.instance_id,
+                ExclusionReason::Deferred,
+                format!("at most {max} members per swap; the next run replaces it"),
+            )
+        })
+        .collect();
+    (members, deferred)
+}
+
 /// How many members are replaced at once: one, or `percent` of the group's desired capacity
 /// (at least one), never more than there are candidates.
 pub fn batch_size(desired: u32, candidates: usize, percent: Option<u32>) -> usize {
@@ -309,8 +331,6 @@ pub struct MemberPlan {
     /// Ranked, best first; all in the member's AZ and the group's subnets.
     pub candidates: Vec<Candidate>,
     pub exclusions: Vec<Exclusion>,
-    /// The member's own tags, which its replacement carries too.
-    pub tags: Vec<(String, String)>,
 }
 
 impl MemberPlan {
@@ -931,6 +951,22 @@ mod tests {
             allow_protected: true,
         };
         assert_eq!(candidates(&g, &protected).0.len(), 3);
+    }
+
+    #[test]
+    fn members_beyond_the_cap_are_deferred_to_the_next_run_in_order() {
+        let members: Vec<Member> = (1..=5).map(|i| member(&format!("i-{i}"))).collect();
+        let (now, later) = defer(members.clone(), 3);
+        let ids: Vec<&str> = now.iter().map(|m| m.instance_id.as_str()).collect();
+        assert_eq!(ids, ["i-1", "i-2", "i-3"]);
+        assert_eq!(
+            later.iter().map(|e| e.what.as_str()).collect::<Vec<_>>(),
+            ["i-4", "i-5"]
+        );
+        assert!(later.iter().all(|e| e.reason == ExclusionReason::Deferred));
+        assert!(later[0].detail.contains("at most 3"), "{}", later[0].detail);
+        let (all, none) = defer(members, 40);
+        assert_eq!((all.len(), none.len()), (5, 0));
     }
 
     #[test]
