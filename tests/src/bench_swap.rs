@@ -95,8 +95,8 @@ pub async fn run(bin_dir: &Path) -> Result<bool> {
             "saga-approval".into(),
             json!({
                 "execution": plan["execution"], "token": "bench-task-token", "saga": "AsgSwap",
-                "account_id": state["account_id"], "region": state["region"],
-                "target": format!("asg/{}", state["asg_name"].as_str().unwrap_or_default()),
+                "account_id": state["request"]["account_id"], "region": state["request"]["region"],
+                "target": format!("asg/{}", state["request"]["asg_name"].as_str().unwrap_or_default()),
                 "risk": state["plan"]["risk"], "reasons": state["plan"]["risk_reasons"],
                 "summary": state["plan"]["summary"], "timeout_seconds": 60,
             }),

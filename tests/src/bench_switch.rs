@@ -145,7 +145,8 @@ pub async fn run(bin_dir: &Path, switches: usize) -> Result<bool> {
             "saga-approval".into(),
             json!({
                 "execution": image["execution"], "token": "bench-task-token", "saga": "AtomicSwitch",
-                "account_id": state["account_id"], "region": state["region"], "target": state["instance_id"],
+                "account_id": state["request"]["account_id"], "region": state["request"]["region"],
+                "target": state["request"]["instance_id"],
                 "risk": plan["risk"], "reasons": plan["risk_reasons"], "summary": plan["summary"],
                 "timeout_seconds": plan["settings"]["approval_timeout_seconds"],
             }),
