@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use aws_config::sts::AssumeRoleProvider;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
 use spot_domain::{Access, AwsError};
 
@@ -24,10 +24,10 @@ pub struct AwsContext {
 }
 
 impl AwsContext {
-    /// Loads the default chain (env, container or instance role). `AWS_ENDPOINT_URL` points every
-    /// client at a local emulator.
+    /// Loads the default chain (env, container or instance role), with the HTTPS client of
+    /// [`crate::tls`]. `AWS_ENDPOINT_URL` points every client at a local emulator.
     pub async fn from_env() -> Self {
-        Self::new(aws_config::defaults(BehaviorVersion::latest()).load().await)
+        Self::new(crate::tls::load().await)
     }
 
     pub fn new(base: SdkConfig) -> Self {

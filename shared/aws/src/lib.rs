@@ -28,6 +28,7 @@ pub mod sfn;
 pub mod sns;
 pub mod step;
 pub mod telemetry;
+pub mod tls;
 
 pub use clients::AwsContext;
 pub use dynamodb::{
