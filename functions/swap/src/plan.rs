@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use spot_aws::{PriceList, QuarantineTable, Reach};
 use spot_domain::config::{Accounts, ConfigError, Env, key};
-use spot_domain::market::{self, Catalog, Exclusion, ExclusionReason, Market};
+use spot_domain::market::{self, Catalog, Exclusion, ExclusionReason, Market, TypeQuery};
 use spot_domain::pool::gatekeeper;
 use spot_domain::saga::swap::{self, MemberPlan, SwapInput, SwapPlan};
 use spot_domain::saga::{Risk, SagaMode, StepError};
@@ -97,16 +97,23 @@ impl Planner {
             .into_iter()
             .filter(|s| group.subnet_ids.contains(&s.subnet_id))
             .collect();
+        let allowed = swap::allowed_types(group);
         let mut types_by_arch = BTreeMap::new();
         for arch in sources
             .iter()
             .map(|s| s.architecture.clone())
             .collect::<BTreeSet<_>>()
         {
-            let types = ec2.instance_types(&arch).await?;
+            let vcpus: Vec<u32> = sources
+                .iter()
+                .filter(|s| s.architecture == arch)
+                .map(|s| s.vcpus)
+                .collect();
+            let types = ec2
+                .instance_types(&TypeQuery::new(&arch, &vcpus, &allowed))
+                .await?;
             types_by_arch.insert(arch, types);
         }
-        let allowed = swap::allowed_types(group);
         let compatible: Vec<_> = sources
             .iter()
             .map(|s| {

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use spot_aws::{LedgerTable, PriceList, QuarantineTable, Reach};
 use spot_domain::config::{self, Accounts, ConfigError, Env, key};
 use spot_domain::governance::mode::LiveSwitch;
-use spot_domain::market::{self, Catalog, Market};
+use spot_domain::market::{self, Catalog, Market, TypeQuery};
 use spot_domain::pool::gatekeeper;
 use spot_domain::saga::switch::{self, Plan, PlanInput, Planned};
 use spot_domain::saga::{Risk, SagaMode, Settings, StepError};
@@ -114,10 +114,13 @@ impl Planner {
             })?;
 
         let target = request.target.clone().unwrap_or_default();
-        let (catalog, subnets) = tokio::try_join!(
-            ec2.instance_types(&source.architecture),
-            ec2.subnets(&source.vpc_id),
-        )?;
+        let query = TypeQuery::new(
+            &source.architecture,
+            &[source.vcpus],
+            &target.instance_types,
+        );
+        let (catalog, subnets) =
+            tokio::try_join!(ec2.instance_types(&query), ec2.subnets(&source.vpc_id),)?;
         let (types, mut exclusions) =
             market::compatible_types(&source, &catalog, &target.instance_types);
         let names: Vec<String> = types.iter().map(|t| t.instance_type.clone()).collect();

@@ -3,63 +3,49 @@
 use aws_sdk_ec2::types::{Filter, InstanceType};
 use chrono::{DateTime, Utc};
 use spot_domain::AwsError;
-use spot_domain::market::{InstanceTypeInfo, SpotPrice, SubnetInfo};
+use spot_domain::market::{InstanceTypeInfo, SpotPrice, SubnetInfo, TypeQuery};
 
 use super::Ec2;
 use crate::error::classify;
 
 impl Ec2 {
+    /// The instance types `query` asks for, converted page by page (the SDK's full description
+    /// of a type is twenty times what a plan keeps).
     pub async fn instance_types(
         &self,
-        architecture: &str,
+        query: &TypeQuery,
     ) -> Result<Vec<InstanceTypeInfo>, AwsError> {
-        let types: Vec<_> = self
+        let filter = |name: &str, values: Vec<String>| {
+            Filter::builder()
+                .name(name)
+                .set_values(Some(values))
+                .build()
+        };
+        let mut request = self
             .client
             .describe_instance_types()
-            .filters(
-                Filter::builder()
-                    .name("processor-info.supported-architecture")
-                    .values(architecture)
-                    .build(),
-            )
-            .max_results(100)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| classify("DescribeInstanceTypes", e))?;
-        Ok(types
-            .iter()
-            .filter_map(|t| {
-                Some(InstanceTypeInfo {
-                    instance_type: t.instance_type()?.as_str().to_owned(),
-                    architectures: t
-                        .processor_info()
-                        .map(|p| {
-                            p.supported_architectures()
-                                .iter()
-                                .map(|a| a.as_str().to_owned())
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                    vcpus: t
-                        .v_cpu_info()
-                        .and_then(|v| v.default_v_cpus())
-                        .and_then(|v| u32::try_from(v).ok())?,
-                    memory_mib: t
-                        .memory_info()
-                        .and_then(|m| m.size_in_mib())
-                        .and_then(|m| u64::try_from(m).ok())?,
-                    spot: t
-                        .supported_usage_classes()
-                        .iter()
-                        .any(|u| u.as_str() == "spot"),
-                    current_generation: t.current_generation().unwrap_or(false),
-                    bare_metal: t.bare_metal().unwrap_or(false),
-                })
-            })
-            .collect())
+            .filters(filter(
+                "processor-info.supported-architecture",
+                vec![query.architecture.clone()],
+            ))
+            .max_results(100);
+        if let Some(narrow) = &query.narrow {
+            request = request
+                .filters(filter("supported-usage-class", vec!["spot".into()]))
+                .filters(filter("current-generation", vec!["true".into()]))
+                .filters(filter("bare-metal", vec!["false".into()]));
+            if !narrow.vcpus.is_empty() {
+                let vcpus: Vec<String> = narrow.vcpus.iter().map(u32::to_string).collect();
+                request = request.filters(filter("vcpu-info.default-vcpus", vcpus));
+            }
+        }
+        let mut pages = request.into_paginator().items().send();
+        let mut types = Vec::new();
+        while let Some(t) = pages.next().await {
+            let t = t.map_err(|e| classify("DescribeInstanceTypes", e))?;
+            types.extend(type_info(&t));
+        }
+        Ok(types)
     }
 
     pub async fn subnets(&self, vpc_id: &str) -> Result<Vec<SubnetInfo>, AwsError> {
@@ -129,4 +115,33 @@ impl Ec2 {
         }
         Ok(prices)
     }
+}
+
+fn type_info(t: &aws_sdk_ec2::types::InstanceTypeInfo) -> Option<InstanceTypeInfo> {
+    Some(InstanceTypeInfo {
+        instance_type: t.instance_type()?.as_str().to_owned(),
+        architectures: t
+            .processor_info()
+            .map(|p| {
+                p.supported_architectures()
+                    .iter()
+                    .map(|a| a.as_str().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        vcpus: t
+            .v_cpu_info()
+            .and_then(|v| v.default_v_cpus())
+            .and_then(|v| u32::try_from(v).ok())?,
+        memory_mib: t
+            .memory_info()
+            .and_then(|m| m.size_in_mib())
+            .and_then(|m| u64::try_from(m).ok())?,
+        spot: t
+            .supported_usage_classes()
+            .iter()
+            .any(|u| u.as_str() == "spot"),
+        current_generation: t.current_generation().unwrap_or(false),
+        bare_metal: t.bare_metal().unwrap_or(false),
+    })
 }

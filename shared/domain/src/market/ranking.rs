@@ -27,6 +27,49 @@ pub struct InstanceTypeInfo {
 /// How far a candidate may exceed the source: a clone twice the size is a different workload bill.
 pub const MAX_OVERSIZE: u64 = 2;
 
+/// What a plan asks EC2 for. Unless the owner named the types (then every type of the
+/// architecture, so a misfit is explained, not called unknown), only what [`compatible_types`]
+/// could keep: Spot-capable, current generation, not bare metal and, when the window is short
+/// enough for one filter, vCPUs within [v, 2v] of a source. A plan then reads tens of types, not
+/// the region's hundreds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypeQuery {
+    pub architecture: String,
+    /// `None`: the whole architecture, unfiltered.
+    pub narrow: Option<Narrow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Narrow {
+    /// Every vCPU count a candidate may have; empty when too many for one filter.
+    pub vcpus: Vec<u32>,
+}
+
+/// Values EC2 accepts in one filter, with room to spare.
+const MAX_FILTER_VALUES: usize = 100;
+
+impl TypeQuery {
+    pub fn new(architecture: &str, source_vcpus: &[u32], wanted: &[String]) -> Self {
+        let narrow = wanted.is_empty().then(|| {
+            let vcpus: BTreeSet<u32> = source_vcpus
+                .iter()
+                .flat_map(|&v| v..=v.saturating_mul(MAX_OVERSIZE as u32))
+                .collect();
+            Narrow {
+                vcpus: if vcpus.len() <= MAX_FILTER_VALUES {
+                    vcpus.into_iter().collect()
+                } else {
+                    Vec::new()
+                },
+            }
+        });
+        Self {
+            architecture: architecture.to_owned(),
+            narrow,
+        }
+    }
+}
+
 /// Instance types that can run the source: same architecture, at least its vCPUs and memory (at
 /// most twice), Spot-capable, current generation, not bare metal. `wanted` narrows the set.
 pub fn compatible_types(
@@ -268,6 +311,32 @@ mod tests {
             spot: true,
             current_generation: true,
             bare_metal: false,
+        }
+    }
+
+    #[test]
+    fn a_plan_asks_only_for_the_vcpu_window_of_its_sources_unless_types_are_named() {
+        let q = TypeQuery::new("x86_64", &[2, 3], &[]);
+        assert_eq!(q.narrow.expect("narrowed").vcpus, [2, 3, 4, 5, 6]);
+        let named = TypeQuery::new("arm64", &[2], &["m6g.large".into()]);
+        assert_eq!((named.architecture.as_str(), named.narrow), ("arm64", None));
+        let huge = TypeQuery::new("x86_64", &[192], &[]);
+        assert!(
+            huge.narrow
+                .expect("still spot and current")
+                .vcpus
+                .is_empty()
+        );
+        // Every type the window keeps is one compatible_types keeps on vCPUs.
+        let window = TypeQuery::new("x86_64", &[2], &[])
+            .narrow
+            .expect("narrowed")
+            .vcpus;
+        for vcpus in 1..=8 {
+            let kept = !compatible_types(&source(), &[t("x", "x86_64", vcpus, 8)], &[])
+                .0
+                .is_empty();
+            assert_eq!(kept, window.contains(&vcpus), "{vcpus} vCPU");
         }
     }
 
