@@ -83,8 +83,20 @@ impl Bed {
 
     /// Makes Lambda invocations of `name` (by Step Functions, through the gateway) run `spec`.
     pub async fn register_function(&self, name: &str, spec: &FunctionSpec) -> Result<()> {
+        self.register_delivered(name, spec, 1).await
+    }
+
+    /// As [`Bed::register_function`], each invocation delivered `deliveries` times.
+    pub async fn register_delivered(
+        &self,
+        name: &str,
+        spec: &FunctionSpec,
+        deliveries: u32,
+    ) -> Result<()> {
         use http_body_util::{BodyExt, Full};
-        let body = serde_json::json!({"binary": spec.binary, "env": spec.env}).to_string();
+        let body =
+            serde_json::json!({"binary": spec.binary, "env": spec.env, "deliveries": deliveries})
+                .to_string();
         let client =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .build_http::<Full<bytes::Bytes>>();
@@ -104,6 +116,23 @@ impl Bed {
             );
         }
         Ok(())
+    }
+
+    /// How many times the gateway ran each function (every delivery counted).
+    pub async fn deliveries(&self) -> Result<BTreeMap<String, u32>> {
+        use http_body_util::{BodyExt, Empty};
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<Empty<bytes::Bytes>>();
+        let uri: hyper::Uri = format!("{}/__bed/deliveries", self.endpoint).parse()?;
+        let body = client
+            .get(uri)
+            .await?
+            .into_body()
+            .collect()
+            .await?
+            .to_bytes();
+        Ok(serde_json::from_slice(&body)?)
     }
 
     /// Creates every table of the template under unique names for one test (or demo) run.

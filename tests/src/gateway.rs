@@ -5,7 +5,7 @@
 //!   (HTTP 200 with `X-Amz-Function-Error`), so Step Functions' `Retry`/`Catch` route on them.
 //!   moto's Step Functions call this gateway because moto runs with `MOTO_PORT` set to its port.
 //! - `/__bed/...`: health, function registration (binary and environment per function name, so
-//!   tests run isolated copies), recorded calls.
+//!   tests run isolated copies; each may be delivered more than once), recorded calls.
 //! - Everything else is forwarded to moto through a recording [`Forwarder`].
 
 use std::collections::{BTreeMap, HashMap};
@@ -31,6 +31,14 @@ pub struct Registration {
     /// Binary name under the bed's bin dir, or a path.
     pub binary: String,
     pub env: BTreeMap<String, String>,
+    /// Times each invocation is delivered (at least once, as Lambda and Step Functions deliver):
+    /// the step runs again after it did its work, and only the last answer goes back.
+    #[serde(default = "once")]
+    pub deliveries: u32,
+}
+
+fn once() -> u32 {
+    1
 }
 
 #[derive(Clone)]
@@ -39,6 +47,11 @@ struct Gateway {
     endpoint: String,
     registrations: Arc<Mutex<HashMap<String, Registration>>>,
     hosts: Arc<Mutex<HashMap<String, Arc<Mutex<LambdaHost>>>>>,
+    /// Invocations run per function name, each delivery counted.
+    delivered: Arc<Mutex<BTreeMap<String, u32>>>,
+    /// The process of each running function, to kill it mid-invocation (outside the host's lock,
+    /// which the invocation holds).
+    pids: Arc<std::sync::Mutex<HashMap<String, u32>>>,
 }
 
 pub async fn serve(listen: &str, moto: &str) -> Result<()> {
@@ -48,13 +61,17 @@ pub async fn serve(listen: &str, moto: &str) -> Result<()> {
         endpoint: format!("http://{}", listener.local_addr()?),
         registrations: Arc::default(),
         hosts: Arc::default(),
+        delivered: Arc::default(),
+        pids: Arc::default(),
     };
     let hosts = gateway.hosts.clone();
     let app = Router::new()
         .route("/2015-03-31/functions/{function}/invocations", post(invoke))
         .route("/__bed/health", get(|| async { "ok" }))
         .route("/__bed/functions/{name}", put(register))
+        .route("/__bed/functions/{name}/kill", post(kill))
         .route("/__bed/calls", get(calls))
+        .route("/__bed/deliveries", get(deliveries))
         .fallback(|State(g): State<Gateway>, request: Request| async move {
             g.forwarder.forward(request).await
         })
@@ -107,6 +124,30 @@ async fn calls(State(g): State<Gateway>) -> Response {
     axum::Json(calls).into_response()
 }
 
+/// Kills the function's process, as Lambda's sandbox may end at any instant: the invocation under
+/// way ends with `Runtime.ExitError`, and the next starts a fresh process.
+async fn kill(State(g): State<Gateway>, Path(name): Path<String>) -> Response {
+    let pid = g.pids.lock().unwrap().get(&name).copied();
+    match pid {
+        Some(pid) => match std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+        {
+            Ok(status) if status.success() => StatusCode::NO_CONTENT.into_response(),
+            other => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("kill {pid}: {other:?}"),
+            )
+                .into_response(),
+        },
+        None => (StatusCode::NOT_FOUND, format!("{name} is not running")).into_response(),
+    }
+}
+
+async fn deliveries(State(g): State<Gateway>) -> Response {
+    axum::Json(g.delivered.lock().await.clone()).into_response()
+}
+
 async fn host(g: &Gateway, name: &str) -> Result<Arc<Mutex<LambdaHost>>> {
     let mut hosts = g.hosts.lock().await;
     if let Some(host) = hosts.get(name) {
@@ -133,17 +174,32 @@ async fn host(g: &Gateway, name: &str) -> Result<Arc<Mutex<LambdaHost>>> {
                 .collect(),
         ),
     };
-    let host = Arc::new(Mutex::new(LambdaHost::start(spec).await?));
+    let started = LambdaHost::start(spec).await?;
+    g.pids
+        .lock()
+        .unwrap()
+        .insert(name.to_owned(), started.pid());
+    let host = Arc::new(Mutex::new(started));
     hosts.insert(name.to_owned(), host.clone());
     Ok(host)
 }
 
 async fn invoke(State(g): State<Gateway>, Path(function): Path<String>, body: Bytes) -> Response {
     let name = function_name(&function).to_owned();
-    let outcome = match host(&g, &name).await {
-        Ok(host) => host.lock().await.invoke_raw(body).await,
-        Err(e) => Err(e),
-    };
+    let deliveries = g
+        .registrations
+        .lock()
+        .await
+        .get(&name)
+        .map_or(1, |r| r.deliveries.max(1));
+    let mut outcome = Err(anyhow::anyhow!("not delivered"));
+    for _ in 0..deliveries {
+        *g.delivered.lock().await.entry(name.clone()).or_default() += 1;
+        outcome = match host(&g, &name).await {
+            Ok(host) => host.lock().await.invoke_raw(body.clone()).await,
+            Err(e) => Err(e),
+        };
+    }
     match outcome {
         Ok(Outcome::Ok(value)) => (StatusCode::OK, [("x-amz-executed-version", "$LATEST")], axum::Json(value)).into_response(),
         Ok(Outcome::Err(error)) => (

@@ -189,6 +189,11 @@ impl LambdaHost {
         })
     }
 
+    /// The function's process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     /// Sends `payload` (any bytes: a malformed event is a valid test) and waits for the outcome.
     pub async fn invoke_raw(&mut self, payload: impl Into<Bytes>) -> Result<Outcome> {
         self.next_id += 1;

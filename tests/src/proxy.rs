@@ -81,6 +81,9 @@ pub struct Fault {
     /// Answer with this body (and `status`) instead of an error: a canned success, e.g. impaired
     /// status checks. `{Name}` is replaced by the request's form parameter `Name`.
     pub body: Option<String>,
+    /// Forward the call (its effect happens), then POST here (the gateway's kill of the calling
+    /// function) before answering: the process dies right after its AWS call.
+    pub kill: Option<String>,
 }
 
 impl Fault {
@@ -94,6 +97,16 @@ impl Fault {
             region: None,
             body_contains: None,
             body: None,
+            kill: None,
+        }
+    }
+
+    /// Lets `operation` through, then kills the calling function's process by POSTing to
+    /// `kill_url` (see [`crate::saga::SagaBed::kill_after`]).
+    pub fn kill_after(operation: &str, kill_url: &str) -> Self {
+        Self {
+            kill: Some(kill_url.into()),
+            ..Self::new(operation, "", 200)
         }
     }
 
@@ -195,14 +208,21 @@ impl Forwarder {
             .context("reading request body")?
             .to_bytes();
         let call = identify(&parts.headers, &body);
+        let mut kill = None;
         if let Some(call) = &call {
             let fault = take_fault(&mut self.state.lock().unwrap().faults, call, &body);
-            if let Some(fault) = fault {
-                self.state.lock().unwrap().calls.push(call.clone());
-                return Ok(match &fault.body {
-                    Some(template) => canned(template, &body, fault.status),
-                    None => error_response(&parts.headers, &fault),
-                });
+            match fault {
+                Some(Fault {
+                    kill: Some(url), ..
+                }) => kill = Some(url),
+                Some(fault) => {
+                    self.state.lock().unwrap().calls.push(call.clone());
+                    return Ok(match &fault.body {
+                        Some(template) => canned(template, &body, fault.status),
+                        None => error_response(&parts.headers, &fault),
+                    });
+                }
+                None => {}
             }
         }
         let started = std::time::Instant::now();
@@ -222,6 +242,15 @@ impl Forwarder {
                 sent: Some(started),
                 ..call
             });
+        }
+        if let Some(url) = kill {
+            let request = hyper::Request::post(url.as_str()).body(Full::new(Bytes::new()))?;
+            let answer = self.client.request(request).await?;
+            anyhow::ensure!(
+                answer.status().is_success(),
+                "kill {url}: {}",
+                answer.status()
+            );
         }
         Ok(Response::from_parts(parts, Body::from(body)))
     }

@@ -93,6 +93,26 @@ impl SagaBed {
         overrides: &[(&str, &str, &str)],
         bin_dir: Option<&std::path::Path>,
     ) -> Result<Self> {
+        Self::start_delivered(machine, label, overrides, bin_dir, 1).await
+    }
+
+    /// As [`SagaBed::start_machine`], every step invocation delivered twice: each step runs again
+    /// after it did its work, as at-least-once delivery may, and the saga gets the second answer.
+    pub async fn delivering_twice(
+        machine: &str,
+        label: &str,
+        overrides: &[(&str, &str, &str)],
+    ) -> Result<Self> {
+        Self::start_delivered(machine, label, overrides, None, 2).await
+    }
+
+    async fn start_delivered(
+        machine: &str,
+        label: &str,
+        overrides: &[(&str, &str, &str)],
+        bin_dir: Option<&std::path::Path>,
+        deliveries: u32,
+    ) -> Result<Self> {
         let bed = Bed::connect().await?;
         let tables = bed.create_tables(label).await?;
         let proxy = AwsProxy::start(&bed.endpoint).await?;
@@ -119,7 +139,7 @@ impl SagaBed {
                     spec.env.insert((*k).to_owned(), (*v).to_owned());
                 }
             }
-            bed.register_function(&name, &spec).await?;
+            bed.register_delivered(&name, &spec, deliveries).await?;
             definition = definition.replace(
                 &format!("${{{placeholder}}}"),
                 &format!("arn:aws:lambda:{REGION}:{HOME_ACCOUNT}:function:{name}"),
@@ -143,6 +163,29 @@ impl SagaBed {
             machine,
             suffix,
         })
+    }
+
+    /// Per step binary, how many times the gateway ran this saga's functions (every delivery).
+    pub async fn deliveries(&self) -> Result<BTreeMap<String, u32>> {
+        let tail = format!("-{}", self.suffix);
+        Ok(self
+            .bed
+            .deliveries()
+            .await?
+            .into_iter()
+            .filter_map(|(name, n)| name.strip_suffix(&tail).map(|b| (b.to_owned(), n)))
+            .collect())
+    }
+
+    /// Kills step `binary`'s process right after its next `operation` call reached AWS.
+    pub fn kill_after(&self, operation: &str, binary: &str) {
+        let url = format!(
+            "{}/__bed/functions/{binary}-{}/kill",
+            self.bed.endpoint, self.suffix
+        );
+        self.proxy
+            .forwarder
+            .inject(crate::proxy::Fault::kill_after(operation, &url).times(1));
     }
 
     /// A name no other test uses.
@@ -787,6 +830,8 @@ mod tests {
                     "Lambda.ServiceException",
                     "Sandbox.Timedout",
                     "Lambda.Unknown",
+                    // The process ended mid-invocation (killed, crashed).
+                    "Runtime.ExitError",
                 ] {
                     assert!(retried.contains(&e), "{name} does not retry {e}");
                 }
@@ -860,9 +905,9 @@ mod tests {
                     for item in state[list].as_array().into_iter().flatten() {
                         for e in item["ErrorEquals"].as_array().unwrap() {
                             let e = e.as_str().unwrap();
-                            // `States.*`, Lambda's service errors and its sandbox's are AWS's
-                            // names, not ours.
-                            if !["States.", "Lambda.", "Sandbox."]
+                            // `States.*`, Lambda's service errors, its sandbox's and its
+                            // runtime's are AWS's names, not ours.
+                            if !["States.", "Lambda.", "Sandbox.", "Runtime."]
                                 .iter()
                                 .any(|aws| e.starts_with(aws))
                             {
