@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use spot_domain::ErrorName;
 use spot_domain::saga::ledger::LedgerStatus;
 use testbed::HOME_ACCOUNT;
-use testbed::saga::{Execution, SagaBed};
+use testbed::saga::{ASG_SWAP, Execution, SagaBed};
 use testbed::swap::{GroupSpec, Sampler, replacements, snapshot};
 
 /// The `spot-optimizer:swap` tag of an instance, if any.
@@ -56,7 +56,15 @@ impl Swap {
         overrides: &[(&str, &str, &str)],
         spec: impl FnOnce(String) -> GroupSpec,
     ) -> Result<Self> {
-        let saga = SagaBed::swap(label, overrides).await?;
+        Self::on(SagaBed::swap(label, overrides).await?, label, spec).await
+    }
+
+    /// As [`Swap::start`], on a bed already started (e.g. delivering each step twice).
+    async fn on(
+        saga: SagaBed,
+        label: &str,
+        spec: impl FnOnce(String) -> GroupSpec,
+    ) -> Result<Self> {
         let group = saga.name(label);
         spec(group.clone()).create(&saga.bed).await?;
         let autoscaling = aws_sdk_autoscaling::Client::new(&saga.bed.home);
@@ -487,6 +495,128 @@ async fn a_second_swap_of_the_same_group_is_refused_while_one_runs() -> Result<(
         "{}",
         show(&shadow)
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_step_delivered_twice_replaces_each_member_once_and_rolls_back_once() -> Result<()> {
+    // Every invocation runs twice, the second after the first did its work; the saga gets the
+    // second answer. Launches are counted from the calls the steps made, not only by tag.
+    let twice = |label| SagaBed::delivering_twice(ASG_SWAP, label, NO_APPROVAL);
+    let swap = Swap::on(twice("swap-twice").await?, "swap-twice", |n| {
+        GroupSpec::new(&n).size(3, 4)
+    })
+    .await?;
+    let before = snapshot(&swap.autoscaling, &swap.group).await?;
+    let name = swap.saga.name("twice");
+
+    let (e, lowest) = swap.run(&name, "live").await?;
+
+    assert_eq!(e.status, ExecutionStatus::Succeeded, "{}", show(&e));
+    assert!(lowest >= 3, "in service fell to {lowest}");
+    let delivered = swap.saga.deliveries().await?;
+    assert_eq!(
+        delivered.values().sum::<u32>() as usize,
+        2 * e.invocations,
+        "every step ran twice: {delivered:?}"
+    );
+    let runs = |swap: &Swap| {
+        swap.saga
+            .proxy
+            .forwarder
+            .calls()
+            .iter()
+            .filter(|c| c.operation == "RunInstances")
+            .count()
+    };
+    assert_eq!(runs(&swap), 3, "one launch per member");
+    let after = snapshot(&swap.autoscaling, &swap.group).await?;
+    assert_eq!((after.desired, after.max, after.in_service), (3, 4, 3));
+    assert!(
+        after.suspended.is_empty() && after.marks.is_empty(),
+        "{after:?}"
+    );
+    assert!(before.members.iter().all(|m| !after.members.contains(m)));
+    swap.assert_no_orphan(&name).await?;
+
+    // A rollback delivered twice.
+    let failing = Swap::on(twice("swap-twice-rb").await?, "swap-twice-rb", |n| {
+        GroupSpec::new(&n).size(2, 4)
+    })
+    .await?;
+    let start = snapshot(&failing.autoscaling, &failing.group).await?;
+    failing
+        .saga
+        .proxy
+        .forwarder
+        .inject(testbed::saga::impaired_status());
+    let failed_name = failing.saga.name("twice-rb");
+    let (failed, lowest) = failing.run(&failed_name, "live").await?;
+    assert_eq!(
+        failed.error.as_deref(),
+        Some("HealthCheckFailed"),
+        "{}",
+        show(&failed)
+    );
+    assert_eq!(runs(&failing), 1, "launched once");
+    assert_rolled_back(&failing, &failed, lowest, &start, &failed_name).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_killed_right_after_its_aws_call_is_run_again_and_capacity_holds() -> Result<()> {
+    // The process dies after its call reached AWS and before it answered: Step Functions gets
+    // Runtime.ExitError and runs the step again, which must find its own work done.
+    for (operation, binary) in [
+        ("SuspendProcesses", "swap-prepare"),
+        ("RunInstances", "swap-launch"),
+        ("AttachInstances", "swap-attach"),
+        ("DetachInstances", "swap-detach"),
+        ("TerminateInstances", "swap-detach"),
+        ("ResumeProcesses", "swap-restore"),
+    ] {
+        let label = format!("kill-{}", operation.to_lowercase());
+        let swap = Swap::start(&label, NO_APPROVAL, |n| GroupSpec::new(&n).size(2, 4)).await?;
+        let before = snapshot(&swap.autoscaling, &swap.group).await?;
+        let name = swap.saga.name("kill");
+        swap.saga.kill_after(operation, binary);
+
+        let (e, lowest) = swap.run(&name, "live").await?;
+
+        assert_eq!(
+            e.status,
+            ExecutionStatus::Succeeded,
+            "{operation}: {}",
+            show(&e)
+        );
+        let runs = swap
+            .saga
+            .deliveries()
+            .await?
+            .get(binary)
+            .copied()
+            .unwrap_or(0);
+        assert!(runs >= 2, "{binary} was killed and run again ({runs} runs)");
+        assert!(lowest >= 2, "{operation}: in service fell to {lowest}");
+        let after = snapshot(&swap.autoscaling, &swap.group).await?;
+        assert_eq!(
+            (after.desired, after.max, after.in_service),
+            (2, 4, 2),
+            "{operation}"
+        );
+        assert!(
+            after.suspended.is_empty() && after.marks.is_empty(),
+            "{operation}: {after:?}"
+        );
+        assert!(
+            before.members.iter().all(|m| !after.members.contains(m)),
+            "{operation}"
+        );
+        let launched = replacements(&swap.saga.bed.ec2(), &name).await?;
+        let running = launched.iter().filter(|(_, s, _)| s == "running").count();
+        assert_eq!(running, 2, "{operation}: {launched:?}");
+        swap.assert_no_orphan(&name).await?;
+    }
     Ok(())
 }
 

@@ -16,8 +16,9 @@ use serde_json::{Value, json};
 use spot_domain::pool::quarantine::QuarantineStore;
 use spot_domain::saga::ledger::LedgerStatus;
 use testbed::saga::{
-    Execution, Inbox, SagaBed, address_holder, clones, elastic_ip, failed_image, impaired_status,
-    initializing_status, launches_without_gatekeeper, leftovers, price_list, spot_prices, state,
+    ATOMIC_SWITCH, Execution, Inbox, SagaBed, address_holder, clones, elastic_ip, failed_image,
+    impaired_status, initializing_status, launches_without_gatekeeper, leftovers, price_list,
+    spot_prices, state,
 };
 use testbed::{Fault, HOME_ACCOUNT, LambdaHost, Launch};
 
@@ -885,6 +886,168 @@ async fn a_duplicate_start_or_a_redelivered_launch_launches_once() -> Result<()>
         .ok()?;
     assert_eq!(again["instance_id"], e.output["launch"]["instance_id"]);
     assert_eq!(clones(&ec2, &name).await?.len(), 1, "launched once");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_step_delivered_twice_switches_once_and_rolls_back_once() -> Result<()> {
+    // Every invocation runs twice, the second after the first did its work; the saga gets the
+    // second answer. Orphans are counted from the calls the steps made and from the image's
+    // lineage, not only from the optimizer's own tags.
+    let saga = SagaBed::delivering_twice(ATOMIC_SWITCH, "switch-twice", NO_APPROVAL).await?;
+    let ec2 = saga.bed.ec2();
+    let count = |operation: &str| {
+        saga.proxy
+            .forwarder
+            .calls()
+            .iter()
+            .filter(|c| c.operation == operation)
+            .count()
+    };
+
+    let source = source(&saga).await?;
+    let name = saga.name("twice");
+    let e = saga.run(&name, &request(&source, "live")).await?;
+
+    assert_eq!(e.status, ExecutionStatus::Succeeded, "{}", show(&e));
+    let delivered = saga.deliveries().await?;
+    assert_eq!(
+        delivered.values().sum::<u32>() as usize,
+        2 * e.invocations,
+        "every step ran twice: {delivered:?}"
+    );
+    assert_eq!(count("RunInstances"), 1, "launched once");
+    assert_eq!(count("CreateImage"), 1, "imaged once");
+    let image = e.output["image"]["image_id"].as_str().unwrap_or_default();
+    let from_image = ec2
+        .describe_instances()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("image-id")
+                .values(image)
+                .build(),
+        )
+        .send()
+        .await?;
+    let launched: Vec<_> = from_image
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .collect();
+    assert_eq!(launched.len(), 1, "one instance from the switch's image");
+    assert_eq!(
+        launched[0].instance_id(),
+        e.output["launch"]["instance_id"].as_str()
+    );
+    assert_eq!(state(&ec2, &source).await?, InstanceStateName::Stopped);
+    let record = saga.ledger(&name).await?.expect("a ledger record");
+    assert_eq!(record.status, LedgerStatus::Switched);
+
+    // A rollback delivered twice: one clone, terminated; no image left; the source runs.
+    let failing = self::source(&saga).await?;
+    saga.proxy.forwarder.inject(impaired_status());
+    let before = count("RunInstances");
+    let failed_name = saga.name("twice-rollback");
+    let failed = saga.run(&failed_name, &request(&failing, "live")).await?;
+    assert_eq!(
+        failed.error.as_deref(),
+        Some(ErrorName::HealthCheckFailed.as_str()),
+        "{}",
+        show(&failed)
+    );
+    assert_eq!(count("RunInstances") - before, 1, "launched once");
+    assert_rolled_back(
+        &saga,
+        &failed,
+        &failing,
+        &failed_name,
+        LedgerStatus::RolledBack,
+    )
+    .await?;
+    println!(
+        "delivered twice: switch {} invocations, rollback {} invocations",
+        e.invocations, failed.invocations
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_killed_right_after_its_aws_call_is_run_again_and_switches_once() -> Result<()> {
+    // The process dies after its call reached AWS and before it answered: Step Functions gets
+    // Runtime.ExitError and runs the step again, which must find its own work done.
+    for (operation, binary) in [
+        ("CreateImage", "switch-image"),
+        ("RunInstances", "switch-launch"),
+        ("StopInstances", "switch-cutover"),
+    ] {
+        let saga = SagaBed::start(&format!("kill-{binary}"), NO_APPROVAL).await?;
+        let ec2 = saga.bed.ec2();
+        let source = source(&saga).await?;
+        let name = saga.name("kill");
+        saga.kill_after(operation, binary);
+
+        let e = saga.run(&name, &request(&source, "live")).await?;
+
+        assert_eq!(
+            e.status,
+            ExecutionStatus::Succeeded,
+            "{binary}: {}",
+            show(&e)
+        );
+        let runs = saga.deliveries().await?.get(binary).copied().unwrap_or(0);
+        assert!(runs >= 2, "{binary} was killed and run again ({runs} runs)");
+        let images = saga
+            .proxy
+            .forwarder
+            .calls()
+            .iter()
+            .filter(|c| c.operation == "CreateImage")
+            .count();
+        assert_eq!(images, 1, "{binary}: imaged once");
+        let image = e.output["image"]["image_id"].as_str().unwrap_or_default();
+        let from_image = ec2
+            .describe_instances()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("image-id")
+                    .values(image)
+                    .build(),
+            )
+            .send()
+            .await?;
+        let launched: usize = from_image
+            .reservations()
+            .iter()
+            .map(|r| r.instances().len())
+            .sum();
+        assert_eq!(
+            launched, 1,
+            "{binary}: one instance from the switch's image"
+        );
+        assert_eq!(state(&ec2, &source).await?, InstanceStateName::Stopped);
+        let record = saga.ledger(&name).await?.expect("a ledger record");
+        assert_eq!(record.status, LedgerStatus::Switched, "{binary}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_killed_right_after_terminating_the_clone_finishes_when_run_again() -> Result<()>
+{
+    let saga = SagaBed::start("kill-switch-rollback", NO_APPROVAL).await?;
+    let source = source(&saga).await?;
+    saga.proxy.forwarder.inject(impaired_status());
+    saga.kill_after("TerminateInstances", "switch-rollback");
+    let name = saga.name("kill-rb");
+
+    let e = saga.run(&name, &request(&source, "live")).await?;
+
+    let runs = saga.deliveries().await?.get("switch-rollback").copied();
+    assert!(
+        runs >= Some(2),
+        "the rollback was killed and run again ({runs:?})"
+    );
+    assert_rolled_back(&saga, &e, &source, &name, LedgerStatus::RolledBack).await?;
     Ok(())
 }
 
