@@ -564,6 +564,35 @@ async fn every_step_delivered_twice_replaces_each_member_once_and_rolls_back_onc
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_call_of_every_step_throttled_twice_still_swaps_with_capacity() -> Result<()> {
+    let swap = Swap::start("swap-throttle-all", NO_APPROVAL, |n| {
+        GroupSpec::new(&n).size(2, 4).with_target_group()
+    })
+    .await?;
+    for (operation, code, status) in testbed::saga::throttles(testbed::saga::SWAP_OPERATIONS) {
+        swap.saga
+            .proxy
+            .forwarder
+            .inject(testbed::Fault::new(operation, code, status).times(2));
+    }
+    let name = swap.saga.name("throttled-all");
+
+    let (e, lowest) = swap.run(&name, "live").await?;
+
+    assert_eq!(e.status, ExecutionStatus::Succeeded, "{}", show(&e));
+    let throttled = testbed::saga::throttled(&swap.saga.proxy.forwarder.calls());
+    assert!(
+        throttled.len() >= 15 && throttled.values().all(|n| (1..=2).contains(n)),
+        "{throttled:?}"
+    );
+    assert!(lowest >= 2, "in service fell to {lowest}");
+    let after = snapshot(&swap.autoscaling, &swap.group).await?;
+    assert_eq!((after.desired, after.max, after.in_service), (2, 4, 2));
+    swap.assert_no_orphan(&name).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_step_killed_right_after_its_aws_call_is_run_again_and_capacity_holds() -> Result<()> {
     // The process dies after its call reached AWS and before it answered: Step Functions gets
     // Runtime.ExitError and runs the step again, which must find its own work done.

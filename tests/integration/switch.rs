@@ -972,6 +972,31 @@ async fn every_step_delivered_twice_switches_once_and_rolls_back_once() -> Resul
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_call_of_every_step_throttled_twice_still_switches_once() -> Result<()> {
+    let saga = SagaBed::start("switch-throttle-all", NO_APPROVAL).await?;
+    let ec2 = saga.bed.ec2();
+    let source = source(&saga).await?;
+    for (operation, code, status) in testbed::saga::throttles(testbed::saga::SWITCH_OPERATIONS) {
+        saga.proxy
+            .forwarder
+            .inject(Fault::new(operation, code, status).times(2));
+    }
+    let name = saga.name("throttled-all");
+
+    let e = saga.run(&name, &request(&source, "live")).await?;
+
+    assert_eq!(e.status, ExecutionStatus::Succeeded, "{}", show(&e));
+    let throttled = testbed::saga::throttled(&saga.proxy.forwarder.calls());
+    assert!(
+        throttled.len() >= 10 && throttled.values().all(|n| (1..=2).contains(n)),
+        "{throttled:?}"
+    );
+    assert_eq!(clones(&ec2, &name).await?.len(), 1);
+    assert_eq!(state(&ec2, &source).await?, InstanceStateName::Stopped);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_step_killed_right_after_its_aws_call_is_run_again_and_switches_once() -> Result<()> {
     // The process dies after its call reached AWS and before it answered: Step Functions gets
     // Runtime.ExitError and runs the step again, which must find its own work done.

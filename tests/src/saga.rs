@@ -332,6 +332,97 @@ impl SagaBed {
 }
 
 /// `dir/<function>/bootstrap` (cargo-lambda's layout) if it exists, else `dir/<function>`.
+/// Every operation the atomic switch's steps call (its live path and its rollback).
+pub const SWITCH_OPERATIONS: &[&str] = &[
+    "DescribeInstances",
+    "DescribeInstanceTypes",
+    "DescribeInstanceAttribute",
+    "DescribeSubnets",
+    "DescribeVolumes",
+    "DescribeAddresses",
+    "DescribeSpotPriceHistory",
+    "CreateImage",
+    "DescribeImages",
+    "RunInstances",
+    "DescribeInstanceStatus",
+    "StopInstances",
+    "CreateTags",
+    "GetItem",
+    "PutItem",
+    "UpdateItem",
+    "DeleteItem",
+    "BatchGetItem",
+    "GetProducts",
+];
+
+/// Every operation the ASG swap's steps call.
+pub const SWAP_OPERATIONS: &[&str] = &[
+    "DescribeAutoScalingGroups",
+    "DescribeLifecycleHooks",
+    "SuspendProcesses",
+    "ResumeProcesses",
+    "CreateOrUpdateTags",
+    "AttachInstances",
+    "DetachInstances",
+    "DescribeInstances",
+    "DescribeInstanceTypes",
+    "DescribeSubnets",
+    "DescribeSpotPriceHistory",
+    "RunInstances",
+    "DescribeInstanceStatus",
+    "TerminateInstances",
+    "CreateTags",
+    "DeleteTags",
+    "DescribeTargetHealth",
+    "DeregisterTargets",
+    "GetItem",
+    "PutItem",
+    "UpdateItem",
+    "DeleteItem",
+    "BatchGetItem",
+    "GetProducts",
+];
+
+/// A throttling answer for each operation, as its service sends it.
+pub fn throttles(operations: &[&'static str]) -> Vec<(&'static str, &'static str, u16)> {
+    const EC2: &[&str] = &[
+        "DescribeInstances",
+        "DescribeInstanceTypes",
+        "DescribeInstanceAttribute",
+        "DescribeSubnets",
+        "DescribeVolumes",
+        "DescribeAddresses",
+        "DescribeSpotPriceHistory",
+        "CreateImage",
+        "DescribeImages",
+        "RunInstances",
+        "DescribeInstanceStatus",
+        "StopInstances",
+        "TerminateInstances",
+        "CreateTags",
+    ];
+    operations
+        .iter()
+        .map(|&op| {
+            if EC2.contains(&op) {
+                (op, "RequestLimitExceeded", 503)
+            } else {
+                (op, "ThrottlingException", 400)
+            }
+        })
+        .collect()
+}
+
+/// The operations the proxy answered with an injected fault (at most twice each: a step may stop
+/// asking after one, e.g. the price list falls back to the shipped table).
+pub fn throttled(calls: &[crate::proxy::Call]) -> BTreeMap<String, usize> {
+    let mut faulted = BTreeMap::<String, usize>::new();
+    for c in calls.iter().filter(|c| c.sent.is_none()) {
+        *faulted.entry(c.operation.clone()).or_default() += 1;
+    }
+    faulted
+}
+
 pub fn lambda_binary(dir: &std::path::Path, function: &str) -> std::path::PathBuf {
     let bootstrap = dir.join(function).join("bootstrap");
     if bootstrap.is_file() {
@@ -983,6 +1074,41 @@ mod tests {
                     "{function} builds {binary}, which is not a binary of functions/"
                 );
             }
+        }
+    }
+
+    /// Every test the README's fault matrix names exists (a name ending in `*` is a prefix).
+    #[test]
+    fn the_fault_matrix_names_tests_that_exist() {
+        let root = crate::template::workspace_root();
+        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+        let matrix = readme
+            .split("## Fault matrix")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .expect("a fault matrix section");
+        let tests: String = ["switch", "swap"]
+            .iter()
+            .map(|f| {
+                std::fs::read_to_string(root.join(format!("tests/integration/{f}.rs"))).unwrap()
+            })
+            .collect();
+        let names: Vec<&str> = matrix
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|n| {
+                n.chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '_' || c == '*')
+            })
+            .collect();
+        assert!(names.len() > 20, "{names:?}");
+        for name in names {
+            let wanted = format!("fn {}", name.trim_end_matches('*'));
+            assert!(
+                tests.contains(&wanted),
+                "the fault matrix names {name}, which is no test"
+            );
         }
     }
 }
