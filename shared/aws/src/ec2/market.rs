@@ -21,24 +21,29 @@ impl Ec2 {
                 .set_values(Some(values))
                 .build()
         };
-        let mut request = self
-            .client
-            .describe_instance_types()
-            .filters(filter(
-                "processor-info.supported-architecture",
-                vec![query.architecture.clone()],
-            ))
-            .max_results(100);
-        if let Some(narrow) = &query.narrow {
-            request = request
-                .filters(filter("supported-usage-class", vec!["spot".into()]))
-                .filters(filter("current-generation", vec!["true".into()]))
-                .filters(filter("bare-metal", vec!["false".into()]));
-            if !narrow.vcpus.is_empty() {
-                let vcpus: Vec<String> = narrow.vcpus.iter().map(u32::to_string).collect();
-                request = request.filters(filter("vcpu-info.default-vcpus", vcpus));
+        let mut request = self.client.describe_instance_types().max_results(100);
+        request = match query {
+            // A filter, not `InstanceTypes`: a name EC2 does not know is left out, not an error.
+            TypeQuery::Named(names) => request.filters(filter("instance-type", names.clone())),
+            TypeQuery::Candidates {
+                architecture,
+                vcpus,
+            } => {
+                let mut request = request
+                    .filters(filter(
+                        "processor-info.supported-architecture",
+                        vec![architecture.clone()],
+                    ))
+                    .filters(filter("supported-usage-class", vec!["spot".into()]))
+                    .filters(filter("current-generation", vec!["true".into()]))
+                    .filters(filter("bare-metal", vec!["false".into()]));
+                if !vcpus.is_empty() {
+                    let values = vcpus.iter().map(u32::to_string).collect();
+                    request = request.filters(filter("vcpu-info.default-vcpus", values));
+                }
+                request
             }
-        }
+        };
         let mut pages = request.into_paginator().items().send();
         let mut types = Vec::new();
         while let Some(t) = pages.next().await {

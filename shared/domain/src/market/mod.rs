@@ -12,8 +12,8 @@ use crate::error::ErrorName;
 
 pub use catalog::Catalog;
 pub use ranking::{
-    Candidate, InstanceTypeInfo, LOW_CONFIDENCE_BAND, Market, Narrow, SpotPrice, SubnetInfo,
-    TypeQuery, compatible_types, rank,
+    Candidate, InstanceTypeInfo, LOW_CONFIDENCE_BAND, Market, SpotPrice, SubnetInfo, TypeQuery,
+    compatible_types, rank,
 };
 
 /// Why something was left out of a plan: an instance type, an AZ, a pool or a member.

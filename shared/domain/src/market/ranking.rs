@@ -27,22 +27,19 @@ pub struct InstanceTypeInfo {
 /// How far a candidate may exceed the source: a clone twice the size is a different workload bill.
 pub const MAX_OVERSIZE: u64 = 2;
 
-/// What a plan asks EC2 for. Unless the owner named the types (then every type of the
-/// architecture, so a misfit is explained, not called unknown), only what [`compatible_types`]
-/// could keep: Spot-capable, current generation, not bare metal and, when the window is short
-/// enough for one filter, vCPUs within [v, 2v] of a source. A plan then reads tens of types, not
-/// the region's hundreds.
+/// What a plan asks EC2 for: a plan then reads tens of types, not the region's hundreds.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TypeQuery {
-    pub architecture: String,
-    /// `None`: the whole architecture, unfiltered.
-    pub narrow: Option<Narrow>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Narrow {
-    /// Every vCPU count a candidate may have; empty when too many for one filter.
-    pub vcpus: Vec<u32>,
+pub enum TypeQuery {
+    /// Exactly the types the owner named, whatever their architecture (so a misfit is
+    /// explained, and a name EC2 does not know is reported as unknown).
+    Named(Vec<String>),
+    /// What [`compatible_types`] could keep: the architecture, Spot-capable, current generation,
+    /// not bare metal and, when the window is short enough for one filter, vCPUs within [v, 2v]
+    /// of a source (empty: any).
+    Candidates {
+        architecture: String,
+        vcpus: Vec<u32>,
+    },
 }
 
 /// Values EC2 accepts in one filter, with room to spare.
@@ -50,22 +47,20 @@ const MAX_FILTER_VALUES: usize = 100;
 
 impl TypeQuery {
     pub fn new(architecture: &str, source_vcpus: &[u32], wanted: &[String]) -> Self {
-        let narrow = wanted.is_empty().then(|| {
-            let vcpus: BTreeSet<u32> = source_vcpus
-                .iter()
-                .flat_map(|&v| v..=v.saturating_mul(MAX_OVERSIZE as u32))
-                .collect();
-            Narrow {
-                vcpus: if vcpus.len() <= MAX_FILTER_VALUES {
-                    vcpus.into_iter().collect()
-                } else {
-                    Vec::new()
-                },
-            }
-        });
-        Self {
+        if !wanted.is_empty() {
+            return Self::Named(wanted.to_vec());
+        }
+        let vcpus: BTreeSet<u32> = source_vcpus
+            .iter()
+            .flat_map(|&v| v..=v.saturating_mul(MAX_OVERSIZE as u32))
+            .collect();
+        Self::Candidates {
             architecture: architecture.to_owned(),
-            narrow,
+            vcpus: if vcpus.len() <= MAX_FILTER_VALUES {
+                vcpus.into_iter().collect()
+            } else {
+                Vec::new()
+            },
         }
     }
 }
@@ -315,28 +310,27 @@ mod tests {
     }
 
     #[test]
-    fn a_plan_asks_only_for_the_vcpu_window_of_its_sources_unless_types_are_named() {
-        let q = TypeQuery::new("x86_64", &[2, 3], &[]);
-        assert_eq!(q.narrow.expect("narrowed").vcpus, [2, 3, 4, 5, 6]);
-        let named = TypeQuery::new("arm64", &[2], &["m6g.large".into()]);
-        assert_eq!((named.architecture.as_str(), named.narrow), ("arm64", None));
-        let huge = TypeQuery::new("x86_64", &[192], &[]);
-        assert!(
-            huge.narrow
-                .expect("still spot and current")
-                .vcpus
-                .is_empty()
+    fn a_plan_asks_for_the_named_types_or_the_vcpu_window_of_its_sources() {
+        let window = |q: TypeQuery| match q {
+            TypeQuery::Candidates { vcpus, .. } => vcpus,
+            TypeQuery::Named(names) => panic!("named {names:?}"),
+        };
+        assert_eq!(
+            window(TypeQuery::new("x86_64", &[2, 3], &[])),
+            [2, 3, 4, 5, 6]
         );
+        assert_eq!(
+            TypeQuery::new("arm64", &[2], &["m6g.large".into()]),
+            TypeQuery::Named(vec!["m6g.large".into()])
+        );
+        assert!(window(TypeQuery::new("x86_64", &[192], &[])).is_empty());
         // Every type the window keeps is one compatible_types keeps on vCPUs.
-        let window = TypeQuery::new("x86_64", &[2], &[])
-            .narrow
-            .expect("narrowed")
-            .vcpus;
+        let two = window(TypeQuery::new("x86_64", &[2], &[]));
         for vcpus in 1..=8 {
             let kept = !compatible_types(&source(), &[t("x", "x86_64", vcpus, 8)], &[])
                 .0
                 .is_empty();
-            assert_eq!(kept, window.contains(&vcpus), "{vcpus} vCPU");
+            assert_eq!(kept, two.contains(&vcpus), "{vcpus} vCPU");
         }
     }
 
