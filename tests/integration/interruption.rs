@@ -262,6 +262,15 @@ async fn a_member_account_instance_is_located_through_its_role() -> Result<()> {
         1,
         "{calls:?}"
     );
+    // The read-only role, in a session named after the function.
+    let assumed: Vec<String> = h.calls().into_iter().filter_map(|c| c.role).collect();
+    assert_eq!(
+        assumed,
+        [format!(
+            "{} spot-optimizer-interruption-handler",
+            testbed::Bed::role_arn(member)
+        )]
+    );
 
     // A second signal from the same member reuses the assumed credentials.
     let second = Launch::new("c5.xlarge")

@@ -517,6 +517,22 @@ async fn a_throttled_region_and_an_unreachable_account_are_reported_and_the_rest
     let report = scanner
         .run(json!({"accounts": [g.account, denied]}), "test-request")
         .await?;
+    // The scanners reach a member through its governance role, never the read-only one.
+    let assumed: Vec<String> = g
+        .proxy
+        .forwarder
+        .calls()
+        .into_iter()
+        .filter_map(|c| c.role)
+        .collect();
+    let governance = format!("{}-governance", testbed::Bed::role_arn(&g.account));
+    assert!(
+        assumed
+            .iter()
+            .any(|r| r.starts_with(&format!("{governance} ")))
+            && assumed.iter().all(|r| r.contains("-governance ")),
+        "{assumed:?}"
+    );
 
     let error = |account: &str, region: &str| {
         report

@@ -35,7 +35,11 @@ impl<'a> Flows<'a> {
         Self {
             tables,
             endpoint: endpoint.to_owned(),
-            ctx: Arc::new(AwsContext::new(crate::bed::sdk_config(endpoint).await)),
+            ctx: Arc::new(AwsContext::new(
+                crate::bed::sdk_config(endpoint).await,
+                spot_domain::Capability::Governance,
+                "governance-test",
+            )),
         }
     }
 

@@ -375,4 +375,123 @@ mod tests {
             }
         }
     }
+
+    /// Each member role is assumed only by the central functions of its capability (a tag SAM puts
+    /// on each function's role), and each function asks only for its capability's role: the
+    /// interruption handler, the router and every plan and health check reach a read-only role.
+    #[test]
+    fn each_member_role_is_trusted_only_by_the_functions_of_its_capability() {
+        let root = workspace_root();
+        let member: Value = serde_norway::from_str(
+            &std::fs::read_to_string(root.join("infra/member-account.yaml")).unwrap(),
+        )
+        .unwrap();
+        let mut capabilities = std::collections::BTreeMap::new();
+        for (id, r) in member["Resources"].as_mapping().unwrap() {
+            if r["Type"] != "AWS::IAM::Role"
+                || text(&r["Properties"]["AssumeRolePolicyDocument"])
+                    .contains("events.amazonaws.com")
+            {
+                continue;
+            }
+            let id = id.as_str().unwrap();
+            let trust = &r["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Condition"]["StringEquals"];
+            assert!(!trust["sts:ExternalId"].is_null(), "{id}: no ExternalId");
+            let capability = trust["aws:PrincipalTag/spot-optimizer:capability"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{id}: trusted by any central principal"));
+            let policies = text(&r["Properties"]["ManagedPolicyArns"]);
+            assert!(
+                policies.contains("GuardPolicy") && policies.contains("ReadPolicy"),
+                "{id}"
+            );
+            assert!(
+                capabilities
+                    .insert(capability.to_owned(), id.to_owned())
+                    .is_none(),
+                "{capability} twice"
+            );
+        }
+        assert_eq!(
+            capabilities.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["governance", "read", "swap", "switch"]
+        );
+        // Nothing but reads for the read role.
+        let read_role = &capabilities["read"];
+        for (id, r) in member["Resources"].as_mapping().unwrap() {
+            let target = text(&r["Properties"]["RoleName"]);
+            if r["Type"] == "AWS::IAM::RolePolicy" && target.contains(read_role.as_str()) {
+                panic!("{} grants the read role more", id.as_str().unwrap());
+            }
+        }
+        let read_policy: Vec<Statement> = statements(&root.join("infra/member-account.yaml"))
+            .unwrap()
+            .into_iter()
+            .filter(|s| s.origin.starts_with("ReadPolicy"))
+            .collect();
+        assert!(!read_policy.is_empty(), "no ReadPolicy statements");
+        for s in read_policy {
+            assert!(
+                s.actions.iter().all(|a| reads(a)),
+                "{}: {:?}",
+                s.origin,
+                s.actions
+            );
+        }
+
+        // Central: each function's tag and the role it may assume agree.
+        let central: Value = serde_norway::from_str(
+            &std::fs::read_to_string(root.join("infra/template.yaml")).unwrap(),
+        )
+        .unwrap();
+        let mut read_only = Vec::new();
+        for (id, r) in central["Resources"].as_mapping().unwrap() {
+            if r["Type"] != "AWS::Serverless::Function" {
+                continue;
+            }
+            let id = id.as_str().unwrap();
+            let assumes: Vec<String> = statements_of_function(r)
+                .into_iter()
+                .filter(|s| s.has("sts:AssumeRole"))
+                .flat_map(|s| s.resources.iter().map(text).collect::<Vec<_>>())
+                .collect();
+            if assumes.is_empty() {
+                continue;
+            }
+            let capability = r["Properties"]["Tags"]["spot-optimizer:capability"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{id} assumes member roles but carries no capability"));
+            let wanted = match capability {
+                "read" => "role/${MemberRoleName}".to_owned(),
+                other => format!("role/${{MemberRoleName}}-{other}"),
+            };
+            assert!(
+                assumes.iter().all(|a| a.ends_with(&wanted)),
+                "{id}: {assumes:?} ≠ {wanted}"
+            );
+            if capability == "read" {
+                read_only.push(id.to_owned());
+            }
+        }
+        for id in [
+            "InterruptionHandlerFunction",
+            "OptimizerFunction",
+            "SwitchPlanFunction",
+            "SwapDiscoverFunction",
+            "SwapPlanFunction",
+        ] {
+            assert!(
+                read_only.iter().any(|r| r == id),
+                "{id} is not read-only: {read_only:?}"
+            );
+        }
+    }
+
+    fn statements_of_function(resource: &Value) -> Vec<Statement> {
+        let mut out = Vec::new();
+        for policy in strings(resource["Properties"].get("Policies")) {
+            statements_of("function", &policy, &mut out);
+        }
+        out
+    }
 }

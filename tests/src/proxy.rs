@@ -30,6 +30,8 @@ pub struct Call {
     pub operation: String,
     /// The DynamoDB table a call reads or writes (the first, for batch calls).
     pub table: Option<String>,
+    /// For `AssumeRole`: the role asked for and the session name, `<role ARN> <session>`.
+    pub role: Option<String>,
     /// Time the upstream (the emulator) took to answer; zero for an injected fault.
     pub upstream: std::time::Duration,
     /// When it was sent upstream (none for an injected fault).
@@ -300,11 +302,22 @@ fn identify(headers: &HeaderMap, body: &[u8]) -> Option<Call> {
                 .next()
                 .cloned(),
         });
+    let role = (operation == "AssumeRole").then(|| {
+        let form = String::from_utf8_lossy(body);
+        let field = |name: &str| {
+            form.split('&')
+                .find_map(|pair| pair.strip_prefix(name))
+                .map(|v| v.replace("%3A", ":").replace("%2F", "/"))
+                .unwrap_or_default()
+        };
+        format!("{} {}", field("RoleArn="), field("RoleSessionName="))
+    });
     Some(Call {
         service,
         region,
         operation,
         table,
+        role,
         upstream: std::time::Duration::ZERO,
         sent: None,
     })
@@ -450,6 +463,7 @@ mod tests {
             region: region.into(),
             operation: operation.into(),
             table: None,
+            role: None,
             upstream: std::time::Duration::ZERO,
             sent: None,
         }

@@ -124,7 +124,7 @@ enum AccountsCommand {
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
-    let ctx = AwsContext::from_env().await;
+    let ctx = AwsContext::load(spot_domain::Capability::Read, "spotctl").await;
     let dynamodb = aws_sdk_dynamodb::Client::new(ctx.base());
     let now = Utc::now();
     match cli.command {

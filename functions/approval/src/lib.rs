@@ -39,7 +39,7 @@ pub struct Approval {
 
 impl Approval {
     pub async fn connect(config: Config) -> Self {
-        let ctx = AwsContext::from_env().await;
+        let ctx = AwsContext::load(spot_domain::Capability::Read, "saga-approval").await;
         Self {
             approvals: ApprovalsTable::new(
                 aws_sdk_dynamodb::Client::new(ctx.base()),

@@ -47,7 +47,11 @@ pub(crate) async fn target_states(
 impl Attacher {
     pub async fn connect(config: Config) -> Result<Self, crate::Error> {
         Ok(Self {
-            reach: Reach::connect(crate::aws().await, &config.accounts).await?,
+            reach: Reach::connect(
+                crate::aws(spot_domain::Capability::Swap, "swap-attach").await,
+                &config.accounts,
+            )
+            .await?,
         })
     }
 

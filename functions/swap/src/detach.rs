@@ -52,7 +52,7 @@ pub struct Detacher {
 
 impl Detacher {
     pub async fn connect(config: Config) -> Result<Self, crate::Error> {
-        let ctx = crate::aws().await;
+        let ctx = crate::aws(spot_domain::Capability::Swap, "swap-detach").await;
         let dynamodb = crate::dynamodb(&ctx);
         Ok(Self {
             ledger: LedgerTable::new(dynamodb.clone(), config.ledger_table),

@@ -52,7 +52,7 @@ pub struct Discoverer {
 
 impl Discoverer {
     pub async fn connect(config: Config) -> Result<Self, crate::Error> {
-        let ctx = crate::aws().await;
+        let ctx = crate::aws(spot_domain::Capability::Read, "swap-discover").await;
         Ok(Self {
             ledger: LedgerTable::new(crate::dynamodb(&ctx), &config.ledger_table),
             reach: Reach::connect(ctx, &config.accounts).await?,

@@ -69,7 +69,7 @@ fn replacement(member: &MemberPlan, new: String, c: &Candidate) -> Replacement {
 
 impl Launcher {
     pub async fn connect(config: Config) -> Result<Self, crate::Error> {
-        let ctx = crate::aws().await;
+        let ctx = crate::aws(spot_domain::Capability::Swap, "swap-launch").await;
         Ok(Self {
             quarantine: QuarantineTable::new(crate::dynamodb(&ctx), &config.quarantine_table),
             reach: Reach::connect(ctx, &config.accounts).await?,

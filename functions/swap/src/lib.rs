@@ -33,14 +33,17 @@ pub mod shadow;
 use std::sync::Arc;
 
 use spot_aws::{AccountClients, AwsContext};
+use spot_domain::Capability;
 use spot_domain::saga::StepError;
 use spot_domain::saga::swap::Group;
 
 /// What connecting a step at start may fail with (its configuration, the home account).
 pub type Error = lambda_runtime::Error;
 
-async fn aws() -> Arc<AwsContext> {
-    Arc::new(AwsContext::from_env().await)
+/// The function's AWS context, loaded once per cold start; in member accounts it assumes the role
+/// of `capability` (plans, shadows and health checks only read).
+async fn aws(capability: Capability, function: &str) -> Arc<AwsContext> {
+    Arc::new(AwsContext::load(capability, function).await)
 }
 
 fn dynamodb(ctx: &AwsContext) -> aws_sdk_dynamodb::Client {

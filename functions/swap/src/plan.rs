@@ -45,7 +45,7 @@ pub struct Planner {
 
 impl Planner {
     pub async fn connect(config: Config) -> Result<Self, crate::Error> {
-        let ctx = crate::aws().await;
+        let ctx = crate::aws(spot_domain::Capability::Read, "swap-plan").await;
         Ok(Self {
             quarantine: QuarantineTable::new(crate::dynamodb(&ctx), &config.quarantine_table),
             prices: PriceList::from_config(ctx.base(), Catalog::shipped()),

@@ -36,7 +36,7 @@ pub struct Preparer {
 
 impl Preparer {
     pub async fn connect(config: Config) -> Result<Self, crate::Error> {
-        let ctx = crate::aws().await;
+        let ctx = crate::aws(spot_domain::Capability::Swap, "swap-prepare").await;
         Ok(Self {
             audit: AuditTable::new(crate::dynamodb(&ctx), config.audit_table),
             reach: Reach::connect(ctx, &config.accounts).await?,

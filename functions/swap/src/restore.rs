@@ -48,7 +48,7 @@ pub struct Restorer {
 
 impl Restorer {
     pub async fn connect(config: Config) -> Result<Self, crate::Error> {
-        let ctx = crate::aws().await;
+        let ctx = crate::aws(spot_domain::Capability::Swap, "swap-restore").await;
         let dynamodb = crate::dynamodb(&ctx);
         Ok(Self {
             ledger: LedgerTable::new(dynamodb.clone(), config.ledger_table),

@@ -38,7 +38,7 @@ pub struct Cutover {
 
 impl Cutover {
     pub async fn connect(config: Config) -> Result<Self, crate::Error> {
-        let ctx = crate::aws().await;
+        let ctx = crate::aws(spot_domain::Capability::Switch, "switch-cutover").await;
         let dynamodb = crate::dynamodb(&ctx);
         Ok(Self {
             ledger: LedgerTable::new(dynamodb.clone(), config.ledger_table),

@@ -29,7 +29,11 @@ pub struct Checker {
 impl Checker {
     pub async fn connect(config: Config) -> Result<Self, crate::Error> {
         Ok(Self {
-            reach: Reach::connect(crate::aws().await, &config.accounts).await?,
+            reach: Reach::connect(
+                crate::aws(spot_domain::Capability::Read, "switch-health").await,
+                &config.accounts,
+            )
+            .await?,
         })
     }
 

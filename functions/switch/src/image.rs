@@ -33,7 +33,11 @@ pub struct Imager {
 impl Imager {
     pub async fn connect(config: Config) -> Result<Self, crate::Error> {
         Ok(Self {
-            reach: Reach::connect(crate::aws().await, &config.accounts).await?,
+            reach: Reach::connect(
+                crate::aws(spot_domain::Capability::Switch, "switch-image").await,
+                &config.accounts,
+            )
+            .await?,
             config,
         })
     }

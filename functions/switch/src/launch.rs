@@ -45,7 +45,7 @@ pub fn client_token(switch_id: &str, candidate: usize) -> String {
 
 impl Launcher {
     pub async fn connect(config: Config) -> Result<Self, crate::Error> {
-        let ctx = crate::aws().await;
+        let ctx = crate::aws(spot_domain::Capability::Switch, "switch-launch").await;
         Ok(Self {
             quarantine: QuarantineTable::new(crate::dynamodb(&ctx), &config.quarantine_table),
             reach: Reach::connect(ctx, &config.accounts).await?,

@@ -57,7 +57,7 @@ pub struct Planner {
 
 impl Planner {
     pub async fn connect(config: Config) -> Result<Self, crate::Error> {
-        let ctx = crate::aws().await;
+        let ctx = crate::aws(spot_domain::Capability::Read, "switch-plan").await;
         let dynamodb = crate::dynamodb(&ctx);
         Ok(Self {
             quarantine: QuarantineTable::new(dynamodb.clone(), &config.quarantine_table),

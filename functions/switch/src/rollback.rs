@@ -86,7 +86,7 @@ struct Cx<'a> {
 
 impl Rollback {
     pub async fn connect(config: Config) -> Result<Self, crate::Error> {
-        let ctx = crate::aws().await;
+        let ctx = crate::aws(spot_domain::Capability::Switch, "switch-rollback").await;
         let dynamodb = crate::dynamodb(&ctx);
         Ok(Self {
             ledger: LedgerTable::new(dynamodb.clone(), &config.ledger_table),

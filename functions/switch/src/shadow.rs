@@ -34,7 +34,7 @@ pub struct Shadow {
 
 impl Shadow {
     pub async fn connect(config: Config) -> Result<Self, crate::Error> {
-        let ctx = crate::aws().await;
+        let ctx = crate::aws(spot_domain::Capability::Read, "switch-shadow").await;
         Ok(Self {
             ledger: LedgerTable::new(crate::dynamodb(&ctx), config.ledger_table),
         })

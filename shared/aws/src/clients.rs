@@ -6,12 +6,12 @@ use std::sync::Mutex;
 use aws_config::sts::AssumeRoleProvider;
 use aws_config::{Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
-use spot_domain::{Access, AwsError};
+use spot_domain::{Access, AwsError, Capability};
 
 use crate::error::classify;
 
-/// Session name in member accounts' CloudTrail.
-const SESSION_NAME: &str = "spot-optimizer";
+/// Session names in member accounts' CloudTrail start with this, then the function's name.
+const SESSION_PREFIX: &str = "spot-optimizer-";
 
 /// The function's base SDK configuration and the member-account configurations derived from it.
 ///
@@ -20,19 +20,32 @@ const SESSION_NAME: &str = "spot-optimizer";
 #[derive(Debug)]
 pub struct AwsContext {
     base: SdkConfig,
+    /// Which of a member account's roles this function assumes.
+    capability: Capability,
+    /// The member's CloudTrail names this session after the function.
+    session: String,
     assumed: Mutex<HashMap<Access, SdkConfig>>,
 }
 
 impl AwsContext {
     /// Loads the default chain (env, container or instance role), with the HTTPS client of
-    /// [`crate::tls`]. `AWS_ENDPOINT_URL` points every client at a local emulator.
-    pub async fn from_env() -> Self {
-        Self::new(crate::tls::load().await)
+    /// [`crate::tls`]. `AWS_ENDPOINT_URL` points every client at a local emulator. `function`
+    /// (the binary's name) names its sessions in member accounts, where it assumes the role of
+    /// `capability`.
+    pub async fn load(capability: Capability, function: &str) -> Self {
+        Self::new(crate::tls::load().await, capability, function)
     }
 
-    pub fn new(base: SdkConfig) -> Self {
+    pub fn new(base: SdkConfig, capability: Capability, function: &str) -> Self {
+        let session: String = format!("{SESSION_PREFIX}{function}")
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || "+=,.@-_".contains(*c))
+            .take(64)
+            .collect();
         Self {
             base,
+            capability,
+            session,
             assumed: Mutex::new(HashMap::new()),
         }
     }
@@ -64,8 +77,8 @@ impl AwsContext {
         else {
             return self.base.clone();
         };
-        let mut builder = AssumeRoleProvider::builder(role_arn.clone())
-            .session_name(SESSION_NAME)
+        let mut builder = AssumeRoleProvider::builder(self.capability.role_arn(role_arn))
+            .session_name(&self.session)
             .configure(&self.base);
         if let Some(external_id) = external_id {
             builder = builder.external_id(external_id.clone());

@@ -64,6 +64,39 @@ pub enum Access {
     },
 }
 
+/// What a function does in a member account, and so which of the member's roles it assumes:
+/// the interruption handler and every plan only read, and a role that can change instances is
+/// assumed only by the steps that change them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Capability {
+    Read,
+    Governance,
+    Switch,
+    Swap,
+}
+
+impl Capability {
+    pub const ALL: [Capability; 4] = [Self::Read, Self::Governance, Self::Switch, Self::Swap];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Governance => "governance",
+            Self::Switch => "switch",
+            Self::Swap => "swap",
+        }
+    }
+
+    /// The member role for this capability: the registered role itself (read-only), or the role
+    /// named after it with the capability as suffix (`…:role/SpotOptimizerMember-switch`).
+    pub fn role_arn(self, registered: &str) -> String {
+        match self {
+            Self::Read => registered.to_owned(),
+            other => format!("{registered}-{}", other.as_str()),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AccountError {
     #[error("environment `{0}` is neither PROD nor LAB")]
@@ -193,6 +226,24 @@ impl<R: AccountRegistry, C: crate::Clock> AccountRegistry for CachedRegistry<R, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_capability_assumes_its_own_member_role_and_reading_the_registered_one() {
+        let registered = "arn:aws:iam::111122223333:role/SpotOptimizerMember";
+        let roles: Vec<String> = Capability::ALL
+            .iter()
+            .map(|c| c.role_arn(registered))
+            .collect();
+        assert_eq!(
+            roles,
+            [
+                registered.to_owned(),
+                format!("{registered}-governance"),
+                format!("{registered}-switch"),
+                format!("{registered}-swap"),
+            ]
+        );
+    }
 
     const HOME: &str = "123456789012";
     const MEMBER: &str = "222222222222";

@@ -30,7 +30,8 @@ pub mod tags;
 pub mod testing;
 
 pub use account::{
-    Access, Account, AccountError, AccountRegistry, AccountView, CachedRegistry, Environment,
+    Access, Account, AccountError, AccountRegistry, AccountView, CachedRegistry, Capability,
+    Environment,
 };
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use error::{AwsError, AwsErrorKind, ErrorName};

@@ -14,7 +14,9 @@ async fn main() -> Result<(), Error> {
     let env = Env::process();
     spot_aws::telemetry::init_logging(&env.log_level());
     let config = Config::from_env(&env)?;
-    let ctx = Arc::new(AwsContext::from_env().await);
+    let ctx = Arc::new(
+        AwsContext::load(spot_domain::Capability::Governance, env!("CARGO_BIN_NAME")).await,
+    );
     let dynamodb = aws_sdk_dynamodb::Client::new(ctx.base());
     let scanner = Scanner {
         home_account: ctx

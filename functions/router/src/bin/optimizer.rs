@@ -14,7 +14,8 @@ async fn main() -> Result<(), Error> {
     let env = Env::process();
     spot_aws::telemetry::init_logging(&env.log_level());
     let config = Config::from_env(&env)?;
-    let ctx = Arc::new(AwsContext::from_env().await);
+    let ctx =
+        Arc::new(AwsContext::load(spot_domain::Capability::Read, env!("CARGO_BIN_NAME")).await);
     let router = Router {
         home_account: ctx
             .home_account(config.accounts.home_account_id.clone())
