@@ -520,15 +520,7 @@ async fn every_step_delivered_twice_replaces_each_member_once_and_rolls_back_onc
         2 * e.invocations,
         "every step ran twice: {delivered:?}"
     );
-    let runs = |swap: &Swap| {
-        swap.saga
-            .proxy
-            .forwarder
-            .calls()
-            .iter()
-            .filter(|c| c.operation == "RunInstances")
-            .count()
-    };
+    let runs = |swap: &Swap| swap.saga.proxy.forwarder.count("RunInstances");
     assert_eq!(runs(&swap), 3, "one launch per member");
     let after = snapshot(&swap.autoscaling, &swap.group).await?;
     assert_eq!((after.desired, after.max, after.in_service), (3, 4, 3));

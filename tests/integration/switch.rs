@@ -17,8 +17,8 @@ use spot_domain::pool::quarantine::QuarantineStore;
 use spot_domain::saga::ledger::LedgerStatus;
 use testbed::saga::{
     ATOMIC_SWITCH, Execution, Inbox, SagaBed, address_holder, clones, elastic_ip, failed_image,
-    impaired_status, initializing_status, launches_without_gatekeeper, leftovers, price_list,
-    spot_prices, state,
+    impaired_status, initializing_status, launched_from, launches_without_gatekeeper, leftovers,
+    price_list, spot_prices, state,
 };
 use testbed::{Fault, HOME_ACCOUNT, LambdaHost, Launch};
 
@@ -166,12 +166,7 @@ async fn lock_holder(saga: &SagaBed, instance: &str) -> Result<Option<String>> {
 
 /// How many times a step asked EC2 to stop an instance.
 fn stop_calls(saga: &SagaBed) -> usize {
-    saga.proxy
-        .forwarder
-        .calls()
-        .iter()
-        .filter(|c| c.operation == "StopInstances")
-        .count()
+    saga.proxy.forwarder.count("StopInstances")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -896,14 +891,7 @@ async fn every_step_delivered_twice_switches_once_and_rolls_back_once() -> Resul
     // lineage, not only from the optimizer's own tags.
     let saga = SagaBed::delivering_twice(ATOMIC_SWITCH, "switch-twice", NO_APPROVAL).await?;
     let ec2 = saga.bed.ec2();
-    let count = |operation: &str| {
-        saga.proxy
-            .forwarder
-            .calls()
-            .iter()
-            .filter(|c| c.operation == operation)
-            .count()
-    };
+    let count = |operation: &str| saga.proxy.forwarder.count(operation);
 
     let source = source(&saga).await?;
     let name = saga.name("twice");
@@ -919,25 +907,13 @@ async fn every_step_delivered_twice_switches_once_and_rolls_back_once() -> Resul
     assert_eq!(count("RunInstances"), 1, "launched once");
     assert_eq!(count("CreateImage"), 1, "imaged once");
     let image = e.output["image"]["image_id"].as_str().unwrap_or_default();
-    let from_image = ec2
-        .describe_instances()
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("image-id")
-                .values(image)
-                .build(),
-        )
-        .send()
-        .await?;
-    let launched: Vec<_> = from_image
-        .reservations()
-        .iter()
-        .flat_map(|r| r.instances())
-        .collect();
-    assert_eq!(launched.len(), 1, "one instance from the switch's image");
+    let launched = launched_from(&ec2, image).await?;
     assert_eq!(
-        launched[0].instance_id(),
-        e.output["launch"]["instance_id"].as_str()
+        launched,
+        [e.output["launch"]["instance_id"]
+            .as_str()
+            .unwrap_or_default()],
+        "one instance from the switch's image"
     );
     assert_eq!(state(&ec2, &source).await?, InstanceStateName::Stopped);
     let record = saga.ledger(&name).await?.expect("a ledger record");
@@ -1021,30 +997,10 @@ async fn a_step_killed_right_after_its_aws_call_is_run_again_and_switches_once()
         );
         let runs = saga.deliveries().await?.get(binary).copied().unwrap_or(0);
         assert!(runs >= 2, "{binary} was killed and run again ({runs} runs)");
-        let images = saga
-            .proxy
-            .forwarder
-            .calls()
-            .iter()
-            .filter(|c| c.operation == "CreateImage")
-            .count();
+        let images = saga.proxy.forwarder.count("CreateImage");
         assert_eq!(images, 1, "{binary}: imaged once");
         let image = e.output["image"]["image_id"].as_str().unwrap_or_default();
-        let from_image = ec2
-            .describe_instances()
-            .filters(
-                aws_sdk_ec2::types::Filter::builder()
-                    .name("image-id")
-                    .values(image)
-                    .build(),
-            )
-            .send()
-            .await?;
-        let launched: usize = from_image
-            .reservations()
-            .iter()
-            .map(|r| r.instances().len())
-            .sum();
+        let launched = launched_from(&ec2, image).await?.len();
         assert_eq!(
             launched, 1,
             "{binary}: one instance from the switch's image"

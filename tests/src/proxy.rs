@@ -174,6 +174,16 @@ impl Forwarder {
         self.state.lock().unwrap().calls.clone()
     }
 
+    /// How many `operation` calls were seen (answered by AWS or by a fault).
+    pub fn count(&self, operation: &str) -> usize {
+        let state = self.state.lock().unwrap();
+        state
+            .calls
+            .iter()
+            .filter(|c| c.operation == operation)
+            .count()
+    }
+
     /// Calls recorded since `calls().len()` was `since`.
     pub fn calls_since(&self, since: usize) -> Vec<Call> {
         self.state

@@ -331,86 +331,83 @@ impl SagaBed {
     }
 }
 
-/// `dir/<function>/bootstrap` (cargo-lambda's layout) if it exists, else `dir/<function>`.
-/// Every operation the atomic switch's steps call (its live path and its rollback).
-pub const SWITCH_OPERATIONS: &[&str] = &[
-    "DescribeInstances",
-    "DescribeInstanceTypes",
-    "DescribeInstanceAttribute",
-    "DescribeSubnets",
-    "DescribeVolumes",
-    "DescribeAddresses",
-    "DescribeSpotPriceHistory",
-    "CreateImage",
-    "DescribeImages",
-    "RunInstances",
-    "DescribeInstanceStatus",
-    "StopInstances",
-    "CreateTags",
-    "GetItem",
-    "PutItem",
-    "UpdateItem",
-    "DeleteItem",
-    "BatchGetItem",
-    "GetProducts",
+/// Every operation the atomic switch's steps call (its live path and its rollback), with its
+/// service.
+pub const SWITCH_OPERATIONS: &[(&str, &str)] = &[
+    ("ec2", "DescribeInstances"),
+    ("ec2", "DescribeInstanceTypes"),
+    ("ec2", "DescribeInstanceAttribute"),
+    ("ec2", "DescribeSubnets"),
+    ("ec2", "DescribeVolumes"),
+    ("ec2", "DescribeAddresses"),
+    ("ec2", "DescribeSpotPriceHistory"),
+    ("ec2", "CreateImage"),
+    ("ec2", "DescribeImages"),
+    ("ec2", "RunInstances"),
+    ("ec2", "DescribeInstanceStatus"),
+    ("ec2", "StopInstances"),
+    ("ec2", "CreateTags"),
+    ("dynamodb", "GetItem"),
+    ("dynamodb", "PutItem"),
+    ("dynamodb", "UpdateItem"),
+    ("dynamodb", "DeleteItem"),
+    ("dynamodb", "BatchGetItem"),
+    ("pricing", "GetProducts"),
 ];
 
-/// Every operation the ASG swap's steps call.
-pub const SWAP_OPERATIONS: &[&str] = &[
-    "DescribeAutoScalingGroups",
-    "DescribeLifecycleHooks",
-    "SuspendProcesses",
-    "ResumeProcesses",
-    "CreateOrUpdateTags",
-    "AttachInstances",
-    "DetachInstances",
-    "DescribeInstances",
-    "DescribeInstanceTypes",
-    "DescribeSubnets",
-    "DescribeSpotPriceHistory",
-    "RunInstances",
-    "DescribeInstanceStatus",
-    "TerminateInstances",
-    "CreateTags",
-    "DeleteTags",
-    "DescribeTargetHealth",
-    "DeregisterTargets",
-    "GetItem",
-    "PutItem",
-    "UpdateItem",
-    "DeleteItem",
-    "BatchGetItem",
-    "GetProducts",
+/// Every operation the ASG swap's steps call, with its service (`DeleteTags`, which EC2 and
+/// Auto Scaling share, once: a fault matches the operation's name).
+pub const SWAP_OPERATIONS: &[(&str, &str)] = &[
+    ("autoscaling", "DescribeAutoScalingGroups"),
+    ("autoscaling", "DescribeLifecycleHooks"),
+    ("autoscaling", "SuspendProcesses"),
+    ("autoscaling", "ResumeProcesses"),
+    ("autoscaling", "CreateOrUpdateTags"),
+    ("autoscaling", "AttachInstances"),
+    ("autoscaling", "DetachInstances"),
+    ("autoscaling", "DeleteTags"),
+    ("ec2", "DescribeInstances"),
+    ("ec2", "DescribeInstanceTypes"),
+    ("ec2", "DescribeSubnets"),
+    ("ec2", "DescribeSpotPriceHistory"),
+    ("ec2", "RunInstances"),
+    ("ec2", "DescribeInstanceStatus"),
+    ("ec2", "TerminateInstances"),
+    ("ec2", "CreateTags"),
+    ("elasticloadbalancing", "DescribeTargetHealth"),
+    ("elasticloadbalancing", "DeregisterTargets"),
+    ("dynamodb", "GetItem"),
+    ("dynamodb", "PutItem"),
+    ("dynamodb", "UpdateItem"),
+    ("dynamodb", "DeleteItem"),
+    ("dynamodb", "BatchGetItem"),
+    ("pricing", "GetProducts"),
 ];
 
 /// A throttling answer for each operation, as its service sends it.
-pub fn throttles(operations: &[&'static str]) -> Vec<(&'static str, &'static str, u16)> {
-    const EC2: &[&str] = &[
-        "DescribeInstances",
-        "DescribeInstanceTypes",
-        "DescribeInstanceAttribute",
-        "DescribeSubnets",
-        "DescribeVolumes",
-        "DescribeAddresses",
-        "DescribeSpotPriceHistory",
-        "CreateImage",
-        "DescribeImages",
-        "RunInstances",
-        "DescribeInstanceStatus",
-        "StopInstances",
-        "TerminateInstances",
-        "CreateTags",
-    ];
+pub fn throttles(operations: &[(&str, &'static str)]) -> Vec<(&'static str, &'static str, u16)> {
     operations
         .iter()
-        .map(|&op| {
-            if EC2.contains(&op) {
-                (op, "RequestLimitExceeded", 503)
-            } else {
-                (op, "ThrottlingException", 400)
-            }
+        .map(|&(service, op)| match service {
+            "ec2" => (op, "RequestLimitExceeded", 503),
+            _ => (op, "ThrottlingException", 400),
         })
         .collect()
+}
+
+/// The instances launched from `image` (its lineage: no tag of ours involved).
+pub async fn launched_from(ec2: &aws_sdk_ec2::Client, image: &str) -> Result<Vec<String>> {
+    let answer = ec2
+        .describe_instances()
+        .filters(Filter::builder().name("image-id").values(image).build())
+        .send()
+        .await?;
+    Ok(answer
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter_map(|i| i.instance_id().map(str::to_owned))
+        .collect())
 }
 
 /// The operations the proxy answered with an injected fault (at most twice each: a step may stop
@@ -423,6 +420,7 @@ pub fn throttled(calls: &[crate::proxy::Call]) -> BTreeMap<String, usize> {
     faulted
 }
 
+/// `dir/<function>/bootstrap` (cargo-lambda's layout) if it exists, else `dir/<function>`.
 pub fn lambda_binary(dir: &std::path::Path, function: &str) -> std::path::PathBuf {
     let bootstrap = dir.join(function).join("bootstrap");
     if bootstrap.is_file() {

@@ -37,9 +37,9 @@ impl AwsContext {
     }
 
     pub fn new(base: SdkConfig, capability: Capability, function: &str) -> Self {
+        // Function names are binary names ([a-z-]); STS allows 64 characters.
         let session: String = format!("{SESSION_PREFIX}{function}")
             .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || "+=,.@-_".contains(*c))
             .take(64)
             .collect();
         Self {
