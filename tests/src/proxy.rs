@@ -158,6 +158,11 @@ pub struct Forwarder {
     upstream: String,
     client: Client<HttpConnector, Full<Bytes>>,
     state: Arc<Mutex<Recorder>>,
+    /// Held while a DynamoDB write is with the emulator: DynamoDB applies each write to an item
+    /// atomically (a condition is checked and the item written as one step), moto checks a
+    /// condition and writes in two steps on concurrent request threads, so two racing
+    /// `attribute_not_exists` puts could both succeed there and never in AWS.
+    dynamodb_writes: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Forwarder {
@@ -167,6 +172,7 @@ impl Forwarder {
             upstream: upstream.trim_end_matches('/').to_owned(),
             client: Client::builder(TokioExecutor::new()).build_http(),
             state: Arc::default(),
+            dynamodb_writes: Arc::default(),
         }
     }
 
@@ -237,6 +243,10 @@ impl Forwarder {
                 None => {}
             }
         }
+        let _write = match &call {
+            Some(call) if is_dynamodb_write(call) => Some(self.dynamodb_writes.lock().await),
+            _ => None,
+        };
         let started = std::time::Instant::now();
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let uri: Uri = format!("{}{path}", self.upstream).parse()?;
@@ -266,6 +276,14 @@ impl Forwarder {
         }
         Ok(Response::from_parts(parts, Body::from(body)))
     }
+}
+
+fn is_dynamodb_write(call: &Call) -> bool {
+    call.service == "dynamodb"
+        && matches!(
+            call.operation.as_str(),
+            "PutItem" | "UpdateItem" | "DeleteItem" | "BatchWriteItem" | "TransactWriteItems"
+        )
 }
 
 fn take_fault(faults: &mut Vec<Fault>, call: &Call, body: &[u8]) -> Option<Fault> {
