@@ -146,6 +146,22 @@ async fn instances_are_routed_to_the_right_saga_once() -> Result<()> {
         e.error,
         e.cause
     );
+    // In the member's CloudTrail, the plan's session names the function and the execution, and
+    // the role it assumed is the read-only one, as registered (a shadow plan only reads).
+    let assumed: Vec<String> = switch
+        .proxy
+        .forwarder
+        .calls()
+        .into_iter()
+        .filter_map(|c| c.role)
+        .collect();
+    let session = spot_domain::saga::step::session_name("switch-plan", &switches[0]);
+    assert!(
+        assumed
+            .iter()
+            .any(|r| *r == format!("{} {session}", testbed::Bed::role_arn(&account))),
+        "{assumed:?}"
+    );
 
     // One instance, directly.
     let one = router

@@ -829,11 +829,7 @@ async fn a_detached_member_whose_replacement_vanished_is_put_back() -> Result<()
         1
     );
 
-    let spec = swap
-        .saga
-        .tables
-        .function("swap-rollback", &swap.saga.proxy.endpoint())?;
-    let mut rollback = testbed::LambdaHost::start(spec).await?;
+    let mut rollback = swap.saga.held_step("swap-rollback", &name).await?;
     // The state the execution had: only the request and the error (the rollback trusts no more).
     let state = json!({"request": request(&swap.group, "live"),
         "error": {"Error": "DetachFailed", "Cause": "the replacement was reclaimed"}});
@@ -864,11 +860,7 @@ async fn the_group_is_restored_even_when_putting_members_back_failed() -> Result
     .await?;
     let name = swap.saga.name("swap-finish");
     prepared_by(&swap.autoscaling, &swap.group, &name).await?;
-    let spec = swap
-        .saga
-        .tables
-        .function("swap-rollback", &swap.saga.proxy.endpoint())?;
-    let mut rollback = testbed::LambdaHost::start(spec).await?;
+    let mut rollback = swap.saga.held_step("swap-rollback", &name).await?;
     let state = json!({"request": request(&swap.group, "live"),
         "error": {"Error": "AttachFailed", "Cause": "x"},
         "rollback_failure": {"Error": "AccessDenied", "Cause": "TerminateInstances refused"}});

@@ -871,10 +871,7 @@ async fn a_duplicate_start_or_a_redelivered_launch_launches_once() -> Result<()>
     for done in ["launch", "health", "cutover"] {
         state.as_object_mut().unwrap().remove(done);
     }
-    let spec = saga
-        .tables
-        .function("switch-launch", &saga.proxy.endpoint())?;
-    let mut launch = LambdaHost::start(spec).await?;
+    let mut launch = saga.held_step("switch-launch", &name).await?;
     let again = launch
         .invoke(&json!({"state": state, "execution": name}))
         .await?
@@ -1036,11 +1033,8 @@ async fn a_rollback_killed_right_after_terminating_the_clone_finishes_when_run_a
 async fn every_log_line_of_a_step_carries_the_saga_account_region_and_target() -> Result<()> {
     let saga = SagaBed::start("switch-spans", NO_APPROVAL).await?;
     let source = source(&saga).await?;
-    let spec = saga
-        .tables
-        .function("switch-plan", &saga.proxy.endpoint())?;
-    let mut plan = LambdaHost::start(spec).await?;
     let name = saga.name("spans");
+    let mut plan = saga.held_step("switch-plan", &name).await?;
     let planned = plan
         .invoke(&json!({"request": request(&source, "shadow"), "execution": name}))
         .await?
@@ -1250,14 +1244,42 @@ async fn fields_injected_into_a_request_are_refused_and_nothing_is_touched() -> 
         "the image is kept"
     );
 
-    // The rollback invoked directly with a state naming the victim's clone: checked on the
-    // instance, which carries another switch's mark, so it is left alone.
+    // The rollback invoked directly (not by the state machine) with a state naming the victim's
+    // clone, for either ended execution: refused before any call but Step Functions'.
+    let mut forged_state = done.output.clone();
+    forged_state["error"] = json!({"Error": "HealthCheckFailed", "Cause": "forged"});
     let spec = saga
         .tables
         .function("switch-rollback", &saga.proxy.endpoint())?;
     let mut rollback = LambdaHost::start(spec).await?;
-    let mut forged_state = done.output.clone();
-    forged_state["error"] = json!({"Error": "HealthCheckFailed", "Cause": "forged"});
+    let since = saga.proxy.forwarder.calls().len();
+    for execution in [&name, &first, &"switch-made-up".to_owned()] {
+        let refused = rollback
+            .invoke(&json!({"state": forged_state, "execution": execution, "phase": "finish"}))
+            .await?
+            .err()?;
+        assert_eq!(refused.error_type, ErrorName::InvalidRequest.as_str());
+        assert!(
+            refused.error_message.contains("not a running execution"),
+            "{refused:?}"
+        );
+    }
+    let calls: Vec<String> = saga
+        .proxy
+        .forwarder
+        .calls_since(since)
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    assert!(
+        calls.iter().all(|c| c == "states:DescribeExecution"),
+        "{calls:?}"
+    );
+    assert_eq!(state(&ec2, &clone).await?, InstanceStateName::Running);
+
+    // Even for a running execution, the rollback checks the instance, which carries another
+    // switch's mark, so it is left alone.
+    let mut rollback = saga.held_step("switch-rollback", &name).await?;
     for phase in ["restore", "finish"] {
         rollback
             .invoke(&json!({"state": forged_state, "execution": name, "phase": phase}))
@@ -1267,6 +1289,58 @@ async fn fields_injected_into_a_request_are_refused_and_nothing_is_touched() -> 
     assert_eq!(state(&ec2, &clone).await?, InstanceStateName::Running);
     assert_eq!(state(&ec2, &victim).await?, InstanceStateName::Stopped);
     assert_eq!(leftovers(&ec2, &first).await?.0, images);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_saga_step_invoked_outside_a_running_execution_does_nothing() -> Result<()> {
+    // Lambda's InvokeFunction alone must not be enough to run a step: each asks Step Functions
+    // whether the execution its payload names is running in its own state machine, first.
+    let saga = SagaBed::start("switch-outside", NO_APPROVAL).await?;
+    let source = source(&saga).await?;
+    let steps: Vec<String> = testbed::functions::binaries()?
+        .into_iter()
+        .filter(|b| b.starts_with("switch-") || b.starts_with("swap-") || b == "saga-approval")
+        .collect();
+    assert_eq!(steps.len(), 18, "{steps:?}");
+    for binary in &steps {
+        let spec = saga.tables.function(binary, &saga.proxy.endpoint())?;
+        let mut host = LambdaHost::start(spec).await?;
+        let since = saga.proxy.forwarder.calls().len();
+        let payload = json!({"execution": saga.name("made-up"), "request": request(&source, "live"),
+            "state": {"request": request(&source, "live")}, "phase": "finish"});
+        let refused = host.invoke(&payload).await?.err()?;
+        assert_eq!(
+            refused.error_type,
+            ErrorName::InvalidRequest.as_str(),
+            "{binary}"
+        );
+        assert!(
+            refused.error_message.contains("not a running execution"),
+            "{binary}: {refused:?}"
+        );
+        let unnamed = host.invoke(&json!({"state": {}})).await?.err()?;
+        assert_eq!(
+            unnamed.error_type,
+            ErrorName::InvalidRequest.as_str(),
+            "{binary}"
+        );
+        let calls: Vec<String> = saga
+            .proxy
+            .forwarder
+            .calls_since(since)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert!(
+            !calls.is_empty() && calls.iter().all(|c| c == "states:DescribeExecution"),
+            "{binary}: {calls:?}"
+        );
+    }
+    assert_eq!(
+        state(&saga.bed.ec2(), &source).await?,
+        InstanceStateName::Running
+    );
     Ok(())
 }
 

@@ -146,13 +146,19 @@ impl Bed {
             table.create(&ddb, &name).await?;
             names.insert(table.logical_id.clone(), name);
         }
-        Ok(Tables { names, template })
+        Ok(Tables {
+            names,
+            stack: format!("{label}-{suffix}"),
+            template,
+        })
     }
 }
 
 /// The tables of one run, by the template's logical id.
 pub struct Tables {
     pub names: HashMap<String, String>,
+    /// What `AWS::StackName` is for this run's functions and state machines.
+    pub stack: String,
     template: Template,
 }
 
@@ -167,6 +173,13 @@ impl Tables {
         self.function_with(binary, endpoint, &[])
     }
 
+    /// The name the template gives state machine `logical_id` in this run's stack.
+    pub fn state_machine_name(&self, logical_id: &str) -> Result<String> {
+        self.template.state_machine_name(logical_id, |name| {
+            (name == "AWS::StackName").then(|| self.stack.clone())
+        })
+    }
+
     /// As [`Tables::function`], with more `!Ref`s resolved (e.g. a state machine's ARN).
     pub fn function_with(
         &self,
@@ -178,6 +191,7 @@ impl Tables {
             self.template.function_env(binary, |name| match name {
                 "AWS::AccountId" => Some(HOME_ACCOUNT.to_owned()),
                 "AWS::Region" => Some(REGION.to_owned()),
+                "AWS::StackName" => Some(self.stack.clone()),
                 _ => self.names.get(name).cloned().or_else(|| {
                     refs.iter()
                         .find(|(logical, _)| *logical == name)

@@ -216,6 +216,15 @@ pub async fn replay_steps(
         "peak MiB",
         RSS_TARGET_KIB / 1024
     );
+    // The recorded executions have ended: running ones of the same names stand for them (a step
+    // acts only for a running execution).
+    let executions: std::collections::BTreeSet<&str> = inputs
+        .values()
+        .filter_map(|input| input["execution"].as_str())
+        .collect();
+    for execution in executions {
+        saga.hold(execution).await?;
+    }
     let mut steps = Vec::new();
     let mut ok = true;
     for binary in binaries {
@@ -230,7 +239,7 @@ pub async fn replay_steps(
         let (mut waiting, mut slowest) = (Vec::new(), String::new());
         for _ in 0..5 {
             let before = saga.proxy.forwarder.calls().len();
-            let mut spec = saga.tables.function(binary, &saga.proxy.endpoint())?;
+            let mut spec = saga.held_spec(binary)?;
             spec.binary = path.clone();
             let mut host = LambdaHost::start(spec).await?;
             inits.push(ms(host.wait_ready().await?));

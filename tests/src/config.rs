@@ -15,6 +15,12 @@ pub fn read_config<F: Fn(&str) -> Option<String>>(
     env: &Env<F>,
 ) -> Result<Result<(), ConfigError>> {
     let done = |r: Result<(), ConfigError>| Ok(r);
+    // A saga step's runner reads which executions it serves (`spot_aws::step::run`).
+    let step =
+        binary.starts_with("switch-") || binary.starts_with("swap-") || binary == "saga-approval";
+    if step && let Err(e) = spot_domain::config::Executions::from_env(env) {
+        return done(Err(e));
+    }
     match binary {
         "interruption-handler" => done(interruption::Config::from_env(env).map(drop)),
         "waste-scanner" => done(governance::waste::Config::from_env(env).map(drop)),
@@ -73,6 +79,7 @@ mod tests {
             .function_env(binary, |name| {
                 (!template.is_parameter(name)).then(|| match name {
                     "AWS::AccountId" => "123456789012".to_owned(),
+                    "AWS::StackName" => "spot-optimizer".to_owned(),
                     other => format!("ref-{other}"),
                 })
             })

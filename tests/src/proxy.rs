@@ -331,14 +331,13 @@ fn identify(headers: &HeaderMap, body: &[u8]) -> Option<Call> {
                 .cloned(),
         });
     let role = (operation == "AssumeRole").then(|| {
-        let form = String::from_utf8_lossy(body);
         let field = |name: &str| {
-            form.split('&')
-                .find_map(|pair| pair.strip_prefix(name))
-                .map(|v| v.replace("%3A", ":").replace("%2F", "/"))
+            form_urlencoded::parse(body)
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.into_owned())
                 .unwrap_or_default()
         };
-        format!("{} {}", field("RoleArn="), field("RoleSessionName="))
+        format!("{} {}", field("RoleArn"), field("RoleSessionName"))
     });
     Some(Call {
         service,
@@ -354,14 +353,8 @@ fn identify(headers: &HeaderMap, body: &[u8]) -> Option<Call> {
 /// A canned XML answer, with `{Name}` replaced by the request's form parameter `Name`.
 fn canned(template: &str, request: &[u8], status: u16) -> Response {
     let mut body = template.to_owned();
-    for pair in String::from_utf8_lossy(request).split('&') {
-        if let Some((name, value)) = pair.split_once('=') {
-            let value = value
-                .replace("%2F", "/")
-                .replace("%3A", ":")
-                .replace("%2C", ",");
-            body = body.replace(&format!("{{{name}}}"), &value);
-        }
+    for (name, value) in form_urlencoded::parse(request) {
+        body = body.replace(&format!("{{{name}}}"), &value);
     }
     let json = body.starts_with('{');
     let mut response =

@@ -11,6 +11,7 @@ use aws_sdk_sfn::types::{ExecutionStatus, HistoryEventType};
 use chrono::Utc;
 use serde_json::Value;
 use spot_aws::{LedgerTable, QuarantineTable};
+use spot_domain::config::key;
 use spot_domain::pool::quarantine::QuarantineStore;
 use spot_domain::pool::quarantine::{Decision, QuarantinePolicy, decide};
 use spot_domain::saga::ledger::LedgerRecord;
@@ -30,6 +31,28 @@ pub const LIVE_AT_HOME: [(&str, &str, &str); 4] = [
     ("swap-discover", "LIVE_ACCOUNTS", HOME_ACCOUNT),
 ];
 pub const ASG_SWAP: &str = "AsgSwapStateMachine";
+
+/// A state machine that only waits: its running executions stand for a saga's in tests that run a
+/// step on its own ([`SagaBed::held_step`]).
+const HOLD: &str =
+    r#"{"StartAt":"Hold","States":{"Hold":{"Type":"Wait","Seconds":1800,"End":true}}}"#;
+
+fn hold_machine(tables: &Tables) -> String {
+    format!("{}-hold", tables.stack)
+}
+
+async fn create_machine(sfn: &aws_sdk_sfn::Client, name: &str, definition: &str) -> Result<String> {
+    Ok(sfn
+        .create_state_machine()
+        .name(name)
+        .definition(definition)
+        .role_arn(format!("arn:aws:iam::{HOME_ACCOUNT}:role/bed-states"))
+        .send()
+        .await
+        .with_context(|| format!("creating state machine {name}"))?
+        .state_machine_arn()
+        .to_owned())
+}
 
 /// What an execution did.
 #[derive(Debug, Clone)]
@@ -146,15 +169,10 @@ impl SagaBed {
             );
         }
         let sfn = aws_sdk_sfn::Client::new(&bed.home);
-        let machine = sfn
-            .create_state_machine()
-            .name(format!("{label}-{suffix}"))
-            .definition(definition)
-            .role_arn(format!("arn:aws:iam::{HOME_ACCOUNT}:role/bed-states"))
-            .send()
-            .await?
-            .state_machine_arn()
-            .to_owned();
+        // Named as the template names it in this run's stack: the steps' `STATE_MACHINES`.
+        let machine =
+            create_machine(&sfn, &tables.state_machine_name(machine)?, &definition).await?;
+        create_machine(&sfn, &hold_machine(&tables), HOLD).await?;
         Ok(Self {
             bed,
             tables,
@@ -163,6 +181,42 @@ impl SagaBed {
             machine,
             suffix,
         })
+    }
+
+    /// Step `binary` started on its own (outside the state machine), acting for `execution`: a
+    /// running execution of that name, of a state machine that only waits, stands for the saga
+    /// (a step acts only for a running execution of the state machines it is configured with).
+    pub async fn held_step(&self, binary: &str, execution: &str) -> Result<crate::LambdaHost> {
+        let spec = self.held_spec(binary)?;
+        self.hold(execution).await?;
+        let mut host = crate::LambdaHost::start(spec).await?;
+        host.wait_ready().await?;
+        Ok(host)
+    }
+
+    /// How to start step `binary` acting for executions [`SagaBed::hold`] started.
+    pub fn held_spec(&self, binary: &str) -> Result<crate::FunctionSpec> {
+        let mut spec = self.tables.function(binary, &self.proxy.endpoint())?;
+        spec.env
+            .insert(key::STATE_MACHINES.into(), hold_machine(&self.tables));
+        Ok(spec)
+    }
+
+    /// Starts a running execution named `execution` of the waiting state machine, for which a
+    /// [`SagaBed::held_step`] acts.
+    pub async fn hold(&self, execution: &str) -> Result<()> {
+        let hold = hold_machine(&self.tables);
+        self.sfn
+            .start_execution()
+            .state_machine_arn(format!(
+                "arn:aws:states:{REGION}:{HOME_ACCOUNT}:stateMachine:{hold}"
+            ))
+            .name(execution)
+            .input("{}")
+            .send()
+            .await
+            .with_context(|| format!("holding execution {execution}"))?;
+        Ok(())
     }
 
     /// Per step binary, how many times the gateway ran this saga's functions (every delivery).

@@ -123,6 +123,21 @@ impl Template {
         Ok((workspace_root().join("infra").join(uri), substitutions))
     }
 
+    /// State machine `logical_id`'s `Name`, resolved as [`Template::function_env`] resolves values.
+    pub fn state_machine_name(
+        &self,
+        logical_id: &str,
+        resolve_ref: impl Fn(&str) -> Option<String>,
+    ) -> Result<String> {
+        let name = self
+            .resources
+            .get(logical_id)
+            .and_then(|r| r.get("Properties"))
+            .and_then(|p| p.get("Name"))
+            .ok_or_else(|| anyhow!("state machine {logical_id} has no Name"))?;
+        self.resolve(name, &resolve_ref)
+    }
+
     /// The binaries of every function the template deploys.
     pub fn function_binaries(&self) -> Vec<String> {
         self.resources_of_type("AWS::Serverless::Function")
@@ -232,18 +247,44 @@ impl Template {
                     .value
                     .as_str()
                     .ok_or_else(|| anyhow!("!Ref of a non-string"))?;
-                if let Some(resolved) = resolve_ref(name) {
-                    return Ok(resolved);
+                self.reference(name, resolve_ref)
+            }
+            // `!Sub "${AWS::StackName}-atomic-switch"`: each `${Name}` resolved as a `!Ref`.
+            Value::Tagged(tagged) if tagged.tag == "Sub" => {
+                let mut text = tagged
+                    .value
+                    .as_str()
+                    .ok_or_else(|| anyhow!("!Sub of a non-string"))?
+                    .to_owned();
+                while let Some(start) = text.find("${") {
+                    let end = start
+                        + text[start..]
+                            .find('}')
+                            .ok_or_else(|| anyhow!("unclosed ${{ in !Sub {text}"))?;
+                    let value = self.reference(&text[start + 2..end], resolve_ref)?;
+                    text.replace_range(start..=end, &value);
                 }
-                let default = self
-                    .parameters
-                    .get(name)
-                    .and_then(|p| p.get("Default"))
-                    .ok_or_else(|| anyhow!("cannot resolve !Ref {name}"))?;
-                self.resolve(default, resolve_ref)
+                Ok(text)
             }
             other => bail!("unsupported value {other:?}"),
         }
+    }
+
+    /// `!Ref name`: what `resolve_ref` says, else the parameter's default.
+    fn reference(
+        &self,
+        name: &str,
+        resolve_ref: &impl Fn(&str) -> Option<String>,
+    ) -> Result<String> {
+        if let Some(resolved) = resolve_ref(name) {
+            return Ok(resolved);
+        }
+        let default = self
+            .parameters
+            .get(name)
+            .and_then(|p| p.get("Default"))
+            .ok_or_else(|| anyhow!("cannot resolve !Ref {name}"))?;
+        self.resolve(default, resolve_ref)
     }
 }
 

@@ -71,7 +71,7 @@ impl Attacher {
         }
         let account = self
             .reach
-            .account(&request.account_id, &request.region)
+            .account(&request.account_id, &request.region, &input.execution)
             .await?;
         let group = crate::group_now(&account, &request.asg_name).await?;
         match input.phase {

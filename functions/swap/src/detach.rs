@@ -70,7 +70,7 @@ impl Detacher {
         let plan = input.state.plan("detach")?;
         let account = self
             .reach
-            .account(&request.account_id, &request.region)
+            .account(&request.account_id, &request.region, &input.execution)
             .await?;
         let group = crate::group_now(&account, &request.asg_name).await?;
         match input.phase {

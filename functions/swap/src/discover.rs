@@ -76,7 +76,7 @@ impl Discoverer {
         let request = &request;
         let account = self
             .reach
-            .account(&request.account_id, &request.region)
+            .account(&request.account_id, &request.region, &input.execution)
             .await?;
         let group = account
             .inspect_group(&request.asg_name)

@@ -50,7 +50,7 @@ impl Checker {
         };
         let ec2 = self
             .reach
-            .account(&request.account_id, &request.region)
+            .account(&request.account_id, &request.region, &input.execution)
             .await?
             .ec2;
         let mut all_ok = true;

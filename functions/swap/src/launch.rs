@@ -88,7 +88,7 @@ impl Launcher {
         let first = input.state.cursor.as_ref().map_or(0, |c| c.next);
         let account = self
             .reach
-            .account(&request.account_id, &request.region)
+            .account(&request.account_id, &request.region, &input.execution)
             .await?;
         let group = crate::group_now(&account, &request.asg_name).await?;
         let source = group.launch.clone().ok_or_else(|| {

@@ -64,7 +64,7 @@ impl Planner {
         let group = &discovered.group;
         let account = self
             .reach
-            .account(&request.account_id, &request.region)
+            .account(&request.account_id, &request.region, &input.execution)
             .await?;
         let ec2 = &account.ec2;
         let ids: Vec<String> = discovered

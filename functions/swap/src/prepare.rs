@@ -53,7 +53,7 @@ impl Preparer {
         let prepared = Prepared::of(before, discovered.batch_size);
         let account = self
             .reach
-            .account(&request.account_id, &request.region)
+            .account(&request.account_id, &request.region, &input.execution)
             .await?;
         let now_group = crate::group_now(&account, &request.asg_name).await?;
         let entry = AuditEntry {

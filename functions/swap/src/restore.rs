@@ -65,7 +65,7 @@ impl Restorer {
         let discovered = input.state.discovery("restore")?;
         let account = self
             .reach
-            .account(&request.account_id, &request.region)
+            .account(&request.account_id, &request.region, &input.execution)
             .await?;
         let entry = AuditEntry {
             action_id: format!("swap-restore#{}", input.execution),

@@ -138,7 +138,7 @@ impl Rollback {
         };
         let account = match self
             .reach
-            .account(&request.account_id, &request.region)
+            .account(&request.account_id, &request.region, &input.execution)
             .await
         {
             Ok(account) => Some(account),

@@ -59,7 +59,7 @@ impl Cutover {
         let source = &plan.source.instance_id;
         let ec2 = self
             .reach
-            .account(&request.account_id, &request.region)
+            .account(&request.account_id, &request.region, &input.execution)
             .await?
             .ec2;
         let entry = AuditEntry {

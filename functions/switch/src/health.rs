@@ -47,7 +47,7 @@ impl Checker {
         let checks = input.state.health.as_ref().map_or(0, |h| h.checks) + 1;
         let ec2 = self
             .reach
-            .account(&request.account_id, &request.region)
+            .account(&request.account_id, &request.region, &input.execution)
             .await?
             .ec2;
         let health = ec2.health(&launch.instance_id).await?;

@@ -49,7 +49,7 @@ impl Imager {
         let request = &input.state.request;
         let ec2 = self
             .reach
-            .account(&request.account_id, &request.region)
+            .account(&request.account_id, &request.region, &input.execution)
             .await?
             .ec2;
         match input.phase {

@@ -63,7 +63,7 @@ impl Launcher {
         let request = &input.state.request;
         let ec2 = self
             .reach
-            .account(&request.account_id, &request.region)
+            .account(&request.account_id, &request.region, &input.execution)
             .await?
             .ec2;
 

@@ -85,7 +85,7 @@ impl Planner {
         let request = &request;
         let account = self
             .reach
-            .account(&request.account_id, &request.region)
+            .account(&request.account_id, &request.region, &input.execution)
             .await?;
         let ec2 = &account.ec2;
         let source = ec2.source(&request.instance_id).await?.ok_or_else(|| {

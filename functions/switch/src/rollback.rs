@@ -126,7 +126,7 @@ impl Rollback {
         };
         let ec2 = match self
             .reach
-            .account(&request.account_id, &request.region)
+            .account(&request.account_id, &request.region, &input.execution)
             .await
         {
             Ok(account) => Some(account.ec2),

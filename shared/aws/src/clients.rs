@@ -6,25 +6,31 @@ use std::sync::Mutex;
 use aws_config::sts::AssumeRoleProvider;
 use aws_config::{Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
+use spot_domain::saga::step::session_name;
 use spot_domain::{Access, AwsError, Capability};
 
 use crate::error::classify;
 
-/// Session names in member accounts' CloudTrail start with this, then the function's name.
+/// Session names in member accounts' CloudTrail start with this, then the function's name (saga
+/// steps name the execution instead, see [`session_name`]).
 const SESSION_PREFIX: &str = "spot-optimizer-";
+
+/// Member sessions a process keeps; more (a warm step after many executions) start over.
+const MAX_SESSIONS: usize = 64;
 
 /// The function's base SDK configuration and the member-account configurations derived from it.
 ///
 /// Member configurations are kept for the life of the process: the SDK caches and refreshes the
-/// assumed role's credentials, so a warm Lambda does not call AssumeRole per event.
+/// assumed role's credentials, so a warm Lambda does not call AssumeRole per event. A saga step's
+/// sessions are named per execution, so a warm step assumes once per execution it serves.
 #[derive(Debug)]
 pub struct AwsContext {
     base: SdkConfig,
     /// Which of a member account's roles this function assumes.
     capability: Capability,
-    /// The member's CloudTrail names this session after the function.
-    session: String,
-    assumed: Mutex<HashMap<Access, SdkConfig>>,
+    /// The function's name, which names its sessions in members' CloudTrail.
+    function: String,
+    assumed: Mutex<HashMap<(Access, String), SdkConfig>>,
 }
 
 impl AwsContext {
@@ -37,15 +43,10 @@ impl AwsContext {
     }
 
     pub fn new(base: SdkConfig, capability: Capability, function: &str) -> Self {
-        // Function names are binary names ([a-z-]); STS allows 64 characters.
-        let session: String = format!("{SESSION_PREFIX}{function}")
-            .chars()
-            .take(64)
-            .collect();
         Self {
             base,
             capability,
-            session,
+            function: function.to_owned(),
             assumed: Mutex::new(HashMap::new()),
         }
     }
@@ -54,11 +55,32 @@ impl AwsContext {
         &self.base
     }
 
-    /// The configuration that reaches `access` in `region`.
+    /// The configuration that reaches `access` in `region`, in a session named after the function.
     pub async fn config_for(&self, access: &Access, region: &str) -> SdkConfig {
+        // Function names are binary names ([a-z-]); STS allows 64 characters.
+        let session: String = format!("{SESSION_PREFIX}{}", self.function)
+            .chars()
+            .take(64)
+            .collect();
+        self.config_in_session(access, region, session).await
+    }
+
+    /// As [`AwsContext::config_for`], for a saga step acting for `execution`: the member's
+    /// CloudTrail names the function and the execution ([`session_name`]).
+    pub async fn config_for_execution(
+        &self,
+        access: &Access,
+        region: &str,
+        execution: &str,
+    ) -> SdkConfig {
+        let session = session_name(&self.function, execution);
+        self.config_in_session(access, region, session).await
+    }
+
+    async fn config_in_session(&self, access: &Access, region: &str, session: String) -> SdkConfig {
         let credentials = match access {
             Access::Own => self.base.clone(),
-            Access::AssumeRole { .. } => self.assumed(access).await,
+            Access::AssumeRole { .. } => self.assumed(access, session).await,
         };
         credentials
             .into_builder()
@@ -66,8 +88,9 @@ impl AwsContext {
             .build()
     }
 
-    async fn assumed(&self, access: &Access) -> SdkConfig {
-        if let Some(config) = lock(&self.assumed).get(access) {
+    async fn assumed(&self, access: &Access, session: String) -> SdkConfig {
+        let key = (access.clone(), session);
+        if let Some(config) = lock(&self.assumed).get(&key) {
             return config.clone();
         }
         let Access::AssumeRole {
@@ -78,7 +101,7 @@ impl AwsContext {
             return self.base.clone();
         };
         let mut builder = AssumeRoleProvider::builder(self.capability.role_arn(role_arn))
-            .session_name(&self.session)
+            .session_name(&key.1)
             .configure(&self.base);
         if let Some(external_id) = external_id {
             builder = builder.external_id(external_id.clone());
@@ -90,7 +113,12 @@ impl AwsContext {
             .into_builder()
             .credentials_provider(SharedCredentialsProvider::new(provider))
             .build();
-        lock(&self.assumed).insert(access.clone(), config.clone());
+        let mut assumed = lock(&self.assumed);
+        // A warm step serves one execution after another: keep the cache small.
+        if assumed.len() >= MAX_SESSIONS {
+            assumed.clear();
+        }
+        assumed.insert(key, config.clone());
         config
     }
 
@@ -105,16 +133,21 @@ impl AwsContext {
 
     /// The account the function's own credentials belong to.
     pub async fn own_account_id(&self) -> Result<String, AwsError> {
-        let sts = aws_sdk_sts::Client::new(&self.base);
-        let identity = sts
-            .get_caller_identity()
-            .send()
-            .await
-            .map_err(|e| classify("GetCallerIdentity", e))?;
-        identity.account.ok_or_else(|| {
-            crate::error::invalid_data("GetCallerIdentity", "the answer names no account")
-        })
+        account_of(&self.base).await
     }
+}
+
+/// The account `config`'s credentials belong to (STS `GetCallerIdentity`).
+pub async fn account_of(config: &SdkConfig) -> Result<String, AwsError> {
+    let sts = aws_sdk_sts::Client::new(config);
+    let identity = sts
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| classify("GetCallerIdentity", e))?;
+    identity.account.ok_or_else(|| {
+        crate::error::invalid_data("GetCallerIdentity", "the answer names no account")
+    })
 }
 
 /// Locks a cache; a poisoned lock (a panic elsewhere, impossible with panic=abort) still yields

@@ -39,5 +39,5 @@ pub use ec2::{Ec2, Ec2Directory};
 pub use fleet::{AwsFleet, AwsFleets};
 pub use pricing::PriceList;
 pub use reach::{AccountClients, Reach};
-pub use sfn::{Started, StateMachines, TaskAnswers};
+pub use sfn::{Executions, Started, StateMachines, TaskAnswers};
 pub use sns::Notifier;

@@ -55,16 +55,21 @@ impl Reach {
         &self.ctx
     }
 
-    /// The clients of `account_id` in `region`, after checking the account and region are
-    /// well-formed and the account may be acted on.
+    /// The clients of `account_id` in `region` for saga `execution` (which names the session in
+    /// a member's CloudTrail), after checking the account and region are well-formed and the
+    /// account may be acted on.
     pub async fn account(
         &self,
         account_id: &str,
         region: &str,
+        execution: &str,
     ) -> Result<AccountClients, StepError> {
         let (access, view) =
             access_for(&self.registry, &self.home_account, account_id, region).await?;
-        let config = self.ctx.config_for(&access, region).await;
+        let config = self
+            .ctx
+            .config_for_execution(&access, region, execution)
+            .await;
         Ok(AccountClients {
             ec2: Ec2::new(aws_sdk_ec2::Client::new(&config)),
             autoscaling: AutoScaling::new(aws_sdk_autoscaling::Client::new(&config)),

@@ -1,6 +1,7 @@
 //! Step Functions adapter: answering a saga's approval task, and starting the sagas.
 
 use aws_sdk_sfn::Client;
+use aws_sdk_sfn::types::ExecutionStatus;
 use spot_domain::AwsError;
 
 use crate::error::classify;
@@ -97,5 +98,57 @@ impl StateMachines {
             Err(e) if e.code() == Some("ExecutionAlreadyExists") => Ok(Started::AlreadyExists),
             Err(e) => Err(classify("StartExecution", e)),
         }
+    }
+}
+
+/// Whether a saga step is acting for a running execution of its own state machines (see
+/// [`spot_domain::config::Executions`]).
+#[derive(Debug, Clone)]
+pub struct Executions {
+    client: Client,
+    config: spot_domain::config::Executions,
+    home_account: String,
+}
+
+impl Executions {
+    pub fn new(
+        client: Client,
+        config: spot_domain::config::Executions,
+        home_account: String,
+    ) -> Self {
+        Self {
+            client,
+            config,
+            home_account,
+        }
+    }
+
+    /// The state machines this step serves, for messages.
+    pub fn machines(&self) -> String {
+        self.config.machines.join(", ")
+    }
+
+    /// Whether `execution` names a running execution of one of the state machines: one
+    /// `DescribeExecution` per state machine until found (one, for every step but the approval's).
+    pub async fn running(&self, execution: &str) -> Result<bool, AwsError> {
+        for arn in self.config.arns(&self.home_account, execution) {
+            match self
+                .client
+                .describe_execution()
+                .execution_arn(&arn)
+                .send()
+                .await
+            {
+                Ok(found) => return Ok(*found.status() == ExecutionStatus::Running),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_execution_does_not_exist()) =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(classify("DescribeExecution", e)),
+            }
+        }
+        Ok(false)
     }
 }

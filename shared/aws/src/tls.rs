@@ -7,6 +7,8 @@
 //! presents an Amazon Trust Services certificate, so these five roots are all a function needs;
 //! they are valid until 2037-2040.
 
+use std::sync::OnceLock;
+
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls::{Provider, TlsContext, TrustStore, rustls_provider::CryptoMode};
@@ -56,12 +58,18 @@ pub fn https_client() -> SharedHttpClient {
     })
 }
 
-/// The SDK's default configuration chain, with [`https_client`].
+/// The SDK's default configuration chain, with [`https_client`]; loaded once per process (a step
+/// and its runner share it, and with it one connection pool and credentials cache).
 pub async fn load() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
+    static LOADED: OnceLock<SdkConfig> = OnceLock::new();
+    if let Some(config) = LOADED.get() {
+        return config.clone();
+    }
+    let config = aws_config::defaults(BehaviorVersion::latest())
         .http_client(https_client())
         .load()
-        .await
+        .await;
+    LOADED.get_or_init(|| config).clone()
 }
 
 #[cfg(test)]

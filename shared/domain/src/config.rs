@@ -82,6 +82,9 @@ pub mod key {
     pub const BATCH_PERCENT: &str = "BATCH_PERCENT";
     pub const MAX_MEMBERS: &str = "MAX_MEMBERS";
 
+    // ---- saga steps: the state machines whose running executions a step serves
+    pub const STATE_MACHINES: &str = "STATE_MACHINES";
+
     // ---- router
     pub const SWITCH_STATE_MACHINE_ARN: &str = "SWITCH_STATE_MACHINE_ARN";
     pub const SWAP_STATE_MACHINE_ARN: &str = "SWAP_STATE_MACHINE_ARN";
@@ -227,6 +230,68 @@ impl Accounts {
     }
 }
 
+/// Which executions a saga step acts for: running ones of `machines`, in the home account and the
+/// function's region. A step checks this with Step Functions before anything else, so invoking its
+/// Lambda directly with a made-up or finished execution does nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Executions {
+    /// State machine names (`STATE_MACHINES`, a comma list; the approval step serves both sagas).
+    pub machines: Vec<String>,
+    /// The account the state machines are in; asked of STS at start when unset.
+    pub home_account_id: Option<String>,
+    pub region: String,
+}
+
+impl Executions {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let machines = env.list(key::STATE_MACHINES, is_state_machine_name)?;
+        if machines.is_empty() {
+            return Err(ConfigError(format!(
+                "{} is unset: a saga step must know which state machines invoke it",
+                key::STATE_MACHINES
+            )));
+        }
+        Ok(Self {
+            machines,
+            home_account_id: env.optional(key::HOME_ACCOUNT_ID),
+            region: env.required(key::AWS_REGION)?,
+        })
+    }
+
+    /// The ARN `execution` has in each of the state machines, in `account`; none for a name Step
+    /// Functions could not have given (so it is never sent).
+    pub fn arns(&self, account: &str, execution: &str) -> Vec<String> {
+        if !is_state_machine_name(execution) {
+            return Vec::new();
+        }
+        let partition = if self.region.starts_with("cn-") {
+            "aws-cn"
+        } else if self.region.starts_with("us-gov-") {
+            "aws-us-gov"
+        } else {
+            "aws"
+        };
+        self.machines
+            .iter()
+            .map(|machine| {
+                format!(
+                    "arn:{partition}:states:{}:{account}:execution:{machine}:{execution}",
+                    self.region
+                )
+            })
+            .collect()
+    }
+}
+
+/// Step Functions' rule for a state machine or execution name, as this project names them: 1-80
+/// of letters, digits, `-` and `_`.
+fn is_state_machine_name(name: &str) -> bool {
+    (1..=80).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
 /// `REGIONS`, else the function's own region.
 pub fn regions<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Vec<String>, ConfigError> {
     let regions = env.list(key::REGIONS, is_region)?;
@@ -292,6 +357,39 @@ mod tests {
             .map(|(k, v)| ((*k).into(), (*v).into()))
             .collect();
         Env(move |k: &str| map.get(k).cloned())
+    }
+
+    #[test]
+    fn a_saga_step_names_its_state_machines_and_their_executions_arns() {
+        let e = Executions::from_env(&env(&[
+            ("STATE_MACHINES", "stack-atomic-switch, stack-asg-swap"),
+            ("HOME_ACCOUNT_ID", "123456789012"),
+            ("AWS_REGION", "us-east-1"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            e.arns("123456789012", "switch-i-1-20261128"),
+            vec![
+                "arn:aws:states:us-east-1:123456789012:execution:stack-atomic-switch:switch-i-1-20261128",
+                "arn:aws:states:us-east-1:123456789012:execution:stack-asg-swap:switch-i-1-20261128",
+            ]
+        );
+        // A name Step Functions never gives is never asked about.
+        for forged in ["", "a:b", "../x", &"x".repeat(81)] {
+            assert!(e.arns("123456789012", forged).is_empty(), "{forged}");
+        }
+        let china = Executions {
+            region: "cn-north-1".into(),
+            ..e.clone()
+        };
+        assert!(china.arns("1", "x")[0].starts_with("arn:aws-cn:states:cn-north-1:1:"));
+        // A step without its state machines does not start.
+        for bad in [
+            vec![("AWS_REGION", "us-east-1")],
+            vec![("STATE_MACHINES", "a b"), ("AWS_REGION", "us-east-1")],
+        ] {
+            assert!(Executions::from_env(&env(&bad)).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -9,5 +9,5 @@ async fn main() -> Result<(), Error> {
     let env = Env::process();
     spot_aws::telemetry::init_logging(&env.log_level());
     let step = Approval::connect(Config::from_env(&env)?).await;
-    spot_aws::step::run(|input| step.handle(input)).await
+    spot_aws::step::run(&env, |input| step.handle(input)).await
 }

@@ -8,5 +8,5 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let env = Env::process();
     spot_aws::telemetry::init_logging(&env.log_level());
     let step = Discoverer::connect(Config::from_env(&env)?).await?;
-    spot_aws::step::run(|input| step.handle(input)).await
+    spot_aws::step::run(&env, |input| step.handle(input)).await
 }

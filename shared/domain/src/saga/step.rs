@@ -344,6 +344,21 @@ pub fn client_token(execution: &str, attempt: &[&str]) -> String {
     format!("{:x}", hash.finalize())
 }
 
+/// The session name a saga step's calls carry in a member account's CloudTrail: the function and
+/// the execution (`switch-rollback@switch-i-0abc-20261128-live`). STS allows 64 characters: a longer
+/// execution name keeps its start and ends with 8 hex digits of its SHA-256, so two executions never
+/// share a session name by truncation.
+pub fn session_name(function: &str, execution: &str) -> String {
+    let full = format!("{function}@{execution}");
+    if full.len() <= 64 {
+        return full;
+    }
+    let digest = &client_token(execution, &[])[..8];
+    let keep = 64 - function.len().min(40) - 1 - 1 - digest.len();
+    let start: String = execution.chars().take(keep).collect();
+    format!("{}@{start}.{digest}", &function[..function.len().min(40)])
+}
+
 /// Step Functions' own name for a task that timed out (an unanswered approval).
 pub const STATES_TIMEOUT: &str = "States.Timeout";
 
@@ -620,6 +635,31 @@ mod tests {
             ..switch
         };
         assert_eq!(SagaMode::Live.gated(&off, "111111111111"), SagaMode::Shadow);
+    }
+
+    #[test]
+    fn session_names_carry_function_and_execution_and_fit_sts() {
+        assert_eq!(
+            session_name("switch-rollback", "switch-i-0abc-20261128"),
+            "switch-rollback@switch-i-0abc-20261128"
+        );
+        let long = format!("switch-{}-20261128-live", "i-0123456789abcdef0".repeat(3));
+        let other = long.replace("20261128", "20261129");
+        let (a, b) = (
+            session_name("switch-rollback", &long),
+            session_name("switch-rollback", &other),
+        );
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, b, "the digest tells apart names that share their start");
+        assert!(a.starts_with("switch-rollback@switch-i-0123"));
+        // STS: [\w+=,.@-]
+        for name in [&a, &b] {
+            assert!(
+                name.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c)),
+                "{name}"
+            );
+        }
     }
 
     #[test]
