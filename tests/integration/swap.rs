@@ -589,6 +589,8 @@ async fn a_step_killed_right_after_its_aws_call_is_run_again_and_capacity_holds(
     // The process dies after its call reached AWS and before it answered: Step Functions gets
     // Runtime.ExitError and runs the step again, which must find its own work done.
     for (operation, binary) in [
+        // Discover's one write: the lock on the group.
+        ("PutItem", "swap-discover"),
         ("SuspendProcesses", "swap-prepare"),
         ("RunInstances", "swap-launch"),
         ("AttachInstances", "swap-attach"),
@@ -761,6 +763,129 @@ async fn a_failed_terminate_keeps_the_serving_replacement_and_finishes_the_old_m
     assert_eq!(serving.len(), 1, "{launched:?}");
     let after = snapshot(&swap.autoscaling, &swap.group).await?;
     assert!(after.members.contains(&serving[0].0));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_read_in_discover_or_plan_fails_named_and_leaves_the_group_as_it_was()
+-> Result<()> {
+    for (label, operation, code) in [
+        (
+            "swap-f-discover",
+            "DescribeAutoScalingGroups",
+            "AccessDenied",
+        ),
+        (
+            "swap-f-plan",
+            "DescribeSpotPriceHistory",
+            "UnauthorizedOperation",
+        ),
+    ] {
+        let fault = testbed::Fault::new(operation, code, 403).times(1);
+        let (swap, _) = fails_at(label, fault, ErrorName::AccessDenied.as_str(), |n| {
+            GroupSpec::new(&n).size(2, 4)
+        })
+        .await?;
+        for mutation in ["SuspendProcesses", "RunInstances", "AttachInstances"] {
+            assert_eq!(
+                swap.saga.proxy.forwarder.count(mutation),
+                0,
+                "{label}: {mutation}"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_prepare_leaves_the_group_as_it_was() -> Result<()> {
+    let fault = testbed::Fault::new("SuspendProcesses", "ValidationError", 400).times(1);
+    let (swap, _) = fails_at("swap-f-prepare", fault, ErrorName::AwsError.as_str(), |n| {
+        GroupSpec::new(&n).size(2, 4)
+    })
+    .await?;
+    assert_eq!(swap.saga.proxy.forwarder.count("RunInstances"), 0);
+    let after = snapshot(&swap.autoscaling, &swap.group).await?;
+    assert!(after.marks.is_empty(), "{:?}", after.marks);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_restore_still_returns_the_group_to_its_owner() -> Result<()> {
+    // Every member was replaced; then resuming the processes is refused once: the rollback
+    // restores the group (and keeps the serving Spot members: undoing a finished swap would only
+    // cost capacity).
+    let fault = testbed::Fault::new("ResumeProcesses", "ValidationError", 400).times(1);
+    let (swap, e) = fails_at("swap-f-restore", fault, ErrorName::AwsError.as_str(), |n| {
+        GroupSpec::new(&n).size(2, 4)
+    })
+    .await?;
+    assert!(e.path.contains(&"Restore".to_owned()), "{}", show(&e));
+    let after = snapshot(&swap.autoscaling, &swap.group).await?;
+    assert!(after.marks.is_empty(), "{:?}", after.marks);
+    assert_eq!(after.in_service, 2);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_throttled_or_killed_mid_way_still_restores_the_group() -> Result<()> {
+    // The calls only the rollback makes here (the impaired replacement, the group, the lock):
+    // throttled twice each; then, in another run, the rollback killed right after resuming the
+    // group's processes.
+    let undoing = [
+        ("ec2", "TerminateInstances"),
+        ("autoscaling", "ResumeProcesses"),
+        ("autoscaling", "DeleteTags"),
+        ("dynamodb", "DeleteItem"),
+    ];
+    for kill in [false, true] {
+        let label = if kill {
+            "swap-kill-rb"
+        } else {
+            "swap-throttle-rb"
+        };
+        let swap = Swap::start(label, NO_APPROVAL, |n| GroupSpec::new(&n).size(2, 4)).await?;
+        let start = snapshot(&swap.autoscaling, &swap.group).await?;
+        swap.saga
+            .proxy
+            .forwarder
+            .inject(testbed::saga::impaired_status());
+        if kill {
+            swap.saga.kill_after("ResumeProcesses", "swap-rollback");
+        } else {
+            for (operation, code, status) in testbed::saga::throttles(&undoing) {
+                swap.saga
+                    .proxy
+                    .forwarder
+                    .inject(testbed::Fault::new(operation, code, status).times(2));
+            }
+        }
+        let name = swap.saga.name(label);
+
+        let (e, lowest) = swap.run(&name, "live").await?;
+
+        assert_eq!(
+            e.error.as_deref(),
+            Some(ErrorName::HealthCheckFailed.as_str()),
+            "{label}: {}",
+            show(&e)
+        );
+        assert_rolled_back(&swap, &e, lowest, &start, &name).await?;
+        let after = snapshot(&swap.autoscaling, &swap.group).await?;
+        assert!(after.marks.is_empty(), "{label}: {:?}", after.marks);
+        if kill {
+            let runs = swap.saga.deliveries().await?.get("swap-rollback").copied();
+            assert!(runs.unwrap_or(0) >= 2, "killed and run again: {runs:?}");
+        } else {
+            let throttled = testbed::saga::throttled(&swap.saga.proxy.forwarder.calls());
+            for (_, operation) in undoing {
+                assert!(
+                    throttled.contains_key(operation),
+                    "{operation}: {throttled:?}"
+                );
+            }
+        }
+    }
     Ok(())
 }
 

@@ -974,6 +974,8 @@ async fn a_step_killed_right_after_its_aws_call_is_run_again_and_switches_once()
     // The process dies after its call reached AWS and before it answered: Step Functions gets
     // Runtime.ExitError and runs the step again, which must find its own work done.
     for (operation, binary) in [
+        // The plan's one write: the lock on the source.
+        ("PutItem", "switch-plan"),
         ("CreateImage", "switch-image"),
         ("RunInstances", "switch-launch"),
         ("StopInstances", "switch-cutover"),
@@ -1005,6 +1007,65 @@ async fn a_step_killed_right_after_its_aws_call_is_run_again_and_switches_once()
         assert_eq!(state(&ec2, &source).await?, InstanceStateName::Stopped);
         let record = saga.ledger(&name).await?.expect("a ledger record");
         assert_eq!(record.status, LedgerStatus::Switched, "{binary}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_refused_in_the_plan_fails_named_and_touches_nothing() -> Result<()> {
+    let saga = SagaBed::start("switch-f-plan", NO_APPROVAL).await?;
+    let source = source(&saga).await?;
+    saga.proxy
+        .forwarder
+        .inject(Fault::new("DescribeInstances", "UnauthorizedOperation", 403).times(1));
+    let name = saga.name("plan-denied");
+
+    let e = saga.run(&name, &request(&source, "live")).await?;
+
+    assert_eq!(
+        e.error.as_deref(),
+        Some(ErrorName::AccessDenied.as_str()),
+        "{}",
+        show(&e)
+    );
+    assert_rolled_back(&saga, &e, &source, &name, LedgerStatus::RolledBack).await?;
+    for mutation in ["CreateImage", "RunInstances", "StopInstances", "CreateTags"] {
+        assert_eq!(saga.proxy.forwarder.count(mutation), 0, "{mutation}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_whose_every_call_is_throttled_twice_still_undoes_everything() -> Result<()> {
+    let saga = SagaBed::start("switch-throttle-rb", NO_APPROVAL).await?;
+    let source = source(&saga).await?;
+    saga.proxy.forwarder.inject(impaired_status());
+    // The calls only the rollback makes (the clone, the image, its snapshots, the lock).
+    let undoing = [
+        ("ec2", "TerminateInstances"),
+        ("ec2", "DeregisterImage"),
+        ("ec2", "DeleteSnapshot"),
+        ("dynamodb", "DeleteItem"),
+    ];
+    for (operation, code, status) in testbed::saga::throttles(&undoing) {
+        saga.proxy
+            .forwarder
+            .inject(Fault::new(operation, code, status).times(2));
+    }
+    let name = saga.name("throttled-rb");
+
+    let e = saga.run(&name, &request(&source, "live")).await?;
+
+    assert_eq!(
+        e.error.as_deref(),
+        Some(ErrorName::HealthCheckFailed.as_str()),
+        "{}",
+        show(&e)
+    );
+    assert_rolled_back(&saga, &e, &source, &name, LedgerStatus::RolledBack).await?;
+    let throttled = testbed::saga::throttled(&saga.proxy.forwarder.calls());
+    for (_, operation) in undoing {
+        assert_eq!(throttled.get(operation), Some(&2), "{throttled:?}");
     }
     Ok(())
 }

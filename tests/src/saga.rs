@@ -407,6 +407,7 @@ pub const SWITCH_OPERATIONS: &[(&str, &str)] = &[
     ("dynamodb", "DeleteItem"),
     ("dynamodb", "BatchGetItem"),
     ("pricing", "GetProducts"),
+    ("states", "DescribeExecution"),
 ];
 
 /// Every operation the ASG swap's steps call, with its service (`DeleteTags`, which EC2 and
@@ -436,6 +437,7 @@ pub const SWAP_OPERATIONS: &[(&str, &str)] = &[
     ("dynamodb", "DeleteItem"),
     ("dynamodb", "BatchGetItem"),
     ("pricing", "GetProducts"),
+    ("states", "DescribeExecution"),
 ];
 
 /// A throttling answer for each operation, as its service sends it.
