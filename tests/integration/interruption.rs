@@ -354,6 +354,49 @@ async fn bad_input_gets_a_clear_error_or_ignored_result_and_writes_nothing() -> 
         error.error_message
     );
 
+    // Events no EC2 delivery carries: dated after their receipt, or with over-long fields. The
+    // real instance they name is running Spot; none of them is even looked up.
+    let target = Launch::new("t3.small").spot().run(&h.bed.ec2()).await?;
+    let calls_before = h.calls().len();
+    let long = "a".repeat(5000);
+    for (what, bad) in [
+        (
+            "year 9999",
+            event(WARNING, &target)?.time("9999-12-31T23:59:59Z"),
+        ),
+        (
+            "a day ahead",
+            event(WARNING, &target)?.time(&(now() + chrono::TimeDelta::days(1)).to_rfc3339()),
+        ),
+        ("a long region", {
+            let mut e = event(WARNING, &target)?;
+            e.0["region"] = serde_json::json!(long);
+            e
+        }),
+        ("a long instance id", {
+            let mut e = event(WARNING, &target)?;
+            e.0["detail"]["instance-id"] = serde_json::json!(format!("i-{}", "0".repeat(100_000)));
+            e
+        }),
+    ] {
+        let error = h.invoke(&bad).await?.err()?;
+        assert_eq!(
+            error.error_type,
+            ErrorName::InvalidEvent.as_str(),
+            "{what}: {error:?}"
+        );
+        assert!(
+            error.error_message.len() < 400,
+            "{what}: {}",
+            error.error_message
+        );
+    }
+    assert_eq!(
+        h.calls().len(),
+        calls_before,
+        "no AWS call for an impossible event"
+    );
+
     // A well-formed signal about an instance that does not exist: nothing to quarantine.
     let response = h
         .invoke(&event(WARNING, "i-0ddddddddddddddd0")?)

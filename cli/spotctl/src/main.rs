@@ -178,12 +178,12 @@ async fn main() -> Result<()> {
             external_id,
             regions,
         }) => {
-            if !spot_domain::governance::scope::is_account_id(&account_id) {
+            if !spot_domain::ids::Field::AccountId.accepts(&account_id) {
                 bail!("`{account_id}` is not a 12-digit account id");
             }
             if let Some(bad) = regions
                 .iter()
-                .find(|r| !spot_domain::governance::scope::is_region(r))
+                .find(|r| !spot_domain::ids::Field::Region.accepts(r))
             {
                 bail!("`{bad}` is not a region");
             }

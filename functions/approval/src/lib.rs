@@ -68,13 +68,32 @@ impl Approval {
     }
 }
 
-/// The pending request the input asks for, expiring with the approval's timeout.
+/// The longest an approval may wait: 31 days.
+pub const MAX_TIMEOUT_SECONDS: u32 = 31 * 24 * 3600;
+
+/// The pending request the input asks for, expiring with the approval's timeout; the input's
+/// fields are checked and bounded first.
 pub fn request(
     input: ApprovalInput,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<ApprovalRequest, StepError> {
-    if input.token.is_empty() {
-        return Err(StepError::invalid("no task token"));
+    use spot_domain::ids::Field;
+    Field::ExecutionName.check(&input.execution)?;
+    Field::AccountId.check(&input.account_id)?;
+    Field::Region.check(&input.region)?;
+    // Step Functions' own limits (a task token is at most 2,048 characters), and room for what
+    // the state machine writes (a group is `asg/` and at most 255 characters; a few reasons).
+    let bounded = input.token.chars().count() <= 2048
+        && input.target.chars().count() <= 260
+        && input.reasons.len() <= 32
+        && input.reasons.iter().all(|r| r.chars().count() <= 500)
+        && input.summary.chars().count() <= 4096
+        && (1..=MAX_TIMEOUT_SECONDS).contains(&input.timeout_seconds);
+    if input.token.is_empty() || !bounded {
+        return Err(StepError::invalid(format!(
+            "an approval needs a task token (at most 2048 characters), a target (260), at most 32 \
+             reasons (500 each), a summary (4096) and a timeout of 1-{MAX_TIMEOUT_SECONDS} s"
+        )));
     }
     Ok(ApprovalRequest {
         saga_id: input.execution,
@@ -87,7 +106,7 @@ pub fn request(
         reasons: input.reasons,
         summary: input.summary,
         requested_at: now,
-        expires_at: now + TimeDelta::seconds(i64::from(input.timeout_seconds.max(1))),
+        expires_at: now + TimeDelta::seconds(i64::from(input.timeout_seconds)),
         status: ApprovalStatus::Pending,
         answered_by: None,
         answer_note: None,
@@ -164,5 +183,29 @@ mod tests {
             request(input(""), now).unwrap_err().name,
             ErrorName::InvalidRequest
         );
+    }
+
+    #[test]
+    fn malformed_or_unbounded_fields_are_refused_before_anything_is_stored() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 28, 9, 0, 0).unwrap();
+        let long = "x".repeat(5000);
+        let cases: [fn(&mut ApprovalInput, &str); 9] = [
+            |i, l| i.execution = l.into(),
+            |i, _| i.execution = "a:b".into(),
+            |i, _| i.account_id = "1234".into(),
+            |i, l| i.region = l.into(),
+            |i, l| i.token = l.into(),
+            |i, l| i.summary = l.into(),
+            |i, l| i.reasons = vec![l.into()],
+            |i, _| i.timeout_seconds = 0,
+            |i, _| i.timeout_seconds = u32::MAX,
+        ];
+        for (n, change) in cases.into_iter().enumerate() {
+            let mut bad = input("token-1");
+            change(&mut bad, &long);
+            let e = request(bad, now).unwrap_err();
+            assert_eq!(e.name, ErrorName::InvalidRequest, "case {n}");
+            assert!(e.message.len() < 400, "case {n}: {}", e.message);
+        }
     }
 }

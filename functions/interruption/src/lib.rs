@@ -24,9 +24,14 @@ pub struct Config {
     pub accounts: Accounts,
     pub default_environment: Environment,
     pub policy: QuarantinePolicy,
+    /// How far after its receipt an event may be dated (clocks differ a little, never by days).
+    pub event_skew: TimeDelta,
 }
 
 impl Config {
+    /// Default of `EVENT_SKEW_SECONDS`.
+    pub const DEFAULT_SKEW: TimeDelta = TimeDelta::minutes(5);
+
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
         let defaults = QuarantinePolicy::default();
         let second = TimeDelta::seconds(1);
@@ -49,6 +54,12 @@ impl Config {
                 )?,
                 ..defaults
             },
+            event_skew: TimeDelta::seconds(env.bounded(
+                key::EVENT_SKEW_SECONDS,
+                Self::DEFAULT_SKEW.num_seconds(),
+                0,
+                3600,
+            )?),
         })
     }
 }
@@ -154,7 +165,7 @@ where
     }
 
     async fn handle_signal(&self, event: Value) -> Result<Response, HandlerError> {
-        let signal = Signal::parse(event)?;
+        let signal = Signal::parse(event)?.received(self.clock.now(), self.config.event_skew)?;
         let account = AccountView::new(
             &signal.account,
             self.registry.account(&signal.account).await?,

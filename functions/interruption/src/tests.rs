@@ -285,3 +285,155 @@ fn config_requires_tables_and_validates_numbers() {
         Environment::Lab
     );
 }
+
+#[tokio::test]
+async fn events_dated_after_their_receipt_are_refused_and_near_ones_count_from_receipt() {
+    // `now()` is 10:00:30; the rule is 15 days from the event, never from later than receipt.
+    for future in [
+        "9999-12-31T23:59:59Z",
+        "2026-11-21T10:00:00Z",
+        "2026-11-20T10:06:00Z",
+    ] {
+        let h = handler();
+        let mut e = event("e1", WARNING, HOME);
+        e["time"] = json!(future);
+        let err = h.handle(e).await.unwrap_err();
+        assert_eq!(err.error_name(), ErrorName::InvalidEvent, "{future}: {err}");
+        assert!(err.to_string().contains("after its receipt"), "{err}");
+        assert!(h.instances.lookups.lock().unwrap().is_empty());
+        assert!(h.store.snapshot().is_empty());
+    }
+    let h = handler();
+    let mut e = event("e1", WARNING, HOME);
+    e["time"] = json!("2026-11-20T10:03:00Z");
+    let response = h.handle(e).await.unwrap();
+    assert_eq!(response.action, Action::Quarantined);
+    assert_eq!(
+        response.expires_at.unwrap(),
+        now() + h.config.policy.interruption,
+        "from receipt, not from the skewed event time"
+    );
+}
+
+#[tokio::test]
+async fn over_long_fields_are_invalid_events_and_never_reach_aws() {
+    let long = "a".repeat(5000);
+    let cases = [
+        ("region", json!(format!("us-{long}-1"))),
+        ("region", json!(long.clone())),
+        ("id", json!(long.clone())),
+        ("account", json!("1".repeat(5000))),
+    ];
+    for (field, value) in cases {
+        let h = handler();
+        let mut e = event("e1", WARNING, HOME);
+        e[field] = value;
+        let err = h.handle(e).await.unwrap_err();
+        assert_eq!(err.error_name(), ErrorName::InvalidEvent, "{field}");
+        assert!(
+            err.to_string().len() < 400,
+            "{field}: the message shows a bounded value"
+        );
+        assert!(h.instances.lookups.lock().unwrap().is_empty(), "{field}");
+    }
+    for detail in [
+        json!({"instance-id": format!("i-{}", "0".repeat(100_000)), "instance-action": "terminate"}),
+        json!({"instance-id": INSTANCE, "instance-action": long}),
+    ] {
+        let h = handler();
+        let mut e = event("e1", WARNING, HOME);
+        e["detail"] = detail;
+        let err = h.handle(e).await.unwrap_err();
+        assert_eq!(err.error_name(), ErrorName::InvalidEvent);
+        assert!(h.instances.lookups.lock().unwrap().is_empty());
+    }
+}
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A value to put in place of a field: well-formed ones of other kinds, long ones, odd ones.
+    fn replacement() -> impl Strategy<Value = Option<Value>> {
+        prop::option::weighted(
+            0.9,
+            prop_oneof![
+                Just(Value::Null),
+                any::<i64>().prop_map(Value::from),
+                any::<String>().prop_map(Value::from),
+                (0usize..6000, any::<char>())
+                    .prop_map(|(n, c)| Value::from(c.to_string().repeat(n))),
+                prop::sample::select(vec![
+                    "us-east-1",
+                    "i-0123abcd",
+                    MEMBER,
+                    LAB,
+                    "2026-11-20T10:00:00Z",
+                    "9999-12-31T23:59:59Z",
+                    "1970-01-01T00:00:00Z",
+                    "stop",
+                    "aws.ec2",
+                    "EC2 Instance Rebalance Recommendation",
+                ])
+                .prop_map(Value::from),
+                Just(json!({"instance-id": INSTANCE})),
+                Just(json!([])),
+            ],
+        )
+    }
+
+    fn field() -> impl Strategy<Value = (bool, &'static str)> {
+        prop::sample::select(vec![
+            (false, "id"),
+            (false, "detail-type"),
+            (false, "source"),
+            (false, "account"),
+            (false, "time"),
+            (false, "region"),
+            (false, "detail"),
+            (false, "version"),
+            (true, "instance-id"),
+            (true, "instance-action"),
+        ])
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// Whatever a broken forwarder or an attacker sends: no panic, a documented answer, and
+        /// nothing looked up or written unless the event was a well-formed signal.
+        #[test]
+        fn a_mutated_event_gets_a_documented_answer_and_writes_only_when_valid(
+            mutations in prop::collection::vec((field(), replacement()), 1..4),
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let h = handler();
+            let mut e = event("e1", WARNING, HOME);
+            for ((in_detail, name), with) in mutations {
+                let target = if in_detail { &mut e["detail"] } else { &mut e };
+                if let Value::Object(m) = target {
+                    match with {
+                        Some(v) => { m.insert(name.to_owned(), v); }
+                        None => { m.remove(name); }
+                    }
+                }
+            }
+            match runtime.block_on(h.handle(e)) {
+                Ok(r) => prop_assert!(matches!(
+                    r.action,
+                    Action::Quarantined | Action::Extended | Action::Duplicate | Action::IgnoredLab
+                        | Action::IgnoredInstanceNotFound | Action::IgnoredStale
+                )),
+                Err(err) => {
+                    prop_assert!(
+                        matches!(err.error_name(), ErrorName::InvalidEvent | ErrorName::UnsupportedEvent),
+                        "{}", err
+                    );
+                    prop_assert!(h.instances.lookups.lock().unwrap().is_empty());
+                    prop_assert!(h.store.snapshot().is_empty());
+                }
+            }
+        }
+    }
+}

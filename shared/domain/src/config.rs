@@ -12,7 +12,7 @@ use std::str::FromStr;
 use chrono::TimeDelta;
 
 use crate::governance::mode::{LiveSwitch, Mode};
-use crate::governance::scope::{is_account_id, is_region};
+use crate::ids::Field;
 
 /// Every environment key a function reads, with what it means. Defaults live with the code that
 /// reads each key; the template's parameters document them too (`docs/configuration.md`).
@@ -53,6 +53,7 @@ pub mod key {
     pub const QUARANTINE_SECONDS_INTERRUPTION: &str = "QUARANTINE_SECONDS_INTERRUPTION";
     pub const QUARANTINE_SECONDS_REBALANCE: &str = "QUARANTINE_SECONDS_REBALANCE";
     pub const CAPACITY_HOLD_SECONDS: &str = "CAPACITY_HOLD_SECONDS";
+    pub const EVENT_SKEW_SECONDS: &str = "EVENT_SKEW_SECONDS";
 
     // ---- waste scanner
     pub const FLAG_AFTER_DAYS: &str = "FLAG_AFTER_DAYS";
@@ -244,7 +245,7 @@ pub struct Executions {
 
 impl Executions {
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
-        let machines = env.list(key::STATE_MACHINES, is_state_machine_name)?;
+        let machines = env.list(key::STATE_MACHINES, |v| Field::ExecutionName.accepts(v))?;
         if machines.is_empty() {
             return Err(ConfigError(format!(
                 "{} is unset: a saga step must know which state machines invoke it",
@@ -261,7 +262,7 @@ impl Executions {
     /// The ARN `execution` has in each of the state machines, in `account`; none for a name Step
     /// Functions could not have given (so it is never sent).
     pub fn arns(&self, account: &str, execution: &str) -> Vec<String> {
-        if !is_state_machine_name(execution) {
+        if !Field::ExecutionName.accepts(execution) {
             return Vec::new();
         }
         let partition = if self.region.starts_with("cn-") {
@@ -283,18 +284,9 @@ impl Executions {
     }
 }
 
-/// Step Functions' rule for a state machine or execution name, as this project names them: 1-80
-/// of letters, digits, `-` and `_`.
-fn is_state_machine_name(name: &str) -> bool {
-    (1..=80).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
-
 /// `REGIONS`, else the function's own region.
 pub fn regions<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Vec<String>, ConfigError> {
-    let regions = env.list(key::REGIONS, is_region)?;
+    let regions = env.list(key::REGIONS, |v| Field::Region.accepts(v))?;
     let own = env.optional(key::AWS_REGION);
     match (regions.is_empty(), own) {
         (false, _) => Ok(regions),
@@ -311,7 +303,7 @@ pub fn live_switch<F: Fn(&str) -> Option<String>>(
     Ok(LiveSwitch {
         mode,
         live_accounts: env
-            .list(key::LIVE_ACCOUNTS, is_account_id)?
+            .list(key::LIVE_ACCOUNTS, |v| Field::AccountId.accepts(v))?
             .into_iter()
             .collect::<BTreeSet<_>>(),
     })

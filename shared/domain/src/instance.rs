@@ -76,13 +76,6 @@ pub struct MetadataPosture {
     pub http_protocol_ipv6: Option<String>,
 }
 
-/// `i-` and 8 or 17 hexadecimal digits: the two forms EC2 has issued.
-pub fn is_instance_id(id: &str) -> bool {
-    id.strip_prefix("i-").is_some_and(|hex| {
-        matches!(hex.len(), 8 | 17) && hex.bytes().all(|b| b.is_ascii_hexdigit())
-    })
-}
-
 /// Where an instance runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement {

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::account::{Access, Account, AccountView, Environment};
 use crate::governance::mode::{LiveSwitch, Mode};
+use crate::ids::Field;
 
 /// A direct invocation. Unknown fields are refused, so a typo never widens or narrows a run silently.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -28,18 +29,6 @@ impl RequestError {
     }
 }
 
-pub fn is_account_id(id: &str) -> bool {
-    id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit())
-}
-
-pub fn is_region(region: &str) -> bool {
-    !region.is_empty()
-        && region.split('-').count() >= 3
-        && region
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-}
-
 impl RunRequest {
     /// An EventBridge schedule (`source: aws.events`) runs the default scope; any other input must
     /// be a run request.
@@ -52,27 +41,44 @@ impl RunRequest {
         }
         let request: Self =
             serde_json::from_value(input).map_err(|e| RequestError(e.to_string()))?;
-        for account in request.accounts.iter().flatten() {
-            if !is_account_id(account) {
-                return Err(RequestError(format!(
-                    "`{account}` is not a 12-digit account id"
-                )));
-            }
-        }
-        for region in request.regions.iter().flatten() {
-            if !is_region(region) {
-                return Err(RequestError(format!("`{region}` is not a region")));
-            }
-        }
-        if request.accounts.as_ref().is_some_and(Vec::is_empty)
-            || request.regions.as_ref().is_some_and(Vec::is_empty)
-        {
+        check_scope(request.accounts.as_deref(), request.regions.as_deref())?;
+        Ok(request)
+    }
+}
+
+/// Most accounts one request may name (an organisation's worth; more is a mistake).
+pub const MAX_ACCOUNTS: usize = 5000;
+/// Most regions one request may name (AWS has fewer).
+pub const MAX_REGIONS: usize = 64;
+
+/// A request's accounts and regions: each well-formed, each list non-empty when given and bounded.
+pub fn check_scope(
+    accounts: Option<&[String]>,
+    regions: Option<&[String]>,
+) -> Result<(), RequestError> {
+    for (list, max, field) in [
+        (accounts, MAX_ACCOUNTS, Field::AccountId),
+        (regions, MAX_REGIONS, Field::Region),
+    ] {
+        let Some(list) = list else { continue };
+        if list.is_empty() {
             return Err(RequestError(
                 "an empty list scans nothing; omit it for the default".into(),
             ));
         }
-        Ok(request)
+        if list.len() > max {
+            return Err(RequestError(format!(
+                "{} {field}s: at most {max} per request",
+                list.len()
+            )));
+        }
+        for value in list {
+            field
+                .check(value)
+                .map_err(|e| RequestError(e.to_string()))?;
+        }
     }
+    Ok(())
 }
 
 /// One account and region to scan, how to reach it, and in which mode.

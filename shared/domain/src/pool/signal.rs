@@ -1,11 +1,11 @@
 //! EC2 capacity signals delivered by EventBridge, parsed into a [`Signal`] or a clear error.
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::instance::is_instance_id;
+use crate::ids::Field;
 
 pub const EC2_SOURCE: &str = "aws.ec2";
 
@@ -113,34 +113,28 @@ impl Signal {
             .map_err(|e| SignalError::Malformed(format!("detail: {e}")))?;
 
         let event_id = required(event.id, "id")?;
+        check("id", Field::EventId, &event_id)?;
         let account = required(event.account, "account")?;
-        if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(SignalError::InvalidField {
-                field: "account",
-                reason: format!("`{account}` is not a 12-digit AWS account id"),
-            });
-        }
+        check("account", Field::AccountId, &account)?;
         let region = required(event.region, "region")?;
-        if !region
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        {
-            return Err(SignalError::InvalidField {
-                field: "region",
-                reason: format!("`{region}` is not an AWS region"),
-            });
-        }
+        check("region", Field::Region, &region)?;
         let time = event.time.ok_or(SignalError::MissingField("time"))?;
         let instance_id = required(detail.instance_id, "detail.instance-id")?;
-        if !is_instance_id(&instance_id) {
-            return Err(SignalError::InvalidField {
-                field: "detail.instance-id",
-                reason: format!("`{instance_id}` is not an EC2 instance id"),
-            });
-        }
+        check("detail.instance-id", Field::InstanceId, &instance_id)?;
         let instance_action = match kind {
             SignalKind::InterruptionWarning => {
-                Some(required(detail.instance_action, "detail.instance-action")?)
+                let action = required(detail.instance_action, "detail.instance-action")?;
+                if !INSTANCE_ACTIONS.contains(&action.as_str()) {
+                    return Err(SignalError::InvalidField {
+                        field: "detail.instance-action",
+                        reason: format!(
+                            "`{}` is none of {}",
+                            action.chars().take(40).collect::<String>(),
+                            INSTANCE_ACTIONS.join(", ")
+                        ),
+                    });
+                }
+                Some(action)
             }
             SignalKind::RebalanceRecommendation | SignalKind::CapacityShortage => None,
         };
@@ -154,6 +148,37 @@ impl Signal {
             instance_action,
         })
     }
+}
+
+/// What an interruption warning says EC2 will do.
+pub const INSTANCE_ACTIONS: [&str; 3] = ["terminate", "stop", "hibernate"];
+
+impl Signal {
+    /// The signal as received at `now`: one dated more than `skew` later is refused (no EC2 event
+    /// comes from the future; a forged or broken one would quarantine its pool for longer than the
+    /// rule says), and one dated within `skew` counts from `now`, so a quarantine never ends later
+    /// than receipt plus its length.
+    pub fn received(mut self, now: DateTime<Utc>, skew: TimeDelta) -> Result<Self, SignalError> {
+        if self.time > now + skew {
+            return Err(SignalError::InvalidField {
+                field: "time",
+                reason: format!(
+                    "{} is after its receipt ({now}) by more than {} s",
+                    self.time,
+                    skew.num_seconds()
+                ),
+            });
+        }
+        self.time = self.time.min(now);
+        Ok(self)
+    }
+}
+
+fn check(name: &'static str, kind: Field, value: &str) -> Result<(), SignalError> {
+    kind.check(value).map_err(|e| SignalError::InvalidField {
+        field: name,
+        reason: e.to_string(),
+    })
 }
 
 fn required(value: Option<String>, field: &'static str) -> Result<String, SignalError> {

@@ -31,11 +31,14 @@ impl RouteRequest {
         }
         let request: Self =
             serde_json::from_value(input).map_err(|e| RequestError(e.to_string()))?;
-        if let Some(id) = &request.instance_id
-            && !crate::instance::is_instance_id(id)
-        {
-            let shown: String = id.chars().take(40).collect();
-            return Err(RequestError(format!("`{shown}` is not an instance id")));
+        crate::governance::scope::check_scope(
+            request.accounts.as_deref(),
+            request.regions.as_deref(),
+        )?;
+        if let Some(id) = &request.instance_id {
+            crate::ids::Field::InstanceId
+                .check(id)
+                .map_err(|e| RequestError(e.to_string()))?;
         }
         Ok(request)
     }

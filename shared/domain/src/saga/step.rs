@@ -13,7 +13,7 @@ use crate::audit::{AuditBegin, AuditEntry, AuditLog};
 use crate::config::{ConfigError, Env, key};
 use crate::error::{AwsError, ErrorName};
 use crate::governance::mode::{LiveSwitch, Mode};
-use crate::governance::scope::{is_account_id, is_region};
+use crate::ids::Field;
 use crate::instance::InstanceHealth;
 
 /// Shadow or live: the request's, lowered by the deployment's live switch in the first step.
@@ -322,6 +322,12 @@ impl From<AwsError> for StepError {
     }
 }
 
+impl From<crate::ids::FieldError> for StepError {
+    fn from(e: crate::ids::FieldError) -> Self {
+        Self::invalid(e.to_string())
+    }
+}
+
 impl From<AccountError> for StepError {
     fn from(e: AccountError) -> Self {
         Self::new(e.error_name(), e.to_string())
@@ -499,7 +505,7 @@ pub async fn access_for<R: AccountRegistry>(
     account_id: &str,
     region: &str,
 ) -> Result<(Access, AccountView), StepError> {
-    if !is_account_id(account_id) || !is_region(region) {
+    if !Field::AccountId.accepts(account_id) || !Field::Region.accepts(region) {
         return Err(StepError::invalid(format!(
             "account `{account_id}` or region `{region}` is malformed"
         )));

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::account::Environment;
 use crate::error::ErrorName;
-use crate::governance::scope::{is_account_id, is_region};
+use crate::ids::Field;
 use crate::market::{Candidate, Exclusion, ExclusionReason, LOW_CONFIDENCE_BAND};
 use crate::pool::PoolKey;
 use crate::saga::step::{
@@ -36,29 +36,9 @@ pub struct SwapRequest {
 impl SwapRequest {
     /// What serde cannot check: the ids' syntax and the group name's length.
     pub fn validate(&self) -> Result<(), StepError> {
-        let shown = |v: &str| v.chars().take(40).collect::<String>();
-        if !is_account_id(&self.account_id) {
-            return Err(StepError::invalid(format!(
-                "account_id `{}` is malformed",
-                shown(&self.account_id)
-            )));
-        }
-        if !is_region(&self.region) || self.region.len() > 32 {
-            return Err(StepError::invalid(format!(
-                "region `{}` is malformed",
-                shown(&self.region)
-            )));
-        }
-        // Auto Scaling's own rule: 1-255 characters, no control characters.
-        if self.asg_name.is_empty()
-            || self.asg_name.chars().count() > 255
-            || self.asg_name.chars().any(char::is_control)
-        {
-            return Err(StepError::invalid(format!(
-                "group name `{}` is malformed",
-                shown(&self.asg_name)
-            )));
-        }
+        Field::AccountId.check(&self.account_id)?;
+        Field::Region.check(&self.region)?;
+        Field::AsgName.check(&self.asg_name)?;
         Ok(())
     }
 }

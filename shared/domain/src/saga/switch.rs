@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::account::Environment;
 use crate::error::ErrorName;
-use crate::governance::scope::{is_account_id, is_region};
-use crate::instance::{ElasticIp, SourceInstance, is_instance_id};
+use crate::ids::Field;
+use crate::instance::{ElasticIp, SourceInstance};
 use crate::market::{Candidate, Exclusion, LOW_CONFIDENCE_BAND};
 use crate::pool::PoolKey;
 use crate::saga::step::{
@@ -49,19 +49,9 @@ pub struct SwitchRequest {
 impl SwitchRequest {
     /// What serde cannot check: the ids' syntax and the lists' sizes.
     pub fn validate(&self) -> Result<(), StepError> {
-        let bad = |what: &str, value: &str| {
-            let shown: String = value.chars().take(40).collect();
-            Err(StepError::invalid(format!("{what} `{shown}` is malformed")))
-        };
-        if !is_account_id(&self.account_id) {
-            return bad("account_id", &self.account_id);
-        }
-        if !is_region(&self.region) || self.region.len() > 32 {
-            return bad("region", &self.region);
-        }
-        if !is_instance_id(&self.instance_id) {
-            return bad("instance_id", &self.instance_id);
-        }
+        Field::AccountId.check(&self.account_id)?;
+        Field::Region.check(&self.region)?;
+        Field::InstanceId.check(&self.instance_id)?;
         if let Some(target) = &self.target {
             if target.instance_types.len() > MAX_TARGET_TYPES
                 || target.az_ids.len() > MAX_TARGET_AZS
@@ -71,24 +61,10 @@ impl SwitchRequest {
                 )));
             }
             for t in &target.instance_types {
-                if t.is_empty()
-                    || t.len() > 32
-                    || !t
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
-                {
-                    return bad("target instance type", t);
-                }
+                Field::InstanceType.check(t)?;
             }
             for az in &target.az_ids {
-                if az.is_empty()
-                    || az.len() > 16
-                    || !az
-                        .bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                {
-                    return bad("target AZ id", az);
-                }
+                Field::AzId.check(az)?;
             }
         }
         Ok(())
