@@ -534,6 +534,37 @@ async fn a_refused_create_image_rolls_back() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launch_refused_for_the_spot_service_linked_role_is_access_denied_and_rolls_back()
+-> Result<()> {
+    // What EC2 answers the first Spot launch of an account whose caller may not create
+    // AWSServiceRoleForEC2Spot: a permission to fix, not a capacity problem to route around.
+    let saga = SagaBed::start("switch-slr", NO_APPROVAL).await?;
+    let source = source(&saga).await?;
+    saga.proxy.forwarder.inject(Fault::new(
+        "RunInstances",
+        "AuthFailure.ServiceLinkedRoleCreationNotPermitted",
+        403,
+    ));
+    let name = saga.name("slr");
+
+    let e = saga.run(&name, &request(&source, "live")).await?;
+
+    assert_eq!(
+        e.error.as_deref(),
+        Some(ErrorName::AccessDenied.as_str()),
+        "{}",
+        show(&e)
+    );
+    assert_eq!(
+        saga.proxy.forwarder.count("RunInstances"),
+        1,
+        "no other pool tried"
+    );
+    assert_rolled_back(&saga, &e, &source, &name, LedgerStatus::RolledBack).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_image_is_removed_with_its_snapshots() -> Result<()> {
     let saga = SagaBed::start("switch-image-failed", NO_APPROVAL).await?;
     let source = source(&saga).await?;

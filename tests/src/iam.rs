@@ -376,6 +376,59 @@ mod tests {
         }
     }
 
+    /// A Spot launch is also authorised against `spot-instances-request/*`, and the first one in
+    /// an account creates EC2's Spot service-linked role: every policy that launches Spot may do
+    /// both (the latter only for `spot.amazonaws.com`), or every live launch fails on AWS.
+    #[test]
+    fn every_spot_launcher_may_request_spot_and_create_the_spot_service_linked_role() {
+        let all = allows();
+        let owner = |s: &Statement| s.origin.split(' ').next().unwrap_or_default().to_owned();
+        let launchers: std::collections::BTreeSet<String> = all
+            .iter()
+            .filter(|s| s.has("ec2:RunInstances"))
+            .filter(|s| {
+                s.condition("StringEquals", "ec2:InstanceMarketType")
+                    .is_some()
+            })
+            .map(owner)
+            .collect();
+        assert!(launchers.len() >= 4, "{launchers:?}");
+        let mut problems = Vec::new();
+        for launcher in &launchers {
+            let mine: Vec<&Statement> = all.iter().filter(|s| owner(s) == *launcher).collect();
+            if !mine.iter().any(|s| {
+                s.has("ec2:RunInstances")
+                    && s.resource_texts()
+                        .iter()
+                        .any(|r| r.contains(":spot-instances-request/"))
+            }) {
+                problems.push(format!(
+                    "{launcher}: no RunInstances on spot-instances-request/*"
+                ));
+            }
+            let linked = mine.iter().find(|s| s.has("iam:CreateServiceLinkedRole"));
+            match linked {
+                None => problems.push(format!(
+                    "{launcher}: cannot create the Spot service-linked role"
+                )),
+                Some(s) => {
+                    let service = s.condition("StringEquals", "iam:AWSServiceName");
+                    if service.and_then(Value::as_str) != Some("spot.amazonaws.com") {
+                        problems.push(format!("{}: for any service", s.origin));
+                    }
+                    if !s
+                        .resource_texts()
+                        .iter()
+                        .all(|r| r.contains("aws-service-role/spot.amazonaws.com/"))
+                    {
+                        problems.push(format!("{}: on another role", s.origin));
+                    }
+                }
+            }
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
     /// Each member role is assumed only by the central functions of its capability (a tag SAM puts
     /// on each function's role), and each function asks only for its capability's role: the
     /// interruption handler, the router and every plan and health check reach a read-only role.

@@ -33,6 +33,8 @@ const DENIED: &[&str] = &[
     "AccessDeniedException",
     "UnauthorizedOperation",
     "AuthFailure",
+    // The first Spot launch in an account could not create EC2's Spot service-linked role.
+    "AuthFailure.ServiceLinkedRoleCreationNotPermitted",
     "ExpiredToken",
     "ExpiredTokenException",
     "InvalidClientTokenId",
