@@ -372,6 +372,18 @@ async fn an_approved_switch_moves_the_elastic_ip_to_the_clone() -> Result<()> {
         clones(&ec2, &name).await?.is_empty(),
         "nothing happens before the answer"
     );
+    // Step Functions refuses the answer (an outage): the request stays pending, to answer again.
+    saga.proxy
+        .forwarder
+        .inject(Fault::new("SendTaskSuccess", "ServiceUnavailable", 503).times(5));
+    let refused = saga.spotctl(&["approvals", "approve", &name, "--by", "alice"])?;
+    assert!(!refused.status.success(), "{refused:?}");
+    saga.proxy.forwarder.clear_faults();
+    let list = saga.spotctl(&["approvals", "list", "--json"])?;
+    assert!(
+        String::from_utf8_lossy(&list.stdout).contains("\"status\":\"PENDING\""),
+        "{list:?}"
+    );
     let approve = saga.spotctl(&["approvals", "approve", &name, "--by", "alice"])?;
     assert!(approve.status.success(), "{approve:?}");
     let again = saga.spotctl(&["approvals", "approve", &name])?;

@@ -117,6 +117,28 @@ mod tests {
         assert!(problems.is_empty(), "{}", problems.join("\n"));
     }
 
+    /// The EMF metric lines are JSON without a `level`, which Lambda's log-level filter files as
+    /// INFO: a stack set to WARN would silently lose every metric (and the dashboard with them).
+    #[test]
+    fn no_log_level_drops_the_metric_lines() {
+        let template = Template::load().unwrap();
+        let allowed: Vec<String> = template
+            .parameter("LogLevel")
+            .and_then(|p| p.get("AllowedValues"))
+            .and_then(serde_norway::Value::as_sequence)
+            .expect("LogLevel lists its values")
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect();
+        assert!(!allowed.is_empty());
+        for level in &allowed {
+            assert!(
+                ["TRACE", "DEBUG", "INFO"].contains(&level.as_str()),
+                "LogLevel {level} would drop the metric lines"
+            );
+        }
+    }
+
     #[test]
     fn every_tunable_is_a_documented_parameter_with_a_default() {
         let template = Template::load().unwrap();

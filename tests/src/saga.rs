@@ -540,7 +540,7 @@ impl SagaBed {
     pub fn spotctl(&self, args: &[&str]) -> Result<std::process::Output> {
         Ok(std::process::Command::new(bin_path("spotctl"))
             .args(args)
-            .env("AWS_ENDPOINT_URL", &self.bed.endpoint)
+            .env("AWS_ENDPOINT_URL", self.proxy.endpoint())
             .env("AWS_REGION", REGION)
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")

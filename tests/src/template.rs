@@ -123,6 +123,11 @@ impl Template {
         Ok((workspace_root().join("infra").join(uri), substitutions))
     }
 
+    /// Parameter `name`'s declaration.
+    pub fn parameter(&self, name: &str) -> Option<&Value> {
+        self.parameters.get(name)
+    }
+
     /// State machine `logical_id`'s `Name`, resolved as [`Template::function_env`] resolves values.
     pub fn state_machine_name(
         &self,

@@ -235,19 +235,21 @@ async fn main() -> Result<()> {
         }
         Command::Approvals(ApprovalsCommand::Approve { table, saga_id, by }) => {
             let approvals = ApprovalsTable::new(dynamodb, table);
-            let token = claim(
+            let token = waiting(&approvals, &saga_id, now).await?;
+            // Step Functions first: it takes one answer per task, so two operators never both
+            // answer, and a refused answer leaves the request pending, as it is.
+            TaskAnswers::new(aws_sdk_sfn::Client::new(ctx.base()))
+                .approve(&token, &serde_json::json!({"approved_by": by, "at": now}))
+                .await
+                .with_context(|| format!("answering {saga_id} (did it time out?)"))?;
+            record(
                 &approvals,
                 &saga_id,
                 ApprovalStatus::Approved,
                 &by,
                 "approved",
-                now,
             )
-            .await?;
-            TaskAnswers::new(aws_sdk_sfn::Client::new(ctx.base()))
-                .approve(&token, &serde_json::json!({"approved_by": by, "at": now}))
-                .await
-                .with_context(|| format!("answering {saga_id} (did it time out?)"))?;
+            .await;
             println!("{saga_id}: approved by {by}; it goes on");
         }
         Command::Approvals(ApprovalsCommand::Reject {
@@ -257,15 +259,7 @@ async fn main() -> Result<()> {
             reason,
         }) => {
             let approvals = ApprovalsTable::new(dynamodb, table);
-            let token = claim(
-                &approvals,
-                &saga_id,
-                ApprovalStatus::Rejected,
-                &by,
-                &reason,
-                now,
-            )
-            .await?;
+            let token = waiting(&approvals, &saga_id, now).await?;
             TaskAnswers::new(aws_sdk_sfn::Client::new(ctx.base()))
                 .reject(
                     &token,
@@ -274,19 +268,17 @@ async fn main() -> Result<()> {
                 )
                 .await
                 .with_context(|| format!("answering {saga_id} (did it time out?)"))?;
+            record(&approvals, &saga_id, ApprovalStatus::Rejected, &by, &reason).await;
             println!("{saga_id}: rejected by {by}; nothing was changed");
         }
     }
     Ok(())
 }
 
-/// Marks a pending request answered (so two operators never both answer) and returns its token.
-async fn claim(
+/// The task token of a request still waiting for its answer.
+async fn waiting(
     approvals: &ApprovalsTable,
     saga_id: &str,
-    status: ApprovalStatus,
-    by: &str,
-    note: &str,
     now: chrono::DateTime<Utc>,
 ) -> Result<String> {
     let Some(request) = approvals
@@ -303,8 +295,21 @@ async fn claim(
             request.expires_at
         );
     }
-    if !approvals.answer(saga_id, status, by, note).await? {
-        bail!("{saga_id} was answered by someone else meanwhile");
-    }
     Ok(request.task_token)
+}
+
+/// Records the answer Step Functions took. A failure here changes nothing the saga does (it already
+/// goes on, or rolls back, and closes its request itself): it is reported, not fatal.
+async fn record(
+    approvals: &ApprovalsTable,
+    saga_id: &str,
+    status: ApprovalStatus,
+    by: &str,
+    note: &str,
+) {
+    match approvals.answer(saga_id, status, by, note).await {
+        Ok(true) => {}
+        Ok(false) => eprintln!("{saga_id}: the request was closed meanwhile; the answer stands"),
+        Err(e) => eprintln!("{saga_id}: answered, but recording it failed: {e}"),
+    }
 }
