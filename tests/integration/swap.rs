@@ -322,6 +322,40 @@ async fn a_launch_configuration_group_is_swapped_two_at_a_time_with_batch_percen
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_twenty_five_is_attached_and_detached_twenty_ids_per_call() -> Result<()> {
+    // One batch of 25 (100 %, MAX_MEMBERS 25): Auto Scaling takes at most 20 ids per call, and
+    // the bed refuses more, as AWS does.
+    let overrides = [
+        ("swap-plan", "APPROVAL_THRESHOLD", "CRITICAL"),
+        ("swap-discover", "BATCH_PERCENT", "100"),
+        ("swap-discover", "MAX_MEMBERS", "25"),
+    ];
+    let swap = Swap::start("swap-25", &overrides, |n| GroupSpec::new(&n).size(25, 25)).await?;
+    let name = swap.saga.name("twenty-five");
+
+    let (e, lowest) = swap.run(&name, "live").await?;
+
+    assert_eq!(e.status, ExecutionStatus::Succeeded, "{}", show(&e));
+    assert_eq!(
+        e.path.iter().filter(|s| *s == "LaunchBatch").count(),
+        1,
+        "one batch"
+    );
+    assert!(lowest >= 25, "in service fell to {lowest}");
+    for operation in ["AttachInstances", "DetachInstances"] {
+        assert_eq!(
+            swap.saga.proxy.forwarder.count(operation),
+            2,
+            "{operation}: 20 + 5"
+        );
+    }
+    let after = snapshot(&swap.autoscaling, &swap.group).await?;
+    assert_eq!((after.desired, after.in_service), (25, 25));
+    swap.assert_no_orphan(&name).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sixty_member_group_is_swapped_twenty_at_a_time_within_step_functions_limits()
 -> Result<()> {
     // MAX_MEMBERS at its default (20): this run replaces 20 members, ten at a time (17 % of 60),

@@ -243,6 +243,24 @@ impl Forwarder {
                 None => {}
             }
         }
+        // An API rule moto does not keep: Auto Scaling takes at most 20 instance ids per
+        // AttachInstances / DetachInstances, and answers more with a ValidationError.
+        if let Some(call) = &call
+            && matches!(
+                call.operation.as_str(),
+                "AttachInstances" | "DetachInstances"
+            )
+            && form_urlencoded::parse(&body).any(|(key, _)| key == "InstanceIds.member.21")
+        {
+            let refusal = Fault {
+                message: "The number of instance ids that may be passed in is limited to 20 \
+                    (enforced by the test bed, as AWS does)"
+                    .into(),
+                ..Fault::new(&call.operation, "ValidationError", 400)
+            };
+            self.state.lock().unwrap().calls.push(call.clone());
+            return Ok(error_response(&parts.headers, &refusal));
+        }
         let _write = match &call {
             Some(call) if is_dynamodb_write(call) => Some(self.dynamodb_writes.lock().await),
             _ => None,

@@ -8,6 +8,9 @@ use spot_domain::saga::swap::{Group, LaunchSource, Member, MixedPolicy};
 
 use crate::error::{classify, invalid_data};
 
+/// The most instance ids one `AttachInstances` or `DetachInstances` takes.
+pub const MAX_IDS_PER_CALL: usize = 20;
+
 const LAUNCHING: &str = "autoscaling:EC2_INSTANCE_LAUNCHING";
 
 /// What a launch configuration launches, as RunInstances takes it.
@@ -114,26 +117,32 @@ impl AutoScaling {
         Ok(())
     }
 
+    /// Attaches `ids`, at most [`MAX_IDS_PER_CALL`] per call (Auto Scaling's limit).
     pub async fn attach(&self, name: &str, ids: &[String]) -> Result<(), AwsError> {
-        self.client
-            .attach_instances()
-            .auto_scaling_group_name(name)
-            .set_instance_ids(Some(ids.to_vec()))
-            .send()
-            .await
-            .map_err(|e| classify("AttachInstances", e))?;
+        for chunk in ids.chunks(MAX_IDS_PER_CALL) {
+            self.client
+                .attach_instances()
+                .auto_scaling_group_name(name)
+                .set_instance_ids(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| classify("AttachInstances", e))?;
+        }
         Ok(())
     }
 
+    /// Detaches `ids` with decrement, at most [`MAX_IDS_PER_CALL`] per call.
     pub async fn detach(&self, name: &str, ids: &[String]) -> Result<(), AwsError> {
-        self.client
-            .detach_instances()
-            .auto_scaling_group_name(name)
-            .set_instance_ids(Some(ids.to_vec()))
-            .should_decrement_desired_capacity(true)
-            .send()
-            .await
-            .map_err(|e| classify("DetachInstances", e))?;
+        for chunk in ids.chunks(MAX_IDS_PER_CALL) {
+            self.client
+                .detach_instances()
+                .auto_scaling_group_name(name)
+                .set_instance_ids(Some(chunk.to_vec()))
+                .should_decrement_desired_capacity(true)
+                .send()
+                .await
+                .map_err(|e| classify("DetachInstances", e))?;
+        }
         Ok(())
     }
 
