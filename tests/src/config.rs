@@ -139,6 +139,29 @@ mod tests {
         }
     }
 
+    /// Lambda keeps at least 100 concurrent executions unreserved: an account with a lower quota
+    /// (new accounts have 10) cannot deploy a stack that reserves any, so reserving is a choice.
+    #[test]
+    fn reserved_concurrency_is_a_choice_of_the_deployer() {
+        let template = Template::load().unwrap();
+        let mut reserving = 0;
+        for (id, function) in template.resources_of_type("AWS::Serverless::Function") {
+            let Some(reserved) = function
+                .get("Properties")
+                .and_then(|p| p.get("ReservedConcurrentExecutions"))
+            else {
+                continue;
+            };
+            reserving += 1;
+            assert!(
+                matches!(reserved, serde_norway::Value::Tagged(t) if t.tag == "If"),
+                "{id} reserves concurrency unconditionally"
+            );
+        }
+        assert_eq!(reserving, 3, "the scheduled functions");
+        assert!(template.parameter("ReserveScheduledConcurrency").is_some());
+    }
+
     #[test]
     fn every_tunable_is_a_documented_parameter_with_a_default() {
         let template = Template::load().unwrap();

@@ -57,7 +57,7 @@ impl Template {
     }
 
     /// `(logical id, resource)` of every resource of `kind`.
-    fn resources_of_type<'a>(
+    pub fn resources_of_type<'a>(
         &'a self,
         kind: &'a str,
     ) -> impl Iterator<Item = (&'a str, &'a Value)> + 'a {
