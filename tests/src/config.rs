@@ -143,23 +143,23 @@ mod tests {
     /// nobody answers; the shipped configuration, beside the template, answers for it.
     #[test]
     fn sam_build_runs_unattended() {
-        let config = std::fs::read_to_string(
-            crate::template::workspace_root().join("infra/samconfig.toml"),
-        )
-        .expect("infra/samconfig.toml");
+        let config =
+            std::fs::read_to_string(crate::template::workspace_root().join("infra/samconfig.toml"))
+                .expect("infra/samconfig.toml");
         let build = config
             .split("[default.build.parameters]")
             .nth(1)
             .expect("a [default.build.parameters] table");
         let table = build.split("\n[").next().unwrap_or_default();
         assert!(
-            table.lines().any(|l| l.replace(' ', "") == "beta_features=true"),
+            table
+                .lines()
+                .any(|l| l.replace(' ', "") == "beta_features=true"),
             "{table}"
         );
-        let template = std::fs::read_to_string(
-            crate::template::workspace_root().join("infra/template.yaml"),
-        )
-        .unwrap();
+        let template =
+            std::fs::read_to_string(crate::template::workspace_root().join("infra/template.yaml"))
+                .unwrap();
         assert!(template.contains("BuildMethod: rust-cargolambda"));
     }
 

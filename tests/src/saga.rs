@@ -168,6 +168,11 @@ impl SagaBed {
                 &format!("arn:aws:lambda:{REGION}:{HOME_ACCOUNT}:function:{name}"),
             );
         }
+        for (placeholder, value) in template.state_machine_values(machine, |name| {
+            (name == "AWS::Partition").then(|| "aws".to_owned())
+        })? {
+            definition = definition.replace(&format!("${{{placeholder}}}"), &value);
+        }
         let sfn = aws_sdk_sfn::Client::new(&bed.home);
         // Named as the template names it in this run's stack: the steps' `STATE_MACHINES`.
         let machine =
@@ -1116,8 +1121,20 @@ mod tests {
                 .filter_map(|rest| rest.split_once('}').map(|(name, _)| name.to_owned()))
                 .collect();
             let substitutions = SagaBed::substitutions(machine).unwrap();
-            let substituted: BTreeSet<String> = substitutions.keys().cloned().collect();
+            let template = Template::load().unwrap();
+            let values = template
+                .state_machine_values(machine, |name| {
+                    (name == "AWS::Partition").then(|| "aws".to_owned())
+                })
+                .unwrap();
+            let substituted: BTreeSet<String> =
+                substitutions.keys().chain(values.keys()).cloned().collect();
             assert_eq!(placeholders, substituted, "{machine}");
+            // No partition written into a definition: China and GovCloud have their own.
+            assert!(
+                !text.contains("arn:aws:"),
+                "{machine} names the aws partition"
+            );
             let template = Template::load().unwrap();
             for function in substitutions.values() {
                 let binary = template

@@ -107,6 +107,11 @@ impl Template {
             let placeholder = k
                 .as_str()
                 .ok_or_else(|| anyhow!("{logical_id}: bad substitution key"))?;
+            // A value (`!Sub`, e.g. the partition's service integration ARN) is not a function:
+            // see `state_machine_values`.
+            if matches!(v, Value::Tagged(t) if t.tag == "Sub") {
+                continue;
+            }
             let target = match v {
                 Value::Tagged(t) if t.tag == "GetAtt" => t
                     .value
@@ -116,11 +121,34 @@ impl Template {
                 _ => None,
             }
             .ok_or_else(|| {
-                anyhow!("{logical_id}.{placeholder}: expected !GetAtt <function>.Arn")
+                anyhow!("{logical_id}.{placeholder}: expected !GetAtt <function>.Arn or !Sub")
             })?;
             substitutions.insert(placeholder.to_owned(), target);
         }
         Ok((workspace_root().join("infra").join(uri), substitutions))
+    }
+
+    /// State machine `logical_id`'s substitutions that are values (`!Sub`), resolved as
+    /// [`Template::function_env`] resolves values: placeholder → value.
+    pub fn state_machine_values(
+        &self,
+        logical_id: &str,
+        resolve_ref: impl Fn(&str) -> Option<String>,
+    ) -> Result<BTreeMap<String, String>> {
+        let mut values = BTreeMap::new();
+        let substitutions = self
+            .resources
+            .get(logical_id)
+            .and_then(|r| r.get("Properties"))
+            .and_then(|p| p.get("DefinitionSubstitutions"))
+            .and_then(Value::as_mapping);
+        for (k, v) in substitutions.into_iter().flatten() {
+            if matches!(v, Value::Tagged(t) if t.tag == "Sub") {
+                let placeholder = k.as_str().unwrap_or_default().to_owned();
+                values.insert(placeholder, self.resolve(v, &resolve_ref)?);
+            }
+        }
+        Ok(values)
     }
 
     /// Parameter `name`'s declaration.
