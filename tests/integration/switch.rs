@@ -1423,6 +1423,17 @@ async fn every_saga_step_invoked_outside_a_running_execution_does_nothing() -> R
             refused.error_message.contains("not a running execution"),
             "{binary}: {refused:?}"
         );
+        let forged = json!({"execution": "x".repeat(100_000), "state": {}});
+        let long = host.invoke(&forged).await?.err()?;
+        assert_eq!(
+            long.error_type,
+            ErrorName::InvalidRequest.as_str(),
+            "{binary}"
+        );
+        assert!(
+            long.error_message.len() < 400,
+            "{binary}: a bounded message"
+        );
         let unnamed = host.invoke(&json!({"state": {}})).await?.err()?;
         assert_eq!(
             unnamed.error_type,

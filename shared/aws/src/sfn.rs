@@ -1,4 +1,5 @@
-//! Step Functions adapter: answering a saga's approval task, and starting the sagas.
+//! Step Functions adapter: answering a saga's approval task, starting the sagas, and telling a
+//! step whether the execution it is asked to act for is running.
 
 use aws_sdk_sfn::Client;
 use aws_sdk_sfn::types::ExecutionStatus;

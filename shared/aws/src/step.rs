@@ -47,12 +47,14 @@ where
             .await
             .map_err(|e| diagnostic(e.into()))?
         {
+            // At most 80 characters of it: a name Step Functions gives is never longer.
+            let shown: String = execution.chars().take(80).collect();
             let refused = StepError::invalid(format!(
-                "`{execution}` is not a running execution of {}: a step acts only for the saga \
+                "`{shown}` is not a running execution of {}: a step acts only for the saga \
                  that runs it",
                 executions.machines()
             ));
-            warn!(execution, error = %refused.message, "step refused");
+            warn!(execution = shown, error = %refused.message, "step refused");
             return Err(diagnostic(refused));
         }
         let input: I = serde_json::from_value(event.payload)
