@@ -263,7 +263,7 @@ async fn a_member_account_instance_is_located_through_its_role() -> Result<()> {
         "{calls:?}"
     );
     // The read-only role, in a session named after the function.
-    let assumed: Vec<String> = h.calls().into_iter().filter_map(|c| c.role).collect();
+    let assumed = h.proxy.forwarder.assumed_roles();
     assert_eq!(
         assumed,
         [format!(

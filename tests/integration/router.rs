@@ -148,13 +148,7 @@ async fn instances_are_routed_to_the_right_saga_once() -> Result<()> {
     );
     // In the member's CloudTrail, the plan's session names the function and the execution, and
     // the role it assumed is the read-only one, as registered (a shadow plan only reads).
-    let assumed: Vec<String> = switch
-        .proxy
-        .forwarder
-        .calls()
-        .into_iter()
-        .filter_map(|c| c.role)
-        .collect();
+    let assumed = switch.proxy.forwarder.assumed_roles();
     let session = spot_domain::saga::step::session_name("switch-plan", &switches[0]);
     assert!(
         assumed

@@ -57,6 +57,27 @@ async fn source(saga: &SagaBed) -> Result<String> {
         .await
 }
 
+/// A live switch of a fresh source with `faults` injected, which must fail as `error` and roll
+/// back with every invariant of [`assert_rolled_back`]. Returns the bed and the execution.
+async fn fails_with(
+    label: &str,
+    faults: Vec<Fault>,
+    error: ErrorName,
+) -> Result<(SagaBed, Execution)> {
+    let saga = SagaBed::start(label, NO_APPROVAL).await?;
+    let source = source(&saga).await?;
+    for fault in faults {
+        saga.proxy.forwarder.inject(fault);
+    }
+    let name = saga.name(label);
+
+    let e = saga.run(&name, &request(&source, "live")).await?;
+
+    assert_eq!(e.error.as_deref(), Some(error.as_str()), "{}", show(&e));
+    assert_rolled_back(&saga, &e, &source, &name, LedgerStatus::RolledBack).await?;
+    Ok((saga, e))
+}
+
 /// The invariants after a failed switch.
 async fn assert_rolled_back(
     saga: &SagaBed,
@@ -502,46 +523,17 @@ async fn no_capacity_in_the_best_pool_holds_it_and_the_next_pool_is_used() -> Re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_capacity_anywhere_rolls_back() -> Result<()> {
-    let saga = SagaBed::start("switch-ice-all", NO_APPROVAL).await?;
-    let source = source(&saga).await?;
-    saga.proxy.forwarder.inject(Fault::new(
-        "RunInstances",
-        "InsufficientInstanceCapacity",
-        500,
-    ));
-    let name = saga.name("ice-all");
-
-    let e = saga.run(&name, &request(&source, "live")).await?;
-
-    assert_eq!(
-        e.error.as_deref(),
-        Some(ErrorName::InsufficientCapacity.as_str()),
-        "{}",
-        show(&e)
-    );
-    assert_rolled_back(&saga, &e, &source, &name, LedgerStatus::RolledBack).await?;
+    let ice = Fault::new("RunInstances", "InsufficientInstanceCapacity", 500);
+    let (saga, _) =
+        fails_with("switch-ice-all", vec![ice], ErrorName::InsufficientCapacity).await?;
     assert_eq!(stop_calls(&saga), 0);
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_create_image_rolls_back() -> Result<()> {
-    let saga = SagaBed::start("switch-create-image", NO_APPROVAL).await?;
-    let source = source(&saga).await?;
-    saga.proxy
-        .forwarder
-        .inject(Fault::new("CreateImage", "InvalidParameterValue", 400));
-    let name = saga.name("create-image");
-
-    let e = saga.run(&name, &request(&source, "live")).await?;
-
-    assert_eq!(
-        e.error.as_deref(),
-        Some(ErrorName::ImageFailed.as_str()),
-        "{}",
-        show(&e)
-    );
-    assert_rolled_back(&saga, &e, &source, &name, LedgerStatus::RolledBack).await?;
+    let refused = Fault::new("CreateImage", "InvalidParameterValue", 400);
+    fails_with("switch-create-image", vec![refused], ErrorName::ImageFailed).await?;
     Ok(())
 }
 
@@ -550,29 +542,17 @@ async fn a_launch_refused_for_the_spot_service_linked_role_is_access_denied_and_
 -> Result<()> {
     // What EC2 answers the first Spot launch of an account whose caller may not create
     // AWSServiceRoleForEC2Spot: a permission to fix, not a capacity problem to route around.
-    let saga = SagaBed::start("switch-slr", NO_APPROVAL).await?;
-    let source = source(&saga).await?;
-    saga.proxy.forwarder.inject(Fault::new(
+    let refused = Fault::new(
         "RunInstances",
         "AuthFailure.ServiceLinkedRoleCreationNotPermitted",
         403,
-    ));
-    let name = saga.name("slr");
-
-    let e = saga.run(&name, &request(&source, "live")).await?;
-
-    assert_eq!(
-        e.error.as_deref(),
-        Some(ErrorName::AccessDenied.as_str()),
-        "{}",
-        show(&e)
     );
+    let (saga, _) = fails_with("switch-slr", vec![refused], ErrorName::AccessDenied).await?;
     assert_eq!(
         saga.proxy.forwarder.count("RunInstances"),
         1,
         "no other pool tried"
     );
-    assert_rolled_back(&saga, &e, &source, &name, LedgerStatus::RolledBack).await?;
     Ok(())
 }
 
@@ -1056,22 +1036,8 @@ async fn a_step_killed_right_after_its_aws_call_is_run_again_and_switches_once()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_refused_in_the_plan_fails_named_and_touches_nothing() -> Result<()> {
-    let saga = SagaBed::start("switch-f-plan", NO_APPROVAL).await?;
-    let source = source(&saga).await?;
-    saga.proxy
-        .forwarder
-        .inject(Fault::new("DescribeInstances", "UnauthorizedOperation", 403).times(1));
-    let name = saga.name("plan-denied");
-
-    let e = saga.run(&name, &request(&source, "live")).await?;
-
-    assert_eq!(
-        e.error.as_deref(),
-        Some(ErrorName::AccessDenied.as_str()),
-        "{}",
-        show(&e)
-    );
-    assert_rolled_back(&saga, &e, &source, &name, LedgerStatus::RolledBack).await?;
+    let denied = Fault::new("DescribeInstances", "UnauthorizedOperation", 403).times(1);
+    let (saga, _) = fails_with("switch-f-plan", vec![denied], ErrorName::AccessDenied).await?;
     for mutation in ["CreateImage", "RunInstances", "StopInstances", "CreateTags"] {
         assert_eq!(saga.proxy.forwarder.count(mutation), 0, "{mutation}");
     }
@@ -1080,9 +1046,6 @@ async fn a_read_refused_in_the_plan_fails_named_and_touches_nothing() -> Result<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollback_whose_every_call_is_throttled_twice_still_undoes_everything() -> Result<()> {
-    let saga = SagaBed::start("switch-throttle-rb", NO_APPROVAL).await?;
-    let source = source(&saga).await?;
-    saga.proxy.forwarder.inject(impaired_status());
     // The calls only the rollback makes (the clone, the image, its snapshots, the lock).
     let undoing = [
         ("ec2", "TerminateInstances"),
@@ -1090,22 +1053,11 @@ async fn a_rollback_whose_every_call_is_throttled_twice_still_undoes_everything(
         ("ec2", "DeleteSnapshot"),
         ("dynamodb", "DeleteItem"),
     ];
+    let mut faults = vec![impaired_status()];
     for (operation, code, status) in testbed::saga::throttles(&undoing) {
-        saga.proxy
-            .forwarder
-            .inject(Fault::new(operation, code, status).times(2));
+        faults.push(Fault::new(operation, code, status).times(2));
     }
-    let name = saga.name("throttled-rb");
-
-    let e = saga.run(&name, &request(&source, "live")).await?;
-
-    assert_eq!(
-        e.error.as_deref(),
-        Some(ErrorName::HealthCheckFailed.as_str()),
-        "{}",
-        show(&e)
-    );
-    assert_rolled_back(&saga, &e, &source, &name, LedgerStatus::RolledBack).await?;
+    let (saga, _) = fails_with("switch-throttle-rb", faults, ErrorName::HealthCheckFailed).await?;
     let throttled = testbed::saga::throttled(&saga.proxy.forwarder.calls());
     for (_, operation) in undoing {
         assert_eq!(throttled.get(operation), Some(&2), "{throttled:?}");

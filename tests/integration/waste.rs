@@ -518,13 +518,7 @@ async fn a_throttled_region_and_an_unreachable_account_are_reported_and_the_rest
         .run(json!({"accounts": [g.account, denied]}), "test-request")
         .await?;
     // The scanners reach a member through its governance role, never the read-only one.
-    let assumed: Vec<String> = g
-        .proxy
-        .forwarder
-        .calls()
-        .into_iter()
-        .filter_map(|c| c.role)
-        .collect();
+    let assumed = g.proxy.forwarder.assumed_roles();
     let governance = format!("{}-governance", testbed::Bed::role_arn(&g.account));
     assert!(
         assumed

@@ -190,6 +190,11 @@ impl Forwarder {
             .count()
     }
 
+    /// Every `AssumeRole` seen, as `<role ARN> <session name>`.
+    pub fn assumed_roles(&self) -> Vec<String> {
+        self.calls().into_iter().filter_map(|c| c.role).collect()
+    }
+
     /// Calls recorded since `calls().len()` was `since`.
     pub fn calls_since(&self, since: usize) -> Vec<Call> {
         self.state

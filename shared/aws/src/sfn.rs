@@ -75,16 +75,8 @@ impl StateMachines {
             "{}:{name}",
             state_machine.replacen(":stateMachine:", ":execution:", 1)
         );
-        match self
-            .client
-            .describe_execution()
-            .execution_arn(&arn)
-            .send()
-            .await
-        {
-            Ok(_) => return Ok(Started::AlreadyExists),
-            Err(e) if e.code() == Some("ExecutionDoesNotExist") => {}
-            Err(e) => return Err(classify("DescribeExecution", e)),
+        if status(&self.client, &arn).await?.is_some() {
+            return Ok(Started::AlreadyExists);
         }
         match self
             .client
@@ -133,23 +125,24 @@ impl Executions {
     /// `DescribeExecution` per state machine until found (one, for every step but the approval's).
     pub async fn running(&self, execution: &str) -> Result<bool, AwsError> {
         for arn in self.config.arns(&self.home_account, execution) {
-            match self
-                .client
-                .describe_execution()
-                .execution_arn(&arn)
-                .send()
-                .await
-            {
-                Ok(found) => return Ok(*found.status() == ExecutionStatus::Running),
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|e| e.is_execution_does_not_exist()) =>
-                {
-                    continue;
-                }
-                Err(e) => return Err(classify("DescribeExecution", e)),
+            if let Some(found) = status(&self.client, &arn).await? {
+                return Ok(found == ExecutionStatus::Running);
             }
         }
         Ok(false)
+    }
+}
+
+/// The status of execution `arn`; `None` when it does not exist.
+async fn status(client: &Client, arn: &str) -> Result<Option<ExecutionStatus>, AwsError> {
+    match client.describe_execution().execution_arn(arn).send().await {
+        Ok(found) => Ok(Some(found.status().clone())),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_execution_does_not_exist()) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(classify("DescribeExecution", e)),
     }
 }
