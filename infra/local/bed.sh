@@ -6,7 +6,8 @@
 #   bed.sh start | stop | status
 #   bed.sh run -- COMMAND...   start, run COMMAND with AWS_ENDPOINT_URL set, stop (whatever happens)
 #
-# Settings: BED_PORT (gateway, 5100), BED_MOTO_PORT (5101), BED_DIR (.bed), VENV (.venv).
+# Settings: BED_PORT (gateway, 5100), BED_MOTO_PORT (5101), BED_DIR (.bed), VENV (.venv),
+# BED_IAM (on: moto evaluates each function's and member role's actions from the templates; off).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -36,12 +37,17 @@ start() {
   [[ -x "$gateway" ]] || { echo "bed: $gateway is missing; run 'make build-debug'" >&2; return 1; }
   [[ -x "$venv/bin/moto_server" ]] || { echo "bed: moto is missing; run 'make setup'" >&2; return 1; }
   mkdir -p "$state"
+  local iam_roles=""
+  if [[ "${BED_IAM:-on}" != off ]]; then
+    iam_roles="$state/iam-roles.json"
+    "$gateway" iam-roles >"$iam_roles"
+  fi
   "$gateway" gateway --listen "127.0.0.1:$port" --moto "http://127.0.0.1:$moto_port" \
     >"$state/gateway.log" 2>&1 &
   echo $! >"$state/gateway.pid"
   # moto's Step Functions invoke Lambda at localhost:$MOTO_PORT: that is the gateway.
   # moto_server.py is moto_server plus fills for moto gaps (see that file).
-  MOTO_PORT=$port MOTO_EC2_LOAD_DEFAULT_AMIS=false \
+  MOTO_PORT=$port MOTO_EC2_LOAD_DEFAULT_AMIS=false BED_IAM_ROLES=$iam_roles \
     "$venv/bin/python" "$root/infra/local/moto_server.py" -H 127.0.0.1 -p "$moto_port" >"$state/moto.log" 2>&1 &
   echo $! >"$state/moto.pid"
   wait_for "http://127.0.0.1:$moto_port/moto-api/" moto
@@ -49,7 +55,7 @@ start() {
   curl -sf -X POST -H 'content-type: application/json' \
     -d '{"stepfunctions":{"execute_state_machine":true}}' \
     "http://127.0.0.1:$moto_port/moto-api/config" >/dev/null
-  echo "bed: up (AWS_ENDPOINT_URL=http://127.0.0.1:$port; moto on :$moto_port; logs in $state)"
+  echo "bed: up (AWS_ENDPOINT_URL=http://127.0.0.1:$port; moto on :$moto_port; IAM ${BED_IAM:-on}; logs in $state)"
 }
 
 stop() {

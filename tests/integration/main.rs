@@ -2,6 +2,7 @@
 
 mod gatekeeper;
 mod governance;
+mod iam;
 mod interruption;
 mod router;
 mod security;

@@ -17,6 +17,29 @@ pub const HOME_ACCOUNT: &str = "123456789012";
 pub const REGION: &str = "us-east-1";
 /// Name of the role member accounts deploy (infra/member-account.yaml's default).
 pub const MEMBER_ROLE: &str = "SpotOptimizerMember";
+/// The role the bed seeds member accounts with (infra/local/moto_server.py: it may do anything).
+pub const BED_ADMINISTRATOR: &str = "BedAdministrator";
+
+/// Credentials of `role_arn`, assumed with `config`.
+async fn assume(config: &SdkConfig, role_arn: &str, session: &str) -> Result<Credentials> {
+    let assumed = aws_sdk_sts::Client::new(config)
+        .assume_role()
+        .role_arn(role_arn)
+        .role_session_name(session)
+        .send()
+        .await
+        .with_context(|| format!("AssumeRole {role_arn}"))?;
+    let c = assumed
+        .credentials()
+        .ok_or_else(|| anyhow!("AssumeRole {role_arn}: no credentials"))?;
+    Ok(Credentials::new(
+        c.access_key_id(),
+        c.secret_access_key(),
+        Some(c.session_token().to_owned()),
+        None,
+        "bed-role",
+    ))
+}
 
 /// The bed's endpoint and an SDK configuration for the home account.
 #[derive(Clone)]
@@ -53,32 +76,40 @@ impl Bed {
         format!("arn:aws:iam::{account}:role/{MEMBER_ROLE}")
     }
 
-    /// A configuration acting inside `account`: moto keys its state by the account of the
-    /// credentials, and credentials from AssumeRole belong to the role's account.
+    /// A configuration seeding `account` with the bed's administrator role (moto keys its state
+    /// by the account of the credentials, and credentials from AssumeRole belong to the role's
+    /// account); the functions reach it through the member roles instead.
     pub async fn member(&self, account: &str) -> Result<SdkConfig> {
-        let sts = aws_sdk_sts::Client::new(&self.home);
-        let assumed = sts
-            .assume_role()
-            .role_arn(Self::role_arn(account))
-            .role_session_name("bed-seed")
-            .send()
-            .await
-            .context("AssumeRole for seeding")?;
-        let c = assumed
-            .credentials()
-            .ok_or_else(|| anyhow!("no credentials"))?;
+        let credentials = assume(
+            &self.home,
+            &format!("arn:aws:iam::{account}:role/{BED_ADMINISTRATOR}"),
+            "bed-seed",
+        )
+        .await?;
         Ok(self
             .home
             .clone()
             .into_builder()
-            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-                c.access_key_id(),
-                c.secret_access_key(),
-                Some(c.session_token().to_owned()),
-                None,
-                "bed-member",
-            )))
+            .credentials_provider(SharedCredentialsProvider::new(credentials))
             .build())
+    }
+
+    /// The credentials each central function runs with: its own role in the home account, whose
+    /// actions the bed's moto takes from the function's template policy (`testbed iam-roles`).
+    pub async fn function_credentials(&self) -> Result<&'static HashMap<String, Credentials>> {
+        static ROLES: tokio::sync::OnceCell<HashMap<String, Credentials>> =
+            tokio::sync::OnceCell::const_new();
+        ROLES
+            .get_or_try_init(|| async {
+                let mut out = HashMap::new();
+                for binary in Template::load()?.function_binaries() {
+                    let arn = format!("arn:aws:iam::{HOME_ACCOUNT}:role/{binary}");
+                    let credentials = assume(&self.home, &arn, &binary).await?;
+                    out.insert(binary, credentials);
+                }
+                Ok(out)
+            })
+            .await
     }
 
     /// Makes Lambda invocations of `name` (by Step Functions, through the gateway) run `spec`.
@@ -137,6 +168,7 @@ impl Bed {
 
     /// Creates every table of the template under unique names for one test (or demo) run.
     pub async fn create_tables(&self, label: &str) -> Result<Tables> {
+        let credentials = self.function_credentials().await?;
         let template = Template::load()?;
         let ddb = self.dynamodb();
         let suffix = unique_suffix();
@@ -150,6 +182,7 @@ impl Bed {
             names,
             stack: format!("{label}-{suffix}"),
             template,
+            credentials,
         })
     }
 }
@@ -160,6 +193,7 @@ pub struct Tables {
     /// What `AWS::StackName` is for this run's functions and state machines.
     pub stack: String,
     template: Template,
+    credentials: &'static HashMap<String, Credentials>,
 }
 
 impl Tables {
@@ -171,6 +205,18 @@ impl Tables {
     /// recording proxy in front of it).
     pub fn function(&self, binary: &str, endpoint: &str) -> Result<FunctionSpec> {
         self.function_with(binary, endpoint, &[])
+    }
+
+    /// `base` acting as `binary`'s role (for a function's code run in-process).
+    pub fn function_config(&self, base: &SdkConfig, binary: &str) -> SdkConfig {
+        let credentials = self
+            .credentials
+            .get(binary)
+            .unwrap_or_else(|| panic!("{binary} is no function of the template"));
+        base.clone()
+            .into_builder()
+            .credentials_provider(SharedCredentialsProvider::new(credentials.clone()))
+            .build()
     }
 
     /// The name the template gives state machine `logical_id` in this run's stack.
@@ -198,18 +244,32 @@ impl Tables {
                         .map(|(_, value)| (*value).to_owned())
                 }),
             })?;
+        let credentials = self
+            .credentials
+            .get(binary)
+            .with_context(|| format!("{binary} is no function of the template"))?;
         env.extend([
             ("AWS_ENDPOINT_URL".to_owned(), endpoint.to_owned()),
             ("AWS_REGION".to_owned(), REGION.to_owned()),
-            ("AWS_ACCESS_KEY_ID".to_owned(), "testing".to_owned()),
-            ("AWS_SECRET_ACCESS_KEY".to_owned(), "testing".to_owned()),
+            (
+                "AWS_ACCESS_KEY_ID".to_owned(),
+                credentials.access_key_id().to_owned(),
+            ),
+            (
+                "AWS_SECRET_ACCESS_KEY".to_owned(),
+                credentials.secret_access_key().to_owned(),
+            ),
+            (
+                "AWS_SESSION_TOKEN".to_owned(),
+                credentials.session_token().unwrap_or_default().to_owned(),
+            ),
         ]);
         Ok(FunctionSpec::new(bin_path(binary), env))
     }
 }
 
 /// An SDK configuration for the home account at `endpoint` (the bed, or a proxy in front of it),
-/// loaded as production loads it, with the bed's dummy credentials.
+/// loaded as production loads it, with the bed's administrator credentials (seeding, operators).
 pub async fn sdk_config(endpoint: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(endpoint)

@@ -23,23 +23,33 @@ pub type Enforcer = governance::enforce::Enforcer<
     FixedClock,
 >;
 
-/// Builds the flows of one set of tables, reaching AWS through `endpoint`.
+/// Builds the flows of one set of tables, reaching AWS through `endpoint`: each flow as its
+/// function's role (the bed's moto evaluates its actions), the tests' own seeding as the bed.
 pub struct Flows<'a> {
     pub tables: &'a Tables,
     pub endpoint: String,
+    /// The bed's administrator, for seeding the tables.
     pub ctx: Arc<AwsContext>,
+    scanner: Arc<AwsContext>,
+    enforcer: Arc<AwsContext>,
 }
 
 impl<'a> Flows<'a> {
     pub async fn new(tables: &'a Tables, endpoint: &str) -> Self {
+        let context = |config| {
+            Arc::new(AwsContext::new(
+                config,
+                spot_domain::Capability::Governance,
+                "governance-test",
+            ))
+        };
+        let base = crate::bed::sdk_config(endpoint).await;
         Self {
             tables,
             endpoint: endpoint.to_owned(),
-            ctx: Arc::new(AwsContext::new(
-                crate::bed::sdk_config(endpoint).await,
-                spot_domain::Capability::Governance,
-                "governance-test",
-            )),
+            scanner: context(tables.function_config(&base, "waste-scanner")),
+            enforcer: context(tables.function_config(&base, "security-enforcer")),
+            ctx: context(base),
         }
     }
 
@@ -58,22 +68,26 @@ impl<'a> Flows<'a> {
         Ok(env)
     }
 
-    fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
-        aws_sdk_dynamodb::Client::new(self.ctx.base())
+    pub fn accounts(&self) -> AccountsTable {
+        self.accounts_as(&self.ctx)
     }
 
-    pub fn accounts(&self) -> AccountsTable {
-        AccountsTable::new(self.dynamodb(), self.tables.name("AccountsTable"))
+    fn accounts_as(&self, ctx: &AwsContext) -> AccountsTable {
+        AccountsTable::new(
+            aws_sdk_dynamodb::Client::new(ctx.base()),
+            self.tables.name("AccountsTable"),
+        )
     }
 
     pub fn scanner(&self, overrides: &[(&str, &str)], now: DateTime<Utc>) -> Result<Scanner> {
         let env = self.env("waste-scanner", overrides)?;
         let config = governance::waste::Config::from_env(&Env(|k: &str| env.get(k).cloned()))?;
+        let dynamodb = aws_sdk_dynamodb::Client::new(self.scanner.base());
         Ok(governance::waste::Scanner {
-            registry: self.accounts(),
-            fleets: AwsFleets::new(self.ctx.clone()),
-            store: WasteTable::new(self.dynamodb(), &config.waste_table),
-            audit: AuditTable::new(self.dynamodb(), &config.governance.audit_table),
+            registry: self.accounts_as(&self.scanner),
+            fleets: AwsFleets::new(self.scanner.clone()),
+            store: WasteTable::new(dynamodb.clone(), &config.waste_table),
+            audit: AuditTable::new(dynamodb, &config.governance.audit_table),
             clock: FixedClock(now),
             home_account: HOME_ACCOUNT.into(),
             config,
@@ -83,11 +97,12 @@ impl<'a> Flows<'a> {
     pub fn enforcer(&self, overrides: &[(&str, &str)], now: DateTime<Utc>) -> Result<Enforcer> {
         let env = self.env("security-enforcer", overrides)?;
         let config = governance::enforce::Config::from_env(&Env(|k: &str| env.get(k).cloned()))?;
+        let dynamodb = aws_sdk_dynamodb::Client::new(self.enforcer.base());
         Ok(governance::enforce::Enforcer {
-            registry: self.accounts(),
-            fleets: AwsFleets::new(self.ctx.clone()),
-            store: EnforcementTable::new(self.dynamodb(), &config.enforcement_table),
-            audit: AuditTable::new(self.dynamodb(), &config.governance.audit_table),
+            registry: self.accounts_as(&self.enforcer),
+            fleets: AwsFleets::new(self.enforcer.clone()),
+            store: EnforcementTable::new(dynamodb.clone(), &config.enforcement_table),
+            audit: AuditTable::new(dynamodb, &config.governance.audit_table),
             clock: FixedClock(now),
             home_account: HOME_ACCOUNT.into(),
             config,

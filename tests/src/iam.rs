@@ -1,7 +1,8 @@
 //! The least-privilege rules both templates must keep, checked on every IAM statement they
 //! declare (the central stack's function policies and guard, the member role's policies).
 //!
-//! The bed does not evaluate IAM, so these are the proof that a policy change keeps the rules:
+//! The bed's moto evaluates each role's actions ([`bed_roles`]) but not its resources, conditions
+//! or Deny guards, so these are the proof that a policy change keeps the rules:
 //! no function may write the exemption tag or act on what carries it; a mutating action on every
 //! resource needs a condition that narrows it; tag writes name their keys; roles are passed only
 //! to EC2 and only from the account; an Auto Scaling group is changed only once the swap marked
@@ -24,6 +25,7 @@ pub struct Statement {
     pub condition: Option<Value>,
 }
 
+#[cfg(test)]
 impl Statement {
     fn has(&self, action: &str) -> bool {
         self.actions.iter().any(|a| a == action)
@@ -67,6 +69,15 @@ fn strings(v: Option<&Value>) -> Vec<Value> {
 
 fn statements_of(origin: &str, document: &Value, out: &mut Vec<Statement>) {
     for s in strings(document.get("Statement")) {
+        // `!If [condition, statement, !Ref AWS::NoValue]`: the statement, as deployed with the
+        // condition true (the bed has every optional resource, such as the approval topic).
+        let s = match &s {
+            Value::Tagged(t) if t.tag == "If" => match t.value.as_sequence() {
+                Some(branches) if branches.len() == 3 => branches[1].clone(),
+                _ => s.clone(),
+            },
+            _ => s,
+        };
         out.push(Statement {
             origin: format!(
                 "{origin} {}",
@@ -129,6 +140,144 @@ pub fn statements(path: &Path) -> Result<Vec<Statement>> {
     Ok(out)
 }
 
+/// What the bed's moto can evaluate of a role: the actions its Allow statements name.
+///
+/// moto (`INITIAL_NO_AUTH_ACTION_COUNT`) matches a statement's actions, but it matches its
+/// resources only against `*` and treats any condition as unmet, so the bed gives each role one
+/// statement allowing exactly these actions on every resource. Resource ARNs, conditions and the
+/// Deny guards are what this module's static tests check instead.
+pub type Actions = std::collections::BTreeSet<String>;
+
+/// The roles the bed creates in moto (`infra/local/moto_server.py` reads this as JSON): each
+/// central function's role by its binary, and each member role by its name, with its actions.
+#[derive(Debug, serde::Serialize)]
+pub struct BedRoles {
+    pub functions: std::collections::BTreeMap<String, Actions>,
+    pub members: std::collections::BTreeMap<String, Actions>,
+}
+
+fn allowed(statements: &[Statement]) -> Actions {
+    statements
+        .iter()
+        .filter(|s| s.effect == "Allow")
+        .flat_map(|s| s.actions.iter().cloned())
+        .collect()
+}
+
+/// `!Ref X` → `X`.
+fn reference(v: &Value) -> Option<&str> {
+    match v {
+        Value::Tagged(t) if t.tag == "Ref" => t.value.as_str(),
+        _ => None,
+    }
+}
+
+/// The statements of a policy resource (`AWS::IAM::ManagedPolicy` or a role policy).
+fn policy_resource(origin: &str, resource: &Value) -> Vec<Statement> {
+    let mut out = Vec::new();
+    if let Some(document) = resource
+        .get("Properties")
+        .and_then(|p| p.get("PolicyDocument"))
+    {
+        statements_of(origin, document, &mut out);
+    }
+    out
+}
+
+/// Every role of both templates, as deployed with every capability allowed (the bed's member
+/// accounts allow the switch, the swap and acting on flagged resources).
+pub fn bed_roles() -> Result<BedRoles> {
+    let root = workspace_root();
+    let load = |file: &str| -> Result<serde_norway::Mapping> {
+        let doc: Value = serde_norway::from_str(&std::fs::read_to_string(root.join(file))?)?;
+        doc.get("Resources")
+            .and_then(Value::as_mapping)
+            .cloned()
+            .with_context(|| format!("{file} has no Resources"))
+    };
+    let central = load("infra/template.yaml")?;
+    let mut functions = std::collections::BTreeMap::new();
+    for (id, resource) in &central {
+        if resource.get("Type").and_then(Value::as_str) != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        let id = id.as_str().unwrap_or_default();
+        let binary = resource
+            .get("Metadata")
+            .and_then(|m| m.get("BuildProperties"))
+            .and_then(|b| b.get("Binary"))
+            .and_then(Value::as_str)
+            .with_context(|| format!("{id} names no binary"))?;
+        let mut statements = Vec::new();
+        for policy in strings(resource.get("Properties").and_then(|p| p.get("Policies"))) {
+            match reference(&policy) {
+                Some(managed) => statements.extend(policy_resource(
+                    managed,
+                    central
+                        .get(managed)
+                        .with_context(|| format!("{id} refers to a missing {managed}"))?,
+                )),
+                None => statements_of(id, &policy, &mut statements),
+            }
+        }
+        functions.insert(binary.to_owned(), allowed(&statements));
+    }
+
+    let member = load("infra/member-account.yaml")?;
+    let mut members = std::collections::BTreeMap::new();
+    for (id, resource) in &member {
+        if resource.get("Type").and_then(Value::as_str) != Some("AWS::IAM::Role") {
+            continue;
+        }
+        let id = id.as_str().unwrap_or_default();
+        let props = resource.get("Properties").unwrap_or(&Value::Null);
+        // Roles without a name are the member account's own (the forwarding rule's), never assumed.
+        let Some(name) = props.get("RoleName") else {
+            continue;
+        };
+        let name = match reference(name) {
+            Some(_) => crate::bed::MEMBER_ROLE.to_owned(),
+            None => text(name).replace("${RoleName}", crate::bed::MEMBER_ROLE),
+        };
+        let mut statements = Vec::new();
+        for arn in strings(props.get("ManagedPolicyArns")) {
+            let managed = reference(&arn)
+                .with_context(|| format!("{id}: a managed policy not of this template"))?;
+            statements.extend(policy_resource(
+                managed,
+                member
+                    .get(managed)
+                    .with_context(|| format!("{id} refers to a missing {managed}"))?,
+            ));
+        }
+        for policy in strings(props.get("Policies")) {
+            statements_of(
+                id,
+                policy.get("PolicyDocument").unwrap_or(&Value::Null),
+                &mut statements,
+            );
+        }
+        for (policy_id, policy) in &member {
+            let attached = policy.get("Type").and_then(Value::as_str)
+                == Some("AWS::IAM::RolePolicy")
+                && policy
+                    .get("Properties")
+                    .and_then(|p| p.get("RoleName"))
+                    .and_then(reference)
+                    == Some(id);
+            if attached {
+                statements.extend(policy_resource(
+                    policy_id.as_str().unwrap_or_default(),
+                    policy,
+                ));
+            }
+        }
+        members.insert(name, allowed(&statements));
+    }
+    Ok(BedRoles { functions, members })
+}
+
+#[cfg(test)]
 fn both() -> Vec<Statement> {
     let root = workspace_root();
     let mut all = statements(&root.join("infra/template.yaml")).unwrap();
@@ -136,6 +285,7 @@ fn both() -> Vec<Statement> {
     all
 }
 
+#[cfg(test)]
 /// Actions that change nothing, by their verb.
 fn reads(action: &str) -> bool {
     let verb = action.split(':').nth(1).unwrap_or(action);
@@ -144,6 +294,7 @@ fn reads(action: &str) -> bool {
         .any(|p| verb.starts_with(p))
 }
 
+#[cfg(test)]
 /// Mutating actions that AWS authorises on no resource ARN at all, each with why it is harmless.
 const RESOURCELESS: &[(&str, &str)] = &[
     ("cloudwatch:PutMetricData", "writes metrics only"),
@@ -165,13 +316,16 @@ const RESOURCELESS: &[(&str, &str)] = &[
     ),
 ];
 
+#[cfg(test)]
 const EXEMPT: &str = "spot-optimizer:exempt";
+#[cfg(test)]
 const TAG_WRITES: &[&str] = &[
     "ec2:CreateTags",
     "ec2:DeleteTags",
     "autoscaling:CreateOrUpdateTags",
     "autoscaling:DeleteTags",
 ];
+#[cfg(test)]
 const GROUP_CHANGES: &[&str] = &[
     "autoscaling:SuspendProcesses",
     "autoscaling:ResumeProcesses",
@@ -184,6 +338,32 @@ const GROUP_CHANGES: &[&str] = &[
 mod tests {
     use super::*;
     use crate::template::Template;
+
+    #[test]
+    fn the_bed_gives_every_function_and_member_role_its_allowed_actions() {
+        let roles = bed_roles().unwrap();
+        let template = Template::load().unwrap();
+        let mut binaries = template.function_binaries();
+        binaries.sort();
+        assert_eq!(roles.functions.keys().cloned().collect::<Vec<_>>(), binaries);
+        // A statement behind `!If` counts as deployed: the approval topic exists in the bed.
+        assert!(roles.functions["saga-approval"].contains("sns:Publish"));
+        // Managed policies referenced by `!Ref` count too.
+        assert!(roles.functions["switch-launch"].contains("states:DescribeExecution"));
+        assert_eq!(
+            roles.members.keys().cloned().collect::<Vec<_>>(),
+            [
+                "SpotOptimizerMember",
+                "SpotOptimizerMember-governance",
+                "SpotOptimizerMember-swap",
+                "SpotOptimizerMember-switch"
+            ]
+        );
+        assert!(roles.members["SpotOptimizerMember-switch"].contains("ec2:RunInstances"));
+        assert!(!roles.members["SpotOptimizerMember"].contains("ec2:RunInstances"));
+        // Deny statements (the exemption guard) are not actions a role holds.
+        assert!(!roles.members["SpotOptimizerMember"].contains("ec2:CreateTags"));
+    }
 
     fn allows() -> Vec<Statement> {
         both().into_iter().filter(|s| s.effect == "Allow").collect()

@@ -23,8 +23,7 @@ pub mod fixtures;
 pub mod functions;
 pub mod gateway;
 pub mod governance;
-#[cfg(test)]
-mod iam;
+pub mod iam;
 pub mod lambda_host;
 pub mod proxy;
 pub mod saga;

@@ -1,4 +1,5 @@
-//! `testbed gateway|demo|bench`: the bed's long-running gateway, the demo and the benchmark.
+//! `testbed gateway|demo|bench|iam-roles`: the bed's long-running gateway, the demo, the benchmark
+//! and the roles the bed's moto enforces.
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -21,6 +22,8 @@ enum Command {
     },
     /// Run the demo against a running bed (`make demo` starts it).
     Demo,
+    /// Print, as JSON, the actions of every role both templates deploy (bed.sh hands them to moto).
+    IamRoles,
     /// Benchmark release binaries under the local Lambda Runtime API (`make bench`).
     Bench {
         /// Directory holding `<function>/bootstrap` (cargo-lambda's layout) or `<function>`.
@@ -54,6 +57,13 @@ async fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Gateway { listen, moto } => testbed::gateway::serve(&listen, &moto).await,
         Command::Demo => testbed::demo::run().await,
+        Command::IamRoles => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&testbed::iam::bed_roles()?)?
+            );
+            Ok(())
+        }
         Command::Bench {
             bin_dir,
             functions,
