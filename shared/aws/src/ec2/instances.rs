@@ -3,7 +3,7 @@
 
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{Filter, InstanceAttributeName, InstanceType, MonitoringState, Tag};
-use spot_domain::AwsError;
+use spot_domain::{AwsError, AwsErrorKind};
 use spot_domain::instance::{
     BlockDevice, ElasticIp, InstanceHealth, MetadataPosture, SourceInstance,
 };
@@ -393,6 +393,11 @@ impl Ec2 {
         Ok(())
     }
 
+    /// Terminates `instance_id`, confirmed: EC2 is eventually consistent, so a NotFound may mean
+    /// "launched a moment ago, not visible yet" as well as "gone". It counts as done only when a
+    /// describe shows the instance terminated or shutting down; an instance nobody can see yet is
+    /// a `Transient` error, and the state machine's retry terminates it once visible (a terminated
+    /// instance stays visible for about an hour, far longer than a saga's retries).
     pub async fn terminate(&self, instance_id: &str) -> Result<(), AwsError> {
         match self
             .client
@@ -402,7 +407,30 @@ impl Ec2 {
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) if not_found(e.code()) => Ok(()),
+            Err(e) if not_found(e.code()) => {
+                let state = self
+                    .describe(instance_id)
+                    .await?
+                    .and_then(|i| i.state()?.name().map(|n| n.as_str().to_owned()));
+                match state.as_deref() {
+                    Some("terminated" | "shutting-down") => Ok(()),
+                    Some(other) => Err(AwsError::new(
+                        AwsErrorKind::Transient,
+                        "TerminateInstances",
+                        Some("InvalidInstanceID.NotFound".into()),
+                        format!("{instance_id} was not found to terminate but is {other}; retry"),
+                    )),
+                    None => Err(AwsError::new(
+                        AwsErrorKind::Transient,
+                        "TerminateInstances",
+                        Some("InvalidInstanceID.NotFound".into()),
+                        format!(
+                            "{instance_id} is not visible yet (EC2 is eventually consistent); \
+                             retry before calling it gone"
+                        ),
+                    )),
+                }
+            }
             Err(e) => Err(classify("TerminateInstances", e)),
         }
     }

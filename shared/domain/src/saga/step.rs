@@ -438,6 +438,17 @@ pub enum HealthVerdict {
     Failed(String),
 }
 
+/// How many checks a resource the saga just created may go unseen: EC2's describe calls are
+/// eventually consistent, and right after `RunInstances` or `CreateImage` they may answer
+/// NotFound for a while (with the 15 s check interval, the first minute).
+pub const UNSEEN_GRACE_CHECKS: u32 = 4;
+
+/// Whether a resource the saga created, not found at its `checks`-th check of at most `limit`,
+/// may still be on its way rather than gone.
+pub fn may_be_unseen(checks: u32, limit: u32) -> bool {
+    checks <= UNSEEN_GRACE_CHECKS && checks < limit
+}
+
 /// The verdict on `instance` at its `checks`-th check (1-based) of at most `limit`.
 pub fn health_verdict(
     instance: &str,
@@ -446,7 +457,12 @@ pub fn health_verdict(
     limit: u32,
 ) -> HealthVerdict {
     let Some(h) = health else {
-        return HealthVerdict::Failed(format!("{instance} no longer exists"));
+        if may_be_unseen(checks, limit) {
+            return HealthVerdict::Pending;
+        }
+        return HealthVerdict::Failed(format!(
+            "{instance} no longer exists (not found at check {checks})"
+        ));
     };
     if matches!(
         h.state.as_str(),
@@ -712,13 +728,28 @@ mod tests {
             (Some(h("running", "initializing", "ok")), 3),
             (Some(h("running", "impaired", "ok")), 1),
             (Some(h("stopped", "ok", "ok")), 1),
-            (None, 1),
+            (None, UNSEEN_GRACE_CHECKS + 1),
+            (None, 3),
         ] {
             assert!(matches!(
                 health_verdict("i-1", health.as_ref(), checks, 3),
                 HealthVerdict::Failed(_)
             ));
         }
+    }
+
+    #[test]
+    fn a_new_instance_not_yet_seen_is_pending_for_the_grace_checks_only() {
+        for checks in 1..=UNSEEN_GRACE_CHECKS {
+            assert_eq!(
+                health_verdict("i-1", None, checks, 40),
+                HealthVerdict::Pending
+            );
+        }
+        assert!(matches!(
+            health_verdict("i-1", None, UNSEEN_GRACE_CHECKS + 1, 40),
+            HealthVerdict::Failed(why) if why.contains("no longer exists")
+        ));
     }
 
     #[test]

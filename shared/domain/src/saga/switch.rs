@@ -299,7 +299,7 @@ impl SwitchState {
 // ---- decisions --------------------------------------------------------------------------------------
 
 /// The image step's verdict on the image's state at its `checks`-th check of at most `limit`
-/// (`None`: the image no longer exists).
+/// (`None`: not found, which right after `CreateImage` may only mean not yet visible).
 pub fn image_verdict(
     image_id: &str,
     state: Option<&str>,
@@ -309,7 +309,8 @@ pub fn image_verdict(
     let failed =
         |why: String| StepError::new(ErrorName::ImageFailed, format!("image {image_id}: {why}"));
     match state {
-        None => Err(failed("no longer exists".into())),
+        None if super::step::may_be_unseen(checks, limit) => Ok(ImageState::Pending),
+        None => Err(failed(format!("no longer exists (not found at check {checks})"))),
         Some("available") => Ok(ImageState::Available),
         Some("pending") if checks < limit => Ok(ImageState::Pending),
         Some("pending") => Err(failed(format!("still pending after {checks} checks"))),
@@ -626,7 +627,12 @@ mod tests {
             image_verdict("ami-1", Some("pending"), 2, 3),
             Ok(ImageState::Pending)
         );
-        for (state, checks) in [(Some("pending"), 3), (Some("failed"), 1), (None, 1)] {
+        assert_eq!(image_verdict("ami-1", None, 1, 120), Ok(ImageState::Pending));
+        for (state, checks) in [
+            (Some("pending"), 3),
+            (Some("failed"), 1),
+            (None, super::super::step::UNSEEN_GRACE_CHECKS + 1),
+        ] {
             let e = image_verdict("ami-1", state, checks, 3).unwrap_err();
             assert_eq!(e.name, ErrorName::ImageFailed, "{state:?}");
         }
