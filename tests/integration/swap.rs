@@ -99,6 +99,42 @@ impl Swap {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_termination_refused_right_after_marking_the_member_is_retried() -> Result<()> {
+    // IAM lets the detach step terminate only a member carrying the swap's mark, written just
+    // before: until the tag reaches IAM, TerminateInstances may be refused.
+    let swap = Swap::start("swap-mark-lag", NO_APPROVAL, |n| {
+        GroupSpec::new(&n).size(1, 2)
+    })
+    .await?;
+    let before = snapshot(&swap.autoscaling, &swap.group).await?;
+    swap.saga
+        .proxy
+        .forwarder
+        .inject(testbed::Fault::new("TerminateInstances", "UnauthorizedOperation", 403).times(1));
+    let name = swap.saga.name("mark-lag");
+
+    let (e, lowest) = swap.run(&name, "live").await?;
+
+    assert_eq!(e.status, ExecutionStatus::Succeeded, "{}", show(&e));
+    assert!(lowest >= 1, "in service fell to {lowest}");
+    let old = &before.members[0];
+    let answer = swap
+        .saga
+        .bed
+        .ec2()
+        .describe_instances()
+        .instance_ids(old)
+        .send()
+        .await?;
+    let state = answer.reservations()[0].instances()[0]
+        .state()
+        .and_then(|s| s.name())
+        .map(|n| n.as_str().to_owned());
+    assert_eq!(state.as_deref(), Some("terminated"), "{old}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_on_demand_member_is_replaced_and_capacity_never_drops() -> Result<()> {
     let swap = Swap::start("swap-ok", NO_APPROVAL, |n| {
         GroupSpec::new(&n).size(3, 4).with_target_group()

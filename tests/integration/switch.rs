@@ -609,15 +609,37 @@ async fn a_clone_not_yet_visible_is_waited_for_not_rolled_back() -> Result<()> {
     let saga = SagaBed::start("switch-unseen", NO_APPROVAL).await?;
     let source = source(&saga).await?;
     // EC2 is eventually consistent: right after RunInstances, describe calls may answer NotFound.
-    saga.proxy.forwarder.inject(
-        Fault::new("DescribeInstanceStatus", "InvalidInstanceID.NotFound", 400).times(2),
-    );
+    saga.proxy
+        .forwarder
+        .inject(Fault::new("DescribeInstanceStatus", "InvalidInstanceID.NotFound", 400).times(2));
     let name = saga.name("unseen");
 
     let e = saga.run(&name, &request(&source, "live")).await?;
 
     assert_eq!(e.status, ExecutionStatus::Succeeded, "{}", show(&e));
     assert_eq!(clones(&saga.bed.ec2(), &name).await?.len(), 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_refused_right_after_marking_the_source_is_retried_not_rolled_back() -> Result<()> {
+    // IAM lets the cut-over stop only a source carrying the switch's mark, which it writes just
+    // before: until the tag reaches IAM, StopInstances may be refused.
+    let saga = SagaBed::start("switch-mark-lag", NO_APPROVAL).await?;
+    let source = source(&saga).await?;
+    saga.proxy
+        .forwarder
+        .inject(Fault::new("StopInstances", "UnauthorizedOperation", 403).times(1));
+    let name = saga.name("mark-lag");
+
+    let e = saga.run(&name, &request(&source, "live")).await?;
+
+    assert_eq!(e.status, ExecutionStatus::Succeeded, "{}", show(&e));
+    assert_eq!(
+        state(&saga.bed.ec2(), &source).await?,
+        InstanceStateName::Stopped
+    );
+    assert_eq!(stop_calls(&saga), 2);
     Ok(())
 }
 

@@ -345,7 +345,10 @@ mod tests {
         let template = Template::load().unwrap();
         let mut binaries = template.function_binaries();
         binaries.sort();
-        assert_eq!(roles.functions.keys().cloned().collect::<Vec<_>>(), binaries);
+        assert_eq!(
+            roles.functions.keys().cloned().collect::<Vec<_>>(),
+            binaries
+        );
         // A statement behind `!If` counts as deployed: the approval topic exists in the bed.
         assert!(roles.functions["saga-approval"].contains("sns:Publish"));
         // Managed policies referenced by `!Ref` count too.

@@ -3,12 +3,12 @@
 
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{Filter, InstanceAttributeName, InstanceType, MonitoringState, Tag};
-use spot_domain::{AwsError, AwsErrorKind};
 use spot_domain::instance::{
     BlockDevice, ElasticIp, InstanceHealth, MetadataPosture, SourceInstance,
 };
 use spot_domain::saga::route::Routable;
 use spot_domain::tags::{EXEMPT_TAG, Tags};
+use spot_domain::{AwsError, AwsErrorKind};
 
 use super::{Ec2, not_found, tag, tags};
 use crate::error::{classify, invalid_data};
@@ -373,13 +373,18 @@ impl Ec2 {
             }))
     }
 
+    /// Stops `instance_id`, which IAM lets the step stop only once it carries the step's mark
+    /// (see [`once_marked`]).
     pub async fn stop(&self, instance_id: &str) -> Result<(), AwsError> {
-        self.client
-            .stop_instances()
-            .instance_ids(instance_id)
-            .send()
-            .await
-            .map_err(|e| classify("StopInstances", e))?;
+        once_marked(|| async {
+            self.client
+                .stop_instances()
+                .instance_ids(instance_id)
+                .send()
+                .await
+                .map_err(|e| classify("StopInstances", e))
+        })
+        .await?;
         Ok(())
     }
 
@@ -399,15 +404,23 @@ impl Ec2 {
     /// a `Transient` error, and the state machine's retry terminates it once visible (a terminated
     /// instance stays visible for about an hour, far longer than a saga's retries).
     pub async fn terminate(&self, instance_id: &str) -> Result<(), AwsError> {
-        match self
-            .client
-            .terminate_instances()
-            .instance_ids(instance_id)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if not_found(e.code()) => {
+        let answer = once_marked(|| async {
+            match self
+                .client
+                .terminate_instances()
+                .instance_ids(instance_id)
+                .send()
+                .await
+            {
+                Ok(_) => Ok(Ok(())),
+                Err(e) if not_found(e.code()) => Ok(Err(())),
+                Err(e) => Err(classify("TerminateInstances", e)),
+            }
+        })
+        .await?;
+        match answer {
+            Ok(()) => Ok(()),
+            Err(()) => {
                 let state = self
                     .describe(instance_id)
                     .await?
@@ -431,7 +444,6 @@ impl Ec2 {
                     )),
                 }
             }
-            Err(e) => Err(classify("TerminateInstances", e)),
         }
     }
 
@@ -594,4 +606,32 @@ impl Ec2 {
             })
             .collect())
     }
+}
+
+/// The waits before retrying an action that IAM permits only on a mark (tag) the saga wrote a
+/// moment before: tags reach IAM's condition evaluation eventually, so an
+/// `UnauthorizedOperation` right after marking is retried briefly (3.5 s in all) before it counts
+/// as a refusal.
+const MARK_PROPAGATION: [std::time::Duration; 3] = [
+    std::time::Duration::from_millis(500),
+    std::time::Duration::from_secs(1),
+    std::time::Duration::from_secs(2),
+];
+
+/// `call`, retried while EC2 refuses it as `UnauthorizedOperation` (see [`MARK_PROPAGATION`]).
+async fn once_marked<T, F, Fut>(mut call: F) -> Result<T, AwsError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, AwsError>>,
+{
+    for wait in MARK_PROPAGATION {
+        match call().await {
+            Err(e) if e.code.as_deref() == Some("UnauthorizedOperation") => {
+                tracing::info!(operation = %e.operation, "refused right after marking; retrying");
+                tokio::time::sleep(wait).await;
+            }
+            answer => return answer,
+        }
+    }
+    call().await
 }

@@ -310,7 +310,9 @@ pub fn image_verdict(
         |why: String| StepError::new(ErrorName::ImageFailed, format!("image {image_id}: {why}"));
     match state {
         None if super::step::may_be_unseen(checks, limit) => Ok(ImageState::Pending),
-        None => Err(failed(format!("no longer exists (not found at check {checks})"))),
+        None => Err(failed(format!(
+            "no longer exists (not found at check {checks})"
+        ))),
         Some("available") => Ok(ImageState::Available),
         Some("pending") if checks < limit => Ok(ImageState::Pending),
         Some("pending") => Err(failed(format!("still pending after {checks} checks"))),
@@ -627,7 +629,10 @@ mod tests {
             image_verdict("ami-1", Some("pending"), 2, 3),
             Ok(ImageState::Pending)
         );
-        assert_eq!(image_verdict("ami-1", None, 1, 120), Ok(ImageState::Pending));
+        assert_eq!(
+            image_verdict("ami-1", None, 1, 120),
+            Ok(ImageState::Pending)
+        );
         for (state, checks) in [
             (Some("pending"), 3),
             (Some("failed"), 1),
