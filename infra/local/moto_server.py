@@ -6,6 +6,9 @@ Started by bed.sh exactly like `moto_server` (same arguments).
 - CreateImage with a `snapshot` TagSpecification: EC2 tags the new image's snapshots; moto 5.2.5
   raises NotImplementedError (HTTP 500). The switch saga tags its snapshots at creation because its
   rollback may delete only snapshots carrying its tag (IAM condition), so the bed must accept it.
+- RunInstances from a launch template that declares network interfaces, with a top-level
+  SubnetId: EC2 refuses the combination (InvalidParameterCombination); moto checks it only when
+  the request itself names the interfaces.
 - IAM (with BED_IAM_ROLES, the output of `testbed iam-roles`): moto evaluates every request's
   identity policy (INITIAL_NO_AUTH_ACTION_COUNT=0). The home account holds one role per central
   function with the actions of its template policy; every other account, once assumed into, holds
@@ -24,7 +27,9 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.core.exceptions import JsonRESTError, _RESTError
 from moto.core.responses import BaseResponse
 from moto.iam.access_control import IAMRequest
+from moto.ec2.exceptions import InvalidParameterCombination
 from moto.ec2.models.amis import AmiBackend
+from moto.ec2.responses.instances import InstanceResponse
 from moto.iam.models import iam_backends
 from moto.server import main
 from moto.sts.models import STSBackend
@@ -47,6 +52,24 @@ def _create_image_with_snapshot_tags(self, instance_id, name, description, tag_s
 
 
 AmiBackend.create_image = _create_image_with_snapshot_tags
+
+_run_instances = InstanceResponse.run_instances
+
+
+def _run_instances_refusing_a_subnet_beside_template_interfaces(self):
+    template = self._get_param("LaunchTemplate", {})
+    if (
+        template
+        and self._get_param("SubnetId")
+        and self.ec2_backend._get_template_from_args(template).data.get("NetworkInterfaces")
+    ):
+        raise InvalidParameterCombination(
+            msg="Network interfaces and an instance-level subnet ID may not be specified on the same request"
+        )
+    return _run_instances(self)
+
+
+InstanceResponse.run_instances = _run_instances_refusing_a_subnet_beside_template_interfaces
 
 ADMINISTRATOR = "BedAdministrator"
 _TRUST = json.dumps(

@@ -99,6 +99,43 @@ impl Swap {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_with_network_interfaces_gets_the_pools_subnet_on_its_primary_interface()
+-> Result<()> {
+    // EC2 refuses a top-level SubnetId beside a template's interfaces (the bed too).
+    let swap = Swap::start("swap-eni", NO_APPROVAL, |n| {
+        GroupSpec::new(&n).size(1, 2).with_network_interfaces()
+    })
+    .await?;
+    let name = swap.saga.name("eni");
+
+    let (e, lowest) = swap.run(&name, "live").await?;
+
+    assert_eq!(e.status, ExecutionStatus::Succeeded, "{}", show(&e));
+    assert!(lowest >= 1, "in service fell to {lowest}");
+    let ec2 = swap.saga.bed.ec2();
+    let launched = replacements(&ec2, &name).await?;
+    assert_eq!(launched.len(), 1);
+    let answer = ec2
+        .describe_instances()
+        .instance_ids(&launched[0].0)
+        .send()
+        .await?;
+    let replacement = &answer.reservations()[0].instances()[0];
+    let planned: Vec<&str> = e.output["plan"]["members"][0]["candidates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["subnet_id"].as_str())
+        .collect();
+    let subnet = replacement.subnet_id().unwrap_or_default();
+    assert!(
+        planned.contains(&subnet),
+        "{subnet} is no planned pool's subnet: {planned:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_termination_refused_right_after_marking_the_member_is_retried() -> Result<()> {
     // IAM lets the detach step terminate only a member carrying the swap's mark, written just
     // before: until the tag reaches IAM, TerminateInstances may be refused.

@@ -29,6 +29,8 @@ pub struct GroupSpec {
     /// A MixedInstancesPolicy running this share of Spot above its base.
     pub spot_share: Option<i32>,
     pub launch_hook: bool,
+    /// The launch template declares its network interface (with a public address).
+    pub network_interfaces: bool,
 }
 
 impl GroupSpec {
@@ -42,7 +44,13 @@ impl GroupSpec {
             launch_configuration: false,
             spot_share: None,
             launch_hook: false,
+            network_interfaces: false,
         }
+    }
+
+    pub fn with_network_interfaces(mut self) -> Self {
+        self.network_interfaces = true;
+        self
     }
 
     pub fn size(mut self, desired: i32, max: i32) -> Self {
@@ -162,6 +170,15 @@ impl GroupSpec {
                     RequestLaunchTemplateData::builder()
                         .image_id(IMAGE)
                         .instance_type(aws_sdk_ec2::types::InstanceType::M5Large)
+                        .set_network_interfaces(self.network_interfaces.then(|| {
+                            vec![
+                                aws_sdk_ec2::types::LaunchTemplateInstanceNetworkInterfaceSpecificationRequest::builder()
+                                    .device_index(0)
+                                    .associate_public_ip_address(true)
+                                    .delete_on_termination(true)
+                                    .build(),
+                            ]
+                        }))
                         .build(),
                 )
                 .send()

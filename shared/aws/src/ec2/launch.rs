@@ -7,9 +7,10 @@ use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{
     Filter, HttpTokensState, IamInstanceProfileSpecification, InstanceInterruptionBehavior,
     InstanceMarketOptionsRequest, InstanceMetadataEndpointState, InstanceMetadataOptionsRequest,
-    InstanceMetadataProtocolState, InstanceMetadataTagsState, InstanceType,
-    LaunchTemplateSpecification, MarketType, ResourceType, RunInstancesMonitoringEnabled,
-    SpotInstanceType, SpotMarketOptions, TagSpecification,
+    InstanceMetadataProtocolState, InstanceMetadataTagsState,
+    InstanceNetworkInterfaceSpecification, InstanceType, LaunchTemplateSpecification, MarketType,
+    ResourceType, RunInstancesMonitoringEnabled, SpotInstanceType, SpotMarketOptions,
+    TagSpecification,
 };
 use spot_domain::AwsError;
 use spot_domain::instance::{GroupLaunchSpec, LaunchSpec, Launched, LaunchedInstance};
@@ -19,6 +20,68 @@ use spot_domain::tags::{CREATED_VIA, SOURCE_TAG, SWAP_TAG, SWITCH_TAG, VIA_SWITC
 use super::{Ec2, tag};
 use crate::autoscaling::LaunchConfiguration;
 use crate::error::{classify, invalid_data};
+
+impl Ec2 {
+    /// The network interfaces of a template's `version` (`$Default` when none is named), as a
+    /// request's interfaces.
+    async fn template_interfaces(
+        &self,
+        id: Option<&str>,
+        name: Option<&str>,
+        version: Option<&str>,
+    ) -> Result<Vec<InstanceNetworkInterfaceSpecification>, AwsError> {
+        let answer = self
+            .client
+            .describe_launch_template_versions()
+            .set_launch_template_id(id.map(str::to_owned))
+            .set_launch_template_name(name.map(str::to_owned))
+            .versions(version.unwrap_or("$Default"))
+            .send()
+            .await
+            .map_err(|e| classify("DescribeLaunchTemplateVersions", e))?;
+        let Some(data) = answer
+            .launch_template_versions()
+            .first()
+            .and_then(|v| v.launch_template_data())
+        else {
+            return Ok(Vec::new());
+        };
+        Ok(data
+            .network_interfaces()
+            .iter()
+            .map(|n| {
+                InstanceNetworkInterfaceSpecification::builder()
+                    .set_device_index(n.device_index())
+                    .set_network_card_index(n.network_card_index())
+                    .set_subnet_id(n.subnet_id().map(str::to_owned))
+                    .set_groups((!n.groups().is_empty()).then(|| n.groups().to_vec()))
+                    .set_associate_public_ip_address(n.associate_public_ip_address())
+                    .set_delete_on_termination(n.delete_on_termination())
+                    .set_description(n.description().map(str::to_owned))
+                    .set_interface_type(n.interface_type().map(str::to_owned))
+                    .set_ipv6_address_count(n.ipv6_address_count())
+                    .set_secondary_private_ip_address_count(n.secondary_private_ip_address_count())
+                    .build()
+            })
+            .collect())
+    }
+}
+
+/// `interfaces` with the primary one (device index 0, or the first) in `subnet_id`.
+fn on_subnet(
+    mut interfaces: Vec<InstanceNetworkInterfaceSpecification>,
+    subnet_id: &str,
+) -> Vec<InstanceNetworkInterfaceSpecification> {
+    let primary = interfaces
+        .iter()
+        .position(|n| n.device_index() == Some(0))
+        .unwrap_or(0);
+    if let Some(n) = interfaces.get_mut(primary) {
+        n.subnet_id = Some(subnet_id.to_owned());
+        n.device_index.get_or_insert(0);
+    }
+    interfaces
+}
 
 /// Error codes meaning "this pool has no Spot capacity for you now": try another pool.
 pub const NO_CAPACITY: &[&str] = &[
@@ -211,13 +274,27 @@ impl Ec2 {
     ) -> Result<Launched, AwsError> {
         let request = match (&spec.source, configuration) {
             (LaunchSource::Template { id, name, version }, _) => {
-                self.client.run_instances().launch_template(
+                let name = id.is_none().then(|| name.clone()).flatten();
+                let request = self.client.run_instances().launch_template(
                     LaunchTemplateSpecification::builder()
                         .set_launch_template_id(id.clone())
-                        .set_launch_template_name(id.is_none().then(|| name.clone()).flatten())
+                        .set_launch_template_name(name.clone())
                         .set_version(version.clone())
                         .build(),
-                )
+                );
+                // A template that declares network interfaces cannot be combined with a
+                // top-level SubnetId (InvalidParameterCombination): the pool's subnet goes on the
+                // primary interface, and the request's interfaces replace the template's.
+                let interfaces = self
+                    .template_interfaces(id.as_deref(), name.as_deref(), version.as_deref())
+                    .await?;
+                if !interfaces.is_empty() {
+                    let request = request
+                        .set_network_interfaces(Some(on_subnet(interfaces, &spec.subnet_id)))
+                        .instance_type(InstanceType::from(spec.instance_type.as_str()));
+                    return run_spot(request, &spec.tags, &spec.client_token).await;
+                }
+                request
             }
             (LaunchSource::Configuration { .. }, Some(c)) => {
                 let mut request = self
@@ -250,5 +327,32 @@ impl Ec2 {
         .instance_type(InstanceType::from(spec.instance_type.as_str()))
         .subnet_id(&spec.subnet_id);
         run_spot(request, &spec.tags, &spec.client_token).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pools_subnet_goes_on_the_primary_interface_only() {
+        let interface = |index: i32, subnet: Option<&str>| {
+            InstanceNetworkInterfaceSpecification::builder()
+                .device_index(index)
+                .set_subnet_id(subnet.map(str::to_owned))
+                .build()
+        };
+        let placed = on_subnet(
+            vec![interface(1, Some("subnet-second")), interface(0, None)],
+            "subnet-pool",
+        );
+        assert_eq!(placed[0].subnet_id(), Some("subnet-second"));
+        assert_eq!(placed[1].subnet_id(), Some("subnet-pool"));
+        let unnumbered = on_subnet(
+            vec![InstanceNetworkInterfaceSpecification::builder().build()],
+            "subnet-pool",
+        );
+        assert_eq!(unnumbered[0].device_index(), Some(0));
+        assert_eq!(unnumbered[0].subnet_id(), Some("subnet-pool"));
     }
 }
