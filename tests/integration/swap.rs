@@ -136,6 +136,37 @@ async fn a_template_with_network_interfaces_gets_the_pools_subnet_on_its_primary
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_detach_waits_for_the_target_groups_deregistration_delay() -> Result<()> {
+    // Three checks allowed by the request's settings; the replaced member drains for six
+    // (the target group's delay is 10 s, checks are 1 s apart).
+    let swap = Swap::start("swap-drain", NO_APPROVAL, |n| {
+        GroupSpec::new(&n).size(1, 2).draining_for(10)
+    })
+    .await?;
+    let old = snapshot(&swap.autoscaling, &swap.group).await?.members[0].clone();
+    swap.saga.proxy.forwarder.inject(
+        testbed::Fault::respond(
+            "DescribeTargetHealth",
+            r#"<DescribeTargetHealthResponse xmlns="http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/"><DescribeTargetHealthResult><TargetHealthDescriptions><member><Target><Id>{Targets.member.1.Id}</Id><Port>80</Port></Target><TargetHealth><State>draining</State><Reason>Target.DeregistrationInProgress</Reason></TargetHealth></member></TargetHealthDescriptions></DescribeTargetHealthResult><ResponseMetadata><RequestId>bed</RequestId></ResponseMetadata></DescribeTargetHealthResponse>"#,
+        )
+        .when_body_contains(&old)
+        .times(6),
+    );
+    let name = swap.saga.name("drain");
+
+    let (e, lowest) = swap.run(&name, "live").await?;
+
+    assert_eq!(e.status, ExecutionStatus::Succeeded, "{}", show(&e));
+    assert!(lowest >= 1, "in service fell to {lowest}");
+    assert!(
+        e.path.iter().filter(|s| *s == "CheckDetached").count() > 3,
+        "{:?}",
+        e.path
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_termination_refused_right_after_marking_the_member_is_retried() -> Result<()> {
     // IAM lets the detach step terminate only a member carrying the swap's mark, written just
     // before: until the tag reaches IAM, TerminateInstances may be refused.

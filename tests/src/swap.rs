@@ -31,6 +31,8 @@ pub struct GroupSpec {
     pub launch_hook: bool,
     /// The launch template declares its network interface (with a public address).
     pub network_interfaces: bool,
+    /// The target group's deregistration delay, in seconds (ELB's default 300 otherwise).
+    pub deregistration_delay: Option<u32>,
 }
 
 impl GroupSpec {
@@ -45,7 +47,15 @@ impl GroupSpec {
             spot_share: None,
             launch_hook: false,
             network_interfaces: false,
+            deregistration_delay: None,
         }
+    }
+
+    /// With a target group whose targets drain `seconds` after deregistration.
+    pub fn draining_for(mut self, seconds: u32) -> Self {
+        self.target_group = true;
+        self.deregistration_delay = Some(seconds);
+        self
     }
 
     pub fn with_network_interfaces(mut self) -> Self {
@@ -126,11 +136,24 @@ impl GroupSpec {
                 .vpc_id(&vpc)
                 .send()
                 .await?;
-            created
+            let arn = created
                 .target_groups()
                 .first()
                 .and_then(|t| t.target_group_arn())
-                .map(str::to_owned)
+                .map(str::to_owned);
+            if let (Some(arn), Some(seconds)) = (&arn, self.deregistration_delay) {
+                elb.modify_target_group_attributes()
+                    .target_group_arn(arn)
+                    .attributes(
+                        aws_sdk_elasticloadbalancingv2::types::TargetGroupAttribute::builder()
+                            .key("deregistration_delay.timeout_seconds")
+                            .value(seconds.to_string())
+                            .build(),
+                    )
+                    .send()
+                    .await?;
+            }
+            arn
         } else {
             None
         };

@@ -99,18 +99,31 @@ impl Detacher {
                 for r in &launch.replacements {
                     account.elb.deregister(&group.target_groups, &r.old).await?;
                 }
-                Ok(Outcome::Progress(Progress::pending(0)))
+                // The wait lasts as long as the target groups drain, up to an hour.
+                let delay = account
+                    .elb
+                    .deregistration_delay(&group.target_groups)
+                    .await?;
+                let settings = &input.state.discovery("detach")?.settings;
+                Ok(Outcome::Progress(
+                    Progress::pending(0).limited(swap::detach_checks(settings, delay)),
+                ))
             }
             Some(Phase::Check) => {
-                let limit = input.state.discovery("detach")?.settings.health_checks;
-                let checks = input.state.detach.as_ref().map_or(0, |p| p.checks) + 1;
+                let previous = input.state.detach.as_ref();
+                let limit = match previous.and_then(|p| p.limit) {
+                    Some(limit) => limit,
+                    None => input.state.discovery("detach")?.settings.health_checks,
+                };
+                let checks = previous.map_or(0, |p| p.checks) + 1;
                 let states = crate::attach::target_states(
                     &account,
                     &group,
                     launch.replacements.iter().map(|r| &r.old),
                 )
                 .await?;
-                swap::detach_progress(&group, launch, &states, checks, limit).map(Outcome::Progress)
+                swap::detach_progress(&group, launch, &states, checks, limit)
+                    .map(|p| Outcome::Progress(p.limited(limit)))
             }
             Some(Phase::Terminate) => {
                 swap::replacements_in_service(&group, launch)?;

@@ -110,7 +110,11 @@ impl Discoverer {
         if request.mode == SagaMode::Live {
             let now = SystemClock.now();
             let batches = i32::try_from(candidates.len().div_ceil(batch_size)).unwrap_or(i32::MAX);
-            let until = now + settings.longest_run() * batches.max(1);
+            // Each batch may also wait for its target groups to drain (at most an hour).
+            let until = now
+                + (settings.longest_run()
+                    + chrono::TimeDelta::seconds(i64::from(swap::LONGEST_DEREGISTRATION_DELAY)))
+                    * batches.max(1);
             if let Some(holder) = self
                 .ledger
                 .lock(&swap::lock_key(request), &input.execution, until, now)

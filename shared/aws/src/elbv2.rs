@@ -9,6 +9,9 @@ use spot_domain::AwsError;
 use crate::ec2::not_found;
 use crate::error::classify;
 
+/// ELB's deregistration delay when a target group does not say.
+const DEFAULT_DEREGISTRATION_DELAY: u32 = 300;
+
 /// ELBv2 in one account and region.
 #[derive(Debug, Clone)]
 pub struct LoadBalancing {
@@ -45,6 +48,29 @@ impl LoadBalancing {
             states.push((tg.clone(), state));
         }
         Ok(states)
+    }
+
+    /// The longest deregistration delay of `target_groups`, in seconds (0 without any): how
+    /// long a deregistered target drains before it leaves (ELB's default is 300 s).
+    pub async fn deregistration_delay(&self, target_groups: &[String]) -> Result<u32, AwsError> {
+        let mut longest = 0;
+        for tg in target_groups {
+            let answer = self
+                .client
+                .describe_target_group_attributes()
+                .target_group_arn(tg)
+                .send()
+                .await
+                .map_err(|e| classify("DescribeTargetGroupAttributes", e))?;
+            let delay = answer
+                .attributes()
+                .iter()
+                .find(|a| a.key() == Some("deregistration_delay.timeout_seconds"))
+                .and_then(|a| a.value()?.parse().ok())
+                .unwrap_or(DEFAULT_DEREGISTRATION_DELAY);
+            longest = longest.max(delay);
+        }
+        Ok(longest)
     }
 
     pub async fn deregister(

@@ -147,6 +147,10 @@ pub struct Progress {
     /// The ASG swap's batch (index of its first member): a new batch counts its checks afresh.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch: Option<usize>,
+    /// Checks this wait may take, when the step sized it from the resource (the detach's wait
+    /// from its target groups' deregistration delay) rather than from the settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
 }
 
 impl Progress {
@@ -155,6 +159,7 @@ impl Progress {
             status: StepStatus::Pending,
             checks,
             batch: None,
+            limit: None,
         }
     }
 
@@ -163,6 +168,14 @@ impl Progress {
             status: StepStatus::Ok,
             checks,
             batch: None,
+            limit: None,
+        }
+    }
+
+    pub fn limited(self, limit: u32) -> Self {
+        Self {
+            limit: Some(limit),
+            ..self
         }
     }
 

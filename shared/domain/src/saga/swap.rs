@@ -670,6 +670,19 @@ pub fn attach_progress(
 }
 
 /// The detach check: every replaced member out of the group and of each target group.
+/// ELB's longest deregistration delay, in seconds.
+pub const LONGEST_DEREGISTRATION_DELAY: u32 = 3600;
+
+/// How many checks the detach may wait: the settings' checks, plus the longest deregistration
+/// delay of the group's target groups (up to an hour: connections drain that long before a
+/// target leaves) in check intervals.
+pub fn detach_checks(settings: &Settings, deregistration_delay_seconds: u32) -> u32 {
+    let delay = deregistration_delay_seconds.min(LONGEST_DEREGISTRATION_DELAY);
+    settings
+        .health_checks
+        .saturating_add(delay.div_ceil(settings.wait_seconds.max(1)))
+}
+
 pub fn detach_progress(
     group: &Group,
     launch: &BatchLaunch,
@@ -816,6 +829,16 @@ pub fn record_id(swap_id: &str, old: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_detach_waits_as_long_as_the_target_groups_drain_up_to_an_hour() {
+        let settings = Settings::default(); // 40 checks, 15 s apart
+        assert_eq!(detach_checks(&settings, 0), 40);
+        assert_eq!(detach_checks(&settings, 300), 60);
+        assert_eq!(detach_checks(&settings, 301), 61);
+        assert_eq!(detach_checks(&settings, 3600), 280);
+        assert_eq!(detach_checks(&settings, u32::MAX), 280);
+    }
 
     fn member(id: &str) -> Member {
         Member {
