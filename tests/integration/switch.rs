@@ -605,6 +605,34 @@ async fn impaired_status_checks_roll_back_before_the_source_is_touched() -> Resu
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_image_wait_grows_with_the_sources_volumes() -> Result<()> {
+    let saga = SagaBed::start("switch-big", NO_APPROVAL).await?;
+    let big = Launch::new("m5.large")
+        .in_az("us-east-1b")
+        .volume_gib(500)
+        .run(&saga.bed.ec2())
+        .await?;
+    let mut shadow = request(&big, "shadow");
+    // The stack's pacing (120 image checks, 15 s apart: 30 minutes), as a request without its own.
+    shadow["settings"] = json!({"wait_seconds": 15});
+    let name = saga.name("big");
+
+    let e = saga.run(&name, &shadow).await?;
+
+    assert_eq!(e.status, ExecutionStatus::Succeeded, "{}", show(&e));
+    // 30 minutes plus 10 s per GiB of 500 GiB: (1800 + 5000) / 15 = 454 checks, or more.
+    let checks = e.output["plan"]["settings"]["image_checks"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        (454..=1000).contains(&checks),
+        "{checks}: {}",
+        e.output["plan"]["settings"]
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clone_not_yet_visible_is_waited_for_not_rolled_back() -> Result<()> {
     let saga = SagaBed::start("switch-unseen", NO_APPROVAL).await?;
     let source = source(&saga).await?;

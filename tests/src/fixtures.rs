@@ -22,6 +22,7 @@ pub struct Launch {
     /// Detailed (1-minute) monitoring.
     pub monitored: bool,
     pub tags: Vec<(String, String)>,
+    pub volume_gib: Option<i32>,
 }
 
 impl Launch {
@@ -32,6 +33,7 @@ impl Launch {
             spot: false,
             monitored: false,
             tags: Vec::new(),
+            volume_gib: None,
         }
     }
 
@@ -47,6 +49,12 @@ impl Launch {
 
     pub fn monitored(mut self) -> Self {
         self.monitored = true;
+        self
+    }
+
+    /// With a root volume of `gib` GiB.
+    pub fn volume_gib(mut self, gib: i32) -> Self {
+        self.volume_gib = Some(gib);
         self
     }
 
@@ -74,6 +82,18 @@ impl Launch {
                     .enabled(self.monitored)
                     .build(),
             );
+        if let Some(gib) = self.volume_gib {
+            request = request.block_device_mappings(
+                aws_sdk_ec2::types::BlockDeviceMapping::builder()
+                    .device_name("/dev/xvda")
+                    .ebs(
+                        aws_sdk_ec2::types::EbsBlockDevice::builder()
+                            .volume_size(gib)
+                            .build(),
+                    )
+                    .build(),
+            );
+        }
         if self.spot {
             request = request.instance_market_options(
                 InstanceMarketOptionsRequest::builder()

@@ -77,11 +77,8 @@ impl Planner {
         request.validate()?;
         // The stack decides whether a saga may act: a request may lower the mode, never raise it.
         request.mode = request.mode.gated(&self.config.live, &request.account_id);
-        let settings = request
-            .settings
-            .clone()
-            .unwrap_or_default()
-            .resolve(self.config.settings)?;
+        let requested = request.settings.clone().unwrap_or_default();
+        let mut settings = requested.resolve(self.config.settings)?;
         let request = &request;
         let account = self
             .reach
@@ -94,6 +91,8 @@ impl Planner {
                 request.instance_id, request.region
             ))
         })?;
+        // The first snapshot of large volumes takes longer than the stack's image wait.
+        settings.image_checks = switch::image_checks(&settings, requested.image_checks, &source);
         let refusals = switch::ineligibility(&source);
         if !refusals.is_empty() {
             return Err(StepError::not_eligible(format!(

@@ -298,6 +298,30 @@ impl SwitchState {
 
 // ---- decisions --------------------------------------------------------------------------------------
 
+/// How long the first snapshot of a volume may take, in seconds per GiB (about 100 MiB/s; a
+/// first snapshot copies every written block, later ones only changes).
+pub const IMAGE_SECONDS_PER_GIB: u64 = 10;
+/// The image wait's fixed part, in seconds (registering the image, small volumes).
+pub const IMAGE_BASE_SECONDS: u64 = 1800;
+
+/// The image checks a switch of `source` may wait: the stack's count, raised to cover the first
+/// snapshot of the source's EBS volumes (30 min plus 10 s per GiB), within the settings' bounds
+/// (at most 1000 checks, about 4 h at 15 s). A request that names `image_checks` keeps its own.
+pub fn image_checks(settings: &Settings, requested: Option<u32>, source: &SourceInstance) -> u32 {
+    if let Some(checks) = requested {
+        return checks;
+    }
+    let gib: u64 = source
+        .block_devices
+        .iter()
+        .map(|b| u64::from(b.size_gb))
+        .sum();
+    let seconds = IMAGE_BASE_SECONDS + gib * IMAGE_SECONDS_PER_GIB;
+    let needed = seconds.div_ceil(u64::from(settings.wait_seconds.max(1)));
+    let needed = u32::try_from(needed).unwrap_or(u32::MAX);
+    settings.image_checks.max(needed).min(Settings::CHECKS.1)
+}
+
 /// The image step's verdict on the image's state at its `checks`-th check of at most `limit`
 /// (`None`: not found, which right after `CreateImage` may only mean not yet visible).
 pub fn image_verdict(
@@ -617,6 +641,34 @@ mod tests {
         let (level, reasons) = risk(Environment::Prod, &big, &candidate(4));
         assert_eq!(level, Risk::Critical);
         assert_eq!(reasons.len(), 5, "{reasons:?}");
+    }
+
+    #[test]
+    fn the_image_wait_grows_with_the_sources_volumes_unless_the_request_names_it() {
+        let mut source: SourceInstance = serde_json::from_value(json!({
+            "instance_id": "i-1", "instance_type": "m5.large", "state": "running",
+            "architecture": "x86_64", "vcpus": 2, "memory_mib": 8192, "az_name": "us-east-1a",
+            "az_id": "use1-az1", "vpc_id": "vpc-1", "subnet_id": "subnet-1",
+            "security_group_ids": [], "ebs_optimized": true, "root_device_type": "ebs",
+            "block_devices": [], "tags": {}
+        }))
+        .unwrap();
+        let settings = Settings::default(); // 120 checks, 15 s apart: 30 min
+        assert_eq!(image_checks(&settings, None, &source), 120);
+        let volume = |size_gb| crate::instance::BlockDevice {
+            device_name: "/dev/xvda".into(),
+            volume_id: "vol-1".into(),
+            size_gb,
+            volume_type: "gp3".into(),
+            delete_on_termination: true,
+        };
+        source.block_devices = vec![volume(8)];
+        assert_eq!(image_checks(&settings, None, &source), 126); // 1880 s
+        source.block_devices = vec![volume(100), volume(1024)];
+        assert_eq!(image_checks(&settings, None, &source), 870); // 13040 s
+        source.block_devices = vec![volume(16_384)];
+        assert_eq!(image_checks(&settings, None, &source), 1000);
+        assert_eq!(image_checks(&settings, Some(3), &source), 3);
     }
 
     #[test]
