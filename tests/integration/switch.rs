@@ -522,6 +522,37 @@ async fn no_capacity_in_the_best_pool_holds_it_and_the_next_pool_is_used() -> Re
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_that_refuses_the_type_is_passed_over_without_a_capacity_hold() -> Result<()> {
+    let saga = SagaBed::start("switch-unsupported", NO_APPROVAL).await?;
+    let source = source(&saga).await?;
+    // EC2's answer when the image lacks what the type needs (ENA, NVMe, boot mode): another type
+    // may take it, and the pool has nothing wrong with its capacity.
+    saga.proxy
+        .forwarder
+        .inject(Fault::new("RunInstances", "InvalidParameterCombination", 400).times(1));
+    let name = saga.name("unsupported");
+
+    let e = saga.run(&name, &request(&source, "live")).await?;
+
+    assert_eq!(e.status, ExecutionStatus::Succeeded, "{}", show(&e));
+    assert_eq!(e.output["launch"]["pool"], SECOND);
+    assert_eq!(e.output["launch"]["skipped"][0]["what"], BEST);
+    assert_eq!(e.output["launch"]["skipped"][0]["reason"], "launch_refused");
+    assert!(saga.quarantine_table().get(&BEST.parse()?).await?.is_none());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launch_refused_in_every_pool_rolls_back_as_an_aws_error() -> Result<()> {
+    let refused = Fault::new("RunInstances", "Unsupported", 400);
+    let (saga, e) =
+        fails_with("switch-unsupported-all", vec![refused], ErrorName::AwsError).await?;
+    assert!(show(&e).contains("Unsupported"), "{}", show(&e));
+    assert_eq!(stop_calls(&saga), 0);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_capacity_anywhere_rolls_back() -> Result<()> {
     let ice = Fault::new("RunInstances", "InsufficientInstanceCapacity", 500);
     let (saga, _) =

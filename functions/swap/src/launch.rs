@@ -11,7 +11,7 @@ use spot_domain::instance::{GroupLaunchSpec, Launched};
 use spot_domain::market::{self, Candidate, Exclusion, ExclusionReason};
 use spot_domain::pool::gatekeeper::{self, Gate};
 use spot_domain::saga::StepError;
-use spot_domain::saga::launch::first_open_pool;
+use spot_domain::saga::launch::{first_open_pool, no_pool_error};
 use spot_domain::saga::swap::{
     self, BatchLaunch, LaunchSource, MemberPlan, Replacement, SwapInput,
 };
@@ -172,9 +172,13 @@ impl Launcher {
                 }
                 Err(skipped) => {
                     short_of_capacity = true;
+                    let reason = match no_pool_error(&skipped) {
+                        ErrorName::InsufficientCapacity => ExclusionReason::NoCapacity,
+                        _ => ExclusionReason::LaunchRefused,
+                    };
                     not_replaced.push(Exclusion::new(
                         &member.instance_id,
-                        ExclusionReason::NoCapacity,
+                        reason,
                         format!(
                             "no pool could launch its replacement ({})",
                             market::explain(&skipped, usize::MAX)
@@ -185,7 +189,7 @@ impl Launcher {
         }
         if replacements.is_empty() && short_of_capacity {
             return Err(StepError::new(
-                ErrorName::InsufficientCapacity,
+                no_pool_error(&not_replaced),
                 market::explain(&not_replaced, usize::MAX),
             ));
         }

@@ -143,6 +143,10 @@ pub enum Launched {
     Instance(String),
     /// The pool has no Spot capacity now (`InsufficientInstanceCapacity` and the like).
     NoCapacity(String),
+    /// EC2 refused this instance type or AZ for the request (`Unsupported`,
+    /// `InvalidParameterCombination`…, e.g. an image without ENA on a type that needs it): the
+    /// next pool may take it.
+    Refused(String),
 }
 
 /// 2/2 status checks, as EC2 reports them.

@@ -83,6 +83,18 @@ fn on_subnet(
     interfaces
 }
 
+/// Error codes EC2 gives a request this instance type or AZ cannot serve: the type is not
+/// offered in the AZ (`Unsupported`), the image does not suit the type (ENA, NVMe, boot mode,
+/// architecture: `InvalidParameterCombination`, `InvalidParameterValue`), or the type cannot run
+/// as asked (`UnsupportedOperation`). Another pool may serve it; one that fails in every pool
+/// fails the step with every reason.
+pub const POOL_REFUSALS: &[&str] = &[
+    "Unsupported",
+    "UnsupportedOperation",
+    "InvalidParameterCombination",
+    "InvalidParameterValue",
+];
+
 /// Error codes meaning "this pool has no Spot capacity for you now": try another pool.
 pub const NO_CAPACITY: &[&str] = &[
     "InsufficientInstanceCapacity",
@@ -138,6 +150,13 @@ async fn run_spot(
             .ok_or_else(|| invalid_data("RunInstances", "no instance in the answer")),
         Err(e) if e.code().is_some_and(|c| NO_CAPACITY.contains(&c)) => {
             Ok(Launched::NoCapacity(format!(
+                "{}: {}",
+                e.code().unwrap_or_default(),
+                e.message().unwrap_or_default()
+            )))
+        }
+        Err(e) if e.code().is_some_and(|c| POOL_REFUSALS.contains(&c)) => {
+            Ok(Launched::Refused(format!(
                 "{}: {}",
                 e.code().unwrap_or_default(),
                 e.message().unwrap_or_default()

@@ -38,6 +38,8 @@ pub enum ExclusionReason {
     NotCheaper,
     /// The launch was refused for lack of capacity.
     NoCapacity,
+    /// The launch was refused for this type or AZ (not for capacity).
+    LaunchRefused,
     // ---- members of a group, and sources
     AlreadySpot,
     NotInService,

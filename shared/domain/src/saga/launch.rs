@@ -4,7 +4,7 @@
 
 use std::future::Future;
 
-use crate::error::AwsError;
+use crate::error::{AwsError, ErrorName};
 use crate::instance::Launched;
 use crate::market::{Candidate, Exclusion, ExclusionReason};
 
@@ -19,7 +19,8 @@ pub struct Taken {
 }
 
 /// Tries `candidates` in order: a pool `quarantined` answers `Some(why)` for is passed over without
-/// a launch; one whose `launch` answers no capacity is passed over after it. `Ok(Err(skipped))`:
+/// a launch; one whose `launch` answers no capacity, or refuses this type or AZ, is passed over
+/// after it. `Ok(Err(skipped))`:
 /// no pool took it, each with its reason. An AWS error other than capacity ends the attempt.
 pub async fn first_open_pool<'a, Q, QF, L, LF>(
     candidates: &'a [Candidate],
@@ -55,9 +56,29 @@ where
                 ExclusionReason::NoCapacity,
                 why,
             )),
+            Launched::Refused(why) => skipped.push(Exclusion::new(
+                candidate.pool.to_string(),
+                ExclusionReason::LaunchRefused,
+                why,
+            )),
         }
     }
     Ok(Err(skipped))
+}
+
+/// The error when no pool took the launch: `InsufficientCapacity` if capacity (or a quarantine)
+/// stopped any pool, else `AwsError`: EC2 refused the request in every pool, which no other pool
+/// will fix.
+pub fn no_pool_error(skipped: &[Exclusion]) -> ErrorName {
+    let refused_everywhere = !skipped.is_empty()
+        && skipped
+            .iter()
+            .all(|e| e.reason == ExclusionReason::LaunchRefused);
+    if refused_everywhere {
+        ErrorName::AwsError
+    } else {
+        ErrorName::InsufficientCapacity
+    }
 }
 
 #[cfg(test)]
@@ -149,6 +170,39 @@ mod tests {
         let (answer, tried) = choose(&[], &[], &[]);
         assert!(answer.unwrap_err().is_empty());
         assert!(tried.is_empty());
+    }
+
+    #[test]
+    fn a_pool_that_refuses_the_type_is_passed_over_and_a_refusal_everywhere_is_an_aws_error() {
+        let refused = |types: &[&str], refusing: &'static [&'static str]| {
+            futures::executor::block_on(first_open_pool(
+                &candidates(types),
+                |_| async { Ok(None) },
+                |i, c| {
+                    let refuses = refusing.contains(&c.instance_type.as_str());
+                    async move {
+                        Ok(if refuses {
+                            Launched::Refused("InvalidParameterCombination: ENA required".into())
+                        } else {
+                            Launched::Instance(format!("i-{i}"))
+                        })
+                    }
+                },
+            ))
+            .unwrap()
+        };
+        let taken = refused(&["a.large", "b.large"], &["a.large"]).unwrap();
+        assert_eq!(taken.index, 1);
+        assert_eq!(taken.skipped[0].reason, ExclusionReason::LaunchRefused);
+
+        let everywhere = refused(&["a.large", "b.large"], &["a.large", "b.large"]).unwrap_err();
+        assert_eq!(no_pool_error(&everywhere), ErrorName::AwsError);
+        let (mixed, _) = choose(&["a.large"], &[], &["a.large"]);
+        assert_eq!(
+            no_pool_error(&mixed.unwrap_err()),
+            ErrorName::InsufficientCapacity
+        );
+        assert_eq!(no_pool_error(&[]), ErrorName::InsufficientCapacity);
     }
 
     #[test]
