@@ -136,6 +136,37 @@ async fn a_template_with_network_interfaces_gets_the_pools_subnet_on_its_primary
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_windows_member_is_left_out_because_it_would_be_priced_as_linux() -> Result<()> {
+    let swap = Swap::start("swap-windows", NO_APPROVAL, |n| {
+        GroupSpec::new(&n).size(2, 3)
+    })
+    .await?;
+    // EC2 names the billing platform in `platformDetails`, moto leaves it out: the first member
+    // of each answer runs Windows.
+    swap.saga.proxy.forwarder.inject(testbed::Fault::rewrite(
+        "DescribeInstances",
+        "<instanceType>m5.large</instanceType>",
+        "<instanceType>m5.large</instanceType><platformDetails>Windows</platformDetails>",
+    ));
+    let name = swap.saga.name("windows");
+
+    let (e, _) = swap.run(&name, "shadow").await?;
+
+    assert_eq!(e.status, ExecutionStatus::Succeeded, "{}", show(&e));
+    let plan = &e.output["plan"];
+    assert_eq!(plan["members"].as_array().map(Vec::len), Some(1), "{plan}");
+    let skipped = plan["skipped"].as_array().cloned().unwrap_or_default();
+    assert!(
+        skipped.iter().any(|x| x["reason"] == "unpriced_platform"
+            && x["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("runs Windows"))),
+        "{plan}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_detach_waits_for_the_target_groups_deregistration_delay() -> Result<()> {
     // Three checks allowed by the request's settings; the replaced member drains for six
     // (the target group's delay is 10 s, checks are 1 s apart).

@@ -636,6 +636,43 @@ async fn impaired_status_checks_roll_back_before_the_source_is_touched() -> Resu
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_xen_era_source_is_never_planned_onto_a_nitro_type() -> Result<()> {
+    // An m4 runs on Xen without ENA or NVMe: its OS has not shown the drivers an m5 needs, and
+    // would hang at boot there. An r4 (Xen, ENA optional) can take it.
+    let saga = SagaBed::start("switch-xen", NO_APPROVAL).await?;
+    let xen = Launch::new("m4.large")
+        .in_az("us-east-1b")
+        .run(&saga.bed.ec2())
+        .await?;
+    let mut shadow = request(&xen, "shadow");
+    shadow["target"]["instance_types"] = json!(["m5.large", "r4.large"]);
+    let name = saga.name("xen");
+
+    let e = saga.run(&name, &shadow).await?;
+
+    assert_eq!(e.status, ExecutionStatus::Succeeded, "{}", show(&e));
+    let plan = &e.output["plan"];
+    let planned: Vec<&str> = plan["candidates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["instance_type"].as_str())
+        .collect();
+    assert!(
+        !planned.is_empty() && planned.iter().all(|t| *t == "r4.large"),
+        "{plan}"
+    );
+    let m5 = plan["exclusions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|x| x["what"] == "m5.large")
+        .unwrap_or_else(|| panic!("m5.large is not excluded: {plan}"));
+    assert_eq!(m5["reason"], "incompatible", "{m5}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_image_wait_grows_with_the_sources_volumes() -> Result<()> {
     let saga = SagaBed::start("switch-big", NO_APPROVAL).await?;
     let big = Launch::new("m5.large")
@@ -805,6 +842,35 @@ async fn a_throttled_step_is_retried_and_the_switch_completes() -> Result<()> {
 
     assert_eq!(e.status, ExecutionStatus::Succeeded, "{}", show(&e));
     assert_eq!(clones(&saga.bed.ec2(), &name).await?.len(), 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_windows_source_is_refused_because_it_would_be_priced_as_linux() -> Result<()> {
+    let saga = SagaBed::start("switch-windows", NO_APPROVAL).await?;
+    let source = source(&saga).await?;
+    // EC2 names the billing platform in `platformDetails`; moto leaves it out.
+    saga.proxy.forwarder.inject(Fault::rewrite(
+        "DescribeInstances",
+        "<instanceType>m5.large</instanceType>",
+        "<instanceType>m5.large</instanceType><platformDetails>Windows</platformDetails>",
+    ));
+    let name = saga.name("windows");
+
+    let e = saga.run(&name, &request(&source, "live")).await?;
+
+    assert_eq!(
+        e.error.as_deref(),
+        Some(ErrorName::NotEligible.as_str()),
+        "{}",
+        show(&e)
+    );
+    assert!(show(&e).contains("runs Windows"), "{}", show(&e));
+    assert_eq!(
+        state(&saga.bed.ec2(), &source).await?,
+        InstanceStateName::Running
+    );
+    assert!(clones(&saga.bed.ec2(), &name).await?.is_empty());
     Ok(())
 }
 

@@ -86,6 +86,9 @@ pub struct Fault {
     /// Forward the call (its effect happens), then POST here (the gateway's kill of the calling
     /// function) before answering: the process dies right after its AWS call.
     pub kill: Option<String>,
+    /// Forward the call, then replace the first text with the second in moto's answer: a field
+    /// EC2 gives that moto leaves out (e.g. an instance's `platformDetails`).
+    pub rewrite: Option<(String, String)>,
 }
 
 impl Fault {
@@ -100,6 +103,7 @@ impl Fault {
             body_contains: None,
             body: None,
             kill: None,
+            rewrite: None,
         }
     }
 
@@ -117,6 +121,14 @@ impl Fault {
     pub fn respond(operation: &str, body: &str) -> Self {
         Self {
             body: Some(body.into()),
+            ..Self::new(operation, "", 200)
+        }
+    }
+
+    /// Lets `operation` through and edits its answer, see [`Fault::rewrite`].
+    pub fn rewrite(operation: &str, from: &str, to: &str) -> Self {
+        Self {
+            rewrite: Some((from.into(), to.into())),
             ..Self::new(operation, "", 200)
         }
     }
@@ -232,12 +244,17 @@ impl Forwarder {
             .to_bytes();
         let call = identify(&parts.headers, &body);
         let mut kill = None;
+        let mut rewrite = None;
         if let Some(call) = &call {
             let fault = take_fault(&mut self.state.lock().unwrap().faults, call, &body);
             match fault {
                 Some(Fault {
                     kill: Some(url), ..
                 }) => kill = Some(url),
+                Some(Fault {
+                    rewrite: Some(edit),
+                    ..
+                }) => rewrite = Some(edit),
                 Some(fault) => {
                     self.state.lock().unwrap().calls.push(call.clone());
                     return Ok(match &fault.body {
@@ -278,8 +295,12 @@ impl Forwarder {
             upstream = upstream.header(name, value);
         }
         let answer = self.client.request(upstream.body(Full::new(body))?).await?;
-        let (parts, body) = answer.into_parts();
-        let body = body.collect().await?.to_bytes();
+        let (mut parts, body) = answer.into_parts();
+        let mut body = body.collect().await?.to_bytes();
+        if let Some((from, to)) = rewrite {
+            body = Bytes::from(String::from_utf8_lossy(&body).replacen(&from, &to, 1));
+            parts.headers.remove(hyper::header::CONTENT_LENGTH);
+        }
         if let Some(call) = call {
             let upstream = started.elapsed();
             self.state.lock().unwrap().calls.push(Call {

@@ -77,7 +77,12 @@ impl Planner {
         let mut sources = Vec::new();
         for id in &ids {
             match found.iter().find(|s| &s.instance_id == id) {
-                Some(s) => sources.push(s.clone()),
+                Some(s) => match s.unpriced_platform() {
+                    Some(why) => {
+                        skipped.push(Exclusion::new(id, ExclusionReason::UnpricedPlatform, why));
+                    }
+                    None => sources.push(s.clone()),
+                },
                 None => skipped.push(Exclusion::new(
                     id,
                     ExclusionReason::NoLongerExists,

@@ -61,6 +61,43 @@ pub struct SourceInstance {
     /// Stop protection (`DisableApiStop`): a Spot instance cannot carry it.
     #[serde(default)]
     pub stop_protection: bool,
+    /// What its OS has shown it runs with; `None` when EC2 did not describe its type.
+    #[serde(default)]
+    pub drivers: Option<Drivers>,
+    /// Its billing platform, as EC2's `PlatformDetails` names it (`Linux/UNIX`, `Windows`,
+    /// `Red Hat Enterprise Linux`…); `None` when EC2 did not say.
+    #[serde(default)]
+    pub platform: Option<String>,
+}
+
+/// The platform the optimizer prices: the on-demand catalog and the Spot prices it reads are
+/// Linux/UNIX ones.
+pub const PRICED_PLATFORM: &str = "Linux/UNIX";
+
+impl SourceInstance {
+    /// Why it cannot be priced, if it cannot: another platform pays another price (Windows, RHEL
+    /// and SUSE carry a licence in both prices), so its saving would be wrong.
+    pub fn unpriced_platform(&self) -> Option<String> {
+        match self.platform.as_deref() {
+            Some(p) if p != PRICED_PLATFORM => Some(format!(
+                "runs {p}: only {PRICED_PLATFORM} is priced, on demand and on Spot"
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// What an instance's OS has shown it can run with, judged by where it runs now (AWS keeps no
+/// driver list for an image): a type that needs ENA, NVMe or a boot mode the OS lacks leaves the
+/// instance stuck at boot or unreachable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Drivers {
+    /// It runs with ENA: on a type that requires it, or with `enaSupport` set.
+    pub ena: bool,
+    /// Its EBS volumes appear as NVMe devices: it runs on a type that requires NVMe (Nitro).
+    pub nvme: bool,
+    /// `legacy-bios` or `uefi`.
+    pub boot_mode: String,
 }
 
 /// An instance's metadata service settings, as EC2 names their values (`HttpTokens` `required`
@@ -155,4 +192,25 @@ pub struct InstanceHealth {
     pub state: String,
     pub system: String,
     pub instance: String,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_linux_unix_is_priced_and_an_unknown_platform_is_taken_as_linux() {
+        let mut source = crate::testing::source_instance();
+        assert_eq!(source.unpriced_platform(), None);
+        for platform in [
+            "Windows",
+            "Red Hat Enterprise Linux",
+            "SUSE Linux",
+            "Ubuntu Pro",
+        ] {
+            source.platform = Some(platform.into());
+            let why = source.unpriced_platform().unwrap();
+            assert!(why.contains(platform), "{why}");
+        }
+        source.platform = None;
+        assert_eq!(source.unpriced_platform(), None);
+    }
 }

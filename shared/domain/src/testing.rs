@@ -126,5 +126,11 @@ pub fn source_instance() -> crate::instance::SourceInstance {
         detailed_monitoring: false,
         termination_protection: false,
         stop_protection: false,
+        drivers: Some(crate::instance::Drivers {
+            ena: true,
+            nvme: true,
+            boot_mode: "legacy-bios".into(),
+        }),
+        platform: Some("Linux/UNIX".into()),
     }
 }

@@ -4,8 +4,9 @@
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{Filter, InstanceAttributeName, InstanceType, MonitoringState, Tag};
 use spot_domain::instance::{
-    BlockDevice, ElasticIp, InstanceHealth, MetadataPosture, SourceInstance,
+    BlockDevice, Drivers, ElasticIp, InstanceHealth, MetadataPosture, SourceInstance,
 };
+use spot_domain::market::Support;
 use spot_domain::saga::route::Routable;
 use spot_domain::tags::{EXEMPT_TAG, Tags};
 use spot_domain::{AwsError, AwsErrorKind};
@@ -98,7 +99,47 @@ fn placement_of(
             .is_some_and(|s| matches!(s, MonitoringState::Enabled | MonitoringState::Pending)),
         termination_protection: false,
         stop_protection: false,
+        drivers: info.map(|t| drivers(i, t)),
+        platform: i
+            .platform_details()
+            .map(str::to_owned)
+            .or_else(|| i.platform().map(|_| "Windows".to_owned())),
     })
+}
+
+/// What `i`'s OS has shown it runs with, from its type and its own attributes.
+fn drivers(i: &aws_sdk_ec2::types::Instance, t: &aws_sdk_ec2::types::InstanceTypeInfo) -> Drivers {
+    let ena = super::market::support(
+        t.network_info()
+            .and_then(|n| n.ena_support())
+            .map(|e| e.as_str()),
+    );
+    let nvme = super::market::support(
+        t.ebs_info()
+            .and_then(|e| e.nvme_support())
+            .map(|e| e.as_str()),
+    );
+    let modes: Vec<&str> = t
+        .supported_boot_modes()
+        .iter()
+        .map(|m| m.as_str())
+        .collect();
+    let boot_mode = i
+        .current_instance_boot_mode()
+        .map(|m| m.as_str().to_owned())
+        .or_else(|| i.boot_mode().map(|m| m.as_str().to_owned()))
+        // A type that boots one way runs an image that boots that way.
+        .or_else(|| (modes.len() == 1).then(|| modes[0].to_owned()))
+        // EC2's default for an image that does not say: legacy BIOS on x86, UEFI on Arm.
+        .unwrap_or_else(|| match i.architecture().map(|a| a.as_str()) {
+            Some("arm64") => "uefi".into(),
+            _ => "legacy-bios".into(),
+        });
+    Drivers {
+        ena: ena == Support::Required || i.ena_support() == Some(true),
+        nvme: nvme == Support::Required,
+        boot_mode,
+    }
 }
 
 impl Ec2 {

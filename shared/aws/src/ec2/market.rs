@@ -3,7 +3,7 @@
 use aws_sdk_ec2::types::{Filter, InstanceType};
 use chrono::{DateTime, Utc};
 use spot_domain::AwsError;
-use spot_domain::market::{InstanceTypeInfo, SpotPrice, SubnetInfo, TypeQuery};
+use spot_domain::market::{InstanceTypeInfo, SpotPrice, SubnetInfo, Support, TypeQuery};
 
 use super::Ec2;
 use crate::error::classify;
@@ -148,5 +148,29 @@ fn type_info(t: &aws_sdk_ec2::types::InstanceTypeInfo) -> Option<InstanceTypeInf
             .any(|u| u.as_str() == "spot"),
         current_generation: t.current_generation().unwrap_or(false),
         bare_metal: t.bare_metal().unwrap_or(false),
+        ena: support(
+            t.network_info()
+                .and_then(|n| n.ena_support())
+                .map(|e| e.as_str()),
+        ),
+        nvme: support(
+            t.ebs_info()
+                .and_then(|e| e.nvme_support())
+                .map(|e| e.as_str()),
+        ),
+        boot_modes: t
+            .supported_boot_modes()
+            .iter()
+            .map(|m| m.as_str().to_owned())
+            .collect(),
     })
+}
+
+/// EC2's `required` / `supported` / `unsupported`.
+pub(crate) fn support(value: Option<&str>) -> Support {
+    match value {
+        Some("required") => Support::Required,
+        Some("unsupported") => Support::Unsupported,
+        _ => Support::Supported,
+    }
 }

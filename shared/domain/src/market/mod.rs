@@ -12,8 +12,8 @@ use crate::error::ErrorName;
 
 pub use catalog::Catalog;
 pub use ranking::{
-    Candidate, InstanceTypeInfo, LOW_CONFIDENCE_BAND, Market, SpotPrice, SubnetInfo, TypeQuery,
-    compatible_types, rank,
+    Candidate, InstanceTypeInfo, LOW_CONFIDENCE_BAND, Market, SpotPrice, SubnetInfo, Support,
+    TypeQuery, compatible_types, rank,
 };
 
 /// Why something was left out of a plan: an instance type, an AZ, a pool or a member.
@@ -28,6 +28,8 @@ pub enum ExclusionReason {
     BareMetal,
     PreviousGeneration,
     UnknownType,
+    /// Needs what the source's OS has not shown it has (ENA, NVMe, a boot mode).
+    Incompatible,
     // ---- AZs and pools
     NoSubnet,
     /// A recent interruption or rebalance signal (the gatekeeper).
@@ -42,6 +44,8 @@ pub enum ExclusionReason {
     LaunchRefused,
     // ---- members of a group, and sources
     AlreadySpot,
+    /// A platform other than Linux/UNIX, which the optimizer does not price.
+    UnpricedPlatform,
     NotInService,
     Exempt,
     ProtectedFromScaleIn,

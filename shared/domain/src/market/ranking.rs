@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::instance::SourceInstance;
+use crate::instance::{Drivers, SourceInstance};
 use crate::market::catalog::Catalog;
 use crate::market::{Exclusion, ExclusionReason};
 use crate::pool::PoolKey;
@@ -22,6 +22,44 @@ pub struct InstanceTypeInfo {
     pub spot: bool,
     pub current_generation: bool,
     pub bare_metal: bool,
+    /// ENA: `required` by Nitro types.
+    #[serde(default)]
+    pub ena: Support,
+    /// EBS volumes as NVMe devices: `required` by Nitro types.
+    #[serde(default)]
+    pub nvme: Support,
+    /// `legacy-bios`, `uefi`; empty when EC2 did not say.
+    #[serde(default)]
+    pub boot_modes: Vec<String>,
+}
+
+/// Whether an instance type needs, offers or lacks a feature, as EC2 says.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Support {
+    Required,
+    /// Offered, or not said.
+    #[default]
+    Supported,
+    Unsupported,
+}
+
+/// Why a candidate type could not run the source's OS, if it could not.
+pub fn incompatibility(drivers: Option<&Drivers>, t: &InstanceTypeInfo) -> Option<String> {
+    let d = drivers?;
+    if t.ena == Support::Required && !d.ena {
+        Some("requires ENA, which the source's OS has not shown (it runs without it)".into())
+    } else if t.nvme == Support::Required && !d.nvme {
+        Some("exposes EBS as NVMe; the source runs on a type without NVMe".into())
+    } else if !t.boot_modes.is_empty() && !t.boot_modes.contains(&d.boot_mode) {
+        Some(format!(
+            "boots {} only; the source boots {}",
+            t.boot_modes.join("/"),
+            d.boot_mode
+        ))
+    } else {
+        None
+    }
 }
 
 /// How far a candidate may exceed the source: a clone twice the size is a different workload bill.
@@ -104,6 +142,8 @@ pub fn compatible_types(
             Some((R::NotOnSpot, "not offered on Spot".to_owned()))
         } else if t.bare_metal {
             Some((R::BareMetal, "bare metal".to_owned()))
+        } else if let Some(why) = incompatibility(source.drivers.as_ref(), t) {
+            Some((R::Incompatible, why))
         } else if !t.current_generation && !wanted.contains(name) {
             Some((R::PreviousGeneration, "previous generation".to_owned()))
         } else {
@@ -306,7 +346,59 @@ mod tests {
             spot: true,
             current_generation: true,
             bare_metal: false,
+            ena: Support::Required,
+            nvme: Support::Required,
+            boot_modes: vec!["legacy-bios".into(), "uefi".into()],
         }
+    }
+
+    #[test]
+    fn a_type_needing_what_the_sources_os_has_not_shown_is_excluded_with_why() {
+        let xen = Drivers {
+            ena: false,
+            nvme: false,
+            boot_mode: "legacy-bios".into(),
+        };
+        let nitro = t("m5.large", "x86_64", 2, 8);
+        let mut old = t("m4.large", "x86_64", 2, 8);
+        old.ena = Support::Unsupported;
+        old.nvme = Support::Unsupported;
+        old.boot_modes = vec!["legacy-bios".into()];
+        assert!(incompatibility(Some(&xen), &nitro).unwrap().contains("ENA"));
+        let ena_only = Drivers {
+            ena: true,
+            ..xen.clone()
+        };
+        assert!(
+            incompatibility(Some(&ena_only), &nitro)
+                .unwrap()
+                .contains("NVMe")
+        );
+        assert_eq!(incompatibility(Some(&xen), &old), None);
+        let uefi = Drivers {
+            ena: true,
+            nvme: true,
+            boot_mode: "uefi".into(),
+        };
+        assert!(
+            incompatibility(Some(&uefi), &old)
+                .unwrap()
+                .contains("boots legacy-bios only")
+        );
+        assert_eq!(incompatibility(Some(&uefi), &nitro), None);
+        assert_eq!(
+            incompatibility(None, &nitro),
+            None,
+            "unknown drivers: no judgement"
+        );
+
+        let mut source = source();
+        source.drivers = Some(xen);
+        let wanted = vec!["m5.large".to_owned(), "m4.large".to_owned()];
+        let (ok, excluded) = compatible_types(&source, &[nitro, old], &wanted);
+        assert_eq!(ok.len(), 1);
+        assert_eq!(ok[0].instance_type, "m4.large");
+        assert_eq!(excluded[0].reason, ExclusionReason::Incompatible);
     }
 
     #[test]

@@ -113,6 +113,9 @@ pub fn ineligibility(source: &SourceInstance) -> Vec<String> {
     if source.stop_protection {
         reasons.push("stop protection is on: a Spot instance cannot carry it".to_owned());
     }
+    if let Some(why) = source.unpriced_platform() {
+        reasons.push(why);
+    }
     reasons
 }
 
