@@ -612,6 +612,53 @@ mod tests {
         assert!(problems.is_empty(), "{}", problems.join("\n"));
     }
 
+    /// Launching from volumes encrypted with a customer-managed key, or restarting such an
+    /// instance, needs the key through EC2: every role that launches or starts instances may use
+    /// keys, only via EC2, and grant them only to AWS resources.
+    #[test]
+    fn every_launcher_and_restarter_may_use_customer_managed_keys_only_through_ec2() {
+        let all = allows();
+        let owner = |s: &Statement| s.origin.split(' ').next().unwrap_or_default().to_owned();
+        let users: std::collections::BTreeSet<String> = all
+            .iter()
+            .filter(|s| s.has("ec2:RunInstances") || s.has("ec2:StartInstances"))
+            .map(owner)
+            .collect();
+        assert!(users.len() >= 5, "{users:?}");
+        let mut problems = Vec::new();
+        for user in &users {
+            let mine: Vec<&Statement> = all.iter().filter(|s| owner(s) == *user).collect();
+            for action in [
+                "kms:Decrypt",
+                "kms:GenerateDataKeyWithoutPlaintext",
+                "kms:CreateGrant",
+            ] {
+                if !mine.iter().any(|s| s.has(action)) {
+                    problems.push(format!("{user}: no {action}"));
+                }
+            }
+        }
+        for s in all
+            .iter()
+            .filter(|s| s.actions.iter().any(|a| a.starts_with("kms:")))
+        {
+            if s.condition("StringLike", "kms:ViaService")
+                .and_then(Value::as_str)
+                != Some("ec2.*.amazonaws.com")
+            {
+                problems.push(format!("{}: KMS not only through EC2", s.origin));
+            }
+            if s.has("kms:CreateGrant")
+                && s.condition("Bool", "kms:GrantIsForAWSResource")
+                    .and_then(Value::as_str)
+                    != Some("true")
+            {
+                problems.push(format!("{}: grants not only for AWS resources", s.origin));
+            }
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
     /// Each member role is assumed only by the central functions of its capability (a tag SAM puts
     /// on each function's role), and each function asks only for its capability's role: the
     /// interruption handler, the router and every plan and health check reach a read-only role.
