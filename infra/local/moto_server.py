@@ -6,6 +6,7 @@ Started by bed.sh exactly like `moto_server` (same arguments).
 - CreateImage with a `snapshot` TagSpecification: EC2 tags the new image's snapshots; moto 5.2.5
   raises NotImplementedError (HTTP 500). The switch saga tags its snapshots at creation because its
   rollback may delete only snapshots carrying its tag (IAM condition), so the bed must accept it.
+- DescribeInstances' `client-token` filter, which moto does not implement.
 - RunInstances from a launch template that declares network interfaces, with a top-level
   SubnetId: EC2 refuses the combination (InvalidParameterCombination); moto checks it only when
   the request itself names the interfaces.
@@ -28,6 +29,7 @@ from moto.core.exceptions import JsonRESTError, _RESTError
 from moto.core.responses import BaseResponse
 from moto.iam.access_control import IAMRequest
 from moto.ec2.exceptions import InvalidParameterCombination
+from moto.ec2 import utils as ec2_utils
 from moto.ec2.models.amis import AmiBackend
 from moto.ec2.responses.instances import InstanceResponse
 from moto.iam.models import iam_backends
@@ -52,6 +54,10 @@ def _create_image_with_snapshot_tags(self, instance_id, name, description, tag_s
 
 
 AmiBackend.create_image = _create_image_with_snapshot_tags
+
+# EC2 filters instances by the ClientToken they were launched with; moto knows the token but
+# not the filter (FilterNotImplementedError).
+ec2_utils.filter_dict_attribute_mapping["client-token"] = "client_token"
 
 _run_instances = InstanceResponse.run_instances
 

@@ -1216,6 +1216,36 @@ async fn a_step_killed_right_after_its_aws_call_is_run_again_and_switches_once()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_launch_finds_its_clone_by_client_token_when_the_tag_filter_lags() -> Result<()> {
+    let saga = SagaBed::start("switch-token", NO_APPROVAL).await?;
+    let source = source(&saga).await?;
+    // The best pool has no capacity: the clone goes to the second one; then the launch step dies
+    // before answering, and its retry tries the best pool first again.
+    saga.proxy
+        .forwarder
+        .inject(Fault::new("RunInstances", "InsufficientInstanceCapacity", 500).times(1));
+    saga.kill_after("RunInstances", "switch-launch");
+    // Both lookups by the switch's tag answer nothing yet, as a lagging tag filter may.
+    saga.proxy.forwarder.inject(
+        Fault::respond(
+            "DescribeInstances",
+            r#"<DescribeInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>bed</requestId><reservationSet/></DescribeInstancesResponse>"#,
+        )
+        .when_body_contains("tag%3Aspot-optimizer%3Aswitch")
+        .times(2),
+    );
+    let name = saga.name("token");
+
+    let e = saga.run(&name, &request(&source, "live")).await?;
+
+    assert_eq!(e.status, ExecutionStatus::Succeeded, "{}", show(&e));
+    assert_eq!(e.output["launch"]["pool"], SECOND, "{}", show(&e));
+    assert_eq!(clones(&saga.bed.ec2(), &name).await?.len(), 1, "one clone");
+    assert_eq!(saga.proxy.forwarder.count("RunInstances"), 2);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_refused_in_the_plan_fails_named_and_touches_nothing() -> Result<()> {
     let denied = Fault::new("DescribeInstances", "UnauthorizedOperation", 403).times(1);
     let (saga, _) = fails_with("switch-f-plan", vec![denied], ErrorName::AccessDenied).await?;

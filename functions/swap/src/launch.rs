@@ -119,9 +119,12 @@ impl Launcher {
                 ));
                 continue;
             }
+            let tokens: Vec<String> = (0..member.candidates.len())
+                .map(|index| swap::client_token(swap_id, &member.instance_id, index))
+                .collect();
             if let Some(existing) = account
                 .ec2
-                .replacement_of(swap_id, &member.instance_id)
+                .replacement_of(swap_id, &member.instance_id, &tokens)
                 .await?
             {
                 let c = member

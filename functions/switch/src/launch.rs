@@ -67,7 +67,10 @@ impl Launcher {
             .await?
             .ec2;
 
-        if let Some(clone) = ec2.clone_of(switch_id).await? {
+        let tokens: Vec<String> = (0..plan.candidates.len())
+            .map(|index| client_token(switch_id, index))
+            .collect();
+        if let Some(clone) = ec2.clone_of(switch_id, &tokens).await? {
             let candidate = plan
                 .candidates
                 .iter()

@@ -172,6 +172,39 @@ async fn tagged_instances(
     client: &Client,
     tags: &[(&str, &str)],
 ) -> Result<Vec<LaunchedInstance>, AwsError> {
+    let filters = tags
+        .iter()
+        .map(|(k, v)| {
+            Filter::builder()
+                .name(format!("tag:{k}"))
+                .values(*v)
+                .build()
+        })
+        .collect();
+    live_instances(client, filters).await
+}
+
+/// Every instance, not terminated, launched with one of `tokens` (RunInstances' ClientToken): a
+/// retried step finds its launch this way too, because EC2's tag filters can lag behind a launch
+/// and the retry may try another pool (another token).
+async fn launched_with(
+    client: &Client,
+    tokens: &[String],
+) -> Result<Vec<LaunchedInstance>, AwsError> {
+    if tokens.is_empty() {
+        return Ok(Vec::new());
+    }
+    let by_token = Filter::builder()
+        .name("client-token")
+        .set_values(Some(tokens.to_vec()))
+        .build();
+    live_instances(client, vec![by_token]).await
+}
+
+async fn live_instances(
+    client: &Client,
+    filters: Vec<Filter>,
+) -> Result<Vec<LaunchedInstance>, AwsError> {
     let mut request = client.describe_instances().filters(
         Filter::builder()
             .name("instance-state-name")
@@ -181,13 +214,8 @@ async fn tagged_instances(
             .values("stopped")
             .build(),
     );
-    for (k, v) in tags {
-        request = request.filters(
-            Filter::builder()
-                .name(format!("tag:{k}"))
-                .values(*v)
-                .build(),
-        );
+    for filter in filters {
+        request = request.filters(filter);
     }
     let answer = request
         .send()
@@ -208,9 +236,20 @@ async fn tagged_instances(
 }
 
 impl Ec2 {
-    /// The clone a previous attempt of `switch_id` launched, if any (not terminated).
-    pub async fn clone_of(&self, switch_id: &str) -> Result<Option<LaunchedInstance>, AwsError> {
-        Ok(self.clones_of(switch_id).await?.into_iter().next())
+    /// The clone a previous attempt of `switch_id` launched, if any (not terminated): by its
+    /// marks, else by the client `tokens` its launches used.
+    pub async fn clone_of(
+        &self,
+        switch_id: &str,
+        tokens: &[String],
+    ) -> Result<Option<LaunchedInstance>, AwsError> {
+        if let Some(clone) = self.clones_of(switch_id).await?.into_iter().next() {
+            return Ok(Some(clone));
+        }
+        Ok(launched_with(&self.client, tokens)
+            .await?
+            .into_iter()
+            .next())
     }
 
     /// Every clone `switch_id` launched that is not terminated (found by its marks).
@@ -222,18 +261,23 @@ impl Ec2 {
         .await
     }
 
-    /// The replacement a previous attempt of `swap_id` launched for `old`, if any (not terminated).
+    /// The replacement a previous attempt of `swap_id` launched for `old`, if any (not
+    /// terminated): by its marks, else by the client `tokens` its launches used.
     pub async fn replacement_of(
         &self,
         swap_id: &str,
         old: &str,
+        tokens: &[String],
     ) -> Result<Option<LaunchedInstance>, AwsError> {
-        Ok(
-            tagged_instances(&self.client, &[(SWAP_TAG, swap_id), (SOURCE_TAG, old)])
-                .await?
-                .into_iter()
-                .next(),
-        )
+        let tagged =
+            tagged_instances(&self.client, &[(SWAP_TAG, swap_id), (SOURCE_TAG, old)]).await?;
+        if let Some(found) = tagged.into_iter().next() {
+            return Ok(Some(found));
+        }
+        Ok(launched_with(&self.client, tokens)
+            .await?
+            .into_iter()
+            .next())
     }
 
     pub async fn launch_clone(&self, spec: &LaunchSpec) -> Result<Launched, AwsError> {
