@@ -11,7 +11,7 @@ use spot_domain::instance::{GroupLaunchSpec, Launched};
 use spot_domain::market::{self, Candidate, Exclusion, ExclusionReason};
 use spot_domain::pool::gatekeeper::{self, Gate};
 use spot_domain::saga::StepError;
-use spot_domain::saga::launch::{first_open_pool, no_pool_error};
+use spot_domain::saga::launch::{first_open_pool, no_launch_error};
 use spot_domain::saga::swap::{
     self, BatchLaunch, LaunchSource, MemberPlan, Replacement, SwapInput,
 };
@@ -175,7 +175,7 @@ impl Launcher {
                 }
                 Err(skipped) => {
                     short_of_capacity = true;
-                    let reason = match no_pool_error(&skipped) {
+                    let reason = match no_launch_error(&skipped) {
                         ErrorName::InsufficientCapacity => ExclusionReason::NoCapacity,
                         _ => ExclusionReason::LaunchRefused,
                     };
@@ -192,7 +192,7 @@ impl Launcher {
         }
         if replacements.is_empty() && short_of_capacity {
             return Err(StepError::new(
-                no_pool_error(&not_replaced),
+                no_launch_error(&not_replaced),
                 market::explain(&not_replaced, usize::MAX),
             ));
         }

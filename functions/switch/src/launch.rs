@@ -8,7 +8,7 @@ use spot_domain::instance::{LaunchSpec, Launched};
 use spot_domain::market::{self, Candidate};
 use spot_domain::pool::gatekeeper::{self, Gate};
 use spot_domain::saga::StepError;
-use spot_domain::saga::launch::{first_open_pool, no_pool_error};
+use spot_domain::saga::launch::{first_open_pool, no_launch_error};
 use spot_domain::saga::switch::{LaunchStep, SwitchInput};
 use spot_domain::tags::{self, SWITCH_TAG, VIA_SWITCH};
 use spot_domain::{Clock, ErrorName, PoolKey, QuarantinePolicy, SystemClock};
@@ -128,7 +128,7 @@ impl Launcher {
                 Ok(step(taken.instance_id, candidate, taken.skipped))
             }
             Err(skipped) => Err(StepError::new(
-                no_pool_error(&skipped),
+                no_launch_error(&skipped),
                 format!(
                     "no candidate pool could launch the clone ({})",
                     market::explain(&skipped, usize::MAX)

@@ -69,7 +69,7 @@ where
 /// The error when no pool took the launch: `InsufficientCapacity` if capacity (or a quarantine)
 /// stopped any pool, else `AwsError`: EC2 refused the request in every pool, which no other pool
 /// will fix.
-pub fn no_pool_error(skipped: &[Exclusion]) -> ErrorName {
+pub fn no_launch_error(skipped: &[Exclusion]) -> ErrorName {
     let refused_everywhere = !skipped.is_empty()
         && skipped
             .iter()
@@ -196,13 +196,13 @@ mod tests {
         assert_eq!(taken.skipped[0].reason, ExclusionReason::LaunchRefused);
 
         let everywhere = refused(&["a.large", "b.large"], &["a.large", "b.large"]).unwrap_err();
-        assert_eq!(no_pool_error(&everywhere), ErrorName::AwsError);
+        assert_eq!(no_launch_error(&everywhere), ErrorName::AwsError);
         let (mixed, _) = choose(&["a.large"], &[], &["a.large"]);
         assert_eq!(
-            no_pool_error(&mixed.unwrap_err()),
+            no_launch_error(&mixed.unwrap_err()),
             ErrorName::InsufficientCapacity
         );
-        assert_eq!(no_pool_error(&[]), ErrorName::InsufficientCapacity);
+        assert_eq!(no_launch_error(&[]), ErrorName::InsufficientCapacity);
     }
 
     #[test]
