@@ -15,7 +15,10 @@ Started by bed.sh exactly like `moto_server` (same arguments).
   function with the actions of its template policy; every other account, once assumed into, holds
   the member template's roles, as if it had deployed infra/member-account.yaml. The bed's own
   seeding (access key `testing`, and role BedAdministrator in member accounts) may do anything.
-  moto matches actions only (see tests/src/iam.rs for what is checked statically instead).
+  moto matches actions only (see tests/src/iam.rs for what is checked statically instead). Two
+  moto gaps come with it: the signature is checked over the body as sent (moto re-encoded parsed
+  forms, and the AWS SDK for Rust encodes a space as %20, not '+'), and a refusal has each
+  protocol's shape (UnauthorizedOperation for EC2, AccessDeniedException for JSON services).
 """
 
 import json
@@ -27,11 +30,11 @@ from moto import settings
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.core.exceptions import JsonRESTError, _RESTError
 from moto.core.responses import BaseResponse
-from moto.iam.access_control import IAMRequest
-from moto.ec2.exceptions import InvalidParameterCombination
 from moto.ec2 import utils as ec2_utils
+from moto.ec2.exceptions import InvalidParameterCombination
 from moto.ec2.models.amis import AmiBackend
 from moto.ec2.responses.instances import InstanceResponse
+from moto.iam.access_control import IAMRequest
 from moto.iam.models import iam_backends
 from moto.server import main
 from moto.sts.models import STSBackend

@@ -17,6 +17,16 @@ use crate::error::{classify, invalid_data};
 /// The Price List API is served from us-east-1 (also eu-central-1 and ap-south-1).
 pub const PRICING_REGION: &str = "us-east-1";
 
+/// Where the Price List API of `region`'s partition is served: cn-northwest-1 in China, us-east-1
+/// elsewhere (GovCloud has none: its calls fail and the shipped table answers, or nothing does).
+pub fn pricing_region(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "cn-northwest-1"
+    } else {
+        PRICING_REGION
+    }
+}
+
 /// On-demand prices change a few times a year; a warm Lambda re-reads them after this long.
 const CACHE_FOR: Duration = Duration::from_secs(6 * 3600);
 
@@ -27,12 +37,14 @@ pub struct PriceList {
 }
 
 impl PriceList {
-    /// A client of the Price List API in [`PRICING_REGION`], whatever region `config` names. One
-    /// attempt per call: the shipped table answers at once when the API does not, and without it
-    /// the step fails `Transient` and the state machine retries it with backoff.
+    /// A client of the Price List API of the partition `config`'s region is in
+    /// ([`pricing_region`]). One attempt per call: the shipped table answers at once when the API
+    /// does not, and without it the step fails `Transient` and the state machine retries it with
+    /// backoff.
     pub fn from_config(config: &aws_config::SdkConfig, fallback: &'static Catalog) -> Self {
+        let home = config.region().map_or(PRICING_REGION, |r| r.as_ref());
         let conf = aws_sdk_pricing::config::Builder::from(config)
-            .region(aws_sdk_pricing::config::Region::new(PRICING_REGION))
+            .region(aws_sdk_pricing::config::Region::new(pricing_region(home)))
             .retry_config(
                 aws_sdk_pricing::config::retry::RetryConfig::standard().with_max_attempts(1),
             )
@@ -40,7 +52,7 @@ impl PriceList {
         Self::new(Client::from_conf(conf), fallback)
     }
 
-    /// `client` must be configured for [`PRICING_REGION`].
+    /// `client` must be configured for the Price List region of its partition ([`pricing_region`]).
     pub fn new(client: Client, fallback: &'static Catalog) -> Self {
         Self {
             client,
@@ -149,6 +161,13 @@ impl PriceList {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_price_list_is_asked_in_the_partition_of_the_stack() {
+        assert_eq!(pricing_region("eu-west-1"), "us-east-1");
+        assert_eq!(pricing_region("cn-north-1"), "cn-northwest-1");
+        assert_eq!(pricing_region("cn-northwest-1"), "cn-northwest-1");
+    }
 
     fn document(usd: &str, unit: &str) -> String {
         serde_json::json!({

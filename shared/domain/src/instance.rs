@@ -98,6 +98,13 @@ pub struct Drivers {
     pub nvme: bool,
     /// `legacy-bios` or `uefi`.
     pub boot_mode: String,
+    /// `hvm`, or `paravirtual` for the oldest images, which only old Xen types run.
+    #[serde(default = "hvm")]
+    pub virtualization: String,
+}
+
+fn hvm() -> String {
+    "hvm".into()
 }
 
 /// An instance's metadata service settings, as EC2 names their values (`HttpTokens` `required`

@@ -130,6 +130,7 @@ pub fn source_instance() -> crate::instance::SourceInstance {
             ena: true,
             nvme: true,
             boot_mode: "legacy-bios".into(),
+            virtualization: "hvm".into(),
         }),
         platform: Some("Linux/UNIX".into()),
     }

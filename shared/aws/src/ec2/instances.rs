@@ -135,10 +135,24 @@ fn drivers(i: &aws_sdk_ec2::types::Instance, t: &aws_sdk_ec2::types::InstanceTyp
             Some("arm64") => "uefi".into(),
             _ => "legacy-bios".into(),
         });
+    let virtualizations: Vec<&str> = t
+        .supported_virtualization_types()
+        .iter()
+        .map(|v| v.as_str())
+        .collect();
+    // What the instance says, when its type can run that at all; else what its type runs.
+    let virtualization = i
+        .virtualization_type()
+        .map(|v| v.as_str())
+        .filter(|v| virtualizations.contains(v))
+        .or_else(|| virtualizations.first().copied())
+        .unwrap_or("hvm")
+        .to_owned();
     Drivers {
         ena: ena == Support::Required || i.ena_support() == Some(true),
         nvme: nvme == Support::Required,
         boot_mode,
+        virtualization,
     }
 }
 
@@ -445,7 +459,7 @@ impl Ec2 {
     /// a `Transient` error, and the state machine's retry terminates it once visible (a terminated
     /// instance stays visible for about an hour, far longer than a saga's retries).
     pub async fn terminate(&self, instance_id: &str) -> Result<(), AwsError> {
-        let answer = once_marked(|| async {
+        let found = once_marked(|| async {
             match self
                 .client
                 .terminate_instances()
@@ -453,38 +467,36 @@ impl Ec2 {
                 .send()
                 .await
             {
-                Ok(_) => Ok(Ok(())),
-                Err(e) if not_found(e.code()) => Ok(Err(())),
+                Ok(_) => Ok(true),
+                Err(e) if not_found(e.code()) => Ok(false),
                 Err(e) => Err(classify("TerminateInstances", e)),
             }
         })
         .await?;
-        match answer {
-            Ok(()) => Ok(()),
-            Err(()) => {
-                let state = self
-                    .describe(instance_id)
-                    .await?
-                    .and_then(|i| i.state()?.name().map(|n| n.as_str().to_owned()));
-                match state.as_deref() {
-                    Some("terminated" | "shutting-down") => Ok(()),
-                    Some(other) => Err(AwsError::new(
-                        AwsErrorKind::Transient,
-                        "TerminateInstances",
-                        Some("InvalidInstanceID.NotFound".into()),
-                        format!("{instance_id} was not found to terminate but is {other}; retry"),
-                    )),
-                    None => Err(AwsError::new(
-                        AwsErrorKind::Transient,
-                        "TerminateInstances",
-                        Some("InvalidInstanceID.NotFound".into()),
-                        format!(
-                            "{instance_id} is not visible yet (EC2 is eventually consistent); \
-                             retry before calling it gone"
-                        ),
-                    )),
-                }
-            }
+        if found {
+            return Ok(());
+        }
+        let state = self
+            .describe(instance_id)
+            .await?
+            .and_then(|i| i.state()?.name().map(|n| n.as_str().to_owned()));
+        let retry = |why: String| {
+            Err(AwsError::new(
+                AwsErrorKind::Transient,
+                "TerminateInstances",
+                Some("InvalidInstanceID.NotFound".into()),
+                why,
+            ))
+        };
+        match state.as_deref() {
+            Some("terminated" | "shutting-down") => Ok(()),
+            Some(other) => retry(format!(
+                "{instance_id} was not found to terminate but is {other}; retry"
+            )),
+            None => retry(format!(
+                "{instance_id} is not visible yet (EC2 is eventually consistent); retry before \
+                 calling it gone"
+            )),
         }
     }
 

@@ -163,6 +163,11 @@ fn type_info(t: &aws_sdk_ec2::types::InstanceTypeInfo) -> Option<InstanceTypeInf
             .iter()
             .map(|m| m.as_str().to_owned())
             .collect(),
+        virtualization_types: t
+            .supported_virtualization_types()
+            .iter()
+            .map(|v| v.as_str().to_owned())
+            .collect(),
     })
 }
 

@@ -31,6 +31,9 @@ pub struct InstanceTypeInfo {
     /// `legacy-bios`, `uefi`; empty when EC2 did not say.
     #[serde(default)]
     pub boot_modes: Vec<String>,
+    /// `hvm`, `paravirtual`; empty when EC2 did not say.
+    #[serde(default)]
+    pub virtualization_types: Vec<String>,
 }
 
 /// Whether an instance type needs, offers or lacks a feature, as EC2 says.
@@ -56,6 +59,14 @@ pub fn incompatibility(drivers: Option<&Drivers>, t: &InstanceTypeInfo) -> Optio
             "boots {} only; the source boots {}",
             t.boot_modes.join("/"),
             d.boot_mode
+        ))
+    } else if !t.virtualization_types.is_empty()
+        && !t.virtualization_types.contains(&d.virtualization)
+    {
+        Some(format!(
+            "runs {} images only; the source's is {}",
+            t.virtualization_types.join("/"),
+            d.virtualization
         ))
     } else {
         None
@@ -349,6 +360,7 @@ mod tests {
             ena: Support::Required,
             nvme: Support::Required,
             boot_modes: vec!["legacy-bios".into(), "uefi".into()],
+            virtualization_types: vec!["hvm".into()],
         }
     }
 
@@ -358,6 +370,7 @@ mod tests {
             ena: false,
             nvme: false,
             boot_mode: "legacy-bios".into(),
+            virtualization: "hvm".into(),
         };
         let nitro = t("m5.large", "x86_64", 2, 8);
         let mut old = t("m4.large", "x86_64", 2, 8);
@@ -379,6 +392,7 @@ mod tests {
             ena: true,
             nvme: true,
             boot_mode: "uefi".into(),
+            virtualization: "hvm".into(),
         };
         assert!(
             incompatibility(Some(&uefi), &old)
@@ -386,6 +400,15 @@ mod tests {
                 .contains("boots legacy-bios only")
         );
         assert_eq!(incompatibility(Some(&uefi), &nitro), None);
+        let paravirtual = Drivers {
+            virtualization: "paravirtual".into(),
+            ..xen.clone()
+        };
+        assert!(
+            incompatibility(Some(&paravirtual), &old)
+                .unwrap()
+                .contains("hvm images only")
+        );
         assert_eq!(
             incompatibility(None, &nitro),
             None,
