@@ -187,49 +187,34 @@ fn policy_resource(origin: &str, resource: &Value) -> Vec<Statement> {
 /// Every role of both templates, as deployed with every capability allowed (the bed's member
 /// accounts allow the switch, the swap and acting on flagged resources).
 pub fn bed_roles() -> Result<BedRoles> {
+    use crate::template::Template;
     let root = workspace_root();
-    let load = |file: &str| -> Result<serde_norway::Mapping> {
-        let doc: Value = serde_norway::from_str(&std::fs::read_to_string(root.join(file))?)?;
-        doc.get("Resources")
-            .and_then(Value::as_mapping)
-            .cloned()
-            .with_context(|| format!("{file} has no Resources"))
+    let managed = |template: &Template, owner: &str, policy: &str| -> Result<Vec<Statement>> {
+        let resource = template
+            .resource(policy)
+            .with_context(|| format!("{owner} refers to a missing {policy}"))?;
+        Ok(policy_resource(policy, resource))
     };
-    let central = load("infra/template.yaml")?;
+
+    let central = Template::load()?;
     let mut functions = std::collections::BTreeMap::new();
-    for (id, resource) in &central {
-        if resource.get("Type").and_then(Value::as_str) != Some("AWS::Serverless::Function") {
-            continue;
-        }
-        let id = id.as_str().unwrap_or_default();
-        let binary = resource
-            .get("Metadata")
-            .and_then(|m| m.get("BuildProperties"))
-            .and_then(|b| b.get("Binary"))
-            .and_then(Value::as_str)
+    for (id, resource) in central.resources_of_type("AWS::Serverless::Function") {
+        let binary = central
+            .function_binary(id)
             .with_context(|| format!("{id} names no binary"))?;
         let mut statements = Vec::new();
         for policy in strings(resource.get("Properties").and_then(|p| p.get("Policies"))) {
             match reference(&policy) {
-                Some(managed) => statements.extend(policy_resource(
-                    managed,
-                    central
-                        .get(managed)
-                        .with_context(|| format!("{id} refers to a missing {managed}"))?,
-                )),
+                Some(policy) => statements.extend(managed(&central, id, policy)?),
                 None => statements_of(id, &policy, &mut statements),
             }
         }
-        functions.insert(binary.to_owned(), allowed(&statements));
+        functions.insert(binary, allowed(&statements));
     }
 
-    let member = load("infra/member-account.yaml")?;
+    let member = Template::from_path(&root.join("infra/member-account.yaml"))?;
     let mut members = std::collections::BTreeMap::new();
-    for (id, resource) in &member {
-        if resource.get("Type").and_then(Value::as_str) != Some("AWS::IAM::Role") {
-            continue;
-        }
-        let id = id.as_str().unwrap_or_default();
+    for (id, resource) in member.resources_of_type("AWS::IAM::Role") {
         let props = resource.get("Properties").unwrap_or(&Value::Null);
         // Roles without a name are the member account's own (the forwarding rule's), never assumed.
         let Some(name) = props.get("RoleName") else {
@@ -241,14 +226,9 @@ pub fn bed_roles() -> Result<BedRoles> {
         };
         let mut statements = Vec::new();
         for arn in strings(props.get("ManagedPolicyArns")) {
-            let managed = reference(&arn)
+            let policy = reference(&arn)
                 .with_context(|| format!("{id}: a managed policy not of this template"))?;
-            statements.extend(policy_resource(
-                managed,
-                member
-                    .get(managed)
-                    .with_context(|| format!("{id} refers to a missing {managed}"))?,
-            ));
+            statements.extend(managed(&member, id, policy)?);
         }
         for policy in strings(props.get("Policies")) {
             statements_of(
@@ -257,19 +237,10 @@ pub fn bed_roles() -> Result<BedRoles> {
                 &mut statements,
             );
         }
-        for (policy_id, policy) in &member {
-            let attached = policy.get("Type").and_then(Value::as_str)
-                == Some("AWS::IAM::RolePolicy")
-                && policy
-                    .get("Properties")
-                    .and_then(|p| p.get("RoleName"))
-                    .and_then(reference)
-                    == Some(id);
-            if attached {
-                statements.extend(policy_resource(
-                    policy_id.as_str().unwrap_or_default(),
-                    policy,
-                ));
+        for (policy_id, policy) in member.resources_of_type("AWS::IAM::RolePolicy") {
+            let role = policy.get("Properties").and_then(|p| p.get("RoleName"));
+            if role.and_then(reference) == Some(id) {
+                statements.extend(policy_resource(policy_id, policy));
             }
         }
         members.insert(name, allowed(&statements));

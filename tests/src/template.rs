@@ -56,6 +56,11 @@ impl Template {
         })
     }
 
+    /// The resource of `logical_id`.
+    pub fn resource(&self, logical_id: &str) -> Option<&Value> {
+        self.resources.get(logical_id)
+    }
+
     /// `(logical id, resource)` of every resource of `kind`.
     pub fn resources_of_type<'a>(
         &'a self,

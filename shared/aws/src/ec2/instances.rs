@@ -11,7 +11,7 @@ use spot_domain::saga::route::Routable;
 use spot_domain::tags::{EXEMPT_TAG, Tags};
 use spot_domain::{AwsError, AwsErrorKind};
 
-use super::{Ec2, not_found, tag, tags};
+use super::{Ec2, market, not_found, tag, tags};
 use crate::error::{classify, invalid_data};
 
 /// Where and what an instance is (type, size, AZ, network, identity, tags), from its description
@@ -109,48 +109,29 @@ fn placement_of(
 
 /// What `i`'s OS has shown it runs with, from its type and its own attributes.
 fn drivers(i: &aws_sdk_ec2::types::Instance, t: &aws_sdk_ec2::types::InstanceTypeInfo) -> Drivers {
-    let ena = super::market::support(
-        t.network_info()
-            .and_then(|n| n.ena_support())
-            .map(|e| e.as_str()),
-    );
-    let nvme = super::market::support(
-        t.ebs_info()
-            .and_then(|e| e.nvme_support())
-            .map(|e| e.as_str()),
-    );
-    let modes: Vec<&str> = t
-        .supported_boot_modes()
-        .iter()
-        .map(|m| m.as_str())
-        .collect();
+    let modes = market::boot_modes(t);
     let boot_mode = i
         .current_instance_boot_mode()
         .map(|m| m.as_str().to_owned())
         .or_else(|| i.boot_mode().map(|m| m.as_str().to_owned()))
         // A type that boots one way runs an image that boots that way.
-        .or_else(|| (modes.len() == 1).then(|| modes[0].to_owned()))
+        .or_else(|| (modes.len() == 1).then(|| modes[0].clone()))
         // EC2's default for an image that does not say: legacy BIOS on x86, UEFI on Arm.
         .unwrap_or_else(|| match i.architecture().map(|a| a.as_str()) {
             Some("arm64") => "uefi".into(),
             _ => "legacy-bios".into(),
         });
-    let virtualizations: Vec<&str> = t
-        .supported_virtualization_types()
-        .iter()
-        .map(|v| v.as_str())
-        .collect();
+    let virtualizations = market::virtualization_types(t);
     // What the instance says, when its type can run that at all; else what its type runs.
     let virtualization = i
         .virtualization_type()
-        .map(|v| v.as_str())
+        .map(|v| v.as_str().to_owned())
         .filter(|v| virtualizations.contains(v))
-        .or_else(|| virtualizations.first().copied())
-        .unwrap_or("hvm")
-        .to_owned();
+        .or_else(|| virtualizations.first().cloned())
+        .unwrap_or_else(|| "hvm".into());
     Drivers {
-        ena: ena == Support::Required || i.ena_support() == Some(true),
-        nvme: nvme == Support::Required,
+        ena: market::ena(t) == Support::Required || i.ena_support() == Some(true),
+        nvme: market::nvme(t) == Support::Required,
         boot_mode,
         virtualization,
     }

@@ -148,34 +148,50 @@ fn type_info(t: &aws_sdk_ec2::types::InstanceTypeInfo) -> Option<InstanceTypeInf
             .any(|u| u.as_str() == "spot"),
         current_generation: t.current_generation().unwrap_or(false),
         bare_metal: t.bare_metal().unwrap_or(false),
-        ena: support(
-            t.network_info()
-                .and_then(|n| n.ena_support())
-                .map(|e| e.as_str()),
-        ),
-        nvme: support(
-            t.ebs_info()
-                .and_then(|e| e.nvme_support())
-                .map(|e| e.as_str()),
-        ),
-        boot_modes: t
-            .supported_boot_modes()
-            .iter()
-            .map(|m| m.as_str().to_owned())
-            .collect(),
-        virtualization_types: t
-            .supported_virtualization_types()
-            .iter()
-            .map(|v| v.as_str().to_owned())
-            .collect(),
+        ena: ena(t),
+        nvme: nvme(t),
+        boot_modes: boot_modes(t),
+        virtualization_types: virtualization_types(t),
     })
 }
 
 /// EC2's `required` / `supported` / `unsupported`.
-pub(crate) fn support(value: Option<&str>) -> Support {
+fn support(value: Option<&str>) -> Support {
     match value {
         Some("required") => Support::Required,
         Some("unsupported") => Support::Unsupported,
         _ => Support::Supported,
     }
+}
+
+/// Whether the type needs, offers or lacks ENA.
+pub(crate) fn ena(t: &aws_sdk_ec2::types::InstanceTypeInfo) -> Support {
+    support(
+        t.network_info()
+            .and_then(|n| n.ena_support())
+            .map(|e| e.as_str()),
+    )
+}
+
+/// Whether the type exposes EBS volumes as NVMe devices.
+pub(crate) fn nvme(t: &aws_sdk_ec2::types::InstanceTypeInfo) -> Support {
+    support(
+        t.ebs_info()
+            .and_then(|e| e.nvme_support())
+            .map(|e| e.as_str()),
+    )
+}
+
+pub(crate) fn boot_modes(t: &aws_sdk_ec2::types::InstanceTypeInfo) -> Vec<String> {
+    t.supported_boot_modes()
+        .iter()
+        .map(|m| m.as_str().to_owned())
+        .collect()
+}
+
+pub(crate) fn virtualization_types(t: &aws_sdk_ec2::types::InstanceTypeInfo) -> Vec<String> {
+    t.supported_virtualization_types()
+        .iter()
+        .map(|v| v.as_str().to_owned())
+        .collect()
 }
