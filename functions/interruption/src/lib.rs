@@ -10,10 +10,13 @@ use serde_json::{Value, json};
 use spot_domain::config::{Accounts, ConfigError, Env, key};
 use spot_domain::instance::InstanceDirectory;
 use spot_domain::pool::quarantine::{QuarantineStore, Write, decide};
+use spot_domain::saga::failover::{
+    self, FAILOVER_STARTED, FailoverRequest, Reactions, RebalanceAction, Workload,
+};
 use spot_domain::{
     AccountError, AccountRegistry, AccountView, AwsError, AwsErrorKind, Clock, Decision,
     Environment, ErrorName, PoolKey, QuarantinePolicy, QuarantineRecord, Signal, SignalError,
-    metrics,
+    SignalKind, metrics,
 };
 use tracing::{info, warn};
 
@@ -26,6 +29,10 @@ pub struct Config {
     pub policy: QuarantinePolicy,
     /// How far after its receipt an event may be dated (clocks differ a little, never by days).
     pub event_skew: TimeDelta,
+    /// The emergency failover's state machine; none: no failover is started (quarantine only).
+    pub failover_state_machine: Option<String>,
+    /// What a rebalance recommendation for a managed instance does.
+    pub rebalance_action: RebalanceAction,
 }
 
 impl Config {
@@ -60,6 +67,8 @@ impl Config {
                 0,
                 3600,
             )?),
+            failover_state_machine: env.optional(key::FAILOVER_STATE_MACHINE_ARN),
+            rebalance_action: env.parsed(key::REBALANCE_ACTION, RebalanceAction::Replace)?,
         })
     }
 }
@@ -109,6 +118,20 @@ pub struct Response {
     pub expires_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub interruptions: Option<u32>,
+    /// The failover of a managed instance: its execution, and whether this signal started it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failover: Option<FailoverStart>,
+}
+
+/// The failover a signal for a managed instance asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailoverStart {
+    pub execution: String,
+    /// The workload (its original instance).
+    pub workload: String,
+    /// False when an execution of that name existed: a repeated signal, or the warning after a
+    /// rebalance recommendation, continues the failover already under way.
+    pub started: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -141,21 +164,24 @@ impl From<HandlerError> for Diagnostic {
     }
 }
 
-pub struct Handler<R, I, S, C> {
+pub struct Handler<R, I, S, C, P> {
     pub registry: R,
     pub instances: I,
     pub store: S,
     pub clock: C,
+    /// Failovers and the decision events.
+    pub reactions: P,
     pub home_account: String,
     pub config: Config,
 }
 
-impl<R, I, S, C> Handler<R, I, S, C>
+impl<R, I, S, C, P> Handler<R, I, S, C, P>
 where
     R: AccountRegistry,
     I: InstanceDirectory,
     S: QuarantineStore,
     C: Clock,
+    P: Reactions,
 {
     pub async fn handle(&self, event: Value) -> Result<Response, HandlerError> {
         let event_id = event.get("id").cloned().unwrap_or(Value::Null);
@@ -165,27 +191,24 @@ where
     }
 
     async fn handle_signal(&self, event: Value) -> Result<Response, HandlerError> {
-        let signal = Signal::parse(event)?.received(self.clock.now(), self.config.event_skew)?;
+        let received = self.clock.now();
+        let signal = Signal::parse(event)?.received(received, self.config.event_skew)?;
         let account = AccountView::new(
             &signal.account,
             self.registry.account(&signal.account).await?,
             self.config.default_environment,
         );
-        if account.environment == Environment::Lab {
-            return Ok(decided(&signal, Action::IgnoredLab, None, None));
-        }
         let access = account.access(&self.home_account)?;
+        // Read even in a LAB account: its signals never quarantine, but a workload the optimizer
+        // put on Spot there still gets its replacement.
         let Some(placement) = self
             .instances
             .placement(&access, &signal.region, &signal.instance_id)
             .await?
         else {
-            return Ok(decided(
-                &signal,
-                Action::IgnoredInstanceNotFound,
-                None,
-                None,
-            ));
+            return Ok(self
+                .decided(&signal, Action::IgnoredInstanceNotFound, None, None, None)
+                .await);
         };
         let pool = PoolKey::new(&signal.region, &placement.az_id, &placement.instance_type)
             .map_err(|e| {
@@ -196,38 +219,151 @@ where
                     format!("{}: {e}", signal.instance_id),
                 )
             })?;
+        // The failover first: its first launch is due within a second of the warning.
+        let failover = match failover::workload(&placement.tags) {
+            Some(workload) if self.fails_over(&signal) => Some(
+                self.start_failover(&signal, &workload, &pool, received)
+                    .await,
+            ),
+            _ => None,
+        };
+        let (failover, failed_start) = match failover {
+            Some(Ok(start)) => (Some(start), None),
+            Some(Err(e)) => (None, Some(e)),
+            None => (None, None),
+        };
+        let response = if account.environment == Environment::Lab {
+            self.decided(&signal, Action::IgnoredLab, Some(&pool), None, failover)
+                .await
+        } else {
+            self.quarantine(&signal, &pool, failover).await?
+        };
+        // A failover that could not start fails the invocation, so Lambda delivers the signal
+        // again: the quarantine then counts it as a duplicate and the start is tried once more.
+        match failed_start {
+            Some(e) => Err(e.into()),
+            None => Ok(response),
+        }
+    }
 
+    /// Whether `signal` fails a managed instance over (`REBALANCE_ACTION` for a recommendation).
+    fn fails_over(&self, signal: &Signal) -> bool {
+        self.config.failover_state_machine.is_some()
+            && match signal.kind {
+                SignalKind::InterruptionWarning => true,
+                SignalKind::RebalanceRecommendation => {
+                    self.config.rebalance_action == RebalanceAction::Replace
+                }
+                SignalKind::CapacityShortage => false,
+            }
+    }
+
+    async fn start_failover(
+        &self,
+        signal: &Signal,
+        workload: &Workload,
+        pool: &PoolKey,
+        received: DateTime<Utc>,
+    ) -> Result<FailoverStart, AwsError> {
+        let execution = failover::execution_name(&signal.account, &signal.instance_id);
+        let request = FailoverRequest {
+            account_id: signal.account.clone(),
+            region: signal.region.clone(),
+            instance_id: signal.instance_id.clone(),
+            signal: signal.kind,
+            event_id: signal.event_id.clone(),
+            received_at: received,
+            pool: Some(pool.clone()),
+            mode: None,
+            settings: None,
+        };
+        let started = self
+            .reactions
+            .start_failover(&execution, &request)
+            .await
+            .inspect_err(|e| warn!(execution, error = %e, "failover not started"))?;
+        info!(execution, workload = workload.id(), started, "failover");
+        Ok(FailoverStart {
+            execution,
+            workload: workload.id().to_owned(),
+            started,
+        })
+    }
+
+    /// Quarantines `pool` for `signal`, racing other writers optimistically.
+    async fn quarantine(
+        &self,
+        signal: &Signal,
+        pool: &PoolKey,
+        failover: Option<FailoverStart>,
+    ) -> Result<Response, HandlerError> {
         for attempt in 0..spot_domain::MAX_WRITE_ATTEMPTS {
             if attempt > 0 {
                 // Writers that lost a race retry at random moments, not in lockstep.
                 let cap = 20u64 << attempt.min(4);
                 tokio::time::sleep(std::time::Duration::from_millis(fastrand::u64(0..cap))).await;
             }
-            let stored = self.store.get(&pool).await?;
+            let stored = self.store.get(pool).await?;
             let now = self.clock.now();
             let (action, record) =
-                match decide(stored.as_ref(), &pool, &signal, &self.config.policy, now) {
+                match decide(stored.as_ref(), pool, signal, &self.config.policy, now) {
                     Decision::Duplicate(record) => {
-                        return Ok(decided(
-                            &signal,
-                            Action::Duplicate,
-                            Some(&pool),
-                            Some(&record),
-                        ));
+                        return Ok(self
+                            .decided(
+                                signal,
+                                Action::Duplicate,
+                                Some(pool),
+                                Some(&record),
+                                failover,
+                            )
+                            .await);
                     }
                     Decision::Stale { .. } => {
-                        return Ok(decided(&signal, Action::IgnoredStale, Some(&pool), None));
+                        return Ok(self
+                            .decided(signal, Action::IgnoredStale, Some(pool), None, failover)
+                            .await);
                     }
                     Decision::Quarantine(record) => (Action::Quarantined, record),
                     Decision::Extend(record) => (Action::Extended, record),
                 };
             if self.store.put(&record).await? == Write::Written {
-                let response = decided(&signal, action, Some(&pool), Some(&record));
+                let response = self
+                    .decided(signal, action, Some(pool), Some(&record), failover)
+                    .await;
                 println!("{}", quarantine_metric(&response, now));
                 return Ok(response);
             }
         }
-        Err(spot_domain::concurrent_update("PutItem", &pool).into())
+        Err(spot_domain::concurrent_update("PutItem", pool).into())
+    }
+
+    /// The answer for `signal`, logged as the one decision line of this event and published on
+    /// the bus. Publishing is best effort: the decision stands whether or not others hear of it
+    /// (a failure is logged and counted as `DecisionNotPublished`).
+    async fn decided(
+        &self,
+        signal: &Signal,
+        action: Action,
+        pool: Option<&PoolKey>,
+        record: Option<&QuarantineRecord>,
+        failover: Option<FailoverStart>,
+    ) -> Response {
+        let response = decided(signal, action, pool, record, failover);
+        let events = decision_events(&response, self.clock.now());
+        if let Err(e) = self.reactions.publish(&events).await {
+            warn!(event_id = %response.event_id, error = %e, "decision not published");
+            println!(
+                "{}",
+                metrics::count(
+                    "DecisionNotPublished",
+                    1,
+                    &[("Action", action.as_str())],
+                    &[("event_id", json!(response.event_id))],
+                    self.clock.now(),
+                )
+            );
+        }
+        response
     }
 }
 
@@ -237,6 +373,7 @@ fn decided(
     action: Action,
     pool: Option<&PoolKey>,
     record: Option<&QuarantineRecord>,
+    failover: Option<FailoverStart>,
 ) -> Response {
     let response = Response {
         action,
@@ -248,6 +385,7 @@ fn decided(
         pool: pool.map(ToString::to_string),
         expires_at: record.map(|r| r.expires_at),
         interruptions: record.map(|r| r.interruptions),
+        failover,
     };
     info!(
         action = action.as_str(),
@@ -259,6 +397,34 @@ fn decided(
         "decision"
     );
     response
+}
+
+impl Action {
+    /// The detail-type of the event that publishes this decision (source `spot-optimizer`).
+    pub fn detail_type(self) -> &'static str {
+        match self {
+            Self::Quarantined => "Spot Pool Quarantined",
+            Self::Extended => "Spot Pool Quarantine Extended",
+            Self::Duplicate => "Spot Signal Duplicate",
+            Self::IgnoredLab => "Spot Signal Ignored LAB Account",
+            Self::IgnoredInstanceNotFound => "Spot Signal Ignored Instance Not Found",
+            Self::IgnoredStale => "Spot Signal Ignored Stale",
+        }
+    }
+}
+
+/// The events publishing `response`: the decision, and the failover if this signal started one.
+/// Schema: docs/events.md.
+pub fn decision_events(response: &Response, now: DateTime<Utc>) -> Vec<(String, Value)> {
+    let mut detail = serde_json::to_value(response).unwrap_or(Value::Null);
+    if let Some(map) = detail.as_object_mut() {
+        map.insert("decided_at".into(), json!(now));
+    }
+    let mut events = vec![(response.action.detail_type().to_owned(), detail.clone())];
+    if response.failover.as_ref().is_some_and(|f| f.started) {
+        events.push((FAILOVER_STARTED.to_owned(), detail));
+    }
+    events
 }
 
 /// The EMF line counting one quarantine (new or extended).

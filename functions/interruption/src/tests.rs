@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use chrono::TimeZone;
 use serde_json::json;
 use spot_domain::instance::Placement;
-use spot_domain::testing::{MemoryInstances, MemoryRegistry, MemoryStore};
+use spot_domain::testing::{MemoryInstances, MemoryReactions, MemoryRegistry, MemoryStore};
 use spot_domain::{Access, Account, FixedClock};
 
 use super::*;
@@ -29,7 +29,12 @@ fn config() -> Config {
     .unwrap()
 }
 
-type TestHandler = Handler<MemoryRegistry, MemoryInstances, MemoryStore, FixedClock>;
+type TestHandler =
+    Handler<MemoryRegistry, MemoryInstances, MemoryStore, FixedClock, MemoryReactions>;
+
+/// A Spot clone of the atomic switch, replacing `ORIGIN`.
+const CLONE: &str = "i-0c10e00000000000c";
+const ORIGIN: &str = "i-0a0000000000000a0";
 
 fn handler() -> TestHandler {
     let accounts = [
@@ -54,7 +59,17 @@ fn handler() -> TestHandler {
         az_id: "use1-az4".into(),
         state: "running".into(),
         lifecycle: Some("spot".into()),
+        tags: Default::default(),
     };
+    let mut clone = placement.clone();
+    clone.tags = [
+        ("ManagedBy", "SpotOptimizer"),
+        ("CreatedVia", "AtomicSwitch"),
+        ("SourceInstance", ORIGIN),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
     Handler {
         registry: MemoryRegistry(
             accounts
@@ -63,13 +78,19 @@ fn handler() -> TestHandler {
                 .collect(),
         ),
         instances: MemoryInstances {
-            instances: HashMap::from([(INSTANCE.into(), placement)]),
+            instances: HashMap::from([(INSTANCE.into(), placement), (CLONE.into(), clone)]),
             ..MemoryInstances::default()
         },
         store: MemoryStore::default(),
         clock: FixedClock(now()),
+        reactions: MemoryReactions::default(),
         home_account: HOME.into(),
-        config: config(),
+        config: Config {
+            failover_state_machine: Some(
+                "arn:aws:states:us-east-1:123456789012:stateMachine:f".into(),
+            ),
+            ..config()
+        },
     }
 }
 
@@ -130,13 +151,129 @@ async fn a_second_event_extends_and_a_redelivery_is_a_duplicate() {
 }
 
 #[tokio::test]
-async fn lab_events_never_look_up_nor_write() {
+async fn lab_events_never_write_a_quarantine() {
     let h = handler();
     let response = h.handle(event("e1", WARNING, LAB)).await.unwrap();
     assert_eq!(response.action, Action::IgnoredLab);
-    assert_eq!(response.pool, None);
-    assert!(h.instances.lookups.lock().unwrap().is_empty());
+    assert_eq!(response.failover, None, "an unmanaged instance");
     assert!(h.store.snapshot().is_empty());
+    assert!(h.reactions.started.lock().unwrap().is_empty());
+}
+
+fn for_instance(mut e: Value, instance: &str) -> Value {
+    e["detail"]["instance-id"] = json!(instance);
+    e
+}
+
+#[tokio::test]
+async fn a_managed_instance_fails_over_once_whatever_the_signals_and_the_decision_is_published() {
+    let h = handler();
+    let rebalance = "EC2 Instance Rebalance Recommendation";
+    let first = h
+        .handle(for_instance(event("e1", rebalance, MEMBER), CLONE))
+        .await
+        .unwrap();
+    let failover = first.failover.clone().unwrap();
+    assert!(failover.started);
+    assert_eq!(failover.workload, ORIGIN);
+    assert_eq!(failover.execution, format!("failover-{MEMBER}-{CLONE}"));
+    // The warning that follows, and its redelivery: the same failover, nothing new started.
+    for id in ["e2", "e2"] {
+        let again = h
+            .handle(for_instance(event(id, WARNING, MEMBER), CLONE))
+            .await
+            .unwrap();
+        assert_eq!(again.failover.as_ref().map(|f| f.started), Some(false));
+    }
+    let started = h.reactions.started.lock().unwrap().clone();
+    assert_eq!(started.len(), 1);
+    let (_, request) = &started[0];
+    assert_eq!(request.signal, SignalKind::RebalanceRecommendation);
+    assert_eq!(
+        request.pool.as_ref().unwrap().to_string(),
+        "us-east-1#use1-az4#m5.large"
+    );
+    assert_eq!(request.received_at, now());
+    let published = h.reactions.published.lock().unwrap().clone();
+    let types: Vec<&str> = published.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "Spot Pool Quarantined",
+            "Spot Failover Started",
+            "Spot Pool Quarantine Extended",
+            "Spot Signal Duplicate",
+        ]
+    );
+    assert_eq!(
+        published[1].1["failover"]["execution"],
+        json!(failover.execution)
+    );
+    assert_eq!(published[0].1["decided_at"], json!(now()));
+    // Not an instance of ours: quarantine only.
+    let plain = h.handle(event("e3", WARNING, MEMBER)).await.unwrap();
+    assert_eq!(plain.failover, None);
+}
+
+#[tokio::test]
+async fn a_lab_workload_is_replaced_without_quarantining_its_pool() {
+    let h = handler();
+    let response = h
+        .handle(for_instance(event("e1", WARNING, LAB), CLONE))
+        .await
+        .unwrap();
+    assert_eq!(response.action, Action::IgnoredLab);
+    assert!(response.failover.unwrap().started);
+    assert!(h.store.snapshot().is_empty());
+}
+
+#[tokio::test]
+async fn a_rebalance_only_quarantines_when_so_configured_and_no_machine_means_no_failover() {
+    let mut h = handler();
+    h.config.rebalance_action = RebalanceAction::Quarantine;
+    let r = h
+        .handle(for_instance(
+            event("e1", "EC2 Instance Rebalance Recommendation", MEMBER),
+            CLONE,
+        ))
+        .await
+        .unwrap();
+    assert_eq!((r.action, r.failover), (Action::Quarantined, None));
+    let w = h
+        .handle(for_instance(event("e2", WARNING, MEMBER), CLONE))
+        .await
+        .unwrap();
+    assert!(w.failover.unwrap().started, "the warning still fails over");
+    h.config.failover_state_machine = None;
+    let none = h
+        .handle(for_instance(event("e3", WARNING, HOME), CLONE))
+        .await
+        .unwrap();
+    assert_eq!(none.failover, None);
+}
+
+#[tokio::test]
+async fn a_failover_that_cannot_start_fails_the_signal_after_the_quarantine_is_written() {
+    let mut h = handler();
+    h.reactions.fail_starts = true;
+    let err = h
+        .handle(for_instance(event("e1", WARNING, MEMBER), CLONE))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_name(), ErrorName::Transient);
+    assert_eq!(
+        h.store.snapshot().len(),
+        1,
+        "the pool is quarantined anyway"
+    );
+    // Lambda's retry: a duplicate for the quarantine, the start tried again.
+    h.reactions.fail_starts = false;
+    let retried = h
+        .handle(for_instance(event("e1", WARNING, MEMBER), CLONE))
+        .await
+        .unwrap();
+    assert_eq!(retried.action, Action::Duplicate);
+    assert!(retried.failover.unwrap().started);
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@
 //! | [`elbv2`] | ELBv2: target health, deregistration |
 //! | [`dynamodb`] | one module per table |
 //! | [`sfn`], [`sns`], [`pricing`] | Step Functions, SNS, the Price List |
+//! | [`events`] | EventBridge: the decisions published, the failovers started |
 //! | [`clients`], [`reach`] | SDK configuration, member accounts through AssumeRole |
 //! | [`fleet`] | the governance functions' port over EC2 and Auto Scaling |
 //! | [`step`], [`telemetry`] | the saga steps' Lambda runner, JSON logs |
@@ -21,6 +22,7 @@ pub mod dynamodb;
 pub mod ec2;
 pub mod elbv2;
 mod error;
+pub mod events;
 pub mod fleet;
 pub mod pricing;
 pub mod reach;
@@ -36,6 +38,7 @@ pub use dynamodb::{
     WasteTable,
 };
 pub use ec2::{Ec2, Ec2Directory};
+pub use events::{EventBus, SignalReactions};
 pub use fleet::{AwsFleet, AwsFleets};
 pub use pricing::PriceList;
 pub use reach::{AccountClients, Reach};

@@ -94,6 +94,34 @@ impl StateMachines {
     }
 }
 
+impl StateMachines {
+    /// Starts execution `name` in one call, for a caller that counts the milliseconds (the
+    /// interruption handler): `AlreadyExists` for a name already used with another input. A
+    /// repeated start with the very same input (Step Functions then answers the running
+    /// execution's ARN) cannot happen for a failover, whose input carries its receipt time.
+    pub async fn start_at_once(
+        &self,
+        state_machine: &str,
+        name: &str,
+        input: &serde_json::Value,
+    ) -> Result<Started, AwsError> {
+        use aws_sdk_sfn::error::ProvideErrorMetadata;
+        match self
+            .client
+            .start_execution()
+            .state_machine_arn(state_machine)
+            .name(name)
+            .input(input.to_string())
+            .send()
+            .await
+        {
+            Ok(answer) => Ok(Started::New(answer.execution_arn().to_owned())),
+            Err(e) if e.code() == Some("ExecutionAlreadyExists") => Ok(Started::AlreadyExists),
+            Err(e) => Err(classify("StartExecution", e)),
+        }
+    }
+}
+
 /// Whether a saga step is acting for a running execution of its own state machines (see
 /// [`spot_domain::config::Executions`]).
 #[derive(Debug, Clone)]

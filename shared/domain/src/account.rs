@@ -73,10 +73,18 @@ pub enum Capability {
     Governance,
     Switch,
     Swap,
+    /// The emergency failover's acting steps.
+    Failover,
 }
 
 impl Capability {
-    pub const ALL: [Capability; 4] = [Self::Read, Self::Governance, Self::Switch, Self::Swap];
+    pub const ALL: [Capability; 5] = [
+        Self::Read,
+        Self::Governance,
+        Self::Switch,
+        Self::Swap,
+        Self::Failover,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -84,6 +92,7 @@ impl Capability {
             Self::Governance => "governance",
             Self::Switch => "switch",
             Self::Swap => "swap",
+            Self::Failover => "failover",
         }
     }
 

@@ -89,6 +89,15 @@ pub mod key {
     // ---- router
     pub const SWITCH_STATE_MACHINE_ARN: &str = "SWITCH_STATE_MACHINE_ARN";
     pub const SWAP_STATE_MACHINE_ARN: &str = "SWAP_STATE_MACHINE_ARN";
+
+    // ---- emergency failover (the interruption handler starts it)
+    pub const FAILOVER_STATE_MACHINE_ARN: &str = "FAILOVER_STATE_MACHINE_ARN";
+    /// The bus the interruption handler publishes its decisions on.
+    pub const EVENT_BUS_NAME: &str = "EVENT_BUS_NAME";
+    /// What a rebalance recommendation for a managed instance does: `replace` or `quarantine`.
+    pub const REBALANCE_ACTION: &str = "REBALANCE_ACTION";
+    /// How long an interrupted instance's kept volumes stay before they may become waste.
+    pub const PRESERVED_RETENTION_DAYS: &str = "PRESERVED_RETENTION_DAYS";
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -81,6 +81,15 @@ impl ErrorName {
         Self::RollbackIncomplete,
     ];
 
+    /// The names the emergency failover's ASL routes on.
+    pub const FAILOVER: &[ErrorName] = &[
+        Self::NotEligible,
+        Self::InsufficientCapacity,
+        Self::HealthCheckFailed,
+        Self::Transient,
+        Self::RollbackIncomplete,
+    ];
+
     /// The names the ASG swap's ASL routes on.
     pub const SWAP: &[ErrorName] = &[
         Self::NotEligible,

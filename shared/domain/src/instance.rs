@@ -129,6 +129,8 @@ pub struct Placement {
     pub state: String,
     /// `spot` for Spot instances, none for on-demand.
     pub lifecycle: Option<String>,
+    /// Its tags: whether the optimizer manages it ([`crate::saga::failover::workload`]).
+    pub tags: Tags,
 }
 
 /// Finds where an instance runs, in the account and region the caller names.

@@ -25,6 +25,17 @@ pub const SWAP_TAG: &str = "spot-optimizer:swap";
 /// suspended `AZRebalance`), so the rollback puts back exactly that, from the group itself.
 pub const RESTORE_TAG: &str = "spot-optimizer:swap-restore";
 
+/// Carries the failover id on the replacement an emergency failover launches, so a retried step
+/// finds it and IAM lets only that saga act on it.
+pub const FAILOVER_TAG: &str = "spot-optimizer:failover";
+/// On an instance a failover launched for a switched workload: the workload's original on-demand
+/// instance, stopped by the switch, which the failover may start as its last fallback.
+pub const ORIGIN_TAG: &str = "spot-optimizer:origin";
+/// On the EBS volumes of an interrupted instance whose data a failover kept
+/// (`DeleteOnTermination=false`): the instance they were attached to, and when they were kept.
+pub const PRESERVED_TAG: &str = "spot-optimizer:preserved-from";
+pub const PRESERVED_AT_TAG: &str = "spot-optimizer:preserved-at";
+
 /// Which saga execution launched an instance: provenance for people and tests, kept for the
 /// instance's life and never a condition of any IAM policy (the saga's own mark,
 /// [`SWITCH_TAG`] or [`SWAP_TAG`], is the permission, and a finished swap removes it).
@@ -36,6 +47,7 @@ pub const MANAGED_BY: (&str, &str) = ("ManagedBy", "SpotOptimizer");
 pub const CREATED_VIA: &str = "CreatedVia";
 pub const VIA_SWITCH: &str = "AtomicSwitch";
 pub const VIA_SWAP: &str = "AsgSwap";
+pub const VIA_FAILOVER: &str = "EmergencyFailover";
 /// The instance a launched instance replaces.
 pub const SOURCE_TAG: &str = "SourceInstance";
 

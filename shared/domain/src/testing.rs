@@ -135,3 +135,43 @@ pub fn source_instance() -> crate::instance::SourceInstance {
         platform: Some("Linux/UNIX".into()),
     }
 }
+
+/// Failovers started (by name) and events published, in memory; `fail_starts` makes every start
+/// fail as Step Functions being unreachable would.
+#[derive(Debug, Default)]
+pub struct MemoryReactions {
+    pub started: Mutex<Vec<(String, crate::saga::failover::FailoverRequest)>>,
+    pub published: Mutex<Vec<(String, serde_json::Value)>>,
+    pub fail_starts: bool,
+}
+
+impl crate::saga::failover::Reactions for MemoryReactions {
+    async fn start_failover(
+        &self,
+        name: &str,
+        request: &crate::saga::failover::FailoverRequest,
+    ) -> Result<bool, AwsError> {
+        if self.fail_starts {
+            return Err(AwsError::new(
+                crate::AwsErrorKind::Transient,
+                "StartExecution",
+                None,
+                "unreachable",
+            ));
+        }
+        let mut started = self.started.lock().unwrap();
+        if started.iter().any(|(n, _)| n == name) {
+            return Ok(false);
+        }
+        started.push((name.to_owned(), request.clone()));
+        Ok(true)
+    }
+
+    async fn publish(&self, events: &[(String, serde_json::Value)]) -> Result<(), AwsError> {
+        self.published
+            .lock()
+            .unwrap()
+            .extend(events.iter().cloned());
+        Ok(())
+    }
+}

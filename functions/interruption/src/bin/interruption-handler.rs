@@ -5,8 +5,11 @@ use std::sync::Arc;
 use interruption::{Config, Handler};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
-use spot_aws::{AccountsTable, AwsContext, Ec2Directory, QuarantineTable};
-use spot_domain::config::Env;
+use spot_aws::{
+    AccountsTable, AwsContext, Ec2Directory, EventBus, QuarantineTable, SignalReactions,
+    StateMachines,
+};
+use spot_domain::config::{Env, key};
 use spot_domain::{CachedRegistry, SystemClock};
 
 #[tokio::main]
@@ -26,6 +29,13 @@ async fn main() -> Result<(), Error> {
             SystemClock,
             config.accounts.cache,
         ),
+        reactions: SignalReactions {
+            machines: StateMachines::new(aws_sdk_sfn::Client::new(ctx.base())),
+            failover_machine: config.failover_state_machine.clone(),
+            bus: env
+                .optional(key::EVENT_BUS_NAME)
+                .map(|bus| EventBus::new(aws_sdk_eventbridge::Client::new(ctx.base()), bus)),
+        },
         instances: Ec2Directory::new(ctx),
         store: QuarantineTable::new(dynamodb, &config.quarantine_table),
         clock: SystemClock,

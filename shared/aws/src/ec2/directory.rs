@@ -124,6 +124,11 @@ impl InstanceDirectory for Ec2Directory {
                 .and_then(|s| s.name())
                 .map_or_else(String::new, |n| n.as_str().to_owned()),
             lifecycle: instance.instance_lifecycle().map(|l| l.as_str().to_owned()),
+            tags: instance
+                .tags()
+                .iter()
+                .filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned())))
+                .collect(),
         }))
     }
 }

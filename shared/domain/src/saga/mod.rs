@@ -8,6 +8,7 @@
 //! memory; the steps in the bed (moto executing the real state machines).
 
 pub mod approval;
+pub mod failover;
 pub mod launch;
 pub mod ledger;
 pub mod route;
