@@ -16,8 +16,10 @@ pub fn read_config<F: Fn(&str) -> Option<String>>(
 ) -> Result<Result<(), ConfigError>> {
     let done = |r: Result<(), ConfigError>| Ok(r);
     // A saga step's runner reads which executions it serves (`spot_aws::step::run`).
-    let step =
-        binary.starts_with("switch-") || binary.starts_with("swap-") || binary == "saga-approval";
+    let step = binary.starts_with("switch-")
+        || binary.starts_with("swap-")
+        || binary.starts_with("failover-")
+        || binary == "saga-approval";
     if step && let Err(e) = spot_domain::config::Executions::from_env(env) {
         return done(Err(e));
     }
@@ -44,6 +46,11 @@ pub fn read_config<F: Fn(&str) -> Option<String>>(
         "swap-detach" => done(swap::detach::Config::from_env(env).map(drop)),
         "swap-restore" => done(swap::restore::Config::from_env(env).map(drop)),
         "swap-rollback" => done(swap::rollback::Config::from_env(env).map(drop)),
+        "failover-launch" => done(failover::launch::Config::from_env(env).map(drop)),
+        "failover-preserve" => done(failover::preserve::Config::from_env(env).map(drop)),
+        "failover-health" => done(failover::health::Config::from_env(env).map(drop)),
+        "failover-promote" => done(failover::promote::Config::from_env(env).map(drop)),
+        "failover-rollback" => done(failover::rollback::Config::from_env(env).map(drop)),
         other => Err(anyhow!(
             "no configuration reader for `{other}`: add it here"
         )),

@@ -328,6 +328,7 @@ mod tests {
             roles.members.keys().cloned().collect::<Vec<_>>(),
             [
                 "SpotOptimizerMember",
+                "SpotOptimizerMember-failover",
                 "SpotOptimizerMember-governance",
                 "SpotOptimizerMember-swap",
                 "SpotOptimizerMember-switch"
@@ -364,7 +365,7 @@ mod tests {
             missing.is_empty(),
             "functions without the guard: {missing:?}"
         );
-        assert_eq!(template.function_binaries().len(), 22);
+        assert_eq!(template.function_binaries().len(), 27);
 
         // The guard itself (central and member): denies writing the tag, and acting on what
         // carries it, for every destructive action any role is allowed.
@@ -511,7 +512,7 @@ mod tests {
     }
 
     #[test]
-    fn an_address_moves_only_onto_an_instance_a_switch_marked() {
+    fn an_address_moves_only_onto_an_instance_a_switch_or_a_failover_marked() {
         let moves: Vec<_> = allows()
             .into_iter()
             .filter(|s| s.has("ec2:AssociateAddress"))
@@ -522,7 +523,8 @@ mod tests {
             let onto_instances = s.resource_texts().iter().any(|r| r.contains(":instance/"));
             if onto_instances {
                 assert!(
-                    s.requires_tag("aws:ResourceTag/spot-optimizer:switch"),
+                    s.requires_tag("aws:ResourceTag/spot-optimizer:switch")
+                        || s.requires_tag("aws:ResourceTag/spot-optimizer:failover"),
                     "{}: onto any instance",
                     s.origin
                 );
@@ -668,7 +670,7 @@ mod tests {
         }
         assert_eq!(
             capabilities.keys().map(String::as_str).collect::<Vec<_>>(),
-            ["governance", "read", "swap", "switch"]
+            ["failover", "governance", "read", "swap", "switch"]
         );
         // Nothing but reads for the read role.
         let read_role = &capabilities["read"];

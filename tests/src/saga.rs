@@ -31,6 +31,7 @@ pub const LIVE_AT_HOME: [(&str, &str, &str); 4] = [
     ("swap-discover", "LIVE_ACCOUNTS", HOME_ACCOUNT),
 ];
 pub const ASG_SWAP: &str = "AsgSwapStateMachine";
+pub const EMERGENCY_FAILOVER: &str = "EmergencyFailoverStateMachine";
 
 /// A state machine that only waits: its running executions stand for a saga's in tests that run a
 /// step on its own ([`SagaBed::held_step`]).
@@ -873,7 +874,7 @@ mod tests {
     use serde_json::Value;
     use spot_domain::ErrorName;
 
-    use super::{ASG_SWAP, ATOMIC_SWITCH, SagaBed};
+    use super::{ASG_SWAP, ATOMIC_SWITCH, EMERGENCY_FAILOVER, SagaBed};
     use crate::template::Template;
 
     const ROLLBACK: &str = "Rollback";
@@ -895,9 +896,10 @@ mod tests {
     }
 
     /// Both sagas, with the error names each routes on.
-    const MACHINES: [(&str, &[ErrorName]); 2] = [
+    const MACHINES: [(&str, &[ErrorName]); 3] = [
         (ATOMIC_SWITCH, ErrorName::SWITCH),
         (ASG_SWAP, ErrorName::SWAP),
+        (EMERGENCY_FAILOVER, ErrorName::FAILOVER),
     ];
 
     fn states(machine: &str) -> serde_json::Map<String, Value> {
@@ -1094,7 +1096,7 @@ mod tests {
                         continue;
                     };
                     let known = match variable {
-                        "$.request.mode" => is::<SagaMode>(value),
+                        "$.request.mode" | "$.launch.mode" => is::<SagaMode>(value),
                         "$.image.state" => is::<ImageState>(value),
                         "$.health.status" | "$.attach.status" | "$.detach.status" => {
                             is::<StepStatus>(value)

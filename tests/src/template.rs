@@ -461,6 +461,7 @@ mod tests {
                 "QuarantineTable" => Some("q-1".into()),
                 "AccountsTable" => Some("a-1".into()),
                 "AWS::AccountId" => Some("123456789012".into()),
+                "EmergencyFailoverStateMachine" => Some("arn:sm".into()),
                 _ => None,
             })
             .unwrap();

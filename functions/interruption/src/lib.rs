@@ -33,6 +33,8 @@ pub struct Config {
     pub failover_state_machine: Option<String>,
     /// What a rebalance recommendation for a managed instance does.
     pub rebalance_action: RebalanceAction,
+    /// The bus decisions are published on; none: not published.
+    pub event_bus: Option<String>,
 }
 
 impl Config {
@@ -69,6 +71,7 @@ impl Config {
             )?),
             failover_state_machine: env.optional(key::FAILOVER_STATE_MACHINE_ARN),
             rebalance_action: env.parsed(key::REBALANCE_ACTION, RebalanceAction::Replace)?,
+            event_bus: env.optional(key::EVENT_BUS_NAME),
         })
     }
 }

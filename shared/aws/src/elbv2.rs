@@ -73,6 +73,52 @@ impl LoadBalancing {
         Ok(longest)
     }
 
+    /// The target groups (of instance targets) that have `instance` registered, in any state.
+    pub async fn groups_of(&self, instance: &str) -> Result<Vec<String>, AwsError> {
+        let mut arns = Vec::new();
+        let mut marker = None;
+        loop {
+            let page = self
+                .client
+                .describe_target_groups()
+                .set_marker(marker)
+                .send()
+                .await
+                .map_err(|e| classify("DescribeTargetGroups", e))?;
+            arns.extend(
+                page.target_groups()
+                    .iter()
+                    .filter(|g| g.target_type().is_none_or(|t| t.as_str() == "instance"))
+                    .filter_map(|g| g.target_group_arn().map(str::to_owned)),
+            );
+            marker = page.next_marker().map(str::to_owned);
+            if marker.is_none() {
+                break;
+            }
+        }
+        Ok(self
+            .target_states(&arns, instance)
+            .await?
+            .into_iter()
+            .filter(|(_, state)| state != "unused")
+            .map(|(tg, _)| tg)
+            .collect())
+    }
+
+    /// Registers `instance` in each of `target_groups` (idempotent: registering twice is a no-op).
+    pub async fn register(&self, target_groups: &[String], instance: &str) -> Result<(), AwsError> {
+        for tg in target_groups {
+            self.client
+                .register_targets()
+                .target_group_arn(tg)
+                .targets(TargetDescription::builder().id(instance).build())
+                .send()
+                .await
+                .map_err(|e| classify("RegisterTargets", e))?;
+        }
+        Ok(())
+    }
+
     pub async fn deregister(
         &self,
         target_groups: &[String],

@@ -66,6 +66,8 @@ pub enum ErrorName {
     /// The name a rolled-back execution fails with when the cause was Step Functions' own
     /// (`States.*`), never a reserved name.
     SwitchFailed,
+    /// The name a failed failover carries when the cause was Step Functions' own (`States.*`).
+    FailoverFailed,
 }
 
 impl ErrorName {
@@ -81,14 +83,9 @@ impl ErrorName {
         Self::RollbackIncomplete,
     ];
 
-    /// The names the emergency failover's ASL routes on.
-    pub const FAILOVER: &[ErrorName] = &[
-        Self::NotEligible,
-        Self::InsufficientCapacity,
-        Self::HealthCheckFailed,
-        Self::Transient,
-        Self::RollbackIncomplete,
-    ];
+    /// The names the emergency failover's ASL routes on: it retries transient failures, and
+    /// every other failure goes to its rollback, which records the name.
+    pub const FAILOVER: &[ErrorName] = &[Self::Transient];
 
     /// The names the ASG swap's ASL routes on.
     pub const SWAP: &[ErrorName] = &[

@@ -68,6 +68,10 @@ pub struct SourceInstance {
     /// `Red Hat Enterprise Linux`…); `None` when EC2 did not say.
     #[serde(default)]
     pub platform: Option<String>,
+    /// The image it was launched from: a failover's replacement of a switched workload boots
+    /// from it (the switch's own image, kept after the switch).
+    #[serde(default)]
+    pub image_id: Option<String>,
 }
 
 /// The platform the optimizer prices: the on-demand catalog and the Spot prices it reads are

@@ -133,6 +133,7 @@ pub fn source_instance() -> crate::instance::SourceInstance {
             virtualization: "hvm".into(),
         }),
         platform: Some("Linux/UNIX".into()),
+        image_id: Some("ami-0source".into()),
     }
 }
 

@@ -9,7 +9,7 @@ use spot_aws::{
     AccountsTable, AwsContext, Ec2Directory, EventBus, QuarantineTable, SignalReactions,
     StateMachines,
 };
-use spot_domain::config::{Env, key};
+use spot_domain::config::Env;
 use spot_domain::{CachedRegistry, SystemClock};
 
 #[tokio::main]
@@ -32,8 +32,9 @@ async fn main() -> Result<(), Error> {
         reactions: SignalReactions {
             machines: StateMachines::new(aws_sdk_sfn::Client::new(ctx.base())),
             failover_machine: config.failover_state_machine.clone(),
-            bus: env
-                .optional(key::EVENT_BUS_NAME)
+            bus: config
+                .event_bus
+                .clone()
                 .map(|bus| EventBus::new(aws_sdk_eventbridge::Client::new(ctx.base()), bus)),
         },
         instances: Ec2Directory::new(ctx),

@@ -26,7 +26,8 @@ impl LedgerTable {
         }
     }
 
-    pub async fn record(&self, record: &LedgerRecord) -> Result<(), AwsError> {
+    /// Writes `record` (a [`LedgerRecord`], or the failover's records, keyed the same way).
+    pub async fn record<T: serde::Serialize>(&self, record: &T) -> Result<(), AwsError> {
         let item: Item =
             serde_dynamo::to_item(record).map_err(|e| invalid_data("PutItem", e.to_string()))?;
         self.client
@@ -40,6 +41,14 @@ impl LedgerTable {
     }
 
     pub async fn get(&self, switch_id: &str) -> Result<Option<LedgerRecord>, AwsError> {
+        self.get_as(switch_id).await
+    }
+
+    /// The item keyed `switch_id`, read as `T`.
+    pub async fn get_as<T: serde::de::DeserializeOwned>(
+        &self,
+        switch_id: &str,
+    ) -> Result<Option<T>, AwsError> {
         let answer = self
             .client
             .get_item()

@@ -35,6 +35,7 @@ fn placement_of(
     let subnet = subnets.iter().find(|s| s.subnet_id() == Some(subnet_id));
     let placement = i.placement();
     Ok(SourceInstance {
+        image_id: i.image_id().map(str::to_owned),
         instance_id: instance_id.to_owned(),
         instance_type: instance_type.as_str().to_owned(),
         state: i

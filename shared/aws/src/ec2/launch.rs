@@ -15,7 +15,9 @@ use aws_sdk_ec2::types::{
 use spot_domain::AwsError;
 use spot_domain::instance::{GroupLaunchSpec, LaunchSpec, Launched, LaunchedInstance};
 use spot_domain::saga::swap::LaunchSource;
-use spot_domain::tags::{CREATED_VIA, SOURCE_TAG, SWAP_TAG, SWITCH_TAG, VIA_SWITCH};
+use spot_domain::tags::{
+    CREATED_VIA, FAILOVER_TAG, SOURCE_TAG, SWAP_TAG, SWITCH_TAG, VIA_FAILOVER, VIA_SWITCH,
+};
 
 use super::{Ec2, tag};
 use crate::autoscaling::LaunchConfiguration;
@@ -116,17 +118,30 @@ async fn run_spot(
     tags: &[(String, String)],
     client_token: &str,
 ) -> Result<Launched, AwsError> {
+    run_one(request, tags, client_token, true).await
+}
+
+/// As [`run_spot`], on-demand unless `spot`.
+async fn run_one(
+    request: RunInstances,
+    tags: &[(String, String)],
+    client_token: &str,
+    spot: bool,
+) -> Result<Launched, AwsError> {
     let mut marks = TagSpecification::builder().resource_type(ResourceType::Instance);
     let mut volume_marks = TagSpecification::builder().resource_type(ResourceType::Volume);
     for (k, v) in tags {
         marks = marks.tags(tag(k, v));
         volume_marks = volume_marks.tags(tag(k, v));
     }
-    let request = request
+    let mut request = request
         .min_count(1)
         .max_count(1)
         .client_token(client_token)
-        .instance_market_options(
+        .tag_specifications(marks.build())
+        .tag_specifications(volume_marks.build());
+    if spot {
+        request = request.instance_market_options(
             InstanceMarketOptionsRequest::builder()
                 .market_type(MarketType::Spot)
                 .spot_options(
@@ -136,9 +151,8 @@ async fn run_spot(
                         .build(),
                 )
                 .build(),
-        )
-        .tag_specifications(marks.build())
-        .tag_specifications(volume_marks.build());
+        );
+    }
     let once = aws_sdk_ec2::config::Builder::default()
         .retry_config(aws_sdk_ec2::config::retry::RetryConfig::standard().with_max_attempts(1));
     match request.customize().config_override(once).send().await {
@@ -281,6 +295,15 @@ impl Ec2 {
     }
 
     pub async fn launch_clone(&self, spec: &LaunchSpec) -> Result<Launched, AwsError> {
+        self.launch_instance(spec, true).await
+    }
+
+    /// One instance as `spec` says, Spot (one-time, terminated on interruption) or on-demand.
+    pub async fn launch_instance(
+        &self,
+        spec: &LaunchSpec,
+        spot: bool,
+    ) -> Result<Launched, AwsError> {
         let mut request = self
             .client
             .run_instances()
@@ -325,7 +348,28 @@ impl Ec2 {
             request = request
                 .iam_instance_profile(IamInstanceProfileSpecification::builder().arn(arn).build());
         }
-        run_spot(request, &spec.tags, &spec.client_token).await
+        run_one(request, &spec.tags, &spec.client_token, spot).await
+    }
+
+    /// The replacement failover `failover_id` launched, if any (not terminated): by its mark, else
+    /// by the client `tokens` its launches used.
+    pub async fn failover_launch(
+        &self,
+        failover_id: &str,
+        tokens: &[String],
+    ) -> Result<Option<LaunchedInstance>, AwsError> {
+        let tagged = tagged_instances(
+            &self.client,
+            &[(FAILOVER_TAG, failover_id), (CREATED_VIA, VIA_FAILOVER)],
+        )
+        .await?;
+        if let Some(found) = tagged.into_iter().next() {
+            return Ok(Some(found));
+        }
+        Ok(launched_with(&self.client, tokens)
+            .await?
+            .into_iter()
+            .next())
     }
 
     /// A group's replacement, from its launch template, or from `configuration` for a group that

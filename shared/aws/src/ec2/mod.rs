@@ -10,6 +10,7 @@ mod images;
 mod instances;
 mod launch;
 mod market;
+mod preserve;
 
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::Tag;
@@ -18,6 +19,7 @@ use spot_domain::tags::Tags;
 
 pub use directory::Ec2Directory;
 pub use launch::NO_CAPACITY;
+pub use preserve::Kept;
 
 /// Page size of list calls (the API maximum where one exists).
 const PAGE: i32 = 1000;

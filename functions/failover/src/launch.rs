@@ -1,0 +1,562 @@
+//! Step 1 of the failover: read the dying instance, plan the fastest allowed pools, and launch its
+//! replacement. Spot first (the gatekeeper's pools, the signalled one excluded, the same AZ first,
+//! the likeliest capacity before price); then on-demand of a compatible type; then, for a switched
+//! workload, the original on-demand instance the switch stopped. Each fallback is recorded with
+//! why. A retried step finds its replacement by its mark or its client token, or the origin by
+//! the failover's mark, and launches nothing new.
+
+use std::collections::BTreeSet;
+
+use chrono::Utc;
+use spot_aws::{Ec2, LedgerTable, QuarantineTable, Reach};
+use spot_domain::config::{self, Accounts, ConfigError, Env, key};
+use spot_domain::governance::mode::LiveSwitch;
+use spot_domain::instance::{LaunchSpec, Launched, SourceInstance};
+use spot_domain::market::{self, Candidate, Catalog, Exclusion, Market as Prices, TypeQuery};
+use spot_domain::pool::gatekeeper::{self, Gate};
+use spot_domain::saga::failover::{
+    self, Dying, FailoverInput, FailoverRecord, FailoverRequest, FailoverStatus, Fallback,
+    LaunchStep, Market, Replacement, Workload,
+};
+use spot_domain::saga::launch::first_open_pool;
+use spot_domain::saga::{SagaMode, Settings, StepError};
+use spot_domain::tags::{self, FAILOVER_TAG, ORIGIN_TAG, VIA_FAILOVER};
+use spot_domain::{ErrorName, PoolKey, QuarantinePolicy};
+use tracing::{info, instrument, warn};
+
+/// Spot pools tried before on-demand: each refusal costs a round trip of the two minutes.
+const MAX_SPOT_ATTEMPTS: usize = 6;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub accounts: Accounts,
+    pub quarantine_table: String,
+    pub ledger_table: String,
+    pub settings: Settings,
+    /// The sagas' live switch (`MODE`, `LIVE_ACCOUNTS`).
+    pub live: LiveSwitch,
+    /// `capacity`: how long a pool without capacity is passed over.
+    pub policy: QuarantinePolicy,
+}
+
+impl Config {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            accounts: Accounts::from_env(env)?,
+            quarantine_table: env.required(key::QUARANTINE_TABLE)?,
+            ledger_table: env.required(key::LEDGER_TABLE)?,
+            settings: settings(env)?,
+            live: config::live_switch(env, env.parsed(key::MODE, SagaMode::Shadow)?.as_mode())?,
+            policy: QuarantinePolicy::for_launches(env)?,
+        })
+    }
+}
+
+/// The failover's pacing: `WAIT_SECONDS` (default 5: a warning gives two minutes) and
+/// `HEALTH_CHECKS`; it has no image to wait for and no approval.
+fn settings<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Settings, ConfigError> {
+    let d = Settings::default();
+    let (w0, w1) = Settings::WAIT_SECONDS;
+    let (c0, c1) = Settings::CHECKS;
+    Ok(Settings {
+        wait_seconds: env.bounded(key::WAIT_SECONDS, 5, w0, w1)?,
+        health_checks: env.bounded(key::HEALTH_CHECKS, d.health_checks, c0, c1)?,
+        ..d
+    })
+}
+
+pub struct Launcher {
+    pub reach: Reach,
+    pub quarantine: QuarantineTable,
+    pub ledger: LedgerTable,
+    pub catalog: &'static Catalog,
+    pub config: Config,
+}
+
+/// The idempotency token of launch attempt `attempt` of `failover_id`.
+pub fn client_token(failover_id: &str, attempt: usize) -> String {
+    spot_domain::saga::step::client_token(failover_id, &[&attempt.to_string()])
+}
+
+/// Every token the step may have used.
+fn tokens(failover_id: &str) -> Vec<String> {
+    (0..MAX_SPOT_ATTEMPTS + failover::MAX_ON_DEMAND_ATTEMPTS)
+        .map(|i| client_token(failover_id, i))
+        .collect()
+}
+
+impl Launcher {
+    pub async fn connect(config: Config) -> Result<Self, crate::Error> {
+        let ctx = crate::aws(spot_domain::Capability::Failover, "failover-launch").await;
+        let dynamodb = crate::dynamodb(&ctx);
+        Ok(Self {
+            quarantine: QuarantineTable::new(dynamodb.clone(), &config.quarantine_table),
+            ledger: LedgerTable::new(dynamodb, &config.ledger_table),
+            catalog: Catalog::shipped(),
+            reach: Reach::connect(ctx, &config.accounts).await?,
+            config,
+        })
+    }
+
+    #[instrument(name = "failover-launch", skip_all, err(level = tracing::Level::WARN), fields(saga_id = %input.execution,
+        account = %input.state.request.account_id, region = %input.state.request.region,
+        target = %input.state.request.instance_id))]
+    pub async fn handle(&self, input: FailoverInput) -> Result<LaunchStep, StepError> {
+        let request = &input.state.request;
+        request.validate()?;
+        let mode = request
+            .mode
+            .unwrap_or(SagaMode::Live)
+            .gated(&self.config.live, &request.account_id);
+        let settings = request
+            .settings
+            .clone()
+            .unwrap_or_default()
+            .resolve(self.config.settings)?;
+        let failover_id = &input.execution;
+        let ec2 = self
+            .reach
+            .account(&request.account_id, &request.region, failover_id)
+            .await?
+            .ec2;
+        let source = ec2.source(&request.instance_id).await?.ok_or_else(|| {
+            StepError::not_eligible(format!(
+                "{} no longer exists in {}: nothing to read its replacement from",
+                request.instance_id, request.region
+            ))
+        })?;
+        let workload = failover::workload(&source.tags).ok_or_else(|| {
+            StepError::not_eligible(format!(
+                "{} is no workload the optimizer put on Spot",
+                source.instance_id
+            ))
+        })?;
+        let step = |replacement, planned| LaunchStep {
+            mode,
+            settings,
+            workload: workload.clone(),
+            dying: Dying::of(&source),
+            replacement,
+            planned,
+        };
+        if mode == SagaMode::Live
+            && let Some(found) = self
+                .already_launched(&ec2, failover_id, &workload, &request.region)
+                .await?
+        {
+            info!(instance_id = %found.instance_id, market = %found.market, "replacement already launched");
+            return Ok(step(Some(found), Vec::new()));
+        }
+
+        let (candidates, types, subnets, mut skipped) = self.plan(&ec2, request, &source).await?;
+        if mode == SagaMode::Shadow {
+            let planned: Vec<PoolKey> = candidates.iter().map(|c| c.pool.clone()).collect();
+            self.record_shadow(failover_id, request, &workload, &candidates)
+                .await?;
+            info!(pools = planned.len(), "shadow: planned, nothing launched");
+            return Ok(step(None, planned));
+        }
+
+        let user_data = ec2.user_data(&source.instance_id).await?;
+        let image_id = source.image_id.clone().ok_or_else(|| {
+            StepError::new(
+                ErrorName::InvalidData,
+                format!(
+                    "{} names no image to boot a replacement from",
+                    source.instance_id
+                ),
+            )
+        })?;
+        let spec = |instance_type: &str, subnet_id: &str, attempt: usize| LaunchSpec {
+            image_id: image_id.clone(),
+            instance_type: instance_type.to_owned(),
+            subnet_id: subnet_id.to_owned(),
+            security_group_ids: source.security_group_ids.clone(),
+            iam_instance_profile_arn: source.iam_instance_profile_arn.clone(),
+            key_name: source.key_name.clone(),
+            ebs_optimized: source.ebs_optimized,
+            user_data: user_data.clone(),
+            metadata: source.metadata.clone(),
+            detailed_monitoring: source.detailed_monitoring,
+            tags: replacement_tags(&source, &workload, failover_id),
+            client_token: client_token(failover_id, attempt),
+        };
+
+        // 1. Spot, in the order of the plan.
+        let spot = first_open_pool(
+            &candidates,
+            |c| self.quarantined(&c.pool),
+            |index, c| {
+                let spec = spec(&c.instance_type, &c.subnet_id, index);
+                self.launch(&ec2, spec, true, Some(c), request, failover_id)
+            },
+        )
+        .await?;
+        let mut fallbacks = Vec::new();
+        match spot {
+            Ok(taken) => {
+                let c = &candidates[taken.index];
+                skipped.extend(taken.skipped);
+                info!(instance_id = %taken.instance_id, pool = %c.pool, "replacement launched on Spot");
+                return Ok(step(
+                    Some(Replacement {
+                        instance_id: taken.instance_id,
+                        market: Market::Spot,
+                        instance_type: c.instance_type.clone(),
+                        az_name: c.az_name.clone(),
+                        pool: Some(c.pool.clone()),
+                        spot_price: Some(c.spot_price),
+                        fallbacks,
+                        skipped,
+                        launched_at: Utc::now(),
+                    }),
+                    Vec::new(),
+                ));
+            }
+            Err(refused) => {
+                skipped.extend(refused);
+                fallbacks.push(Fallback {
+                    to: Market::OnDemand,
+                    why: if skipped.is_empty() {
+                        "no Spot pool to try".to_owned()
+                    } else {
+                        format!(
+                            "no Spot pool launched it ({})",
+                            market::explain(&skipped, 5)
+                        )
+                    },
+                });
+            }
+        }
+
+        // 2. On-demand, of the dying type or a compatible one.
+        let mut refusals = Vec::new();
+        for (i, pool) in failover::on_demand_pools(&source, &types, &subnets)
+            .into_iter()
+            .enumerate()
+        {
+            let spec = spec(&pool.instance_type, &pool.subnet_id, MAX_SPOT_ATTEMPTS + i);
+            match self
+                .launch(&ec2, spec, false, None, request, failover_id)
+                .await?
+            {
+                Launched::Instance(instance_id) => {
+                    warn!(instance_id, instance_type = %pool.instance_type, "replacement launched on-demand");
+                    return Ok(step(
+                        Some(Replacement {
+                            instance_id,
+                            market: Market::OnDemand,
+                            instance_type: pool.instance_type,
+                            az_name: pool.az_name,
+                            pool: None,
+                            spot_price: None,
+                            fallbacks,
+                            skipped,
+                            launched_at: Utc::now(),
+                        }),
+                        Vec::new(),
+                    ));
+                }
+                Launched::NoCapacity(why) | Launched::Refused(why) => {
+                    refusals.push(format!("{} in {}: {why}", pool.instance_type, pool.az_name));
+                }
+            }
+        }
+
+        // 3. The workload's original, stopped by the switch.
+        let Workload::Switched { origin } = &workload;
+        fallbacks.push(Fallback {
+            to: Market::Origin,
+            why: format!("no on-demand launch succeeded ({})", refusals.join("; ")),
+        });
+        let Some(original) = ec2.source(origin).await? else {
+            return Err(StepError::new(
+                ErrorName::InsufficientCapacity,
+                format!(
+                    "no replacement for {}: {}; and its original {origin} no longer exists",
+                    source.instance_id,
+                    fallbacks
+                        .iter()
+                        .map(|f| f.why.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+            ));
+        };
+        // Marked first: a retried step knows the start was its own.
+        ec2.tag(origin, FAILOVER_TAG, failover_id).await?;
+        if !matches!(original.state.as_str(), "pending" | "running") {
+            ec2.start(origin).await?;
+        }
+        warn!(origin, "the original instance was started");
+        Ok(step(
+            Some(Replacement {
+                instance_id: origin.clone(),
+                market: Market::Origin,
+                instance_type: original.instance_type,
+                az_name: original.az_name,
+                pool: None,
+                spot_price: None,
+                fallbacks,
+                skipped,
+                launched_at: Utc::now(),
+            }),
+            Vec::new(),
+        ))
+    }
+
+    /// What an earlier attempt of this failover launched or started, if anything.
+    async fn already_launched(
+        &self,
+        ec2: &Ec2,
+        failover_id: &str,
+        workload: &Workload,
+        region: &str,
+    ) -> Result<Option<Replacement>, StepError> {
+        let found = ec2
+            .failover_launch(failover_id, &tokens(failover_id))
+            .await?;
+        let (instance_id, origin) = match found {
+            Some(found) => (found.instance_id, false),
+            None => {
+                let Workload::Switched { origin } = workload;
+                match ec2.source(origin).await? {
+                    Some(o)
+                        if o.tags.get(FAILOVER_TAG).map(String::as_str) == Some(failover_id) =>
+                    {
+                        (origin.clone(), true)
+                    }
+                    _ => return Ok(None),
+                }
+            }
+        };
+        let Some(found) = ec2.source(&instance_id).await? else {
+            return Ok(None);
+        };
+        let market = if origin {
+            Market::Origin
+        } else if found.lifecycle.as_deref() == Some("spot") {
+            Market::Spot
+        } else {
+            Market::OnDemand
+        };
+        Ok(Some(Replacement {
+            pool: (market == Market::Spot)
+                .then(|| PoolKey::new(region, &found.az_id, &found.instance_type).ok())
+                .flatten(),
+            instance_id,
+            market,
+            instance_type: found.instance_type,
+            az_name: found.az_name,
+            spot_price: None,
+            fallbacks: Vec::new(),
+            skipped: Vec::new(),
+            launched_at: Utc::now(),
+        }))
+    }
+
+    /// The Spot candidates in failover order, the compatible type names, the VPC's subnets, and
+    /// the pools excluded with why.
+    async fn plan(
+        &self,
+        ec2: &Ec2,
+        request: &FailoverRequest,
+        source: &SourceInstance,
+    ) -> Result<
+        (
+            Vec<Candidate>,
+            Vec<String>,
+            Vec<spot_domain::market::SubnetInfo>,
+            Vec<Exclusion>,
+        ),
+        StepError,
+    > {
+        let query = TypeQuery::new(&source.architecture, &[source.vcpus], &[]);
+        let (catalog, subnets) =
+            tokio::try_join!(ec2.instance_types(&query), ec2.subnets(&source.vpc_id))?;
+        let (types, mut exclusions) = market::compatible_types(source, &catalog, &[]);
+        let names: Vec<String> = types.iter().map(|t| t.instance_type.clone()).collect();
+        let prices = if names.is_empty() {
+            Vec::new()
+        } else {
+            ec2.spot_prices(&names).await?
+        };
+        let now = Utc::now();
+        let pools: Vec<PoolKey> = types
+            .iter()
+            .flat_map(|t| {
+                subnets
+                    .iter()
+                    .filter(|s| s.vpc_id == source.vpc_id)
+                    .filter_map(|s| PoolKey::new(&request.region, &s.az_id, &t.instance_type).ok())
+            })
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let held = gatekeeper::quarantined_among(&self.quarantine, &pools, now).await?;
+        let (unavailable, mut quarantined) = gatekeeper::split_holds(&held);
+        // The signalled pool, whether or not the handler's quarantine is written yet (and never
+        // for a LAB account): the instance is being taken from it.
+        quarantined.extend(request.pool.clone());
+        quarantined
+            .extend(PoolKey::new(&request.region, &source.az_id, &source.instance_type).ok());
+        // An emergency is no time to refuse a pool for costing more than on-demand: the price
+        // only orders pools of equal likelihood.
+        let on_demand_price = self
+            .catalog
+            .on_demand(&request.region, &source.instance_type)
+            .unwrap_or(f64::MAX);
+        let market = Prices {
+            region: &request.region,
+            subnets: &subnets,
+            prices: &prices,
+            quarantined: &quarantined,
+            unavailable: &unavailable,
+            catalog: self.catalog,
+            on_demand_price,
+        };
+        let (mut candidates, more) = market::rank(source, &types, &[], &market);
+        exclusions.extend(more);
+        failover::failover_order(&mut candidates, &source.az_id);
+        candidates.truncate(MAX_SPOT_ATTEMPTS);
+        exclusions.truncate(20);
+        Ok((candidates, names, subnets, exclusions))
+    }
+
+    /// The gatekeeper's answer for `pool` now.
+    async fn quarantined(&self, pool: &PoolKey) -> Result<Option<String>, spot_domain::AwsError> {
+        Ok(
+            match gatekeeper::check(&self.quarantine, pool, Utc::now()).await? {
+                Gate::Quarantined(record) => Some(format!(
+                    "quarantined since planning ({})",
+                    record.reason.detail_type()
+                )),
+                Gate::Open => None,
+            },
+        )
+    }
+
+    /// One launch attempt; a Spot pool without capacity is held for every launch path.
+    async fn launch(
+        &self,
+        ec2: &Ec2,
+        spec: LaunchSpec,
+        spot: bool,
+        candidate: Option<&Candidate>,
+        request: &FailoverRequest,
+        failover_id: &str,
+    ) -> Result<Launched, spot_domain::AwsError> {
+        let launched = ec2.launch_instance(&spec, spot).await?;
+        if let (Launched::NoCapacity(why), Some(c)) = (&launched, candidate) {
+            warn!(pool = %c.pool, reason = %why, "no capacity");
+            let held = gatekeeper::hold_capacity(
+                &self.quarantine,
+                &c.pool,
+                format!("capacity:{failover_id}:{}", c.pool),
+                (&request.account_id, &request.region, &request.instance_id),
+                &self.config.policy,
+                Utc::now(),
+            )
+            .await;
+            if let Err(e) = held {
+                warn!(pool = %c.pool, error = %e, "capacity hold not recorded");
+            }
+        }
+        Ok(launched)
+    }
+
+    async fn record_shadow(
+        &self,
+        failover_id: &str,
+        request: &FailoverRequest,
+        workload: &Workload,
+        candidates: &[Candidate],
+    ) -> Result<(), StepError> {
+        let best = candidates.first();
+        self.ledger
+            .record(&FailoverRecord {
+                switch_id: failover_id.to_owned(),
+                account_id: request.account_id.clone(),
+                region: request.region.clone(),
+                workload: Some(workload.id().to_owned()),
+                old_instance_id: request.instance_id.clone(),
+                new_instance_id: None,
+                market: Some(if best.is_some() {
+                    Market::Spot
+                } else {
+                    Market::OnDemand
+                }),
+                pool: best.map(|c| c.pool.clone()),
+                instance_type: best.map(|c| c.instance_type.clone()),
+                fallbacks: Vec::new(),
+                mode: SagaMode::Shadow,
+                status: FailoverStatus::Shadow,
+                signal: request.signal.detail_type().to_owned(),
+                received_at: request.received_at,
+                seconds_to_healthy: None,
+                downtime_seconds: None,
+                error: None,
+                cause: None,
+                at: Utc::now(),
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+/// The replacement's tags: the dying instance's own (at most 44, so the optimizer's six fit
+/// EC2's 50), its marks, and the workload's origin.
+fn replacement_tags(
+    source: &SourceInstance,
+    workload: &Workload,
+    failover_id: &str,
+) -> Vec<(String, String)> {
+    let mut inherited = tags::inherited(&source.tags);
+    inherited.truncate(44);
+    let mut tags = tags::launched(
+        inherited,
+        VIA_FAILOVER,
+        &source.instance_id,
+        FAILOVER_TAG,
+        failover_id,
+    );
+    tags.push((ORIGIN_TAG.to_owned(), workload.id().to_owned()));
+    tags
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spot_domain::testing::source_instance;
+
+    #[test]
+    fn a_replacement_carries_the_workload_and_fits_ec2s_tag_limit() {
+        let mut source = source_instance();
+        source.tags = (0..60)
+            .map(|i| (format!("k{i:02}"), "v".to_owned()))
+            .collect();
+        let workload = Workload::Switched {
+            origin: "i-0aaaaaaaaaaaaaaaa".into(),
+        };
+        let tags = replacement_tags(&source, &workload, "failover-1");
+        assert_eq!(tags.len(), 50);
+        let map: spot_domain::tags::Tags = tags.into_iter().collect();
+        assert_eq!(
+            failover::workload(&map),
+            Some(workload),
+            "a replacement can fail over again"
+        );
+        assert_eq!(map[FAILOVER_TAG], "failover-1");
+    }
+
+    #[test]
+    fn tokens_differ_per_attempt_and_fit_ec2s_limit() {
+        let all = tokens(&"f".repeat(80));
+        assert_eq!(
+            all.len(),
+            MAX_SPOT_ATTEMPTS + failover::MAX_ON_DEMAND_ATTEMPTS
+        );
+        assert!(all.iter().all(|t| t.len() <= 64));
+        assert_eq!(all.iter().collect::<BTreeSet<_>>().len(), all.len());
+    }
+}
