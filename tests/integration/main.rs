@@ -1,5 +1,6 @@
 //! Integration tests: the real binaries against the local AWS bed (`make test` starts it).
 
+mod failover;
 mod gatekeeper;
 mod governance;
 mod iam;

@@ -214,17 +214,22 @@ impl Launcher {
                 ));
             }
             Err(refused) => {
+                // What the tried pools answered first; then why the others were not tried.
+                let why = if refused.is_empty() && skipped.is_empty() {
+                    "no Spot pool to try".to_owned()
+                } else if refused.is_empty() {
+                    format!("no Spot pool to try ({})", market::explain(&skipped, 5))
+                } else {
+                    format!(
+                        "no Spot pool launched it ({}; {} other pool(s) excluded at planning)",
+                        market::explain(&refused, 5),
+                        skipped.len()
+                    )
+                };
                 skipped.extend(refused);
                 fallbacks.push(Fallback {
                     to: Market::OnDemand,
-                    why: if skipped.is_empty() {
-                        "no Spot pool to try".to_owned()
-                    } else {
-                        format!(
-                            "no Spot pool launched it ({})",
-                            market::explain(&skipped, 5)
-                        )
-                    },
+                    why,
                 });
             }
         }

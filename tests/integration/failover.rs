@@ -1,0 +1,459 @@
+//! The emergency failover end to end: the interruption handler's binary receives the signal and
+//! starts `statemachines/emergency-failover.asl.json`, which moto executes against the five step
+//! binaries (each with its own role, IAM enforced).
+//!
+//! Every test checks the failover's invariants: the workload ends with exactly one PRIMARY, no
+//! instance is left that nobody owns, and the interrupted instance's data is kept.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use aws_sdk_ec2::types::InstanceStateName;
+use aws_sdk_sfn::types::ExecutionStatus;
+use serde_json::Value;
+use spot_aws::LedgerTable;
+use spot_domain::pool::quarantine::QuarantineStore;
+use spot_domain::saga::failover::{
+    FailoverRecord, FailoverStatus, Market, Role, RoleRecord, execution_name,
+};
+use spot_domain::tags::{FAILOVER_TAG, ORIGIN_TAG, PRESERVED_TAG};
+use spot_domain::{Account, Environment};
+use testbed::saga::{EMERGENCY_FAILOVER, Execution, SagaBed, address_holder, elastic_ip, state};
+use testbed::{Fault, HOME_ACCOUNT, LambdaHost, Launch, REGION};
+
+use crate::support::{REBALANCE, WARNING, event};
+
+/// The failover's steps, live for the bed's home account, with one-second waits.
+const LIVE: &[(&str, &str, &str)] = &[
+    ("failover-launch", "MODE", "live"),
+    ("failover-launch", "LIVE_ACCOUNTS", HOME_ACCOUNT),
+    ("failover-launch", "WAIT_SECONDS", "1"),
+    ("failover-launch", "HEALTH_CHECKS", "10"),
+    ("failover-rollback", "MODE", "live"),
+    ("failover-rollback", "LIVE_ACCOUNTS", HOME_ACCOUNT),
+];
+
+/// The pool of the clone: us-east-1b is use1-az1 in the bed.
+const SIGNALLED: &str = "us-east-1#use1-az1#m5.large";
+
+struct Failover {
+    saga: SagaBed,
+    handler: LambdaHost,
+    /// The switch's stopped original.
+    origin: String,
+    /// Its Spot clone, which the signals name.
+    clone: String,
+    allocation: String,
+}
+
+impl Failover {
+    /// A switched workload: the stopped on-demand original, its Spot clone (tagged as the atomic
+    /// switch tags it) holding an Elastic IP, and the handler wired to the failover machine.
+    async fn start(label: &str) -> Result<Self> {
+        let saga = SagaBed::start_machine(EMERGENCY_FAILOVER, label, LIVE, None).await?;
+        let ec2 = saga.bed.ec2();
+        let origin = Launch::new("m5.large")
+            .in_az("us-east-1b")
+            .tag("Name", "db")
+            .tag("spot-optimizer:switch", "sw-1")
+            .run(&ec2)
+            .await?;
+        ec2.stop_instances().instance_ids(&origin).send().await?;
+        let clone = Launch::new("m5.large")
+            .in_az("us-east-1b")
+            .spot()
+            .tag("Name", "db")
+            .tag("Team", "core")
+            .tag("ManagedBy", "SpotOptimizer")
+            .tag("CreatedVia", "AtomicSwitch")
+            .tag("SourceInstance", &origin)
+            .tag("spot-optimizer:switch", "sw-1")
+            .run(&ec2)
+            .await?;
+        let (allocation, _) = elastic_ip(&ec2, &clone).await?;
+        let spec = saga.tables.function_with(
+            "interruption-handler",
+            &saga.proxy.endpoint(),
+            &[("EmergencyFailoverStateMachine", &saga.machine)],
+        )?;
+        let mut handler = LambdaHost::start(spec).await?;
+        handler.wait_ready().await?;
+        Ok(Self {
+            saga,
+            handler,
+            origin,
+            clone,
+            allocation,
+        })
+    }
+
+    async fn signal(&mut self, file: &str) -> Result<Value> {
+        self.handler
+            .invoke(event(file, &self.clone)?.json())
+            .await?
+            .ok()
+    }
+
+    fn name(&self) -> String {
+        execution_name(HOME_ACCOUNT, &self.clone)
+    }
+
+    async fn finished(&self) -> Result<Execution> {
+        let arn = format!(
+            "{}:{}",
+            self.saga
+                .machine
+                .replacen(":stateMachine:", ":execution:", 1),
+            self.name()
+        );
+        self.saga.wait(&arn, Duration::from_secs(120)).await
+    }
+
+    fn ledger(&self) -> LedgerTable {
+        LedgerTable::new(
+            self.saga.bed.dynamodb(),
+            self.saga.tables.name("LedgerTable"),
+        )
+    }
+
+    async fn record(&self) -> Result<FailoverRecord> {
+        self.ledger()
+            .get_as(&self.name())
+            .await?
+            .context("no failover record")
+    }
+
+    async fn role(&self, instance: &str) -> Result<Option<RoleRecord>> {
+        Ok(self
+            .ledger()
+            .get_as(&RoleRecord::key(HOME_ACCOUNT, REGION, instance))
+            .await?)
+    }
+
+    async fn executions(&self) -> Result<usize> {
+        Ok(self
+            .saga
+            .sfn
+            .list_executions()
+            .state_machine_arn(&self.saga.machine)
+            .send()
+            .await?
+            .executions()
+            .len())
+    }
+
+    /// The replacement's id and tags, from the launch step's output.
+    fn replacement(e: &Execution) -> Option<Value> {
+        e.exited
+            .get("Launch")
+            .map(|s| s["launch"]["replacement"].clone())
+    }
+
+    /// The clone's volumes: kept past its termination and tagged with where they came from.
+    async fn assert_data_kept(&self) -> Result<()> {
+        let ec2 = self.saga.bed.ec2();
+        let described = ec2
+            .describe_instances()
+            .instance_ids(&self.clone)
+            .send()
+            .await?;
+        // A terminated instance no longer lists its volumes; a running one says they stay.
+        for m in described.reservations()[0].instances()[0].block_device_mappings() {
+            assert_eq!(
+                m.ebs().unwrap().delete_on_termination(),
+                Some(false),
+                "{m:?}"
+            );
+        }
+        let kept = ec2
+            .describe_volumes()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name(format!("tag:{PRESERVED_TAG}"))
+                    .values(&self.clone)
+                    .build(),
+            )
+            .send()
+            .await?;
+        assert!(
+            !kept.volumes().is_empty(),
+            "the clone's volumes are kept and tagged"
+        );
+        Ok(())
+    }
+
+    /// Launched by this failover and not terminated.
+    async fn launched(&self) -> Result<Vec<String>> {
+        let answer = self
+            .saga
+            .bed
+            .ec2()
+            .describe_instances()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name(format!("tag:{FAILOVER_TAG}"))
+                    .values(self.name())
+                    .build(),
+            )
+            .send()
+            .await?;
+        Ok(answer
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .filter(|i| i.state().and_then(|s| s.name()) != Some(&InstanceStateName::Terminated))
+            .filter_map(|i| i.instance_id().map(str::to_owned))
+            .collect())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warning_for_a_switch_clone_gets_a_healthy_replacement_with_its_address_and_its_data()
+-> Result<()> {
+    let mut f = Failover::start("fo-warning").await?;
+    let sent = Instant::now();
+    let answer = f.signal(WARNING).await?;
+    assert_eq!(answer["action"], "quarantined", "{answer}");
+    assert_eq!(answer["failover"]["started"], true, "{answer}");
+    assert_eq!(answer["failover"]["workload"], f.origin.as_str());
+
+    let e = f.finished().await?;
+    assert_eq!(e.status, ExecutionStatus::Succeeded, "{e:?}");
+    assert_eq!(e.path.last().map(String::as_str), Some("FailedOver"));
+    let replacement = Failover::replacement(&e).context("no replacement")?;
+    let new = replacement["instance_id"].as_str().unwrap().to_owned();
+    assert_ne!(new, f.clone);
+    assert_eq!(replacement["market"], "spot");
+    let pool = replacement["pool"].as_str().unwrap();
+    assert_ne!(pool, SIGNALLED, "never the signalled pool");
+    assert!(
+        pool.starts_with("us-east-1#use1-az1#"),
+        "the same AZ first: {pool}"
+    );
+    let ec2 = f.saga.bed.ec2();
+    assert_eq!(state(&ec2, &new).await?, InstanceStateName::Running);
+    assert_eq!(
+        address_holder(&ec2, &f.allocation).await?.as_deref(),
+        Some(new.as_str())
+    );
+    f.assert_data_kept().await?;
+
+    let tags = ec2
+        .describe_tags()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("resource-id")
+                .values(&new)
+                .build(),
+        )
+        .send()
+        .await?;
+    let tag = |k: &str| {
+        tags.tags()
+            .iter()
+            .find(|t| t.key() == Some(k))
+            .and_then(|t| t.value())
+            .map(str::to_owned)
+    };
+    assert_eq!(tag(ORIGIN_TAG), Some(f.origin.clone()));
+    assert_eq!(tag("Team").as_deref(), Some("core"), "inherited tags");
+    assert_eq!(tag("CreatedVia").as_deref(), Some("EmergencyFailover"));
+
+    let record = f.record().await?;
+    assert_eq!(record.status, FailoverStatus::Promoted);
+    assert_eq!(record.new_instance_id.as_deref(), Some(new.as_str()));
+    assert_eq!(record.market, Some(Market::Spot));
+    assert!(record.fallbacks.is_empty());
+    assert_eq!(f.role(&new).await?.map(|r| r.role), Some(Role::Primary));
+    let zombie = f.role(&f.clone).await?.context("no zombie role")?;
+    assert_eq!(zombie.role, Role::Zombie);
+    assert!(zombie.ttl.is_some());
+    assert_eq!(
+        f.launched().await?,
+        vec![new.clone()],
+        "nothing else launched"
+    );
+    assert_eq!(state(&ec2, &f.origin).await?, InstanceStateName::Stopped);
+
+    // AWS takes the clone two minutes later: its volumes stay.
+    ec2.terminate_instances()
+        .instance_ids(&f.clone)
+        .send()
+        .await?;
+    let kept = ec2
+        .describe_volumes()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name(format!("tag:{PRESERVED_TAG}"))
+                .values(&f.clone)
+                .build(),
+        )
+        .send()
+        .await?;
+    assert!(!kept.volumes().is_empty(), "the data outlives the instance");
+    eprintln!(
+        "failover: warning -> promoted in {:?} (bed waits of 1 s), {} Lambda invocations",
+        sent.elapsed(),
+        e.invocations
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_spot_capacity_falls_back_to_on_demand_and_then_to_the_original() -> Result<()> {
+    // Spot refused everywhere: an on-demand replacement.
+    let mut f = Failover::start("fo-ondemand").await?;
+    f.saga.proxy.forwarder.inject(
+        Fault::new("RunInstances", "InsufficientInstanceCapacity", 500)
+            .when_body_contains("InstanceMarketOptions.MarketType=spot"),
+    );
+    f.signal(WARNING).await?;
+    let e = f.finished().await?;
+    assert_eq!(e.status, ExecutionStatus::Succeeded, "{e:?}");
+    let record = f.record().await?;
+    assert_eq!(record.market, Some(Market::OnDemand));
+    assert_eq!(record.fallbacks.len(), 1);
+    assert!(
+        record.fallbacks[0]
+            .why
+            .contains("InsufficientInstanceCapacity"),
+        "{record:?}"
+    );
+    let new = record.new_instance_id.clone().unwrap();
+    let described = f
+        .saga
+        .bed
+        .ec2()
+        .describe_instances()
+        .instance_ids(&new)
+        .send()
+        .await?;
+    assert_eq!(
+        described.reservations()[0].instances()[0].instance_lifecycle(),
+        None,
+        "on-demand"
+    );
+
+    // On-demand refused too: the switch's original is started again.
+    let mut f = Failover::start("fo-origin").await?;
+    f.saga.proxy.forwarder.inject(Fault::new(
+        "RunInstances",
+        "InsufficientInstanceCapacity",
+        500,
+    ));
+    f.signal(WARNING).await?;
+    let e = f.finished().await?;
+    assert_eq!(e.status, ExecutionStatus::Succeeded, "{e:?}");
+    let record = f.record().await?;
+    assert_eq!(record.market, Some(Market::Origin));
+    assert_eq!(record.new_instance_id.as_deref(), Some(f.origin.as_str()));
+    let to: Vec<Market> = record.fallbacks.iter().map(|b| b.to).collect();
+    assert_eq!(to, [Market::OnDemand, Market::Origin], "{record:?}");
+    let ec2 = f.saga.bed.ec2();
+    assert_eq!(state(&ec2, &f.origin).await?, InstanceStateName::Running);
+    assert_eq!(
+        address_holder(&ec2, &f.allocation).await?.as_deref(),
+        Some(f.origin.as_str())
+    );
+    assert_eq!(
+        f.role(&f.origin).await?.map(|r| r.role),
+        Some(Role::Primary)
+    );
+    assert!(
+        f.launched().await?.iter().all(|i| i == &f.origin),
+        "no orphan"
+    );
+    f.assert_data_kept().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebalance_then_the_warning_and_its_redelivery_make_one_failover() -> Result<()> {
+    let mut f = Failover::start("fo-once").await?;
+    let first = f.signal(REBALANCE).await?;
+    assert_eq!(first["failover"]["started"], true, "{first}");
+    let warning = event(WARNING, &f.clone)?;
+    for _ in 0..2 {
+        let again = f.handler.invoke(warning.json()).await?.ok()?;
+        assert_eq!(again["failover"]["started"], false, "{again}");
+    }
+    let e = f.finished().await?;
+    assert_eq!(e.status, ExecutionStatus::Succeeded, "{e:?}");
+    assert_eq!(f.executions().await?, 1);
+    let record = f.record().await?;
+    assert_eq!(record.signal, "EC2 Instance Rebalance Recommendation");
+    // Retired only once its replacement served.
+    let ec2 = f.saga.bed.ec2();
+    assert!(matches!(
+        state(&ec2, &f.clone).await?,
+        InstanceStateName::Terminated | InstanceStateName::ShuttingDown
+    ));
+    assert_eq!(
+        e.exited["Promote"]["promote"]["retired_old"],
+        true,
+        "{:?}",
+        e.exited.get("Promote")
+    );
+    let new = record.new_instance_id.unwrap();
+    assert_eq!(state(&ec2, &new).await?, InstanceStateName::Running);
+    f.assert_data_kept().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unmanaged_instance_is_only_quarantined_and_a_lab_workload_is_replaced_unquarantined()
+-> Result<()> {
+    let mut f = Failover::start("fo-scope").await?;
+    let plain = Launch::new("m5.large")
+        .in_az("us-east-1b")
+        .spot()
+        .run(&f.saga.bed.ec2())
+        .await?;
+    let answer = f
+        .handler
+        .invoke(event(WARNING, &plain)?.json())
+        .await?
+        .ok()?;
+    assert_eq!(answer["action"], "quarantined");
+    assert!(answer.get("failover").is_none(), "{answer}");
+    assert_eq!(f.executions().await?, 0);
+
+    // The same workload in a LAB account: replaced, its pool left open.
+    spot_aws::AccountsTable::new(f.saga.bed.dynamodb(), f.saga.tables.name("AccountsTable"))
+        .put(&Account {
+            account_id: HOME_ACCOUNT.into(),
+            environment: Environment::Lab,
+            role_arn: None,
+            external_id: None,
+            regions: Vec::new(),
+        })
+        .await?;
+    f.saga
+        .bed
+        .dynamodb()
+        .delete_item()
+        .table_name(f.saga.tables.name("QuarantineTable"))
+        .key(
+            "pool",
+            aws_sdk_dynamodb::types::AttributeValue::S(SIGNALLED.into()),
+        )
+        .send()
+        .await?;
+    // A new handler: the first one cached the account as PROD.
+    let spec = f.saga.tables.function_with(
+        "interruption-handler",
+        &f.saga.proxy.endpoint(),
+        &[("EmergencyFailoverStateMachine", &f.saga.machine)],
+    )?;
+    f.handler = LambdaHost::start(spec).await?;
+    f.handler.wait_ready().await?;
+    let answer = f.signal(WARNING).await?;
+    assert_eq!(answer["action"], "ignored_lab", "{answer}");
+    assert_eq!(answer["failover"]["started"], true, "{answer}");
+    let e = f.finished().await?;
+    assert_eq!(e.status, ExecutionStatus::Succeeded, "{e:?}");
+    assert_eq!(f.record().await?.status, FailoverStatus::Promoted);
+    let open = f.saga.quarantine_table().get(&SIGNALLED.parse()?).await?;
+    assert!(open.is_none(), "a LAB signal never quarantines: {open:?}");
+    Ok(())
+}
