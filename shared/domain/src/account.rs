@@ -250,6 +250,7 @@ mod tests {
                 format!("{registered}-governance"),
                 format!("{registered}-switch"),
                 format!("{registered}-swap"),
+                format!("{registered}-failover"),
             ]
         );
     }
