@@ -53,6 +53,12 @@ impl Config {
                     day,
                     0,
                 )?,
+                preserved_retention: env.duration(
+                    key::PRESERVED_RETENTION_DAYS,
+                    defaults.preserved_retention,
+                    day,
+                    0,
+                )?,
                 snapshot_min_age: env.duration(
                     key::SNAPSHOT_MIN_AGE_DAYS,
                     defaults.snapshot_min_age,

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::governance::mode::Mode;
 use crate::governance::pricing::Prices;
 pub use crate::tags::{BACKUP_TAG, EXEMPT_TAG, Tags, WASTE_TAG};
+use crate::tags::{PRESERVED_AT_TAG, PRESERVED_TAG};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -123,6 +124,9 @@ pub struct Inventory {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WasteRules {
     pub volume_min_age: TimeDelta,
+    /// How long the volumes an emergency failover kept (tagged `spot-optimizer:preserved-at`)
+    /// are left alone after they were kept, whatever their age.
+    pub preserved_retention: TimeDelta,
     pub snapshot_min_age: TimeDelta,
     pub ami_min_age: TimeDelta,
     /// How long a resource stays a candidate before it is flagged (tagged).
@@ -137,6 +141,9 @@ impl Default for WasteRules {
     fn default() -> Self {
         Self {
             volume_min_age: TimeDelta::days(7),
+            preserved_retention: TimeDelta::days(
+                crate::saga::failover::DEFAULT_PRESERVED_RETENTION_DAYS,
+            ),
             snapshot_min_age: TimeDelta::days(30),
             ami_min_age: TimeDelta::days(30),
             flag_after: TimeDelta::days(7),
@@ -196,6 +203,20 @@ pub struct Observation {
     pub snapshot_ids: Vec<String>,
 }
 
+/// When the retention of a volume a failover kept ends; `None` for any other volume. A kept
+/// volume whose time cannot be read counts from its creation, never as already expired.
+fn kept_until(v: &Volume, rules: &WasteRules) -> Option<DateTime<Utc>> {
+    if !v.tags.contains_key(PRESERVED_TAG) && !v.tags.contains_key(PRESERVED_AT_TAG) {
+        return None;
+    }
+    let kept_at = v
+        .tags
+        .get(PRESERVED_AT_TAG)
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map_or(v.created, |t| t.with_timezone(&Utc).max(v.created));
+    Some(kept_at + rules.preserved_retention)
+}
+
 fn exempt(tags: &Tags) -> bool {
     tags.contains_key(EXEMPT_TAG)
 }
@@ -242,6 +263,26 @@ pub fn observe(
             verdict(false, "exempt".into())
         } else if v.state != "available" {
             verdict(false, format!("{} (attached or changing)", v.state))
+        } else if let Some(until) = kept_until(v, rules) {
+            if now < until {
+                verdict(
+                    false,
+                    format!(
+                        "kept by a failover (from {}) until {}",
+                        v.tags.get(PRESERVED_TAG).map_or("?", String::as_str),
+                        until.date_naive()
+                    ),
+                )
+            } else {
+                verdict(
+                    true,
+                    format!(
+                        "unattached {} volume a failover kept, past its {}-day retention",
+                        v.volume_type,
+                        rules.preserved_retention.num_days()
+                    ),
+                )
+            }
         } else if age < rules.volume_min_age {
             verdict(
                 false,
@@ -700,6 +741,33 @@ mod tests {
         assert!(v["eipalloc-free"].0);
         assert!(!v["eipalloc-used"].0);
         assert_eq!(v["eipalloc-exempt"], (false, "exempt".into()));
+    }
+
+    #[test]
+    fn a_volume_a_failover_kept_is_waste_only_after_its_retention() {
+        let kept = |id: &str, kept_days_ago: i64| {
+            let mut v = volume(id, "available", 90);
+            v.tags.insert(PRESERVED_TAG.into(), "i-0dead".into());
+            v.tags.insert(
+                PRESERVED_AT_TAG.into(),
+                (now() - TimeDelta::days(kept_days_ago)).to_rfc3339(),
+            );
+            v
+        };
+        let mut garbled = kept("vol-garbled", 0);
+        garbled
+            .tags
+            .insert(PRESERVED_AT_TAG.into(), "yesterday".into());
+        let inventory = Inventory {
+            volumes: vec![kept("vol-29d", 29), kept("vol-31d", 31), garbled],
+            ..Inventory::default()
+        };
+        let v = verdicts(&inventory);
+        assert!(!v["vol-29d"].0, "{}", v["vol-29d"].1);
+        assert!(v["vol-29d"].1.contains("kept by a failover (from i-0dead)"));
+        assert!(v["vol-31d"].0, "{}", v["vol-31d"].1);
+        // Unreadable time: counted from creation (90 days ago), so past the retention.
+        assert!(v["vol-garbled"].0);
     }
 
     #[test]
