@@ -167,23 +167,48 @@ async fn a_new_signal_for_a_quarantined_pool_extends_it_and_counts() -> Result<(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lab_account_signals_never_quarantine_and_touch_no_instance() -> Result<()> {
+async fn lab_account_signals_never_quarantine_and_only_read_the_instance() -> Result<()> {
     let mut h = Harness::start("lab").await?;
     let lab = "333333333333";
     h.register(lab, Environment::Lab).await?;
-    let e = event(WARNING, "i-0aaaaaaaaaaaaaaaa")?.account(lab);
+    let lab_ec2 = aws_sdk_ec2::Client::new(&h.bed.member(lab).await?);
+    let instance = Launch::new("m5.large")
+        .in_az("us-east-1a")
+        .spot()
+        .run(&lab_ec2)
+        .await?;
+    let e = event(WARNING, &instance)?.account(lab);
 
     let response = h.invoke(&e).await?.ok()?;
 
     assert_eq!(response["action"], "ignored_lab");
+    assert!(response.get("failover").is_none(), "unmanaged: {response}");
     assert!(h.items().await?.is_empty());
+    // The instance is read (a workload the optimizer manages in a LAB account still gets its
+    // replacement), through the read-only member role; nothing in the account is changed.
     let calls = operations(&h.calls());
     assert!(
-        !calls
-            .iter()
-            .any(|c| c.starts_with("ec2:") || c.starts_with("sts:")),
+        calls.iter().any(|c| c == "ec2:DescribeInstances"),
         "{calls:?}"
     );
+    assert!(
+        calls
+            .iter()
+            .filter(|c| c.starts_with("ec2:") || c.starts_with("states:"))
+            .all(|c| c.starts_with("ec2:Describe")),
+        "{calls:?}"
+    );
+    let state = lab_ec2
+        .describe_instances()
+        .instance_ids(&instance)
+        .send()
+        .await?
+        .reservations()[0]
+        .instances()[0]
+        .state()
+        .and_then(|s| s.name())
+        .cloned();
+    assert_eq!(state, Some(aws_sdk_ec2::types::InstanceStateName::Running));
     Ok(())
 }
 
@@ -453,7 +478,7 @@ async fn throttling_is_retried_and_persistent_throttling_is_a_transient_error() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_warm_path_costs_at_most_three_aws_calls() -> Result<()> {
+async fn the_warm_path_costs_three_aws_calls_and_one_published_decision() -> Result<()> {
     let mut h = Harness::start("warm").await?;
     let ec2 = h.bed.ec2();
     let a = Launch::new("m5.large")
@@ -477,7 +502,9 @@ async fn the_warm_path_costs_at_most_three_aws_calls() -> Result<()> {
         [
             "ec2:DescribeInstances",
             "dynamodb:GetItem",
-            "dynamodb:PutItem"
+            "dynamodb:PutItem",
+            // Best effort, after the decision is stored: other systems react to it.
+            "events:PutEvents"
         ]
     );
     Ok(())

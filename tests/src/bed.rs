@@ -226,6 +226,17 @@ impl Tables {
         })
     }
 
+    /// What CloudFormation's `Ref` of the template's state machine `logical_id` returns: its ARN,
+    /// whether or not this test created the machine (starting one it did not create fails, as it
+    /// would on AWS). `None` for anything else.
+    fn state_machine_arn(&self, logical_id: &str) -> Option<String> {
+        self.template
+            .resources_of_type("AWS::Serverless::StateMachine")
+            .any(|(id, _)| id == logical_id)
+            .then(|| self.state_machine_name(logical_id).ok())?
+            .map(|machine| format!("arn:aws:states:{REGION}:{HOME_ACCOUNT}:stateMachine:{machine}"))
+    }
+
     /// As [`Tables::function`], with more `!Ref`s resolved (e.g. a state machine's ARN).
     pub fn function_with(
         &self,
@@ -238,11 +249,16 @@ impl Tables {
                 "AWS::AccountId" => Some(HOME_ACCOUNT.to_owned()),
                 "AWS::Region" => Some(REGION.to_owned()),
                 "AWS::StackName" => Some(self.stack.clone()),
-                _ => self.names.get(name).cloned().or_else(|| {
-                    refs.iter()
-                        .find(|(logical, _)| *logical == name)
-                        .map(|(_, value)| (*value).to_owned())
-                }),
+                _ => self
+                    .names
+                    .get(name)
+                    .cloned()
+                    .or_else(|| {
+                        refs.iter()
+                            .find(|(logical, _)| *logical == name)
+                            .map(|(_, value)| (*value).to_owned())
+                    })
+                    .or_else(|| self.state_machine_arn(name)),
             })?;
         let credentials = self
             .credentials

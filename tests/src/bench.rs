@@ -28,10 +28,11 @@ pub struct Options {
 }
 
 /// Targets: init ≤ 8 ms and peak RSS ≤ 12 MiB for every function (issue 9; were 20 ms and
-/// 40 MiB), ≤ 3 AWS calls per warm event.
+/// 40 MiB), ≤ 3 AWS calls per warm event to decide, plus the one `PutEvents` that publishes the
+/// decision (issue 11).
 pub const INIT_TARGET_MS: f64 = 8.0;
 pub const RSS_TARGET_KIB: u64 = 12 * 1024;
-const WARM_CALLS_TARGET: usize = 3;
+const WARM_CALLS_TARGET: usize = 3 + 1;
 
 pub async fn run(options: Options) -> Result<()> {
     let mut failed = false;
