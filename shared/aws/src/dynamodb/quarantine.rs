@@ -11,6 +11,7 @@ use spot_domain::pool::quarantine::{QuarantineStore, Write};
 use spot_domain::{AwsError, PoolKey, QuarantineRecord, SignalKind};
 
 use super::{put_versioned, scan_all};
+
 use crate::error::{classify, invalid_data};
 
 /// One item of the quarantine table; partition key `pool`, TTL attribute `expires_at`.
@@ -98,6 +99,58 @@ pub struct QuarantineTable {
 }
 
 impl QuarantineTable {
+    /// One BatchGetItem of at most 100 pools; unprocessed keys (throttling) are asked again.
+    async fn get_chunk(&self, chunk: &[PoolKey]) -> Result<Vec<QuarantineRecord>, AwsError> {
+        let mut records = Vec::new();
+        let mut keys: Vec<std::collections::HashMap<String, AttributeValue>> = chunk
+            .iter()
+            .map(|p| {
+                std::collections::HashMap::from([(
+                    "pool".to_owned(),
+                    AttributeValue::S(p.to_string()),
+                )])
+            })
+            .collect();
+        for _ in 0..5 {
+            if keys.is_empty() {
+                break;
+            }
+            let request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                .set_keys(Some(std::mem::take(&mut keys)))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| invalid_data("BatchGetItem", e.to_string()))?;
+            let answer = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(|e| classify("BatchGetItem", e))?;
+            for item in answer
+                .responses
+                .and_then(|mut r| r.remove(&self.table))
+                .unwrap_or_default()
+            {
+                records.push(record_from("BatchGetItem", item.into())?);
+            }
+            keys = answer
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(&self.table))
+                .map(|k| k.keys)
+                .unwrap_or_default();
+        }
+        if !keys.is_empty() {
+            return Err(AwsError::new(
+                spot_domain::AwsErrorKind::Transient,
+                "BatchGetItem",
+                None,
+                "keys left unprocessed after 5 attempts",
+            ));
+        }
+        Ok(records)
+    }
+
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
             client,
@@ -130,57 +183,11 @@ impl QuarantineStore for QuarantineTable {
     }
 
     async fn get_many(&self, pools: &[PoolKey]) -> Result<Vec<QuarantineRecord>, AwsError> {
-        let mut records = Vec::new();
-        // BatchGetItem takes 100 keys; unprocessed keys (throttling) are asked again.
-        for chunk in pools.chunks(100) {
-            let mut keys: Vec<std::collections::HashMap<String, AttributeValue>> = chunk
-                .iter()
-                .map(|p| {
-                    std::collections::HashMap::from([(
-                        "pool".to_owned(),
-                        AttributeValue::S(p.to_string()),
-                    )])
-                })
-                .collect();
-            for _ in 0..5 {
-                if keys.is_empty() {
-                    break;
-                }
-                let request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
-                    .set_keys(Some(std::mem::take(&mut keys)))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(|e| invalid_data("BatchGetItem", e.to_string()))?;
-                let answer = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
-                    .await
-                    .map_err(|e| classify("BatchGetItem", e))?;
-                for item in answer
-                    .responses
-                    .and_then(|mut r| r.remove(&self.table))
-                    .unwrap_or_default()
-                {
-                    records.push(record_from("BatchGetItem", item.into())?);
-                }
-                keys = answer
-                    .unprocessed_keys
-                    .and_then(|mut u| u.remove(&self.table))
-                    .map(|k| k.keys)
-                    .unwrap_or_default();
-            }
-            if !keys.is_empty() {
-                return Err(AwsError::new(
-                    spot_domain::AwsErrorKind::Transient,
-                    "BatchGetItem",
-                    None,
-                    "keys left unprocessed after 5 attempts",
-                ));
-            }
-        }
-        Ok(records)
+        // BatchGetItem takes 100 keys: a plan's few hundred pools are asked in one round of
+        // calls at once (a failover's launch waits on them).
+        let calls: Vec<_> = pools.chunks(100).map(|c| self.get_chunk(c)).collect();
+        let chunks = futures::future::try_join_all(calls).await?;
+        Ok(chunks.into_iter().flatten().collect())
     }
 
     async fn all(&self) -> Result<Vec<QuarantineRecord>, AwsError> {

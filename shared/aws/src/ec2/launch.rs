@@ -358,18 +358,13 @@ impl Ec2 {
         failover_id: &str,
         tokens: &[String],
     ) -> Result<Option<LaunchedInstance>, AwsError> {
-        let tagged = tagged_instances(
-            &self.client,
-            &[(FAILOVER_TAG, failover_id), (CREATED_VIA, VIA_FAILOVER)],
-        )
-        .await?;
-        if let Some(found) = tagged.into_iter().next() {
-            return Ok(Some(found));
-        }
-        Ok(launched_with(&self.client, tokens)
-            .await?
-            .into_iter()
-            .next())
+        // Both asked at once: a failover's first launch waits on this.
+        let marks = [(FAILOVER_TAG, failover_id), (CREATED_VIA, VIA_FAILOVER)];
+        let (tagged, by_token) = tokio::try_join!(
+            tagged_instances(&self.client, &marks),
+            launched_with(&self.client, tokens)
+        )?;
+        Ok(tagged.into_iter().chain(by_token).next())
     }
 
     /// A group's replacement, from its launch template, or from `configuration` for a group that
