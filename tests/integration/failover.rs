@@ -13,10 +13,11 @@ use aws_sdk_sfn::types::ExecutionStatus;
 use serde_json::Value;
 use spot_aws::LedgerTable;
 use spot_domain::pool::quarantine::QuarantineStore;
+use spot_domain::saga::failover::WorkloadHistory;
 use spot_domain::saga::failover::{
     FailoverRecord, FailoverStatus, Market, Role, RoleRecord, execution_name,
 };
-use spot_domain::tags::{FAILOVER_TAG, ORIGIN_TAG, PRESERVED_TAG};
+use spot_domain::tags::{FAILOVER_TAG, ON_DEMAND_UNTIL_TAG, ORIGIN_TAG, PRESERVED_TAG};
 use spot_domain::{Account, Environment};
 use testbed::saga::{EMERGENCY_FAILOVER, Execution, SagaBed, address_holder, elastic_ip, state};
 use testbed::{Fault, HOME_ACCOUNT, LambdaHost, Launch, REGION};
@@ -99,12 +100,17 @@ impl Failover {
     }
 
     async fn finished(&self) -> Result<Execution> {
+        self.finished_for(&self.clone).await
+    }
+
+    /// The failover of `instance`, once its execution ended.
+    async fn finished_for(&self, instance: &str) -> Result<Execution> {
         let arn = format!(
             "{}:{}",
             self.saga
                 .machine
                 .replacen(":stateMachine:", ":execution:", 1),
-            self.name()
+            execution_name(HOME_ACCOUNT, instance)
         );
         self.saga.wait(&arn, Duration::from_secs(120)).await
     }
@@ -291,8 +297,31 @@ async fn a_warning_for_a_switch_clone_gets_a_healthy_replacement_with_its_addres
         .send()
         .await?;
     assert!(!kept.volumes().is_empty(), "the data outlives the instance");
+    // The figure the issue asks for: the handler's receipt to the first launch call.
+    let first_launch = f
+        .saga
+        .proxy
+        .forwarder
+        .calls()
+        .iter()
+        .filter(|c| c.operation == "RunInstances")
+        .filter_map(|c| c.sent)
+        .min()
+        .context("no RunInstances seen")?;
+    for c in f.saga.proxy.forwarder.calls() {
+        if let Some(t) = c.sent.filter(|t| *t <= first_launch && *t >= sent) {
+            eprintln!(
+                "  +{:>6.0?} {} {} ({:?})",
+                t.saturating_duration_since(sent),
+                c.service,
+                c.operation,
+                c.upstream
+            );
+        }
+    }
     eprintln!(
-        "failover: warning -> promoted in {:?} (bed waits of 1 s), {} Lambda invocations",
+        "failover: warning -> first RunInstances {:?}, -> promoted {:?} (bed waits of 1 s), {} Lambda invocations",
+        first_launch.saturating_duration_since(sent),
         sent.elapsed(),
         e.invocations
     );
@@ -455,5 +484,79 @@ async fn an_unmanaged_instance_is_only_quarantined_and_a_lab_workload_is_replace
     assert_eq!(f.record().await?.status, FailoverStatus::Promoted);
     let open = f.saga.quarantine_table().get(&SIGNALLED.parse()?).await?;
     assert!(open.is_none(), "a LAB signal never quarantines: {open:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workload_interrupted_twice_in_a_week_is_replaced_on_demand_and_held() -> Result<()> {
+    let mut f = Failover::start("fo-hysteresis").await?;
+    f.signal(WARNING).await?;
+    let first = f.finished().await?;
+    assert_eq!(first.status, ExecutionStatus::Succeeded, "{first:?}");
+    let spot = f
+        .record()
+        .await?
+        .new_instance_id
+        .context("no replacement")?;
+    assert_eq!(f.record().await?.market, Some(Market::Spot));
+
+    // Its Spot replacement is warned too: the second interruption of the workload in a week.
+    let answer = f
+        .handler
+        .invoke(event(WARNING, &spot)?.json())
+        .await?
+        .ok()?;
+    assert_eq!(
+        answer["failover"]["workload"],
+        f.origin.as_str(),
+        "{answer}"
+    );
+    let second = f.finished_for(&spot).await?;
+    assert_eq!(second.status, ExecutionStatus::Succeeded, "{second:?}");
+    let record: FailoverRecord = f
+        .ledger()
+        .get_as(&execution_name(HOME_ACCOUNT, &spot))
+        .await?
+        .context("no record of the second failover")?;
+    assert_eq!(record.market, Some(Market::OnDemand), "{record:?}");
+    assert_eq!(record.fallbacks.len(), 1, "{record:?}");
+    assert!(
+        record.fallbacks[0]
+            .why
+            .contains("interrupted 2 times in 7 days"),
+        "{record:?}"
+    );
+    let until = record.on_demand_until.context("no hold recorded")?;
+    let days = (until - record.received_at).num_days();
+    assert_eq!(days, 7, "held for the default week");
+
+    // The replacement says so on itself, for the router (which leaves it on-demand until then).
+    let new = record.new_instance_id.clone().unwrap();
+    let ec2 = f.saga.bed.ec2();
+    let described = ec2.describe_instances().instance_ids(&new).send().await?;
+    let instance = &described.reservations()[0].instances()[0];
+    assert_eq!(instance.instance_lifecycle(), None, "on-demand");
+    let held = instance
+        .tags()
+        .iter()
+        .find(|t| t.key() == Some(ON_DEMAND_UNTIL_TAG))
+        .and_then(|t| t.value())
+        .context("no hold tag")?;
+    assert_eq!(held.parse::<chrono::DateTime<chrono::Utc>>()?, until);
+    assert_eq!(
+        address_holder(&ec2, &f.allocation).await?.as_deref(),
+        Some(new.as_str())
+    );
+    assert_eq!(f.role(&new).await?.map(|r| r.role), Some(Role::Primary));
+    assert_eq!(f.role(&spot).await?.map(|r| r.role), Some(Role::Zombie));
+
+    // The history counts each failover once and keeps the hold.
+    let history: WorkloadHistory = f
+        .ledger()
+        .get_as(&WorkloadHistory::key(HOME_ACCOUNT, REGION, &f.origin))
+        .await?
+        .context("no workload history")?;
+    assert_eq!(history.failovers.len(), 2, "{history:?}");
+    assert_eq!(history.on_demand_until, Some(until));
     Ok(())
 }

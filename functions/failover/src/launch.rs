@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use chrono::Utc;
+use chrono::{TimeDelta, Utc};
 use spot_aws::{Ec2, LedgerTable, QuarantineTable, Reach};
 use spot_domain::config::{self, Accounts, ConfigError, Env, key};
 use spot_domain::governance::mode::LiveSwitch;
@@ -15,12 +15,12 @@ use spot_domain::instance::{LaunchSpec, Launched, SourceInstance};
 use spot_domain::market::{self, Candidate, Catalog, Exclusion, Market as Prices, TypeQuery};
 use spot_domain::pool::gatekeeper::{self, Gate};
 use spot_domain::saga::failover::{
-    self, Dying, FailoverInput, FailoverRecord, FailoverRequest, FailoverStatus, Fallback,
-    LaunchStep, Market, Replacement, Workload,
+    self, Dying, FailoverInput, FailoverRecord, FailoverRequest, FailoverStatus, Fallback, Hold,
+    Hysteresis, LaunchStep, Market, Replacement, Workload, WorkloadHistory,
 };
 use spot_domain::saga::launch::first_open_pool;
 use spot_domain::saga::{SagaMode, Settings, StepError};
-use spot_domain::tags::{self, FAILOVER_TAG, ORIGIN_TAG, VIA_FAILOVER};
+use spot_domain::tags::{self, FAILOVER_TAG, ON_DEMAND_UNTIL_TAG, ORIGIN_TAG, VIA_FAILOVER};
 use spot_domain::{ErrorName, PoolKey, QuarantinePolicy};
 use tracing::{info, instrument, warn};
 
@@ -37,6 +37,8 @@ pub struct Config {
     pub live: LiveSwitch,
     /// `capacity`: how long a pool without capacity is passed over.
     pub policy: QuarantinePolicy,
+    /// When a workload interrupted too often is given on-demand instead.
+    pub hysteresis: Hysteresis,
 }
 
 impl Config {
@@ -48,8 +50,20 @@ impl Config {
             settings: settings(env)?,
             live: config::live_switch(env, env.parsed(key::MODE, SagaMode::Shadow)?.as_mode())?,
             policy: QuarantinePolicy::for_launches(env)?,
+            hysteresis: hysteresis(env)?,
         })
     }
+}
+
+/// `HYSTERESIS_INTERRUPTIONS` (0 turns it off), `HYSTERESIS_WINDOW_DAYS`, `ON_DEMAND_HOLD_DAYS`.
+fn hysteresis<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Hysteresis, ConfigError> {
+    let d = Hysteresis::default();
+    let day = TimeDelta::days(1);
+    Ok(Hysteresis {
+        interruptions: env.bounded(key::HYSTERESIS_INTERRUPTIONS, d.interruptions, 0, 100)?,
+        window: env.duration(key::HYSTERESIS_WINDOW_DAYS, d.window, day, 1)?,
+        hold: env.duration(key::ON_DEMAND_HOLD_DAYS, d.hold, day, 0)?,
+    })
 }
 
 /// The failover's pacing: `WAIT_SECONDS` (default 5: a warning gives two minutes) and
@@ -63,6 +77,17 @@ fn settings<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Settings, Con
         health_checks: env.bounded(key::HEALTH_CHECKS, d.health_checks, c0, c1)?,
         ..d
     })
+}
+
+/// The Spot candidates in failover order, the compatible type names, the VPC's subnets, and the
+/// pools excluded with why.
+struct Plan {
+    candidates: Vec<Candidate>,
+    types: Vec<String>,
+    subnets: Vec<spot_domain::market::SubnetInfo>,
+    skipped: Vec<Exclusion>,
+    /// The dying instance's user data, read with the catalog rather than after it.
+    user_data: Option<String>,
 }
 
 pub struct Launcher {
@@ -131,33 +156,94 @@ impl Launcher {
                 source.instance_id
             ))
         })?;
-        let step = |replacement, planned| LaunchStep {
+        let step = |replacement, planned, hold| LaunchStep {
             mode,
             settings,
             workload: workload.clone(),
             dying: Dying::of(&source),
             replacement,
             planned,
+            hold,
         };
-        if mode == SagaMode::Live
-            && let Some(found) = self
-                .already_launched(&ec2, failover_id, &workload, &request.region)
-                .await?
-        {
+        // A retry's earlier launch, the pools and the workload's history are read together:
+        // the plan is thrown away in the rare case a replacement is already there.
+        let (found, plan, history) = tokio::join!(
+            async {
+                match mode {
+                    SagaMode::Live => {
+                        self.already_launched(&ec2, failover_id, &workload, &request.region)
+                            .await
+                    }
+                    SagaMode::Shadow => Ok(None),
+                }
+            },
+            self.plan(&ec2, request, &source),
+            self.history(request, &workload)
+        );
+        let history = history?;
+        let hold = self
+            .config
+            .hysteresis
+            .hold(&history, failover_id, request.received_at);
+        if let Some(found) = found? {
             info!(instance_id = %found.instance_id, market = %found.market, "replacement already launched");
-            return Ok(step(Some(found), Vec::new()));
+            self.remember(history, failover_id, request, hold.as_ref())
+                .await?;
+            return Ok(step(Some(found), Vec::new(), hold));
         }
-
-        let (candidates, types, subnets, mut skipped) = self.plan(&ec2, request, &source).await?;
+        let plan = plan?;
         if mode == SagaMode::Shadow {
-            let planned: Vec<PoolKey> = candidates.iter().map(|c| c.pool.clone()).collect();
-            self.record_shadow(failover_id, request, &workload, &candidates)
+            let planned: Vec<PoolKey> = plan.candidates.iter().map(|c| c.pool.clone()).collect();
+            self.record_shadow(
+                failover_id,
+                request,
+                &workload,
+                &plan.candidates,
+                hold.as_ref(),
+            )
+            .await?;
+            self.remember(history, failover_id, request, hold.as_ref())
                 .await?;
             info!(pools = planned.len(), "shadow: planned, nothing launched");
-            return Ok(step(None, planned));
+            return Ok(step(None, planned, hold));
         }
+        let replaced = self
+            .replace(
+                &ec2,
+                request,
+                &source,
+                &workload,
+                failover_id,
+                plan,
+                hold.as_ref(),
+            )
+            .await;
+        // Counted whether or not a replacement was obtained: it was an interruption.
+        self.remember(history, failover_id, request, hold.as_ref())
+            .await?;
+        Ok(step(Some(replaced?), Vec::new(), hold))
+    }
 
-        let user_data = ec2.user_data(&source.instance_id).await?;
+    /// The replacement: Spot (unless the workload is held on-demand), then on-demand, then the
+    /// workload's original.
+    #[allow(clippy::too_many_arguments)]
+    async fn replace(
+        &self,
+        ec2: &Ec2,
+        request: &FailoverRequest,
+        source: &SourceInstance,
+        workload: &Workload,
+        failover_id: &str,
+        plan: Plan,
+        hold: Option<&Hold>,
+    ) -> Result<Replacement, StepError> {
+        let Plan {
+            candidates,
+            types,
+            subnets,
+            mut skipped,
+            user_data,
+        } = plan;
         let image_id = source.image_id.clone().ok_or_else(|| {
             StepError::new(
                 ErrorName::InvalidData,
@@ -178,17 +264,18 @@ impl Launcher {
             user_data: user_data.clone(),
             metadata: source.metadata.clone(),
             detailed_monitoring: source.detailed_monitoring,
-            tags: replacement_tags(&source, &workload, failover_id),
+            tags: replacement_tags(source, workload, failover_id, hold),
             client_token: client_token(failover_id, attempt),
         };
 
-        // 1. Spot, in the order of the plan.
+        // 1. Spot, in the order of the plan; none for a workload held on-demand.
+        let spot_candidates: &[Candidate] = if hold.is_some() { &[] } else { &candidates };
         let spot = first_open_pool(
-            &candidates,
+            spot_candidates,
             |c| self.quarantined(&c.pool),
             |index, c| {
                 let spec = spec(&c.instance_type, &c.subnet_id, index);
-                self.launch(&ec2, spec, true, Some(c), request, failover_id)
+                self.launch(ec2, spec, true, Some(c), request, failover_id)
             },
         )
         .await?;
@@ -198,24 +285,23 @@ impl Launcher {
                 let c = &candidates[taken.index];
                 skipped.extend(taken.skipped);
                 info!(instance_id = %taken.instance_id, pool = %c.pool, "replacement launched on Spot");
-                return Ok(step(
-                    Some(Replacement {
-                        instance_id: taken.instance_id,
-                        market: Market::Spot,
-                        instance_type: c.instance_type.clone(),
-                        az_name: c.az_name.clone(),
-                        pool: Some(c.pool.clone()),
-                        spot_price: Some(c.spot_price),
-                        fallbacks,
-                        skipped,
-                        launched_at: Utc::now(),
-                    }),
-                    Vec::new(),
-                ));
+                return Ok(Replacement {
+                    instance_id: taken.instance_id,
+                    market: Market::Spot,
+                    instance_type: c.instance_type.clone(),
+                    az_name: c.az_name.clone(),
+                    pool: Some(c.pool.clone()),
+                    spot_price: Some(c.spot_price),
+                    fallbacks,
+                    skipped,
+                    launched_at: Utc::now(),
+                });
             }
             Err(refused) => {
                 // What the tried pools answered first; then why the others were not tried.
-                let why = if refused.is_empty() && skipped.is_empty() {
+                let why = if let Some(hold) = hold {
+                    hold.why.clone()
+                } else if refused.is_empty() && skipped.is_empty() {
                     "no Spot pool to try".to_owned()
                 } else if refused.is_empty() {
                     format!("no Spot pool to try ({})", market::explain(&skipped, 5))
@@ -236,31 +322,28 @@ impl Launcher {
 
         // 2. On-demand, of the dying type or a compatible one.
         let mut refusals = Vec::new();
-        for (i, pool) in failover::on_demand_pools(&source, &types, &subnets)
+        for (i, pool) in failover::on_demand_pools(source, &types, &subnets)
             .into_iter()
             .enumerate()
         {
             let spec = spec(&pool.instance_type, &pool.subnet_id, MAX_SPOT_ATTEMPTS + i);
             match self
-                .launch(&ec2, spec, false, None, request, failover_id)
+                .launch(ec2, spec, false, None, request, failover_id)
                 .await?
             {
                 Launched::Instance(instance_id) => {
                     warn!(instance_id, instance_type = %pool.instance_type, "replacement launched on-demand");
-                    return Ok(step(
-                        Some(Replacement {
-                            instance_id,
-                            market: Market::OnDemand,
-                            instance_type: pool.instance_type,
-                            az_name: pool.az_name,
-                            pool: None,
-                            spot_price: None,
-                            fallbacks,
-                            skipped,
-                            launched_at: Utc::now(),
-                        }),
-                        Vec::new(),
-                    ));
+                    return Ok(Replacement {
+                        instance_id,
+                        market: Market::OnDemand,
+                        instance_type: pool.instance_type,
+                        az_name: pool.az_name,
+                        pool: None,
+                        spot_price: None,
+                        fallbacks,
+                        skipped,
+                        launched_at: Utc::now(),
+                    });
                 }
                 Launched::NoCapacity(why) | Launched::Refused(why) => {
                     refusals.push(format!("{} in {}: {why}", pool.instance_type, pool.az_name));
@@ -269,7 +352,7 @@ impl Launcher {
         }
 
         // 3. The workload's original, stopped by the switch.
-        let Workload::Switched { origin } = &workload;
+        let Workload::Switched { origin } = workload;
         fallbacks.push(Fallback {
             to: Market::Origin,
             why: format!("no on-demand launch succeeded ({})", refusals.join("; ")),
@@ -288,26 +371,61 @@ impl Launcher {
                 ),
             ));
         };
-        // Marked first: a retried step knows the start was its own.
+        // Marked first: a retried step knows the start was its own; a hold keeps the router off it.
         ec2.tag(origin, FAILOVER_TAG, failover_id).await?;
+        if let Some(hold) = hold {
+            ec2.tag(origin, ON_DEMAND_UNTIL_TAG, &hold.until.to_rfc3339())
+                .await?;
+        }
         if !matches!(original.state.as_str(), "pending" | "running") {
             ec2.start(origin).await?;
         }
         warn!(origin, "the original instance was started");
-        Ok(step(
-            Some(Replacement {
-                instance_id: origin.clone(),
-                market: Market::Origin,
-                instance_type: original.instance_type,
-                az_name: original.az_name,
-                pool: None,
-                spot_price: None,
-                fallbacks,
-                skipped,
-                launched_at: Utc::now(),
-            }),
-            Vec::new(),
-        ))
+        Ok(Replacement {
+            instance_id: origin.clone(),
+            market: Market::Origin,
+            instance_type: original.instance_type,
+            az_name: original.az_name,
+            pool: None,
+            spot_price: None,
+            fallbacks,
+            skipped,
+            launched_at: Utc::now(),
+        })
+    }
+
+    /// The workload's failover history (empty for its first).
+    async fn history(
+        &self,
+        request: &FailoverRequest,
+        workload: &Workload,
+    ) -> Result<WorkloadHistory, StepError> {
+        let key = WorkloadHistory::key(&request.account_id, &request.region, workload.id());
+        Ok(self.ledger.get_as(&key).await?.unwrap_or_else(|| {
+            WorkloadHistory::empty(&request.account_id, &request.region, workload.id())
+        }))
+    }
+
+    /// Counts this failover in the workload's history (once, however often the step runs), and
+    /// the hold it started.
+    async fn remember(
+        &self,
+        history: WorkloadHistory,
+        failover_id: &str,
+        request: &FailoverRequest,
+        hold: Option<&Hold>,
+    ) -> Result<(), StepError> {
+        if let Some(h) = hold {
+            warn!(until = %h.until, why = %h.why, "workload held on-demand");
+        }
+        let history = history.with(
+            failover_id,
+            request.received_at,
+            hold,
+            &self.config.hysteresis,
+        );
+        self.ledger.record(&history).await?;
+        Ok(())
     }
 
     /// What an earlier attempt of this failover launched or started, if anything.
@@ -318,22 +436,17 @@ impl Launcher {
         workload: &Workload,
         region: &str,
     ) -> Result<Option<Replacement>, StepError> {
-        let found = ec2
-            .failover_launch(failover_id, &tokens(failover_id))
-            .await?;
+        // Asked at once: this runs before every first launch, on the two minutes.
+        let Workload::Switched { origin } = workload;
+        let tokens = tokens(failover_id);
+        let (found, origin_tags) =
+            tokio::try_join!(ec2.failover_launch(failover_id, &tokens), ec2.tags(origin))?;
         let (instance_id, origin) = match found {
             Some(found) => (found.instance_id, false),
-            None => {
-                let Workload::Switched { origin } = workload;
-                match ec2.source(origin).await? {
-                    Some(o)
-                        if o.tags.get(FAILOVER_TAG).map(String::as_str) == Some(failover_id) =>
-                    {
-                        (origin.clone(), true)
-                    }
-                    _ => return Ok(None),
-                }
+            None if origin_tags.get(FAILOVER_TAG).map(String::as_str) == Some(failover_id) => {
+                (origin.clone(), true)
             }
+            None => return Ok(None),
         };
         let Some(found) = ec2.source(&instance_id).await? else {
             return Ok(None);
@@ -360,25 +473,19 @@ impl Launcher {
         }))
     }
 
-    /// The Spot candidates in failover order, the compatible type names, the VPC's subnets, and
-    /// the pools excluded with why.
+    /// The plan: Spot candidates in failover order, and what on-demand may use.
     async fn plan(
         &self,
         ec2: &Ec2,
         request: &FailoverRequest,
         source: &SourceInstance,
-    ) -> Result<
-        (
-            Vec<Candidate>,
-            Vec<String>,
-            Vec<spot_domain::market::SubnetInfo>,
-            Vec<Exclusion>,
-        ),
-        StepError,
-    > {
+    ) -> Result<Plan, StepError> {
         let query = TypeQuery::new(&source.architecture, &[source.vcpus], &[]);
-        let (catalog, subnets) =
-            tokio::try_join!(ec2.instance_types(&query), ec2.subnets(&source.vpc_id))?;
+        let (catalog, subnets, user_data) = tokio::try_join!(
+            ec2.instance_types(&query),
+            ec2.subnets(&source.vpc_id),
+            ec2.user_data(&source.instance_id)
+        )?;
         let (types, mut exclusions) = market::compatible_types(source, &catalog, &[]);
         let names: Vec<String> = types.iter().map(|t| t.instance_type.clone()).collect();
         let prices = if names.is_empty() {
@@ -425,7 +532,13 @@ impl Launcher {
         failover::failover_order(&mut candidates, &source.az_id);
         candidates.truncate(MAX_SPOT_ATTEMPTS);
         exclusions.truncate(20);
-        Ok((candidates, names, subnets, exclusions))
+        Ok(Plan {
+            candidates,
+            types: names,
+            subnets,
+            skipped: exclusions,
+            user_data,
+        })
     }
 
     /// The gatekeeper's answer for `pool` now.
@@ -476,8 +589,9 @@ impl Launcher {
         request: &FailoverRequest,
         workload: &Workload,
         candidates: &[Candidate],
+        hold: Option<&Hold>,
     ) -> Result<(), StepError> {
-        let best = candidates.first();
+        let best = candidates.first().filter(|_| hold.is_none());
         self.ledger
             .record(&FailoverRecord {
                 switch_id: failover_id.to_owned(),
@@ -493,7 +607,14 @@ impl Launcher {
                 }),
                 pool: best.map(|c| c.pool.clone()),
                 instance_type: best.map(|c| c.instance_type.clone()),
-                fallbacks: Vec::new(),
+                fallbacks: hold
+                    .map(|h| Fallback {
+                        to: Market::OnDemand,
+                        why: h.why.clone(),
+                    })
+                    .into_iter()
+                    .collect(),
+                on_demand_until: hold.map(|h| h.until),
                 mode: SagaMode::Shadow,
                 status: FailoverStatus::Shadow,
                 signal: request.signal.detail_type().to_owned(),
@@ -509,15 +630,16 @@ impl Launcher {
     }
 }
 
-/// The replacement's tags: the dying instance's own (at most 44, so the optimizer's six fit
-/// EC2's 50), its marks, and the workload's origin.
+/// The replacement's tags: the dying instance's own (at most 43, so the optimizer's seven fit
+/// EC2's 50), its marks, the workload's origin, and the on-demand hold if there is one.
 fn replacement_tags(
     source: &SourceInstance,
     workload: &Workload,
     failover_id: &str,
+    hold: Option<&Hold>,
 ) -> Vec<(String, String)> {
     let mut inherited = tags::inherited(&source.tags);
-    inherited.truncate(44);
+    inherited.truncate(43);
     let mut tags = tags::launched(
         inherited,
         VIA_FAILOVER,
@@ -526,6 +648,9 @@ fn replacement_tags(
         failover_id,
     );
     tags.push((ORIGIN_TAG.to_owned(), workload.id().to_owned()));
+    if let Some(h) = hold {
+        tags.push((ON_DEMAND_UNTIL_TAG.to_owned(), h.until.to_rfc3339()));
+    }
     tags
 }
 
@@ -543,7 +668,11 @@ mod tests {
         let workload = Workload::Switched {
             origin: "i-0aaaaaaaaaaaaaaaa".into(),
         };
-        let tags = replacement_tags(&source, &workload, "failover-1");
+        let hold = spot_domain::saga::failover::Hold {
+            until: "2026-12-10T00:00:00Z".parse().unwrap(),
+            why: "twice".into(),
+        };
+        let tags = replacement_tags(&source, &workload, "failover-1", Some(&hold));
         assert_eq!(tags.len(), 50);
         let map: spot_domain::tags::Tags = tags.into_iter().collect();
         assert_eq!(
@@ -552,6 +681,7 @@ mod tests {
             "a replacement can fail over again"
         );
         assert_eq!(map[FAILOVER_TAG], "failover-1");
+        assert_eq!(map[ON_DEMAND_UNTIL_TAG], "2026-12-10T00:00:00+00:00");
     }
 
     #[test]

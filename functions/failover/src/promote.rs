@@ -124,6 +124,7 @@ impl Promoter {
                 pool: replacement.pool.clone(),
                 instance_type: Some(replacement.instance_type.clone()),
                 fallbacks: replacement.fallbacks.clone(),
+                on_demand_until: launch.hold.as_ref().map(|h| h.until),
                 mode: SagaMode::Live,
                 status: FailoverStatus::Promoted,
                 signal: request.signal.detail_type().to_owned(),

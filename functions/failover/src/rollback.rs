@@ -123,6 +123,11 @@ impl Rollback {
                     .and_then(|l| l.replacement.as_ref())
                     .map(|r| r.fallbacks.clone())
                     .unwrap_or_default(),
+                on_demand_until: state
+                    .launch
+                    .as_ref()
+                    .and_then(|l| l.hold.as_ref())
+                    .map(|h| h.until),
                 mode,
                 status: FailoverStatus::Failed,
                 signal: request.signal.detail_type().to_owned(),

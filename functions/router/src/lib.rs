@@ -108,7 +108,7 @@ impl Router {
                 continue;
             }
             *report.scanned.entry("instance".into()).or_default() += 1;
-            match route::route(&instance) {
+            match route::route(&instance, now) {
                 Route::Switch => {
                     report.count("instance", "switch");
                     let name = route::execution_name(

@@ -98,6 +98,11 @@ pub mod key {
     pub const REBALANCE_ACTION: &str = "REBALANCE_ACTION";
     /// How long an interrupted instance's kept volumes stay before they may become waste.
     pub const PRESERVED_RETENTION_DAYS: &str = "PRESERVED_RETENTION_DAYS";
+    /// Hysteresis: a workload interrupted this many times within the window gets an on-demand
+    /// replacement, left on-demand for the hold.
+    pub const HYSTERESIS_INTERRUPTIONS: &str = "HYSTERESIS_INTERRUPTIONS";
+    pub const HYSTERESIS_WINDOW_DAYS: &str = "HYSTERESIS_WINDOW_DAYS";
+    pub const ON_DEMAND_HOLD_DAYS: &str = "ON_DEMAND_HOLD_DAYS";
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

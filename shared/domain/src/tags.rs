@@ -35,6 +35,9 @@ pub const ORIGIN_TAG: &str = "spot-optimizer:origin";
 /// (`DeleteOnTermination=false`): the instance they were attached to, and when they were kept.
 pub const PRESERVED_TAG: &str = "spot-optimizer:preserved-from";
 pub const PRESERVED_AT_TAG: &str = "spot-optimizer:preserved-at";
+/// On the on-demand instance a failover gave a workload interrupted too often (hysteresis): until
+/// when (RFC 3339) the router leaves it on-demand.
+pub const ON_DEMAND_UNTIL_TAG: &str = "spot-optimizer:on-demand-until";
 
 /// Which saga execution launched an instance: provenance for people and tests, kept for the
 /// instance's life and never a condition of any IAM policy (the saga's own mark,

@@ -8,6 +8,8 @@
 //! workload's stopped original, keep the dying instance's volumes, wait for 2/2 checks and promote
 //! the replacement (address, target groups, roles in the ledger).
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -210,6 +212,9 @@ pub struct LaunchStep {
     /// Shadow mode: the pools a live failover would try, best first.
     #[serde(default)]
     pub planned: Vec<PoolKey>,
+    /// The on-demand hold this failover started (hysteresis), if any.
+    #[serde(default)]
+    pub hold: Option<Hold>,
 }
 
 /// The state the failover's steps pass along.
@@ -470,6 +475,9 @@ pub struct FailoverRecord {
     pub pool: Option<PoolKey>,
     pub instance_type: Option<String>,
     pub fallbacks: Vec<Fallback>,
+    /// The on-demand hold this failover started (hysteresis), if any.
+    #[serde(default)]
+    pub on_demand_until: Option<DateTime<Utc>>,
     pub mode: SagaMode,
     pub status: FailoverStatus,
     pub signal: String,
@@ -492,6 +500,133 @@ pub fn downtime_seconds(request: &FailoverRequest, healthy_at: DateTime<Utc>) ->
     (healthy_at - (request.received_at + WARNING_NOTICE))
         .num_seconds()
         .max(0)
+}
+
+/// When a workload is interrupted too often for Spot: `interruptions` failovers within `window`
+/// (this one included) give it an on-demand replacement, which the router then leaves on-demand
+/// for `hold` (`HYSTERESIS_INTERRUPTIONS`, `HYSTERESIS_WINDOW_DAYS`, `ON_DEMAND_HOLD_DAYS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hysteresis {
+    pub interruptions: u32,
+    pub window: TimeDelta,
+    pub hold: TimeDelta,
+}
+
+impl Default for Hysteresis {
+    fn default() -> Self {
+        Self {
+            interruptions: 2,
+            window: TimeDelta::days(7),
+            hold: TimeDelta::days(7),
+        }
+    }
+}
+
+/// An on-demand hold: until when, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    pub until: DateTime<Utc>,
+    pub why: String,
+}
+
+impl Hysteresis {
+    /// The hold failover `execution` (at `at`) puts the workload under, given its history: the
+    /// failovers within the window, this one counted once however often its step is retried,
+    /// reach the count; or a hold still in force.
+    pub fn hold(
+        &self,
+        history: &WorkloadHistory,
+        execution: &str,
+        at: DateTime<Utc>,
+    ) -> Option<Hold> {
+        if let Some(until) = history.on_demand_until.filter(|u| *u > at) {
+            return Some(Hold {
+                until,
+                why: format!("the workload is held on-demand until {until}"),
+            });
+        }
+        let since = at - self.window;
+        let earlier = history
+            .failovers
+            .iter()
+            .filter(|(name, t)| name.as_str() != execution && **t > since && **t <= at)
+            .count();
+        let count = earlier + 1;
+        if self.interruptions == 0 || count < self.interruptions as usize {
+            return None;
+        }
+        let until = at + self.hold;
+        Some(Hold {
+            until,
+            why: format!(
+                "interrupted {count} times in {} days (limit {}): on-demand until {until}",
+                self.window.num_days(),
+                self.interruptions
+            ),
+        })
+    }
+}
+
+/// A workload's failovers, keyed `history#<account>#<region>#<workload>` in the ledger table: what
+/// the hysteresis counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkloadHistory {
+    /// The ledger's key.
+    pub switch_id: String,
+    pub account_id: String,
+    pub region: String,
+    pub workload: String,
+    /// Failover execution → when its signal was received.
+    #[serde(default)]
+    pub failovers: BTreeMap<String, DateTime<Utc>>,
+    /// The hold in force, if any.
+    #[serde(default)]
+    pub on_demand_until: Option<DateTime<Utc>>,
+}
+
+impl WorkloadHistory {
+    pub fn key(account: &str, region: &str, workload: &str) -> String {
+        format!("history#{account}#{region}#{workload}")
+    }
+
+    pub fn empty(account: &str, region: &str, workload: &str) -> Self {
+        Self {
+            switch_id: Self::key(account, region, workload),
+            account_id: account.to_owned(),
+            region: region.to_owned(),
+            workload: workload.to_owned(),
+            failovers: BTreeMap::new(),
+            on_demand_until: None,
+        }
+    }
+
+    /// With failover `execution` counted (once) and `hold` kept; failovers older than the window
+    /// forgotten, so the item stays small.
+    pub fn with(
+        mut self,
+        execution: &str,
+        at: DateTime<Utc>,
+        hold: Option<&Hold>,
+        rules: &Hysteresis,
+    ) -> Self {
+        self.failovers.insert(execution.to_owned(), at);
+        let since = at - rules.window;
+        self.failovers.retain(|_, t| *t > since);
+        if let Some(h) = hold {
+            self.on_demand_until = Some(self.on_demand_until.map_or(h.until, |u| u.max(h.until)));
+        }
+        self
+    }
+}
+
+/// Until when an instance is held on-demand by its [`ON_DEMAND_UNTIL_TAG`](tags::ON_DEMAND_UNTIL_TAG),
+/// if it is at `now`. A tag that cannot be read holds it (the router leaves it alone).
+pub fn held_until(tags: &Tags, now: DateTime<Utc>) -> Option<Result<DateTime<Utc>, String>> {
+    let text = tags.get(tags::ON_DEMAND_UNTIL_TAG)?;
+    match DateTime::parse_from_rfc3339(text) {
+        Ok(t) => Some(Ok(t.with_timezone(&Utc))).filter(|_| t > now),
+        Err(_) => Some(Err(text.clone())),
+    }
 }
 
 /// What the interruption handler does beyond its quarantine: start failovers, publish decisions.
@@ -721,5 +856,61 @@ mod tests {
         );
         let p = RoleRecord::primary(&r, &w, "i-0bbbbbbbbbbbbbbbb", "f", r.received_at);
         assert_eq!((p.role, p.ttl), (Role::Primary, None));
+    }
+
+    #[test]
+    fn a_workload_interrupted_twice_in_a_week_is_held_on_demand_for_a_week() {
+        let rules = Hysteresis::default();
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let empty = WorkloadHistory::empty("123456789012", "us-east-1", "i-0aaaaaaaaaaaaaaaa");
+        // The first interruption: no hold, however often its step is retried.
+        let first = at("2026-12-01T10:00:00Z");
+        assert_eq!(rules.hold(&empty, "f-1", first), None);
+        let h1 = empty.with("f-1", first, None, &rules);
+        assert_eq!(rules.hold(&h1, "f-1", first), None, "a retry counts once");
+        // The second within 7 days: on-demand for 7 days from now.
+        let second = at("2026-12-06T10:00:00Z");
+        let hold = rules.hold(&h1, "f-2", second).unwrap();
+        assert_eq!(hold.until, second + TimeDelta::days(7));
+        assert!(
+            hold.why.contains("interrupted 2 times in 7 days"),
+            "{}",
+            hold.why
+        );
+        let h2 = h1.clone().with("f-2", second, Some(&hold), &rules);
+        assert_eq!(h2.on_demand_until, Some(hold.until));
+        // A hold in force holds; once over, only the window counts.
+        assert!(rules.hold(&h2, "f-3", at("2026-12-10T00:00:00Z")).is_some());
+        let later = at("2026-12-20T00:00:00Z");
+        assert_eq!(
+            rules.hold(&h2, "f-3", later),
+            None,
+            "both older than the window"
+        );
+        assert!(
+            h2.with("f-3", later, None, &rules).failovers.len() == 1,
+            "old ones forgotten"
+        );
+        // Exactly at the window's edge the earlier one no longer counts.
+        assert_eq!(rules.hold(&h1, "f-2", first + TimeDelta::days(7)), None);
+        // A count of 0 turns hysteresis off.
+        let off = Hysteresis {
+            interruptions: 0,
+            ..rules
+        };
+        assert_eq!(off.hold(&h1, "f-2", second), None);
+    }
+
+    #[test]
+    fn the_hold_tag_holds_until_its_time_and_an_unreadable_one_holds() {
+        let now: DateTime<Utc> = "2026-12-04T00:00:00Z".parse().unwrap();
+        let tag = |v: &str| tagged(&[(tags::ON_DEMAND_UNTIL_TAG, v)]);
+        assert_eq!(
+            held_until(&tag("2026-12-05T00:00:00Z"), now),
+            Some(Ok("2026-12-05T00:00:00Z".parse().unwrap()))
+        );
+        assert_eq!(held_until(&tag("2026-12-03T00:00:00Z"), now), None);
+        assert_eq!(held_until(&tag("soon"), now), Some(Err("soon".into())));
+        assert_eq!(held_until(&Tags::new(), now), None);
     }
 }

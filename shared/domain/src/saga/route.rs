@@ -9,8 +9,11 @@ use serde_json::{Value, json};
 
 use crate::governance::mode::Mode;
 use crate::governance::scope::RequestError;
+use crate::saga::failover;
 use crate::saga::step::SagaMode;
-use crate::tags::{self, EXEMPT_TAG, GROUP_TAG, Tags};
+use crate::tags::{
+    self, CREATED_VIA, EXEMPT_TAG, GROUP_TAG, ON_DEMAND_UNTIL_TAG, Tags, VIA_FAILOVER,
+};
 
 /// A direct invocation (a schedule's event runs the default scope). Unknown fields are refused.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -85,8 +88,8 @@ pub enum Route {
     Skip(String),
 }
 
-/// Where `instance` goes.
-pub fn route(instance: &Routable) -> Route {
+/// Where `instance` goes at `now`.
+pub fn route(instance: &Routable, now: DateTime<Utc>) -> Route {
     let tags = &instance.tags;
     if instance.state != "running" {
         return Route::Skip(format!("{}, not running", instance.state));
@@ -103,7 +106,21 @@ pub fn route(instance: &Routable) -> Route {
     if let Some(group) = tags.get(GROUP_TAG) {
         return Route::Swap(group.clone());
     }
-    if tags::is_managed(tags) {
+    match failover::held_until(tags, now) {
+        Some(Ok(until)) => {
+            return Route::Skip(format!(
+                "held on-demand until {until} after repeated interruptions ({ON_DEMAND_UNTIL_TAG})"
+            ));
+        }
+        Some(Err(text)) => {
+            return Route::Skip(format!(
+                "{ON_DEMAND_UNTIL_TAG} `{text}` is no time: left alone"
+            ));
+        }
+        None => {}
+    }
+    // An on-demand replacement a failover launched goes back to Spot once no hold keeps it.
+    if tags::is_managed(tags) && tags.get(CREATED_VIA).map(String::as_str) != Some(VIA_FAILOVER) {
         return Route::Skip("launched by the optimizer".into());
     }
     Route::Switch
@@ -170,11 +187,45 @@ mod tests {
         }
     }
 
+    fn route_now(instance: &Routable) -> Route {
+        route(
+            instance,
+            Utc.with_ymd_and_hms(2026, 12, 4, 0, 0, 0).unwrap(),
+        )
+    }
+
+    #[test]
+    fn an_on_demand_failover_replacement_is_held_then_goes_back_to_spot() {
+        let replacement = [
+            ("ManagedBy", "SpotOptimizer"),
+            ("CreatedVia", "EmergencyFailover"),
+        ];
+        let mut held = replacement.to_vec();
+        held.push((ON_DEMAND_UNTIL_TAG, "2026-12-10T00:00:00Z"));
+        match route_now(&instance(&held)) {
+            Route::Skip(why) => assert!(why.contains("held on-demand until 2026-12-10"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        let mut over = replacement.to_vec();
+        over.push((ON_DEMAND_UNTIL_TAG, "2026-12-01T00:00:00Z"));
+        assert_eq!(route_now(&instance(&over)), Route::Switch);
+        assert_eq!(route_now(&instance(&replacement)), Route::Switch);
+        // The original a failover started under a hold is held too; a garbled hold holds.
+        let origin = [(ON_DEMAND_UNTIL_TAG, "next week")];
+        assert!(matches!(route_now(&instance(&origin)), Route::Skip(_)));
+        // A switch's clone or a swap's member is never routed as a source.
+        let clone = [
+            ("ManagedBy", "SpotOptimizer"),
+            ("CreatedVia", "AtomicSwitch"),
+        ];
+        assert!(matches!(route_now(&instance(&clone)), Route::Skip(_)));
+    }
+
     #[test]
     fn standalone_instances_switch_group_members_swap_and_the_rest_is_skipped_with_a_reason() {
-        assert_eq!(route(&instance(&[("Name", "db")])), Route::Switch);
+        assert_eq!(route_now(&instance(&[("Name", "db")])), Route::Switch);
         assert_eq!(
-            route(&instance(&[(GROUP_TAG, "web")])),
+            route_now(&instance(&[(GROUP_TAG, "web")])),
             Route::Swap("web".into())
         );
         let skipped = |r: Route, what: &str| match r {
@@ -182,34 +233,34 @@ mod tests {
             other => panic!("{what}: {other:?}"),
         };
         skipped(
-            route(&instance(&[
+            route_now(&instance(&[
                 ("eks:cluster-name", "prod"),
                 (GROUP_TAG, "ng"),
             ])),
             "Kubernetes",
         );
         skipped(
-            route(&instance(&[("karpenter.sh/nodepool", "default")])),
+            route_now(&instance(&[("karpenter.sh/nodepool", "default")])),
             "Kubernetes",
         );
         skipped(
-            route(&instance(&[("kubernetes.io/cluster/prod", "owned")])),
+            route_now(&instance(&[("kubernetes.io/cluster/prod", "owned")])),
             "Kubernetes",
         );
-        skipped(route(&instance(&[(EXEMPT_TAG, "")])), "exempt");
+        skipped(route_now(&instance(&[(EXEMPT_TAG, "")])), "exempt");
         skipped(
-            route(&instance(&[("ManagedBy", "SpotOptimizer")])),
+            route_now(&instance(&[("ManagedBy", "SpotOptimizer")])),
             "optimizer",
         );
         skipped(
-            route(&Routable {
+            route_now(&Routable {
                 spot: true,
                 ..instance(&[])
             }),
             "Spot",
         );
         skipped(
-            route(&Routable {
+            route_now(&Routable {
                 state: "stopped".into(),
                 ..instance(&[])
             }),

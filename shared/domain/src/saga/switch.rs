@@ -13,7 +13,7 @@ use crate::pool::PoolKey;
 use crate::saga::step::{
     CaughtError, Phase, Progress, Risk, SagaMode, Settings, SettingsRequest, StepError,
 };
-use crate::tags::{self, EXEMPT_TAG, GROUP_TAG, SOURCE_TAG};
+use crate::tags::{self, CREATED_VIA, EXEMPT_TAG, GROUP_TAG, SOURCE_TAG, VIA_FAILOVER};
 
 /// An explicit choice of target pools.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,7 +103,11 @@ pub fn ineligibility(source: &SourceInstance) -> Vec<String> {
     if source.tags.contains_key(EXEMPT_TAG) {
         reasons.push(format!("tagged {EXEMPT_TAG}"));
     }
-    if tags::is_managed(&source.tags) && source.tags.contains_key(SOURCE_TAG) {
+    // A failover's on-demand replacement may go back to Spot; a switch's clone is one already.
+    if tags::is_managed(&source.tags)
+        && source.tags.contains_key(SOURCE_TAG)
+        && source.tags.get(CREATED_VIA).map(String::as_str) != Some(VIA_FAILOVER)
+    {
         reasons.push("already a clone made by a switch".to_owned());
     }
     // Its owner asked that it never be lost; a Spot clone could carry neither protection.
