@@ -488,11 +488,6 @@ impl Launcher {
         )?;
         let (types, mut exclusions) = market::compatible_types(source, &catalog, &[]);
         let names: Vec<String> = types.iter().map(|t| t.instance_type.clone()).collect();
-        let prices = if names.is_empty() {
-            Vec::new()
-        } else {
-            ec2.spot_prices(&names).await?
-        };
         let now = Utc::now();
         let pools: Vec<PoolKey> = types
             .iter()
@@ -505,7 +500,16 @@ impl Launcher {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let held = gatekeeper::quarantined_among(&self.quarantine, &pools, now).await?;
+        // Prices and the gatekeeper at once: neither needs the other.
+        let (prices, held) = tokio::try_join!(
+            async {
+                match names.is_empty() {
+                    true => Ok(Vec::new()),
+                    false => ec2.spot_prices(&names).await,
+                }
+            },
+            gatekeeper::quarantined_among(&self.quarantine, &pools, now)
+        )?;
         let (unavailable, mut quarantined) = gatekeeper::split_holds(&held);
         // The signalled pool, whether or not the handler's quarantine is written yet (and never
         // for a LAB account): the instance is being taken from it.
