@@ -188,6 +188,21 @@ impl Failover {
         Ok(())
     }
 
+    /// `spotctl` with the bed's operator credentials; its standard output, or an error.
+    fn spotctl(&self, args: &[&str]) -> Result<String> {
+        let out = std::process::Command::new(testbed::bed::bin_path("spotctl"))
+            .args(args)
+            .env("AWS_ENDPOINT_URL", &self.saga.bed.endpoint)
+            .env("AWS_REGION", REGION)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("LEDGER_TABLE", self.saga.tables.name("LedgerTable"))
+            .output()?;
+        anyhow::ensure!(out.status.success(), "spotctl {args:?}: {out:?}");
+        Ok(String::from_utf8(out.stdout)?)
+    }
+
     /// Launched by this failover and not terminated.
     async fn launched(&self) -> Result<Vec<String>> {
         let answer = self
@@ -319,9 +334,45 @@ async fn a_warning_for_a_switch_clone_gets_a_healthy_replacement_with_its_addres
             );
         }
     }
+    // Where the time went: the emulator answering, and moto's Step Functions getting from the
+    // handler's StartExecution to the first step's first call (on AWS, tens of milliseconds).
+    let calls = f.saga.proxy.forwarder.calls();
+    let before: Vec<_> = calls
+        .iter()
+        .filter(|c| c.sent.is_some_and(|t| t >= sent && t < first_launch))
+        .cloned()
+        .collect();
+    let started = before
+        .iter()
+        .find(|c| c.operation == "StartExecution")
+        .and_then(|c| Some(c.sent? + c.upstream));
+    // Each step's first call checks its execution: the launch step's is the first such call.
+    let first_step = before
+        .iter()
+        .find(|c| c.operation == "DescribeExecution")
+        .and_then(|c| c.sent);
+    let dispatch = started
+        .zip(first_step)
+        .map(|(end, step)| step.saturating_duration_since(end));
+    // Ours: the time neither the emulator nor the dispatch covered.
+    let mut spans: Vec<_> = before
+        .iter()
+        .filter_map(|c| c.sent.map(|t| (t, t + c.upstream)))
+        .chain(started.zip(first_step))
+        .collect();
+    spans.sort();
+    let mut covered = Duration::ZERO;
+    let mut reach = sent;
+    for (start, end) in spans {
+        covered += end.saturating_duration_since(start.max(reach));
+        reach = reach.max(end);
+    }
+    let total = first_launch.saturating_duration_since(sent);
     eprintln!(
-        "failover: warning -> first RunInstances {:?}, -> promoted {:?} (bed waits of 1 s), {} Lambda invocations",
-        first_launch.saturating_duration_since(sent),
+        "failover: warning -> first RunInstances {total:?} (emulator answering {:?}, Step Functions dispatch {:?}, neither {:?}), -> promoted {:?} (bed waits of 1 s), {} Lambda invocations",
+        testbed::proxy::busy(&before),
+        dispatch.unwrap_or_default(),
+        total.saturating_sub(covered),
         sent.elapsed(),
         e.invocations
     );
@@ -393,6 +444,27 @@ async fn no_spot_capacity_falls_back_to_on_demand_and_then_to_the_original() -> 
         "no orphan"
     );
     f.assert_data_kept().await?;
+
+    // What an operator sees: the failover, the fallback taken and why, the roles, the volumes.
+    let list = f.spotctl(&["failovers", "list"])?;
+    let row = format!("{} → {}", f.clone, f.origin);
+    assert!(list.contains(&row), "{list}");
+    assert!(list.contains("origin: "), "{list}");
+    assert!(list.contains("promoted"), "{list}");
+    let json: Value = serde_json::from_str(
+        f.spotctl(&["failovers", "list", "--json", "--workload", &f.origin])?
+            .trim(),
+    )?;
+    assert_eq!(json["market"], "origin", "{json}");
+    assert!(json["seconds_to_healthy"].as_i64().is_some(), "{json}");
+    let roles = f.spotctl(&["failovers", "roles", &f.origin])?;
+    let primary = roles.lines().position(|l| l.contains("PRIMARY"));
+    let zombie = roles.lines().position(|l| l.contains("ZOMBIE"));
+    assert!(primary.is_some() && primary < zombie, "{roles}");
+    assert!(roles.contains(&f.clone), "{roles}");
+    let volumes = f.spotctl(&["failovers", "volumes"])?;
+    assert!(volumes.contains(&f.clone), "kept from the clone: {volumes}");
+    eprintln!("{list}\n{roles}\n{volumes}");
     Ok(())
 }
 

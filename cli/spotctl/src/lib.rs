@@ -1,26 +1,25 @@
 //! Rendering shared by `spotctl` and the demo.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{ContentArrangement, Table};
+use spot_domain::governance::waste::{Volume, kept_until};
 use spot_domain::saga::approval::ApprovalRequest;
+use spot_domain::saga::failover::{FailoverRecord, FailoverStatus, RoleRecord};
+use spot_domain::tags::PRESERVED_TAG;
 use spot_domain::{QuarantineRecord, SignalKind};
 
 /// The quarantine table as operators read it.
 pub fn quarantine_table(records: &[QuarantineRecord], now: DateTime<Utc>) -> Table {
-    let mut table = Table::new();
-    table
-        .load_style(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Disabled)
-        .set_header([
-            "pool",
-            "reason",
-            "signals",
-            "first seen (UTC)",
-            "expires at (UTC)",
-            "remaining",
-            "accounts",
-        ]);
+    let mut table = table(&[
+        "pool",
+        "reason",
+        "signals",
+        "first seen (UTC)",
+        "expires at (UTC)",
+        "remaining",
+        "accounts",
+    ]);
     for r in records {
         table.add_row([
             r.pool.to_string(),
@@ -56,18 +55,16 @@ fn remaining(record: &QuarantineRecord, now: DateTime<Utc>) -> String {
 
 /// Pending approvals as operators read them.
 pub fn approvals_table(requests: &[ApprovalRequest], now: DateTime<Utc>) -> Table {
-    let mut table = Table::new();
-    table
-        .load_style(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Disabled)
-        .set_header([
-            "switch",
-            "account",
-            "risk",
-            "why",
-            "plan",
-            "answer before (UTC)",
-        ]);
+    let mut table = table(&[
+        "saga",
+        "kind",
+        "target",
+        "account/region",
+        "risk",
+        "why",
+        "plan",
+        "answer before (UTC)",
+    ]);
     for r in requests {
         let deadline = if r.expires_at <= now {
             "expired".to_owned()
@@ -86,4 +83,256 @@ pub fn approvals_table(requests: &[ApprovalRequest], now: DateTime<Utc>) -> Tabl
         ]);
     }
     table
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut table = Table::new();
+    table
+        .load_style(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(header);
+    table
+}
+
+fn or_dash(value: Option<impl ToString>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+/// The failovers as operators read them: what replaced what, where, through which fallback, and
+/// how long the workload waited.
+pub fn failovers_table(records: &[FailoverRecord]) -> Table {
+    let mut table = table(&[
+        "signal at (UTC)",
+        "workload",
+        "old → new instance",
+        "pool",
+        "fallback taken",
+        "to healthy (s)",
+        "downtime (s)",
+        "status",
+    ]);
+    for r in records {
+        table.add_row([
+            r.received_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+            r.workload.clone().unwrap_or_else(|| "-".into()),
+            format!(
+                "{} → {}",
+                r.old_instance_id,
+                r.new_instance_id.as_deref().unwrap_or("-")
+            ),
+            match (&r.pool, r.market) {
+                (Some(pool), Some(market)) => format!("{pool} ({market})"),
+                (None, Some(market)) => {
+                    format!("{} ({market})", r.instance_type.as_deref().unwrap_or("-"))
+                }
+                _ => "-".into(),
+            },
+            fallback(r),
+            or_dash(r.seconds_to_healthy),
+            or_dash(r.downtime_seconds),
+            status(r),
+        ]);
+    }
+    table
+}
+
+/// The last fallback taken and why (cut at [`WHY_WIDTH`] characters: `--json` has it whole), or
+/// `none`.
+fn fallback(r: &FailoverRecord) -> String {
+    r.fallbacks.last().map_or_else(
+        || "none".to_owned(),
+        |f| {
+            let mut why: String = f.why.chars().take(WHY_WIDTH).collect();
+            if why.len() < f.why.len() {
+                why.push('…');
+            }
+            format!("{}: {why}", f.to)
+        },
+    )
+}
+
+const WHY_WIDTH: usize = 60;
+
+fn status(r: &FailoverRecord) -> String {
+    let mut status = match r.status {
+        FailoverStatus::Shadow => "shadow".to_owned(),
+        FailoverStatus::Promoted => "promoted".to_owned(),
+        FailoverStatus::Failed => format!(
+            "FAILED {}{}",
+            or_dash(r.error.map(|e| e.as_str())),
+            r.cause
+                .as_deref()
+                .map(|c| format!(": {c}"))
+                .unwrap_or_default()
+        ),
+    };
+    if let Some(until) = r.on_demand_until {
+        status.push_str(&format!(
+            ", on-demand until {}",
+            until.format("%Y-%m-%d %H:%M")
+        ));
+    }
+    status
+}
+
+/// A workload's instances and their roles.
+pub fn roles_table(roles: &[RoleRecord]) -> Table {
+    let mut table = table(&[
+        "instance",
+        "role",
+        "since (UTC)",
+        "terminated at (UTC)",
+        "failover",
+        "account/region",
+    ]);
+    for r in roles {
+        table.add_row([
+            r.instance_id.clone(),
+            r.role.to_string(),
+            r.since.format("%Y-%m-%d %H:%M:%S").to_string(),
+            or_dash(r.terminated_at.map(|t| t.format("%Y-%m-%d %H:%M:%S"))),
+            r.failover.clone(),
+            format!("{} {}", r.account_id, r.region),
+        ]);
+    }
+    table
+}
+
+/// The volumes failovers kept, with when the waste scanner may start flagging them.
+pub fn kept_volumes_table(volumes: &[Volume], retention: TimeDelta, now: DateTime<Utc>) -> Table {
+    let mut table = table(&[
+        "volume",
+        "kept from",
+        "size (GiB)",
+        "type",
+        "state",
+        "kept until (UTC)",
+    ]);
+    for v in volumes {
+        let until = kept_until(v, retention);
+        let until = match until {
+            Some(t) if t <= now => format!("{} (waste from now)", t.format("%Y-%m-%d")),
+            Some(t) => t.format("%Y-%m-%d").to_string(),
+            None => "-".into(),
+        };
+        table.add_row([
+            v.volume_id.clone(),
+            v.tags.get(PRESERVED_TAG).cloned().unwrap_or_default(),
+            v.size_gb.to_string(),
+            v.volume_type.clone(),
+            v.state.clone(),
+            until,
+        ]);
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spot_domain::saga::failover::{Fallback, Market};
+    use spot_domain::saga::step::SagaMode;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    fn record() -> FailoverRecord {
+        FailoverRecord {
+            switch_id: "failover-111111111111-i-old".into(),
+            account_id: "111111111111".into(),
+            region: "us-east-1".into(),
+            workload: Some("i-origin".into()),
+            old_instance_id: "i-old".into(),
+            new_instance_id: Some("i-new".into()),
+            market: Some(Market::OnDemand),
+            pool: None,
+            instance_type: Some("m5.large".into()),
+            fallbacks: vec![Fallback {
+                to: Market::OnDemand,
+                why: "no Spot capacity: InsufficientInstanceCapacity".into(),
+            }],
+            on_demand_until: Some(at("2026-12-11T10:00:00Z")),
+            mode: SagaMode::Live,
+            status: FailoverStatus::Promoted,
+            signal: "EC2 Spot Instance Interruption Warning".into(),
+            received_at: at("2026-12-04T10:00:00Z"),
+            seconds_to_healthy: Some(95),
+            downtime_seconds: Some(0),
+            error: None,
+            cause: None,
+            at: at("2026-12-04T10:01:35Z"),
+        }
+    }
+
+    #[test]
+    fn a_failover_row_says_what_replaced_what_through_which_fallback() {
+        let out = failovers_table(&[record()]).to_string();
+        assert!(out.contains("i-old → i-new"), "{out}");
+        assert!(out.contains("m5.large (on-demand)"), "{out}");
+        assert!(out.contains("on-demand: no Spot capacity"), "{out}");
+        assert!(out.contains("95"), "{out}");
+        assert!(out.contains("on-demand until 2026-12-11 10:00"), "{out}");
+    }
+
+    #[test]
+    fn a_long_reason_is_cut_in_the_table() {
+        let mut r = record();
+        r.fallbacks[0].why = "é".repeat(200);
+        let out = failovers_table(&[r]).to_string();
+        assert!(
+            out.contains(&format!("on-demand: {}…", "é".repeat(WHY_WIDTH))),
+            "{out}"
+        );
+        assert!(!out.contains(&"é".repeat(WHY_WIDTH + 1)), "{out}");
+    }
+
+    #[test]
+    fn a_failed_failover_shows_its_error_name_and_cause() {
+        let mut r = record();
+        r.status = FailoverStatus::Failed;
+        r.new_instance_id = None;
+        r.error = Some(spot_domain::ErrorName::InsufficientCapacity);
+        r.cause = Some("every pool refused".into());
+        r.on_demand_until = None;
+        let out = failovers_table(&[r]).to_string();
+        assert!(out.contains("i-old → -"), "{out}");
+        assert!(
+            out.contains("FAILED InsufficientCapacity: every pool refused"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn a_kept_volume_shows_when_it_becomes_waste() {
+        let volume = |id: &str, kept_at: &str| Volume {
+            volume_id: id.into(),
+            state: "available".into(),
+            volume_type: "gp3".into(),
+            size_gb: 8,
+            iops: None,
+            throughput: None,
+            created: at("2026-10-01T00:00:00Z"),
+            tags: [
+                (PRESERVED_TAG.to_owned(), "i-old".to_owned()),
+                (
+                    spot_domain::tags::PRESERVED_AT_TAG.to_owned(),
+                    kept_at.to_owned(),
+                ),
+            ]
+            .into(),
+        };
+        let out = kept_volumes_table(
+            &[
+                volume("vol-recent", "2026-12-01T00:00:00Z"),
+                volume("vol-old", "2026-10-01T00:00:00Z"),
+            ],
+            TimeDelta::days(30),
+            at("2026-12-04T00:00:00Z"),
+        )
+        .to_string();
+        assert!(out.contains("2026-12-31"), "{out}");
+        assert!(out.contains("2026-10-31 (waste from now)"), "{out}");
+        assert!(out.contains("i-old"), "{out}");
+    }
 }

@@ -1,19 +1,23 @@
-//! `spotctl`: the operator's view of the shared quarantine and the accounts registry.
+//! `spotctl`: the operator's view of the shared quarantine, the accounts registry, the approvals
+//! and the failovers.
 
 use anyhow::{Context, Result, bail};
 use chrono::Utc;
 use clap::{Parser, Subcommand};
-use spot_aws::{AccountsTable, ApprovalsTable, AwsContext, QuarantineTable, TaskAnswers};
+use spot_aws::{
+    AccountsTable, ApprovalsTable, AwsContext, Ec2, LedgerTable, QuarantineTable, TaskAnswers,
+};
 use spot_domain::pool::gatekeeper::{self, Gate, Release};
 use spot_domain::pool::quarantine::QuarantineStore;
 use spot_domain::saga::approval::ApprovalStatus;
+use spot_domain::saga::failover::{EXECUTION_PREFIX, FailoverRecord, Role, RoleRecord};
 use spot_domain::{Account, Environment, PoolKey};
 use spot_domain::{AccountRegistry, ErrorName};
 
 #[derive(Parser)]
 #[command(
     version,
-    about = "Operate the Spot optimizer: quarantined pools, registered accounts, switch approvals"
+    about = "Operate the Spot optimizer: quarantined pools, registered accounts, switch approvals, failovers"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -31,6 +35,40 @@ enum Command {
     /// Switches and swaps waiting for an operator (table from APPROVALS_TABLE or --table).
     #[command(subcommand)]
     Approvals(ApprovalsCommand),
+    /// Emergency failovers, the workloads' roles and the volumes they kept (table from
+    /// LEDGER_TABLE or --table).
+    #[command(subcommand)]
+    Failovers(FailoversCommand),
+}
+
+#[derive(Subcommand)]
+enum FailoversCommand {
+    /// Every failover, newest first: workload, old and new instance, pool, fallback taken,
+    /// seconds from the signal to a healthy replacement, seconds without one.
+    List {
+        #[arg(long, env = "LEDGER_TABLE")]
+        table: String,
+        /// Only this workload's failovers.
+        #[arg(long)]
+        workload: Option<String>,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A workload's instances and their roles (PRIMARY serves it; a ZOMBIE was interrupted and
+    /// is kept for audit for 30 days).
+    Roles {
+        #[arg(long, env = "LEDGER_TABLE")]
+        table: String,
+        workload: String,
+    },
+    /// The volumes failovers kept from interrupted instances, in the account and region of the
+    /// credentials, with the day the waste scanner may start flagging them.
+    Volumes {
+        /// As the waste scanner's PRESERVED_RETENTION_DAYS.
+        #[arg(long, env = "PRESERVED_RETENTION_DAYS", default_value_t = spot_domain::saga::failover::DEFAULT_PRESERVED_RETENTION_DAYS)]
+        retention_days: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -219,6 +257,49 @@ async fn main() -> Result<()> {
                     }
                 ),
                 None => println!("{account_id}: not registered"),
+            }
+        }
+        Command::Failovers(FailoversCommand::List {
+            table,
+            workload,
+            json,
+        }) => {
+            let mut records: Vec<FailoverRecord> = LedgerTable::new(dynamodb, table)
+                .with_prefix(EXECUTION_PREFIX)
+                .await?;
+            records.retain(|r| workload.is_none() || r.workload == workload);
+            records.sort_by_key(|r| std::cmp::Reverse(r.received_at));
+            if json {
+                for r in &records {
+                    println!("{}", serde_json::to_string(r)?);
+                }
+            } else if records.is_empty() {
+                println!("no failover recorded");
+            } else {
+                println!("{}", spotctl::failovers_table(&records));
+            }
+        }
+        Command::Failovers(FailoversCommand::Roles { table, workload }) => {
+            let mut roles: Vec<RoleRecord> = LedgerTable::new(dynamodb, table)
+                .with_prefix("role#")
+                .await?;
+            roles.retain(|r| r.workload == workload);
+            roles.sort_by_key(|r| (r.role != Role::Primary, std::cmp::Reverse(r.since)));
+            if roles.is_empty() {
+                println!("{workload}: no roles recorded");
+            } else {
+                println!("{}", spotctl::roles_table(&roles));
+            }
+        }
+        Command::Failovers(FailoversCommand::Volumes { retention_days }) => {
+            let volumes = Ec2::new(aws_sdk_ec2::Client::new(ctx.base()))
+                .preserved_volumes()
+                .await?;
+            if volumes.is_empty() {
+                println!("no kept volumes");
+            } else {
+                let retention = chrono::TimeDelta::days(retention_days);
+                println!("{}", spotctl::kept_volumes_table(&volumes, retention, now));
             }
         }
         Command::Approvals(ApprovalsCommand::List { table, json }) => {

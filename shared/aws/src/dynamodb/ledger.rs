@@ -67,6 +67,34 @@ impl LedgerTable {
             .transpose()
     }
 
+    /// Every item whose key starts with `prefix` (e.g. the failovers, `failover-`), read as `T`.
+    /// A scan: for operators, not for a saga's hot path.
+    pub async fn with_prefix<T: serde::de::DeserializeOwned>(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<T>, AwsError> {
+        let items: Vec<_> = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("begins_with(switch_id, :prefix)")
+            .expression_attribute_values(":prefix", AttributeValue::S(prefix.to_owned()))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| classify("Scan", e))?;
+        items
+            .into_iter()
+            .map(|item| {
+                serde_dynamo::from_item(Item::from(item))
+                    .map_err(|e| invalid_data("Scan", e.to_string()))
+            })
+            .collect()
+    }
+
     pub async fn lock(
         &self,
         key: &str,

@@ -11,7 +11,7 @@ use spot_domain::governance::ports::{Deleted, Deletion, Enforced};
 use spot_domain::governance::waste::{
     Address, BACKUP_TAG, Image, Snapshot, Usage, Volume, WasteKind,
 };
-use spot_domain::tags::WASTE_TAG;
+use spot_domain::tags::{PRESERVED_TAG, WASTE_TAG};
 
 use super::{Ec2, PAGE, not_found, tags, time};
 use crate::error::{classify, invalid_data};
@@ -39,9 +39,23 @@ impl Ec2 {
     }
 
     pub async fn volumes(&self) -> Result<Vec<Volume>, AwsError> {
+        self.volumes_where(None).await
+    }
+
+    /// The volumes a failover kept (tagged with the instance they came from).
+    pub async fn preserved_volumes(&self) -> Result<Vec<Volume>, AwsError> {
+        let kept = Filter::builder()
+            .name("tag-key")
+            .values(PRESERVED_TAG)
+            .build();
+        self.volumes_where(Some(kept)).await
+    }
+
+    async fn volumes_where(&self, filter: Option<Filter>) -> Result<Vec<Volume>, AwsError> {
         let volumes: Vec<_> = self
             .client
             .describe_volumes()
+            .set_filters(filter.map(|f| vec![f]))
             .max_results(PAGE)
             .into_paginator()
             .items()

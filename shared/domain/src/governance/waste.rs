@@ -205,7 +205,7 @@ pub struct Observation {
 
 /// When the retention of a volume a failover kept ends; `None` for any other volume. A kept
 /// volume whose time cannot be read counts from its creation, never as already expired.
-fn kept_until(v: &Volume, rules: &WasteRules) -> Option<DateTime<Utc>> {
+pub fn kept_until(v: &Volume, retention: TimeDelta) -> Option<DateTime<Utc>> {
     if !v.tags.contains_key(PRESERVED_TAG) && !v.tags.contains_key(PRESERVED_AT_TAG) {
         return None;
     }
@@ -214,7 +214,7 @@ fn kept_until(v: &Volume, rules: &WasteRules) -> Option<DateTime<Utc>> {
         .get(PRESERVED_AT_TAG)
         .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
         .map_or(v.created, |t| t.with_timezone(&Utc).max(v.created));
-    Some(kept_at + rules.preserved_retention)
+    Some(kept_at + retention)
 }
 
 fn exempt(tags: &Tags) -> bool {
@@ -263,7 +263,7 @@ pub fn observe(
             verdict(false, "exempt".into())
         } else if v.state != "available" {
             verdict(false, format!("{} (attached or changing)", v.state))
-        } else if let Some(until) = kept_until(v, rules) {
+        } else if let Some(until) = kept_until(v, rules.preserved_retention) {
             if now < until {
                 verdict(
                     false,
