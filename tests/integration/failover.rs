@@ -18,7 +18,7 @@ use spot_domain::saga::failover::{
     FailoverRecord, FailoverStatus, Market, Role, RoleRecord, execution_name,
 };
 use spot_domain::tags::{FAILOVER_TAG, ON_DEMAND_UNTIL_TAG, ORIGIN_TAG, PRESERVED_TAG};
-use spot_domain::{Account, Environment};
+use spot_domain::{Account, Environment, ErrorName};
 use testbed::saga::{EMERGENCY_FAILOVER, Execution, SagaBed, address_holder, elastic_ip, state};
 use testbed::{Fault, HOME_ACCOUNT, LambdaHost, Launch, REGION};
 
@@ -414,19 +414,30 @@ async fn no_spot_capacity_falls_back_to_on_demand_and_then_to_the_original() -> 
         "on-demand"
     );
 
-    // On-demand refused too: the switch's original is started again.
+    // On-demand refused too: the switch's original is started again, even when its first start
+    // is throttled past the SDK's retries (the step is retried after marking it).
     let mut f = Failover::start("fo-origin").await?;
     f.saga.proxy.forwarder.inject(Fault::new(
         "RunInstances",
         "InsufficientInstanceCapacity",
         500,
     ));
+    f.saga
+        .proxy
+        .forwarder
+        .inject(Fault::new("StartInstances", "RequestLimitExceeded", 503).times(3));
     f.signal(WARNING).await?;
     let e = f.finished().await?;
     assert_eq!(e.status, ExecutionStatus::Succeeded, "{e:?}");
     let record = f.record().await?;
     assert_eq!(record.market, Some(Market::Origin));
     assert_eq!(record.new_instance_id.as_deref(), Some(f.origin.as_str()));
+    let runs = f.saga.deliveries().await?["failover-launch"];
+    assert!(
+        runs >= 2,
+        "the throttled start failed the first attempt: {runs}"
+    );
+    // The retried attempt still records every fallback's reason.
     let to: Vec<Market> = record.fallbacks.iter().map(|b| b.to).collect();
     assert_eq!(to, [Market::OnDemand, Market::Origin], "{record:?}");
     let ec2 = f.saga.bed.ec2();
@@ -630,5 +641,183 @@ async fn a_workload_interrupted_twice_in_a_week_is_replaced_on_demand_and_held()
         .context("no workload history")?;
     assert_eq!(history.failovers.len(), 2, "{history:?}");
     assert_eq!(history.on_demand_until, Some(until));
+    Ok(())
+}
+
+/// What every failover must leave, whatever failed: at most one replacement of this failover
+/// running (no orphan), the interrupted instance's volumes kept, the switch's original untouched
+/// unless the fallback started it, and the ledger naming the outcome.
+async fn assert_invariants(f: &Failover, e: &Execution) -> Result<FailoverRecord> {
+    let launched = f.launched().await?;
+    assert!(launched.len() <= 1, "at most one replacement: {launched:?}");
+    f.assert_data_kept().await?;
+    let record = f.record().await?;
+    match e.status {
+        ExecutionStatus::Succeeded => {
+            assert_eq!(record.status, FailoverStatus::Promoted, "{record:?}");
+            let new = record.new_instance_id.clone().context("promoted nothing")?;
+            assert_eq!(
+                launched,
+                std::slice::from_ref(&new),
+                "the promoted one is the only one"
+            );
+            let ec2 = f.saga.bed.ec2();
+            assert_eq!(state(&ec2, &new).await?, InstanceStateName::Running);
+            assert_eq!(
+                address_holder(&ec2, &f.allocation).await?.as_deref(),
+                Some(new.as_str())
+            );
+            assert_eq!(f.role(&new).await?.map(|r| r.role), Some(Role::Primary));
+        }
+        _ => {
+            assert_eq!(record.status, FailoverStatus::Failed, "{record:?}");
+            assert_eq!(
+                e.error.as_deref(),
+                record.error.map(|n| n.as_str()),
+                "the execution and the ledger name the same failure"
+            );
+        }
+    }
+    Ok(record)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_call_throttled_twice_still_fails_over_once() -> Result<()> {
+    let mut f = Failover::start("fo-throttle").await?;
+    for (operation, code, status) in testbed::saga::throttles(testbed::saga::FAILOVER_OPERATIONS) {
+        f.saga
+            .proxy
+            .forwarder
+            .inject(Fault::new(operation, code, status).times(2));
+    }
+
+    let answer = f.signal(WARNING).await?;
+
+    assert_eq!(answer["failover"]["started"], true, "{answer}");
+    let e = f.finished().await?;
+    assert_eq!(e.status, ExecutionStatus::Succeeded, "{e:?}");
+    assert_invariants(&f, &e).await?;
+    let throttled = testbed::saga::throttled(&f.saga.proxy.forwarder.calls());
+    assert!(
+        throttled.len() >= 15 && throttled.values().all(|n| (1..=2).contains(n)),
+        "{throttled:?}"
+    );
+    assert_eq!(f.executions().await?, 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_killed_right_after_its_aws_call_is_run_again_and_fails_over_once() -> Result<()> {
+    // The process dies after its call reached AWS and before it answered: Step Functions gets
+    // Runtime.ExitError and runs the step again, which must find its own work done.
+    for (operation, binary) in [
+        ("RunInstances", "failover-launch"),
+        ("ModifyInstanceAttribute", "failover-preserve"),
+        ("DescribeInstanceStatus", "failover-health"),
+        ("AssociateAddress", "failover-promote"),
+    ] {
+        let mut f = Failover::start(&format!("fo-kill-{operation}")).await?;
+        f.saga.kill_after(operation, binary);
+
+        f.signal(WARNING).await?;
+
+        let e = f.finished().await?;
+        assert_eq!(e.status, ExecutionStatus::Succeeded, "{binary}: {e:?}");
+        let runs = f.saga.deliveries().await?.get(binary).copied().unwrap_or(0);
+        assert!(runs >= 2, "{binary} was killed and run again ({runs} runs)");
+        assert_invariants(&f, &e).await?;
+        assert_eq!(
+            f.saga.proxy.forwarder.count("RunInstances"),
+            1,
+            "{binary}: launched once"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_at_each_step_is_named_and_the_invariants_hold() -> Result<()> {
+    let cases: Vec<(&str, Vec<Fault>, ErrorName, usize)> = vec![
+        (
+            "launch",
+            vec![
+                Fault::new("RunInstances", "InsufficientInstanceCapacity", 500),
+                Fault::new("StartInstances", "UnauthorizedOperation", 403),
+            ],
+            // What stopped the last fallback; the cause has every fallback's reason.
+            ErrorName::AccessDenied,
+            0,
+        ),
+        (
+            "preserve",
+            vec![Fault::new("ModifyInstanceAttribute", "UnauthorizedOperation", 403).times(1)],
+            ErrorName::AccessDenied,
+            1,
+        ),
+        (
+            "health",
+            vec![testbed::saga::impaired_status()],
+            ErrorName::HealthCheckFailed,
+            1,
+        ),
+        (
+            "promote",
+            vec![Fault::new("AssociateAddress", "InvalidParameterValue", 400).times(1)],
+            ErrorName::AwsError,
+            1,
+        ),
+    ];
+    for (step, faults, expected, replacements) in cases {
+        let mut f = Failover::start(&format!("fo-fail-{step}")).await?;
+        for fault in faults {
+            f.saga.proxy.forwarder.inject(fault);
+        }
+
+        f.signal(WARNING).await?;
+
+        let e = f.finished().await?;
+        assert_eq!(e.status, ExecutionStatus::Failed, "{step}: {e:?}");
+        assert_eq!(e.error.as_deref(), Some(expected.as_str()), "{step}: {e:?}");
+        let record = assert_invariants(&f, &e).await?;
+        if step == "launch" {
+            let cause = record.cause.as_deref().unwrap_or_default();
+            assert!(
+                cause.contains("no Spot pool launched it")
+                    && cause.contains("no on-demand launch succeeded")
+                    && cause.contains("starting its original"),
+                "every fallback's reason: {cause}"
+            );
+        }
+        // After a warning the interrupted instance is going: a replacement that was launched is
+        // kept running as the workload's best chance, and the cause says so.
+        // The original may carry the mark of a start that failed; it is no replacement.
+        let launched: Vec<String> = f
+            .launched()
+            .await?
+            .into_iter()
+            .filter(|i| *i != f.origin)
+            .collect();
+        assert_eq!(launched.len(), replacements, "{step}: {launched:?}");
+        if let Some(kept) = launched.first() {
+            assert_eq!(
+                state(&f.saga.bed.ec2(), kept).await?,
+                InstanceStateName::Running,
+                "{step}"
+            );
+            assert!(
+                record
+                    .cause
+                    .as_deref()
+                    .unwrap_or_default()
+                    .contains("is kept"),
+                "{step}: {record:?}"
+            );
+        }
+        assert_eq!(
+            state(&f.saga.bed.ec2(), &f.origin).await?,
+            InstanceStateName::Stopped,
+            "{step}: the original is started only as a fallback"
+        );
+    }
     Ok(())
 }

@@ -446,6 +446,35 @@ pub const SWAP_OPERATIONS: &[(&str, &str)] = &[
     ("states", "DescribeExecution"),
 ];
 
+/// Every operation the emergency failover calls (the handler's start, its steps' live path and its
+/// rollback), with its service.
+pub const FAILOVER_OPERATIONS: &[(&str, &str)] = &[
+    ("ec2", "DescribeInstances"),
+    ("ec2", "DescribeAvailabilityZones"),
+    ("ec2", "DescribeInstanceTypes"),
+    ("ec2", "DescribeInstanceAttribute"),
+    ("ec2", "DescribeSubnets"),
+    ("ec2", "DescribeVolumes"),
+    ("ec2", "DescribeAddresses"),
+    ("ec2", "DescribeTags"),
+    ("ec2", "DescribeSpotPriceHistory"),
+    ("ec2", "RunInstances"),
+    ("ec2", "StartInstances"),
+    ("ec2", "ModifyInstanceAttribute"),
+    ("ec2", "CreateTags"),
+    ("ec2", "DescribeInstanceStatus"),
+    ("ec2", "AssociateAddress"),
+    ("ec2", "TerminateInstances"),
+    ("elasticloadbalancing", "DescribeTargetGroups"),
+    ("elasticloadbalancing", "RegisterTargets"),
+    ("dynamodb", "GetItem"),
+    ("dynamodb", "PutItem"),
+    ("dynamodb", "BatchGetItem"),
+    ("states", "StartExecution"),
+    ("states", "DescribeExecution"),
+    ("events", "PutEvents"),
+];
+
 /// A throttling answer for each operation, as its service sends it.
 pub fn throttles(operations: &[(&str, &'static str)]) -> Vec<(&'static str, &'static str, u16)> {
     operations

@@ -15,8 +15,8 @@ use spot_domain::instance::{LaunchSpec, Launched, SourceInstance};
 use spot_domain::market::{self, Candidate, Catalog, Exclusion, Market as Prices, TypeQuery};
 use spot_domain::pool::gatekeeper::{self, Gate};
 use spot_domain::saga::failover::{
-    self, Dying, FailoverInput, FailoverRecord, FailoverRequest, FailoverStatus, Fallback, Hold,
-    Hysteresis, LaunchStep, Market, Replacement, Workload, WorkloadHistory,
+    self, Dying, FailoverInput, FailoverRecord, FailoverRequest, FailoverStatus, Fallback,
+    FallbackNote, Hold, Hysteresis, LaunchStep, Market, Replacement, Workload, WorkloadHistory,
 };
 use spot_domain::saga::launch::first_open_pool;
 use spot_domain::saga::{SagaMode, Settings, StepError};
@@ -357,29 +357,52 @@ impl Launcher {
             to: Market::Origin,
             why: format!("no on-demand launch succeeded ({})", refusals.join("; ")),
         });
+        // Every fallback's reason goes with a failure of the last one: the ledger keeps the cause.
+        let tried = fallbacks
+            .iter()
+            .map(|f| f.why.as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
         let Some(original) = ec2.source(origin).await? else {
             return Err(StepError::new(
                 ErrorName::InsufficientCapacity,
                 format!(
-                    "no replacement for {}: {}; and its original {origin} no longer exists",
+                    "no replacement for {}: {tried}; and its original {origin} no longer exists",
                     source.instance_id,
-                    fallbacks
-                        .iter()
-                        .map(|f| f.why.as_str())
-                        .collect::<Vec<_>>()
-                        .join("; ")
                 ),
             ));
         };
-        // Marked first: a retried step knows the start was its own; a hold keeps the router off it.
-        ec2.tag(origin, FAILOVER_TAG, failover_id).await?;
-        if let Some(hold) = hold {
-            ec2.tag(origin, ON_DEMAND_UNTIL_TAG, &hold.until.to_rfc3339())
+        let started = async {
+            // The reasons first, then the mark: a retried step knows the start was its own and
+            // why it came to it; a hold keeps the router off it.
+            self.ledger
+                .record(&FallbackNote::new(failover_id, &fallbacks, Utc::now()))
                 .await?;
-        }
-        if !matches!(original.state.as_str(), "pending" | "running") {
-            ec2.start(origin).await?;
-        }
+            ec2.tag(origin, FAILOVER_TAG, failover_id).await?;
+            if let Some(hold) = hold {
+                ec2.tag(origin, ON_DEMAND_UNTIL_TAG, &hold.until.to_rfc3339())
+                    .await?;
+            }
+            if !matches!(original.state.as_str(), "pending" | "running") {
+                ec2.start(origin).await?;
+            }
+            Ok::<_, spot_domain::AwsError>(())
+        };
+        started.await.map_err(|e| {
+            let e = StepError::from(e);
+            match e.name {
+                // Retried by the state machine: the same step comes back here.
+                ErrorName::Transient => e,
+                name => StepError::new(
+                    name,
+                    format!(
+                        "no replacement for {}: {tried}; and starting its original {origin} \
+                         failed: {}",
+                        source.instance_id, e.message
+                    ),
+                ),
+            }
+        })?;
         warn!(origin, "the original instance was started");
         Ok(Replacement {
             instance_id: origin.clone(),
@@ -451,6 +474,32 @@ impl Launcher {
         let Some(found) = ec2.source(&instance_id).await? else {
             return Ok(None);
         };
+        let mut fallbacks = Vec::new();
+        // An original marked by an attempt whose start then failed: started now, with the
+        // reasons that attempt wrote.
+        if origin {
+            fallbacks = self
+                .ledger
+                .get_as::<FallbackNote>(&FallbackNote::key(failover_id))
+                .await?
+                .map(|note| note.fallbacks)
+                .unwrap_or_default();
+            match found.state.as_str() {
+                "pending" | "running" => {}
+                "stopped" => {
+                    ec2.start(&instance_id).await?;
+                    warn!(instance_id, "the original instance was started (retried)");
+                }
+                other => {
+                    return Err(StepError::new(
+                        ErrorName::Transient,
+                        format!(
+                            "the original {instance_id} is {other}; it is started once stopped"
+                        ),
+                    ));
+                }
+            }
+        }
         let market = if origin {
             Market::Origin
         } else if found.lifecycle.as_deref() == Some("spot") {
@@ -467,7 +516,7 @@ impl Launcher {
             instance_type: found.instance_type,
             az_name: found.az_name,
             spot_price: None,
-            fallbacks: Vec::new(),
+            fallbacks,
             skipped: Vec::new(),
             launched_at: Utc::now(),
         }))

@@ -567,6 +567,32 @@ impl Hysteresis {
     }
 }
 
+/// The fallbacks a launch took before starting the workload's original, keyed
+/// `fallbacks#<failover>` in the ledger: a retried step that finds the original marked (its first
+/// attempt failed while starting it) still records every fallback's reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FallbackNote {
+    /// The ledger's key.
+    pub switch_id: String,
+    pub fallbacks: Vec<Fallback>,
+    /// DynamoDB's expiry (epoch seconds): the failover record keeps them after that.
+    pub ttl: i64,
+}
+
+impl FallbackNote {
+    pub fn key(failover_id: &str) -> String {
+        format!("fallbacks#{failover_id}")
+    }
+
+    pub fn new(failover_id: &str, fallbacks: &[Fallback], now: DateTime<Utc>) -> Self {
+        Self {
+            switch_id: Self::key(failover_id),
+            fallbacks: fallbacks.to_vec(),
+            ttl: (now + TimeDelta::days(1)).timestamp(),
+        }
+    }
+}
+
 /// A workload's failovers, keyed `history#<account>#<region>#<workload>` in the ledger table: what
 /// the hysteresis counts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
