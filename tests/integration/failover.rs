@@ -821,3 +821,313 @@ async fn a_failure_at_each_step_is_named_and_the_invariants_hold() -> Result<()>
     }
     Ok(())
 }
+
+/// How many of `group`'s members serve: in service in the group and running in EC2 (moto keeps a
+/// terminated member listed, as AWS does until its health check notices).
+async fn serving(
+    autoscaling: &aws_sdk_autoscaling::Client,
+    ec2: &aws_sdk_ec2::Client,
+    group: &str,
+) -> Result<(usize, Vec<String>)> {
+    let members = testbed::swap::snapshot(autoscaling, group).await?.members;
+    let mut running = 0;
+    for id in &members {
+        if state(ec2, id).await? == InstanceStateName::Running {
+            running += 1;
+        }
+    }
+    Ok((running, members))
+}
+
+/// A full group (desired = max = 2), one of whose members the swap replaced with Spot, and the
+/// handler wired to the failover machine.
+struct MemberBed {
+    saga: SagaBed,
+    ec2: aws_sdk_ec2::Client,
+    autoscaling: aws_sdk_autoscaling::Client,
+    group: String,
+    /// The swap's Spot member, which the warning names.
+    spot: String,
+    /// The group's other, on-demand member.
+    kept: String,
+    handler: LambdaHost,
+}
+
+impl MemberBed {
+    async fn start(label: &str) -> Result<Self> {
+        let saga = SagaBed::start_machine(EMERGENCY_FAILOVER, label, LIVE, None).await?;
+        let ec2 = saga.bed.ec2();
+        let autoscaling = aws_sdk_autoscaling::Client::new(&saga.bed.home);
+        let group = saga.name("grp");
+        testbed::swap::GroupSpec::new(&group)
+            .size(2, 2)
+            .create(&saga.bed)
+            .await?;
+        let members = testbed::swap::snapshot(&autoscaling, &group).await?.members;
+        let spot = Launch::new("m5.large")
+            .in_az("us-east-1b")
+            .spot()
+            .tag("Team", "web")
+            .tag("ManagedBy", "SpotOptimizer")
+            .tag("CreatedVia", "AsgSwap")
+            .tag("SourceInstance", &members[0])
+            .tag("spot-optimizer:swap", "swap-1")
+            .run(&ec2)
+            .await?;
+        autoscaling
+            .detach_instances()
+            .auto_scaling_group_name(&group)
+            .instance_ids(&members[0])
+            .should_decrement_desired_capacity(true)
+            .send()
+            .await?;
+        autoscaling
+            .attach_instances()
+            .auto_scaling_group_name(&group)
+            .instance_ids(&spot)
+            .send()
+            .await?;
+        ec2.terminate_instances()
+            .instance_ids(&members[0])
+            .send()
+            .await?;
+        let spec = saga.tables.function_with(
+            "interruption-handler",
+            &saga.proxy.endpoint(),
+            &[("EmergencyFailoverStateMachine", &saga.machine)],
+        )?;
+        let mut handler = LambdaHost::start(spec).await?;
+        handler.wait_ready().await?;
+        Ok(Self {
+            kept: members[1].clone(),
+            saga,
+            ec2,
+            autoscaling,
+            group,
+            spot,
+            handler,
+        })
+    }
+
+    async fn warn(&mut self) -> Result<Value> {
+        self.handler
+            .invoke(event(WARNING, &self.spot)?.json())
+            .await?
+            .ok()
+    }
+
+    async fn finished(&self) -> Result<Execution> {
+        let arn = format!(
+            "{}:{}",
+            self.saga
+                .machine
+                .replacen(":stateMachine:", ":execution:", 1),
+            execution_name(HOME_ACCOUNT, &self.spot)
+        );
+        self.saga.wait(&arn, Duration::from_secs(120)).await
+    }
+
+    async fn record(&self) -> Result<FailoverRecord> {
+        LedgerTable::new(
+            self.saga.bed.dynamodb(),
+            self.saga.tables.name("LedgerTable"),
+        )
+        .get_as(&execution_name(HOME_ACCOUNT, &self.spot))
+        .await?
+        .context("no failover record")
+    }
+
+    /// Every instance this failover launched, terminated or not.
+    async fn launched(&self) -> Result<Vec<(String, InstanceStateName)>> {
+        let launched = self
+            .ec2
+            .describe_instances()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name(format!("tag:{FAILOVER_TAG}"))
+                    .values(execution_name(HOME_ACCOUNT, &self.spot))
+                    .build(),
+            )
+            .send()
+            .await?;
+        Ok(launched
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .filter_map(|i| Some((i.instance_id()?.to_owned(), i.state()?.name()?.clone())))
+            .collect())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warning_for_a_swapped_group_member_keeps_the_groups_capacity() -> Result<()> {
+    let mut m = MemberBed::start("fo-member").await?;
+    let (start, _) = serving(&m.autoscaling, &m.ec2, &m.group).await?;
+    assert_eq!(start, 2);
+
+    // The group's serving count, sampled until the bed has taken the interrupted member (its
+    // two minutes shortened to 15 seconds).
+    let sampling = {
+        let (autoscaling, ec2, group, spot) = (
+            m.autoscaling.clone(),
+            m.ec2.clone(),
+            m.group.clone(),
+            m.spot.clone(),
+        );
+        tokio::spawn(async move {
+            let taken_at = Instant::now() + Duration::from_secs(15);
+            let mut samples = Vec::new();
+            let detached_before_taken = loop {
+                let (n, members) = serving(&autoscaling, &ec2, &group).await?;
+                samples.push(n);
+                if Instant::now() >= taken_at {
+                    ec2.terminate_instances().instance_ids(&spot).send().await?;
+                    break !members.contains(&spot);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            };
+            samples.push(serving(&autoscaling, &ec2, &group).await?.0);
+            anyhow::Ok((samples, detached_before_taken))
+        })
+    };
+    let answer = m.warn().await?;
+    assert_eq!(answer["failover"]["workload"], m.group.as_str(), "{answer}");
+    let e = m.finished().await?;
+    assert_eq!(e.status, ExecutionStatus::Succeeded, "{e:?}");
+    let (samples, detached_before_taken) = sampling.await??;
+    eprintln!(
+        "member failover: serving min {:?} max {:?} over {} samples (start {start}), {} Lambda \
+         invocations, {:?}",
+        samples.iter().min(),
+        samples.iter().max(),
+        samples.len(),
+        e.invocations,
+        e.wall
+    );
+
+    assert!(
+        samples.iter().all(|n| *n >= start),
+        "serving never below {start}: {samples:?}"
+    );
+    // N -> N+1, then N+1 -> N: the attach reached Auto Scaling before the detach (the N+1
+    // moment lasts milliseconds, too short for the sampler to see every time).
+    let sent = |operation: &str| {
+        m.saga
+            .proxy
+            .forwarder
+            .calls()
+            .iter()
+            .find(|c| c.operation == operation)
+            .and_then(|c| c.sent)
+    };
+    let (attached, detached) = (sent("AttachInstances"), sent("DetachInstances"));
+    assert!(
+        attached.is_some() && detached.is_some() && attached < detached,
+        "attach {attached:?} before detach {detached:?}"
+    );
+    assert!(detached_before_taken, "detached before AWS took it");
+    let record = m.record().await?;
+    assert_eq!(record.status, FailoverStatus::Promoted, "{record:?}");
+    assert_eq!(record.workload.as_deref(), Some(m.group.as_str()));
+    let new = record.new_instance_id.clone().context("no replacement")?;
+    let after = testbed::swap::snapshot(&m.autoscaling, &m.group).await?;
+    let mut now_members = after.members.clone();
+    now_members.sort();
+    let mut expected = vec![m.kept.clone(), new.clone()];
+    expected.sort();
+    assert_eq!(now_members, expected, "the replacement in, the member out");
+    assert_eq!(
+        (after.desired, after.max),
+        (2, 2),
+        "N+1 -> N, the maximum back"
+    );
+    let tags = saga_tags(&m.ec2, &new).await?;
+    assert_eq!(
+        tags.get("CreatedVia").map(String::as_str),
+        Some("EmergencyFailover")
+    );
+    assert_eq!(tags.get("Team").map(String::as_str), Some("web"));
+    assert!(
+        !tags.contains_key(ORIGIN_TAG),
+        "a member has no original: {tags:?}"
+    );
+    let described = m.ec2.describe_instances().instance_ids(&new).send().await?;
+    let instance = &described.reservations()[0].instances()[0];
+    assert_eq!(
+        instance.instance_lifecycle().map(|l| l.as_str()),
+        Some("spot"),
+        "from the group's template, on Spot"
+    );
+    assert_ne!(
+        instance.instance_type().map(|t| t.as_str()),
+        Some("m5.large"),
+        "never the signalled pool"
+    );
+    // No orphan: the only instance this failover launched is the one in the group.
+    let launched: Vec<String> = m.launched().await?.into_iter().map(|(id, _)| id).collect();
+    assert_eq!(launched, [new]);
+    let kept = m
+        .ec2
+        .describe_volumes()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name(format!("tag:{PRESERVED_TAG}"))
+                .values(&m.spot)
+                .build(),
+        )
+        .send()
+        .await?;
+    assert!(!kept.volumes().is_empty(), "the member's volumes are kept");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replacement_the_group_refuses_is_terminated_and_the_group_left_as_it_was() -> Result<()>
+{
+    let mut m = MemberBed::start("fo-member-refused").await?;
+    let before = testbed::swap::snapshot(&m.autoscaling, &m.group).await?;
+    m.saga
+        .proxy
+        .forwarder
+        .inject(Fault::new("AttachInstances", "AccessDenied", 403));
+
+    m.warn().await?;
+
+    let e = m.finished().await?;
+    assert_eq!(e.status, ExecutionStatus::Failed, "{e:?}");
+    assert_eq!(e.error.as_deref(), Some(ErrorName::AccessDenied.as_str()));
+    let record = m.record().await?;
+    assert_eq!(record.status, FailoverStatus::Failed);
+    let cause = record.cause.unwrap_or_default();
+    assert!(cause.contains("never joined group"), "{cause}");
+    assert!(cause.contains("maximum put back to 2"), "{cause}");
+    // The group as it was (its Spot member goes with its two minutes; the group replaces it),
+    // and the replacement that could not join is gone: no orphan.
+    let after = testbed::swap::snapshot(&m.autoscaling, &m.group).await?;
+    assert_eq!(
+        (after.members, after.desired, after.max),
+        (before.members, before.desired, before.max)
+    );
+    let launched = m.launched().await?;
+    assert_eq!(launched.len(), 1, "{launched:?}");
+    assert!(
+        matches!(
+            launched[0].1,
+            InstanceStateName::ShuttingDown | InstanceStateName::Terminated
+        ),
+        "{launched:?}"
+    );
+    Ok(())
+}
+
+async fn saga_tags(
+    ec2: &aws_sdk_ec2::Client,
+    id: &str,
+) -> Result<std::collections::BTreeMap<String, String>> {
+    let described = ec2.describe_instances().instance_ids(id).send().await?;
+    Ok(described.reservations()[0].instances()[0]
+        .tags()
+        .iter()
+        .filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned())))
+        .collect())
+}

@@ -1,17 +1,20 @@
 //! Step 1 of the failover: read the dying instance, plan the fastest allowed pools, and launch its
 //! replacement. Spot first (the gatekeeper's pools, the signalled one excluded, the same AZ first,
 //! the likeliest capacity before price); then on-demand of a compatible type; then, for a switched
-//! workload, the original on-demand instance the switch stopped. Each fallback is recorded with
-//! why. A retried step finds its replacement by its mark or its client token, or the origin by
-//! the failover's mark, and launches nothing new.
+//! workload, the original on-demand instance the switch stopped. A switched workload's replacement
+//! boots the switch's image with the dying instance's posture; a group member's, the group's own
+//! launch template (or configuration), in one of the group's subnets. Each fallback is recorded
+//! with why. A retried step finds its replacement by its mark or its client token, or the origin
+//! by the failover's mark, and launches nothing new.
 
 use std::collections::BTreeSet;
 
 use chrono::{TimeDelta, Utc};
-use spot_aws::{Ec2, LedgerTable, QuarantineTable, Reach};
+use spot_aws::autoscaling::LaunchConfiguration;
+use spot_aws::{AccountClients, Ec2, LedgerTable, QuarantineTable, Reach};
 use spot_domain::config::{self, Accounts, ConfigError, Env, key};
 use spot_domain::governance::mode::LiveSwitch;
-use spot_domain::instance::{LaunchSpec, Launched, SourceInstance};
+use spot_domain::instance::{GroupLaunchSpec, LaunchSpec, Launched, SourceInstance};
 use spot_domain::market::{self, Candidate, Catalog, Exclusion, Market as Prices, TypeQuery};
 use spot_domain::pool::gatekeeper::{self, Gate};
 use spot_domain::saga::failover::{
@@ -19,6 +22,7 @@ use spot_domain::saga::failover::{
     FallbackNote, Hold, Hysteresis, LaunchStep, Market, Replacement, Workload, WorkloadHistory,
 };
 use spot_domain::saga::launch::first_open_pool;
+use spot_domain::saga::swap::LaunchSource;
 use spot_domain::saga::{SagaMode, Settings, StepError};
 use spot_domain::tags::{self, FAILOVER_TAG, ON_DEMAND_UNTIL_TAG, ORIGIN_TAG, VIA_FAILOVER};
 use spot_domain::{ErrorName, PoolKey, QuarantinePolicy};
@@ -77,6 +81,18 @@ fn settings<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Settings, Con
         health_checks: env.bounded(key::HEALTH_CHECKS, d.health_checks, c0, c1)?,
         ..d
     })
+}
+
+/// How a replacement is launched.
+enum Recipe {
+    /// A switched workload: the switch's image (the dying instance's), with its posture.
+    Posture,
+    /// A group member: the group's launch template or configuration, in the group's subnets.
+    Group {
+        source: LaunchSource,
+        configuration: Option<Box<LaunchConfiguration>>,
+        subnet_ids: Vec<String>,
+    },
 }
 
 /// The Spot candidates in failover order, the compatible type names, the VPC's subnets, and the
@@ -139,11 +155,11 @@ impl Launcher {
             .unwrap_or_default()
             .resolve(self.config.settings)?;
         let failover_id = &input.execution;
-        let ec2 = self
+        let account = self
             .reach
             .account(&request.account_id, &request.region, failover_id)
-            .await?
-            .ec2;
+            .await?;
+        let ec2 = &account.ec2;
         let source = ec2.source(&request.instance_id).await?.ok_or_else(|| {
             StepError::not_eligible(format!(
                 "{} no longer exists in {}: nothing to read its replacement from",
@@ -165,26 +181,32 @@ impl Launcher {
             planned,
             hold,
         };
-        // A retry's earlier launch, the pools and the workload's history are read together:
-        // the plan is thrown away in the rare case a replacement is already there.
-        let (found, plan, history) = tokio::join!(
+        // A retry's earlier launch, the pools, the group and the workload's history are read
+        // together: the plan is thrown away in the rare case a replacement is already there.
+        let (found, plan, recipe, history) = tokio::join!(
             async {
                 match mode {
                     SagaMode::Live => {
-                        self.already_launched(&ec2, failover_id, &workload, &request.region)
+                        self.already_launched(ec2, failover_id, &workload, &request.region)
                             .await
                     }
                     SagaMode::Shadow => Ok(None),
                 }
             },
-            self.plan(&ec2, request, &source),
+            self.plan(ec2, request, &source),
+            recipe(&account, &workload, &source),
             self.history(request, &workload)
         );
         let history = history?;
-        let hold = self
-            .config
-            .hysteresis
-            .hold(&history, failover_id, request.received_at);
+        // The hold keeps the router off a switched workload; a group's members are the swap's.
+        let hold = match workload {
+            Workload::Switched { .. } => {
+                self.config
+                    .hysteresis
+                    .hold(&history, failover_id, request.received_at)
+            }
+            Workload::Member { .. } => None,
+        };
         if let Some(found) = found? {
             info!(instance_id = %found.instance_id, market = %found.market, "replacement already launched");
             self.remember(history, failover_id, request, hold.as_ref())
@@ -192,6 +214,7 @@ impl Launcher {
             return Ok(step(Some(found), Vec::new(), hold));
         }
         let plan = plan?;
+        let recipe = recipe?;
         if mode == SagaMode::Shadow {
             let planned: Vec<PoolKey> = plan.candidates.iter().map(|c| c.pool.clone()).collect();
             self.record_shadow(
@@ -209,12 +232,13 @@ impl Launcher {
         }
         let replaced = self
             .replace(
-                &ec2,
+                ec2,
                 request,
                 &source,
                 &workload,
                 failover_id,
                 plan,
+                &recipe,
                 hold.as_ref(),
             )
             .await;
@@ -235,15 +259,21 @@ impl Launcher {
         workload: &Workload,
         failover_id: &str,
         plan: Plan,
+        recipe: &Recipe,
         hold: Option<&Hold>,
     ) -> Result<Replacement, StepError> {
         let Plan {
-            candidates,
+            mut candidates,
             types,
-            subnets,
+            mut subnets,
             mut skipped,
             user_data,
         } = plan;
+        // A member's replacement joins its group: only the group's subnets.
+        if let Recipe::Group { subnet_ids, .. } = recipe {
+            subnets.retain(|s| subnet_ids.contains(&s.subnet_id));
+            candidates.retain(|c| subnet_ids.contains(&c.subnet_id));
+        }
         let image_id = source.image_id.clone().ok_or_else(|| {
             StepError::new(
                 ErrorName::InvalidData,
@@ -253,19 +283,36 @@ impl Launcher {
                 ),
             )
         })?;
-        let spec = |instance_type: &str, subnet_id: &str, attempt: usize| LaunchSpec {
-            image_id: image_id.clone(),
-            instance_type: instance_type.to_owned(),
-            subnet_id: subnet_id.to_owned(),
-            security_group_ids: source.security_group_ids.clone(),
-            iam_instance_profile_arn: source.iam_instance_profile_arn.clone(),
-            key_name: source.key_name.clone(),
-            ebs_optimized: source.ebs_optimized,
-            user_data: user_data.clone(),
-            metadata: source.metadata.clone(),
-            detailed_monitoring: source.detailed_monitoring,
-            tags: replacement_tags(source, workload, failover_id, hold),
-            client_token: client_token(failover_id, attempt),
+        let tags = replacement_tags(source, workload, failover_id, hold);
+        let order = |instance_type: &str, subnet_id: &str, attempt: usize| match recipe {
+            Recipe::Posture => Order::Instance(LaunchSpec {
+                image_id: image_id.clone(),
+                instance_type: instance_type.to_owned(),
+                subnet_id: subnet_id.to_owned(),
+                security_group_ids: source.security_group_ids.clone(),
+                iam_instance_profile_arn: source.iam_instance_profile_arn.clone(),
+                key_name: source.key_name.clone(),
+                ebs_optimized: source.ebs_optimized,
+                user_data: user_data.clone(),
+                metadata: source.metadata.clone(),
+                detailed_monitoring: source.detailed_monitoring,
+                tags: tags.clone(),
+                client_token: client_token(failover_id, attempt),
+            }),
+            Recipe::Group {
+                source,
+                configuration,
+                ..
+            } => Order::Group(
+                GroupLaunchSpec {
+                    source: source.clone(),
+                    instance_type: instance_type.to_owned(),
+                    subnet_id: subnet_id.to_owned(),
+                    tags: tags.clone(),
+                    client_token: client_token(failover_id, attempt),
+                },
+                configuration.as_deref(),
+            ),
         };
 
         // 1. Spot, in the order of the plan; none for a workload held on-demand.
@@ -274,8 +321,8 @@ impl Launcher {
             spot_candidates,
             |c| self.quarantined(&c.pool),
             |index, c| {
-                let spec = spec(&c.instance_type, &c.subnet_id, index);
-                self.launch(ec2, spec, true, Some(c), request, failover_id)
+                let order = order(&c.instance_type, &c.subnet_id, index);
+                self.launch(ec2, order, true, Some(c), request, failover_id)
             },
         )
         .await?;
@@ -326,9 +373,9 @@ impl Launcher {
             .into_iter()
             .enumerate()
         {
-            let spec = spec(&pool.instance_type, &pool.subnet_id, MAX_SPOT_ATTEMPTS + i);
+            let order = order(&pool.instance_type, &pool.subnet_id, MAX_SPOT_ATTEMPTS + i);
             match self
-                .launch(ec2, spec, false, None, request, failover_id)
+                .launch(ec2, order, false, None, request, failover_id)
                 .await?
             {
                 Launched::Instance(instance_id) => {
@@ -351,11 +398,31 @@ impl Launcher {
             }
         }
 
-        // 3. The workload's original, stopped by the switch.
-        let Workload::Switched { origin } = workload;
+        let no_on_demand = format!("no on-demand launch succeeded ({})", refusals.join("; "));
+        // 3. A switched workload's original, stopped by the switch. A group has none: its own
+        // scaling replaces the member once it is gone.
+        let Some(origin) = workload.origin() else {
+            fallbacks.push(Fallback {
+                to: Market::OnDemand,
+                why: no_on_demand,
+            });
+            return Err(StepError::new(
+                ErrorName::InsufficientCapacity,
+                format!(
+                    "no replacement for {}: {}",
+                    source.instance_id,
+                    fallbacks
+                        .iter()
+                        .map(|f| f.why.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+            ));
+        };
+        let origin = &origin.to_owned();
         fallbacks.push(Fallback {
             to: Market::Origin,
-            why: format!("no on-demand launch succeeded ({})", refusals.join("; ")),
+            why: no_on_demand,
         });
         // Every fallback's reason goes with a failure of the last one: the ledger keeps the cause.
         let tried = fallbacks
@@ -460,16 +527,22 @@ impl Launcher {
         region: &str,
     ) -> Result<Option<Replacement>, StepError> {
         // Asked at once: this runs before every first launch, on the two minutes.
-        let Workload::Switched { origin } = workload;
         let tokens = tokens(failover_id);
         let (found, origin_tags) =
-            tokio::try_join!(ec2.failover_launch(failover_id, &tokens), ec2.tags(origin))?;
-        let (instance_id, origin) = match found {
-            Some(found) => (found.instance_id, false),
-            None if origin_tags.get(FAILOVER_TAG).map(String::as_str) == Some(failover_id) => {
-                (origin.clone(), true)
+            tokio::try_join!(ec2.failover_launch(failover_id, &tokens), async {
+                match workload.origin() {
+                    Some(origin) => ec2.tags(origin).await,
+                    None => Ok(Default::default()),
+                }
+            })?;
+        let (instance_id, origin) = match (found, workload.origin()) {
+            (Some(found), _) => (found.instance_id, false),
+            (None, Some(origin))
+                if origin_tags.get(FAILOVER_TAG).map(String::as_str) == Some(failover_id) =>
+            {
+                (origin.to_owned(), true)
             }
-            None => return Ok(None),
+            (None, _) => return Ok(None),
         };
         let Some(found) = ec2.source(&instance_id).await? else {
             return Ok(None);
@@ -611,13 +684,18 @@ impl Launcher {
     async fn launch(
         &self,
         ec2: &Ec2,
-        spec: LaunchSpec,
+        order: Order<'_>,
         spot: bool,
         candidate: Option<&Candidate>,
         request: &FailoverRequest,
         failover_id: &str,
     ) -> Result<Launched, spot_domain::AwsError> {
-        let launched = ec2.launch_instance(&spec, spot).await?;
+        let launched = match order {
+            Order::Instance(spec) => ec2.launch_instance(&spec, spot).await?,
+            Order::Group(spec, configuration) => {
+                ec2.launch_replacement(&spec, configuration, spot).await?
+            }
+        };
         if let (Launched::NoCapacity(why), Some(c)) = (&launched, candidate) {
             warn!(pool = %c.pool, reason = %why, "no capacity");
             let held = gatekeeper::hold_capacity(
@@ -683,6 +761,52 @@ impl Launcher {
     }
 }
 
+/// One launch request.
+enum Order<'a> {
+    Instance(LaunchSpec),
+    Group(GroupLaunchSpec, Option<&'a LaunchConfiguration>),
+}
+
+/// How `workload`'s replacement is launched: for a member, its group as it is now (the dying
+/// instance must still be in it: once the group let it go, the group replaces it itself).
+async fn recipe(
+    account: &AccountClients,
+    workload: &Workload,
+    source: &SourceInstance,
+) -> Result<Recipe, StepError> {
+    let Some(name) = workload.group() else {
+        return Ok(Recipe::Posture);
+    };
+    let group = account
+        .autoscaling
+        .group(name)
+        .await?
+        .ok_or_else(|| StepError::not_eligible(format!("group {name} no longer exists")))?;
+    if group.member(&source.instance_id).is_none() {
+        return Err(StepError::not_eligible(format!(
+            "{} is no longer a member of {name}: the group replaces it",
+            source.instance_id
+        )));
+    }
+    let source = group.launch.clone().ok_or_else(|| {
+        StepError::new(
+            ErrorName::InvalidData,
+            format!("group {name} names no launch template or configuration"),
+        )
+    })?;
+    let configuration = match &source {
+        LaunchSource::Configuration { name } => Some(Box::new(
+            account.autoscaling.launch_configuration(name).await?,
+        )),
+        LaunchSource::Template { .. } => None,
+    };
+    Ok(Recipe::Group {
+        source,
+        configuration,
+        subnet_ids: group.subnet_ids,
+    })
+}
+
 /// The replacement's tags: the dying instance's own (at most 43, so the optimizer's seven fit
 /// EC2's 50), its marks, the workload's origin, and the on-demand hold if there is one.
 fn replacement_tags(
@@ -700,7 +824,9 @@ fn replacement_tags(
         FAILOVER_TAG,
         failover_id,
     );
-    tags.push((ORIGIN_TAG.to_owned(), workload.id().to_owned()));
+    if let Some(origin) = workload.origin() {
+        tags.push((ORIGIN_TAG.to_owned(), origin.to_owned()));
+    }
     if let Some(h) = hold {
         tags.push((ON_DEMAND_UNTIL_TAG.to_owned(), h.until.to_rfc3339()));
     }

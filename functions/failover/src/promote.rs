@@ -1,14 +1,18 @@
 //! Promotion, once the replacement passed its checks: the dying instance's Elastic IP and
-//! target-group registrations move to it, the ledger records the roles (the replacement PRIMARY,
-//! the interrupted instance ZOMBIE until its audit period ends) and the failover, and an instance
-//! that still runs (a rebalance recommendation) is retired only now.
+//! target-group registrations move to it (for a group member: the replacement is attached to the
+//! group, N → N+1, and the dying member detached with decrement, N+1 → N, so the group's capacity
+//! never dips and the group launches nothing to fill a gap; its target groups follow the group),
+//! the ledger records the roles (the replacement PRIMARY, the interrupted instance ZOMBIE until its
+//! audit period ends) and the failover, and an instance that still runs (a rebalance
+//! recommendation) is retired only now.
 
 use chrono::Utc;
 use serde_json::json;
-use spot_aws::{LedgerTable, Reach};
+use spot_aws::{AccountClients, LedgerTable, Reach};
 use spot_domain::config::{Accounts, ConfigError, Env, key};
 use spot_domain::saga::failover::{
-    self, FailoverInput, FailoverRecord, FailoverStatus, Promoted, RoleRecord, WARNING_NOTICE,
+    self, FailoverInput, FailoverRecord, FailoverStatus, GroupMaxNote, Promoted, RoleRecord,
+    WARNING_NOTICE,
 };
 use spot_domain::saga::{SagaMode, StepError};
 use spot_domain::{ErrorName, metrics};
@@ -75,11 +79,26 @@ impl Promoter {
             }
             None => false,
         };
-        let target_groups = account.elb.groups_of(&dying.instance_id).await?;
-        account
-            .elb
-            .register(&target_groups, &replacement.instance_id)
-            .await?;
+        let target_groups = match launch.workload.group() {
+            None => {
+                let target_groups = account.elb.groups_of(&dying.instance_id).await?;
+                account
+                    .elb
+                    .register(&target_groups, &replacement.instance_id)
+                    .await?;
+                target_groups
+            }
+            Some(group) => {
+                self.swap_in(
+                    &account,
+                    group,
+                    &dying.instance_id,
+                    &replacement.instance_id,
+                    failover_id,
+                )
+                .await?
+            }
+        };
         let retired_old = request.retires_the_old();
         if retired_old {
             // It still ran: only now, with its replacement serving, does it go.
@@ -167,4 +186,82 @@ impl Promoter {
             retired_old,
         })
     }
+
+    /// Attaches `new` to `group` (raising its maximum by one if it is full, the original kept in
+    /// the ledger first), then detaches `old` with decrement, then puts the maximum back. Each
+    /// action checks the group first: a retried step repeats none. Returns the group's target
+    /// groups (Auto Scaling registers the replacement in them and drains the detached member).
+    async fn swap_in(
+        &self,
+        account: &AccountClients,
+        group: &str,
+        old: &str,
+        new: &str,
+        failover_id: &str,
+    ) -> Result<Vec<String>, StepError> {
+        let now =
+            account.autoscaling.group(group).await?.ok_or_else(|| {
+                StepError::not_eligible(format!("group {group} no longer exists"))
+            })?;
+        if now.member(new).is_none() {
+            if let Some(max) = failover::max_for_attach(now.members.len(), now.max_size) {
+                let key = GroupMaxNote::key(failover_id);
+                if self.ledger.get_as::<GroupMaxNote>(&key).await?.is_none() {
+                    self.ledger
+                        .record(&GroupMaxNote::new(
+                            failover_id,
+                            group,
+                            now.max_size,
+                            Utc::now(),
+                        ))
+                        .await?;
+                }
+                account.autoscaling.set_max_size(group, max).await?;
+            }
+            account.autoscaling.attach(group, &[new.to_owned()]).await?;
+            info!(group, new, "replacement attached");
+        }
+        if now.member(old).is_some() {
+            account.autoscaling.detach(group, &[old.to_owned()]).await?;
+            info!(group, old, "interrupted member detached with decrement");
+        }
+        restore_max(account, &self.ledger, group, failover_id).await?;
+        Ok(now.target_groups)
+    }
+}
+
+/// Puts back the maximum size a failover raised on `group`, if it raised it and the group's
+/// desired capacity allows it now. Idempotent.
+pub(crate) async fn restore_max(
+    account: &AccountClients,
+    ledger: &LedgerTable,
+    group: &str,
+    failover_id: &str,
+) -> Result<Option<String>, StepError> {
+    let Some(note) = ledger
+        .get_as::<GroupMaxNote>(&GroupMaxNote::key(failover_id))
+        .await?
+    else {
+        return Ok(None);
+    };
+    let Some(now) = account.autoscaling.group(group).await? else {
+        return Ok(None);
+    };
+    if now.max_size == note.max_size {
+        return Ok(None);
+    }
+    if now.desired > note.max_size {
+        return Ok(Some(format!(
+            "group {group} keeps maximum {} (desired {} is above its former {})",
+            now.max_size, now.desired, note.max_size
+        )));
+    }
+    account
+        .autoscaling
+        .set_max_size(group, note.max_size)
+        .await?;
+    Ok(Some(format!(
+        "group {group} maximum put back to {}",
+        note.max_size
+    )))
 }

@@ -2,7 +2,9 @@
 //! off than the failure did: a replacement is terminated only while the instance it was to
 //! replace still runs (a rebalance recommendation: the old one keeps serving), and only when it
 //! carries this failover's mark; otherwise it is kept running as the workload's best chance, and
-//! the cause says so. An original started by the fallback is left running. The dying instance's
+//! the cause says so. A group member's replacement that never joined the group is terminated (the
+//! group replaces its member itself); one that joined stays, and a maximum size the promotion
+//! raised is put back. An original started by the fallback is left running. The dying instance's
 //! volumes are kept (live mode) whether or not the preserve step ran. Every action is idempotent:
 //! the state machine retries this step until it answers.
 
@@ -10,7 +12,7 @@ use chrono::Utc;
 use serde::Serialize;
 use serde_json::json;
 use spot_aws::ec2::Kept;
-use spot_aws::{Ec2, LedgerTable, Reach};
+use spot_aws::{AccountClients, Ec2, LedgerTable, Reach};
 use spot_domain::config::{self, Accounts, ConfigError, Env, key};
 use spot_domain::governance::mode::LiveSwitch;
 use spot_domain::instance::SourceInstance;
@@ -87,21 +89,29 @@ impl Rollback {
             state.launch.is_none() && CaughtError::before_reaching_the_account(error);
         let mut replacement = None;
         if mode == SagaMode::Live && !refused_early {
-            let ec2 = self
+            let account = self
                 .reach
                 .account(&request.account_id, &request.region, failover_id)
-                .await?
-                .ec2;
+                .await?;
+            let ec2 = &account.ec2;
             let dying = ec2.source(&request.instance_id).await?;
-            replacement = self.leftover(&ec2, state, failover_id).await?;
-            if let Some((id, market)) = &replacement {
+            replacement = self.leftover(ec2, state, failover_id).await?;
+            let group = state
+                .launch
+                .as_ref()
+                .map(|l| l.workload.clone())
+                .or_else(|| dying.as_ref().and_then(|d| failover::workload(&d.tags)))
+                .and_then(|w| w.group().map(str::to_owned));
+            if let (Some((id, _)), Some(group)) = (&replacement, &group) {
+                notes.push(self.settle_member(&account, group, id, failover_id).await?);
+            } else if let Some((id, market)) = &replacement {
                 notes.push(
-                    self.settle(&ec2, id, *market, dying.as_ref(), request, failover_id)
+                    self.settle(ec2, id, *market, dying.as_ref(), request, failover_id)
                         .await?,
                 );
             }
             if let Some(d) = &dying {
-                notes.extend(self.keep(&ec2, d).await?);
+                notes.extend(self.keep(ec2, d).await?);
             }
         }
         let cause = notes.join("; ");
@@ -174,6 +184,48 @@ impl Rollback {
             .failover_launch(failover_id, &tokens)
             .await?
             .map(|found| (found.instance_id, Market::Spot)))
+    }
+
+    /// A member's replacement: kept if it joined the group (it serves there; the maximum the
+    /// promotion raised is put back when the group allows), terminated if it never did and
+    /// carries this failover's mark.
+    async fn settle_member(
+        &self,
+        account: &AccountClients,
+        group: &str,
+        replacement: &str,
+        failover_id: &str,
+    ) -> Result<String, StepError> {
+        let joined = account
+            .autoscaling
+            .group(group)
+            .await?
+            .is_some_and(|g| g.member(replacement).is_some());
+        let restored = crate::promote::restore_max(account, &self.ledger, group, failover_id)
+            .await?
+            .map(|r| format!("; {r}"))
+            .unwrap_or_default();
+        if joined {
+            return Ok(format!(
+                "replacement {replacement} is kept: it joined group {group}{restored}"
+            ));
+        }
+        let mark = account.ec2.tags(replacement).await?;
+        if mark.get(FAILOVER_TAG).map(String::as_str) != Some(failover_id) {
+            return Ok(format!(
+                "replacement {replacement} does not carry this failover's mark; left \
+                 alone{restored}"
+            ));
+        }
+        account.ec2.terminate(replacement).await?;
+        info!(
+            replacement,
+            group, "replacement outside the group terminated"
+        );
+        Ok(format!(
+            "replacement {replacement} terminated: it never joined group {group}, which replaces \
+             its member itself{restored}"
+        ))
     }
 
     /// Terminates the replacement while the old instance still serves; keeps it otherwise.

@@ -226,7 +226,7 @@ impl Launcher {
         input: &SwapInput,
         member: &MemberPlan,
     ) -> Result<Launched, AwsError> {
-        let launched = ec2.launch_replacement(&spec, configuration).await?;
+        let launched = ec2.launch_replacement(&spec, configuration, true).await?;
         if let Launched::NoCapacity(why) = &launched {
             warn!(pool = %c.pool, reason = %why, "no capacity");
             let request = &input.state.request;

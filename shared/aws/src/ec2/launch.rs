@@ -109,19 +109,11 @@ pub const NO_CAPACITY: &[&str] = &[
 
 type RunInstances = aws_sdk_ec2::operation::run_instances::builders::RunInstancesFluentBuilder;
 
-/// Sends `request` as one tagged, one-time Spot instance. One attempt: EC2 answers a capacity
+/// One instance, on Spot (one-time, terminated on interruption) or, unless `spot`, on-demand,
+/// with `tags` on it and its volumes, under `client_token`. One attempt: EC2 answers a capacity
 /// shortage with HTTP 500, which the SDK would retry in the same pool (seconds of backoff), and
 /// the next pool is the better retry; throttling fails the step as `Transient` and the state
 /// machine retries it (the instance is found by its tags, if it was launched).
-async fn run_spot(
-    request: RunInstances,
-    tags: &[(String, String)],
-    client_token: &str,
-) -> Result<Launched, AwsError> {
-    run_one(request, tags, client_token, true).await
-}
-
-/// As [`run_spot`], on-demand unless `spot`.
 async fn run_one(
     request: RunInstances,
     tags: &[(String, String)],
@@ -368,11 +360,12 @@ impl Ec2 {
     }
 
     /// A group's replacement, from its launch template, or from `configuration` for a group that
-    /// launches from a launch configuration.
+    /// launches from a launch configuration; on Spot unless `spot` is false.
     pub async fn launch_replacement(
         &self,
         spec: &GroupLaunchSpec,
         configuration: Option<&LaunchConfiguration>,
+        spot: bool,
     ) -> Result<Launched, AwsError> {
         let request = match (&spec.source, configuration) {
             (LaunchSource::Template { id, name, version }, _) => {
@@ -394,7 +387,7 @@ impl Ec2 {
                     let request = request
                         .set_network_interfaces(Some(on_subnet(interfaces, &spec.subnet_id)))
                         .instance_type(InstanceType::from(spec.instance_type.as_str()));
-                    return run_spot(request, &spec.tags, &spec.client_token).await;
+                    return run_one(request, &spec.tags, &spec.client_token, spot).await;
                 }
                 request
             }
@@ -428,7 +421,7 @@ impl Ec2 {
         }
         .instance_type(InstanceType::from(spec.instance_type.as_str()))
         .subnet_id(&spec.subnet_id);
-        run_spot(request, &spec.tags, &spec.client_token).await
+        run_one(request, &spec.tags, &spec.client_token, spot).await
     }
 }
 

@@ -20,7 +20,9 @@ use crate::instance::{ElasticIp, SourceInstance};
 use crate::market::{Candidate, Exclusion, SubnetInfo};
 use crate::pool::PoolKey;
 use crate::saga::step::{CaughtError, Progress, SagaMode, Settings, SettingsRequest, StepError};
-use crate::tags::{self, CREATED_VIA, ORIGIN_TAG, SOURCE_TAG, Tags, VIA_FAILOVER, VIA_SWITCH};
+use crate::tags::{
+    self, CREATED_VIA, ORIGIN_TAG, SOURCE_TAG, Tags, VIA_FAILOVER, VIA_SWAP, VIA_SWITCH,
+};
 
 /// Every failover execution's name starts with this.
 pub const EXECUTION_PREFIX: &str = "failover-";
@@ -48,25 +50,56 @@ pub enum Workload {
     /// A standalone instance the atomic switch moved to Spot; `origin` is the on-demand original,
     /// stopped by the switch and kept: the last fallback.
     Switched { origin: String },
+    /// A Spot member of an Auto Scaling group (put there by the ASG swap, or by a failover of
+    /// one): its replacement is launched from the group's own launch template or configuration,
+    /// attached before the member is detached, so the group's capacity never dips.
+    Member { group: String },
 }
 
 impl Workload {
-    /// The workload's stable id: its original instance.
+    /// The workload's stable id: its original instance, or its group.
     pub fn id(&self) -> &str {
         match self {
             Self::Switched { origin } => origin,
+            Self::Member { group } => group,
+        }
+    }
+
+    /// The switched workload's original instance; `None` for a group member.
+    pub fn origin(&self) -> Option<&str> {
+        match self {
+            Self::Switched { origin } => Some(origin),
+            Self::Member { .. } => None,
+        }
+    }
+
+    /// The group of a member; `None` for a switched workload.
+    pub fn group(&self) -> Option<&str> {
+        match self {
+            Self::Switched { .. } => None,
+            Self::Member { group } => Some(group),
         }
     }
 }
 
-/// The workload an instance serves, if the optimizer put it on Spot: a switch's clone, or a
-/// replacement a failover launched for one. `None` for anything else (which the handler only
-/// quarantines). ASG members replaced by a swap are not failed over yet: their group replaces them.
+/// The workload an instance serves, if the optimizer put it on Spot: a switch's clone, a swap's
+/// replacement still in its group, or a replacement a failover launched for either. `None` for
+/// anything else (which the handler only quarantines).
 pub fn workload(tags: &Tags) -> Option<Workload> {
     if !tags::is_managed(tags) {
         return None;
     }
-    let origin = match tags.get(CREATED_VIA).map(String::as_str) {
+    let via = tags.get(CREATED_VIA).map(String::as_str);
+    // EC2 Auto Scaling tags its members with their group's name.
+    if let Some(group) = tags.get(tags::GROUP_TAG)
+        && matches!(via, Some(VIA_SWAP | VIA_FAILOVER))
+        && !tags.contains_key(ORIGIN_TAG)
+    {
+        return valid_group_name(group).then(|| Workload::Member {
+            group: group.clone(),
+        });
+    }
+    let origin = match via {
         Some(VIA_SWITCH) => tags.get(SOURCE_TAG)?,
         Some(VIA_FAILOVER) => tags.get(ORIGIN_TAG)?,
         _ => return None,
@@ -77,6 +110,12 @@ pub fn workload(tags: &Tags) -> Option<Workload> {
     Some(Workload::Switched {
         origin: origin.clone(),
     })
+}
+
+/// An Auto Scaling group name as AWS allows it: 1-255 characters, none of them a control
+/// character.
+fn valid_group_name(name: &str) -> bool {
+    (1..=255).contains(&name.chars().count()) && !name.chars().any(char::is_control)
 }
 
 /// What a rebalance recommendation for a managed instance does (`REBALANCE_ACTION`).
@@ -567,6 +606,41 @@ impl Hysteresis {
     }
 }
 
+/// A group's maximum size before a member's failover raised it by one to attach the replacement
+/// (N → N+1 needs room), keyed `groupmax#<failover>` in the ledger: written before the raise, so
+/// a retried promotion or the rollback puts back the original, never its own raised value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupMaxNote {
+    /// The ledger's key.
+    pub switch_id: String,
+    pub group: String,
+    pub max_size: u32,
+    /// DynamoDB's expiry (epoch seconds).
+    pub ttl: i64,
+}
+
+impl GroupMaxNote {
+    pub fn key(failover_id: &str) -> String {
+        format!("groupmax#{failover_id}")
+    }
+
+    pub fn new(failover_id: &str, group: &str, max_size: u32, now: DateTime<Utc>) -> Self {
+        Self {
+            switch_id: Self::key(failover_id),
+            group: group.to_owned(),
+            max_size,
+            ttl: (now + TimeDelta::days(1)).timestamp(),
+        }
+    }
+}
+
+/// The maximum size a group needs so `members` members plus the replacement fit, when `max`
+/// does not already allow it.
+pub fn max_for_attach(members: usize, max: u32) -> Option<u32> {
+    let needed = u32::try_from(members).unwrap_or(u32::MAX).saturating_add(1);
+    (needed > max).then_some(needed)
+}
+
 /// The fallbacks a launch took before starting the workload's original, keyed
 /// `fallbacks#<failover>` in the ledger: a retried step that finds the original marked (its first
 /// attempt failed while starting it) still records every fallback's reason.
@@ -707,6 +781,14 @@ mod tests {
     }
 
     #[test]
+    fn the_group_is_raised_only_when_the_replacement_would_not_fit() {
+        assert_eq!(max_for_attach(2, 4), None);
+        assert_eq!(max_for_attach(3, 4), None);
+        assert_eq!(max_for_attach(4, 4), Some(5));
+        assert_eq!(max_for_attach(0, 0), Some(1));
+    }
+
+    #[test]
     fn only_what_the_optimizer_put_on_spot_is_a_workload() {
         let clone = tagged(&[
             ("ManagedBy", "SpotOptimizer"),
@@ -729,9 +811,33 @@ mod tests {
         // Someone else's "ManagedBy", an unmarked instance, a swap member, a made-up origin.
         assert_eq!(workload(&tagged(&[("ManagedBy", "Terraform")])), None);
         assert_eq!(workload(&Tags::new()), None);
-        let mut member = clone.clone();
-        member.insert("CreatedVia".into(), "AsgSwap".into());
+        let mut detached = clone.clone();
+        detached.insert("CreatedVia".into(), "AsgSwap".into());
+        assert_eq!(
+            workload(&detached),
+            None,
+            "a swap replacement out of its group"
+        );
+        let mut member = detached.clone();
+        member.insert("aws:autoscaling:groupName".into(), "web".into());
+        assert_eq!(
+            workload(&member),
+            Some(Workload::Member {
+                group: "web".into()
+            })
+        );
+        let mut failed_over = member.clone();
+        failed_over.insert("CreatedVia".into(), "EmergencyFailover".into());
+        assert_eq!(workload(&failed_over).unwrap().group(), Some("web"));
+        member.insert("aws:autoscaling:groupName".into(), "bad\nname".into());
         assert_eq!(workload(&member), None);
+        // A switch's clone someone attached to a group stays the switch's workload.
+        let mut attached = replacement.clone();
+        attached.insert("aws:autoscaling:groupName".into(), "web".into());
+        assert_eq!(
+            workload(&attached).unwrap().origin(),
+            Some("i-0aaaaaaaaaaaaaaaa")
+        );
         let mut forged = clone;
         forged.insert("SourceInstance".into(), "not-an-instance".into());
         assert_eq!(workload(&forged), None);
