@@ -265,6 +265,81 @@ mod tests {
         }
     }
 
+    /// Each heading of `table`'s only row, with the value under it.
+    fn columns(table: &Table) -> Vec<(String, String)> {
+        let header: Vec<String> = table
+            .header()
+            .map(|h| h.cell_iter().map(|c| c.content()).collect())
+            .unwrap_or_default();
+        let rows: Vec<Vec<String>> = table
+            .row_iter()
+            .map(|r| r.cell_iter().map(|c| c.content()).collect())
+            .collect();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(header.len(), rows[0].len(), "one heading per value");
+        header.into_iter().zip(rows[0].clone()).collect()
+    }
+
+    #[test]
+    fn every_approvals_column_is_under_its_heading() {
+        use spot_domain::saga::approval::{ApprovalStatus, Saga};
+        let request = ApprovalRequest {
+            saga_id: "web-1-2026-12-04".into(),
+            saga: Saga::AtomicSwitch,
+            task_token: "token".into(),
+            account_id: "111111111111".into(),
+            region: "us-east-1".into(),
+            target: "i-0aaaaaaaaaaaaaaaa".into(),
+            risk: spot_domain::saga::step::Risk::High,
+            reasons: vec!["stateful".into(), "no ALB".into()],
+            summary: "m5.large → m6i.large spot, $0.05/h".into(),
+            requested_at: at("2026-12-04T10:00:00Z"),
+            expires_at: at("2026-12-04T12:00:00Z"),
+            status: ApprovalStatus::Pending,
+            answered_by: None,
+            answer_note: None,
+        };
+        let columns = columns(&approvals_table(&[request], at("2026-12-04T11:00:00Z")));
+        let expected = [
+            ("saga", "web-1-2026-12-04"),
+            ("kind", &Saga::AtomicSwitch.to_string()),
+            ("target", "i-0aaaaaaaaaaaaaaaa"),
+            ("account/region", "111111111111 us-east-1"),
+            ("risk", &spot_domain::saga::step::Risk::High.to_string()),
+            ("why", "stateful, no ALB"),
+            ("plan", "m5.large → m6i.large spot, $0.05/h"),
+            ("answer before (UTC)", "2026-12-04 12:00"),
+        ];
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        assert_eq!(columns, expected);
+    }
+
+    #[test]
+    fn every_failovers_column_is_under_its_heading() {
+        let columns = columns(&failovers_table(&[record()]));
+        let value = |heading: &str| {
+            columns
+                .iter()
+                .find(|(h, _)| h == heading)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| panic!("no column {heading}: {columns:?}"))
+        };
+        assert_eq!(value("signal at (UTC)"), "2026-12-04 10:00:00");
+        assert_eq!(value("workload"), "i-origin");
+        assert_eq!(value("old → new instance"), "i-old → i-new");
+        assert_eq!(value("pool"), "m5.large (on-demand)");
+        assert!(value("fallback taken").starts_with("on-demand: no Spot capacity"));
+        assert_eq!(value("to healthy (s)"), "95");
+        assert_eq!(value("downtime (s)"), "0");
+        assert_eq!(
+            value("status"),
+            "promoted, on-demand until 2026-12-11 10:00"
+        );
+    }
+
     #[test]
     fn a_failover_row_says_what_replaced_what_through_which_fallback() {
         let out = failovers_table(&[record()]).to_string();
