@@ -19,20 +19,12 @@ use spot_domain::saga::failover::{
 };
 use spot_domain::tags::{FAILOVER_TAG, ON_DEMAND_UNTIL_TAG, ORIGIN_TAG, PRESERVED_TAG};
 use spot_domain::{Account, Environment, ErrorName};
-use testbed::saga::{EMERGENCY_FAILOVER, Execution, SagaBed, address_holder, elastic_ip, state};
+use testbed::saga::{
+    EMERGENCY_FAILOVER, Execution, FAILOVER_LIVE, SagaBed, address_holder, elastic_ip, state,
+};
 use testbed::{Fault, HOME_ACCOUNT, LambdaHost, Launch, REGION};
 
 use crate::support::{REBALANCE, WARNING, event};
-
-/// The failover's steps, live for the bed's home account, with one-second waits.
-const LIVE: &[(&str, &str, &str)] = &[
-    ("failover-launch", "MODE", "live"),
-    ("failover-launch", "LIVE_ACCOUNTS", HOME_ACCOUNT),
-    ("failover-launch", "WAIT_SECONDS", "1"),
-    ("failover-launch", "HEALTH_CHECKS", "10"),
-    ("failover-rollback", "MODE", "live"),
-    ("failover-rollback", "LIVE_ACCOUNTS", HOME_ACCOUNT),
-];
 
 /// The pool of the clone: us-east-1b is use1-az1 in the bed.
 const SIGNALLED: &str = "us-east-1#use1-az1#m5.large";
@@ -51,7 +43,7 @@ impl Failover {
     /// A switched workload: the stopped on-demand original, its Spot clone (tagged as the atomic
     /// switch tags it) holding an Elastic IP, and the handler wired to the failover machine.
     async fn start(label: &str) -> Result<Self> {
-        let saga = SagaBed::start_machine(EMERGENCY_FAILOVER, label, LIVE, None).await?;
+        let saga = SagaBed::start_machine(EMERGENCY_FAILOVER, label, FAILOVER_LIVE, None).await?;
         let ec2 = saga.bed.ec2();
         let origin = Launch::new("m5.large")
             .in_az("us-east-1b")
@@ -72,13 +64,7 @@ impl Failover {
             .run(&ec2)
             .await?;
         let (allocation, _) = elastic_ip(&ec2, &clone).await?;
-        let spec = saga.tables.function_with(
-            "interruption-handler",
-            &saga.proxy.endpoint(),
-            &[("EmergencyFailoverStateMachine", &saga.machine)],
-        )?;
-        let mut handler = LambdaHost::start(spec).await?;
-        handler.wait_ready().await?;
+        let handler = saga.interruption_handler(None).await?;
         Ok(Self {
             saga,
             handler,
@@ -552,13 +538,7 @@ async fn an_unmanaged_instance_is_only_quarantined_and_a_lab_workload_is_replace
         .send()
         .await?;
     // A new handler: the first one cached the account as PROD.
-    let spec = f.saga.tables.function_with(
-        "interruption-handler",
-        &f.saga.proxy.endpoint(),
-        &[("EmergencyFailoverStateMachine", &f.saga.machine)],
-    )?;
-    f.handler = LambdaHost::start(spec).await?;
-    f.handler.wait_ready().await?;
+    f.handler = f.saga.interruption_handler(None).await?;
     let answer = f.signal(WARNING).await?;
     assert_eq!(answer["action"], "ignored_lab", "{answer}");
     assert_eq!(answer["failover"]["started"], true, "{answer}");
@@ -855,7 +835,7 @@ struct MemberBed {
 
 impl MemberBed {
     async fn start(label: &str) -> Result<Self> {
-        let saga = SagaBed::start_machine(EMERGENCY_FAILOVER, label, LIVE, None).await?;
+        let saga = SagaBed::start_machine(EMERGENCY_FAILOVER, label, FAILOVER_LIVE, None).await?;
         let ec2 = saga.bed.ec2();
         let autoscaling = aws_sdk_autoscaling::Client::new(&saga.bed.home);
         let group = saga.name("grp");
@@ -891,13 +871,7 @@ impl MemberBed {
             .instance_ids(&members[0])
             .send()
             .await?;
-        let spec = saga.tables.function_with(
-            "interruption-handler",
-            &saga.proxy.endpoint(),
-            &[("EmergencyFailoverStateMachine", &saga.machine)],
-        )?;
-        let mut handler = LambdaHost::start(spec).await?;
-        handler.wait_ready().await?;
+        let handler = saga.interruption_handler(None).await?;
         Ok(Self {
             kept: members[1].clone(),
             saga,

@@ -64,6 +64,19 @@ pub async fn run(options: Options) -> Result<()> {
     Ok(())
 }
 
+/// Writes `target/bench/<name>.json` and says whether the targets were met; returns `ok`.
+pub fn report(name: &str, report: &serde_json::Value, ok: bool) -> Result<bool> {
+    let out = crate::template::workspace_root().join("target/bench");
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(
+        out.join(format!("{name}.json")),
+        serde_json::to_string_pretty(report)?,
+    )?;
+    println!("report: target/bench/{name}.json");
+    println!("targets: {}", if ok { "met" } else { "MISSED" });
+    Ok(ok)
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }

@@ -15,23 +15,13 @@ use serde_json::{Value, json};
 use crate::HOME_ACCOUNT;
 use crate::bench_switch::{median, replay_steps, step_inputs};
 use crate::fixtures::{Event, Launch};
-use crate::lambda_host::LambdaHost;
 use crate::saga::{
-    EMERGENCY_FAILOVER, Execution, SagaBed, elastic_ip, impaired_status, lambda_binary,
+    EMERGENCY_FAILOVER, Execution, FAILOVER_LIVE, SagaBed, elastic_ip, impaired_status,
     step_binaries,
 };
 
 /// The target: the first launch call within a second of the warning's receipt.
 const FIRST_LAUNCH_TARGET_MS: f64 = 1000.0;
-
-const LIVE: &[(&str, &str, &str)] = &[
-    ("failover-launch", "MODE", "live"),
-    ("failover-launch", "LIVE_ACCOUNTS", HOME_ACCOUNT),
-    ("failover-launch", "WAIT_SECONDS", "1"),
-    ("failover-launch", "HEALTH_CHECKS", "3"),
-    ("failover-rollback", "MODE", "live"),
-    ("failover-rollback", "LIVE_ACCOUNTS", HOME_ACCOUNT),
-];
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
@@ -76,17 +66,15 @@ async fn finished(saga: &SagaBed, instance: &str) -> Result<Execution> {
 }
 
 pub async fn run(bin_dir: &Path, failovers: usize) -> Result<bool> {
-    let saga =
-        SagaBed::start_machine(EMERGENCY_FAILOVER, "bench-failover", LIVE, Some(bin_dir)).await?;
+    let saga = SagaBed::start_machine(
+        EMERGENCY_FAILOVER,
+        "bench-failover",
+        FAILOVER_LIVE,
+        Some(bin_dir),
+    )
+    .await?;
     let ec2 = saga.bed.ec2();
-    let mut spec = saga.tables.function_with(
-        "interruption-handler",
-        &saga.proxy.endpoint(),
-        &[("EmergencyFailoverStateMachine", &saga.machine)],
-    )?;
-    spec.binary = lambda_binary(bin_dir, "interruption-handler");
-    let mut handler = LambdaHost::start(spec).await?;
-    handler.wait_ready().await?;
+    let mut handler = saga.interruption_handler(Some(bin_dir)).await?;
     let now = Utc::now().trunc_subsecs(0);
     let warning = |instance: &str, n: usize| -> Result<Value> {
         Ok(Event::load("spot-interruption-warning.json")?
@@ -190,13 +178,5 @@ pub async fn run(bin_dir: &Path, failovers: usize) -> Result<bool> {
         },
         "steps": steps,
     });
-    let out = crate::template::workspace_root().join("target/bench");
-    std::fs::create_dir_all(&out)?;
-    std::fs::write(
-        out.join("emergency-failover.json"),
-        serde_json::to_string_pretty(&report)?,
-    )?;
-    println!("report: target/bench/emergency-failover.json");
-    println!("targets: {}", if ok { "met" } else { "MISSED" });
-    Ok(ok)
+    crate::bench::report("emergency-failover", &report, ok)
 }

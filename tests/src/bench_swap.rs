@@ -131,13 +131,5 @@ pub async fn run(bin_dir: &Path) -> Result<bool> {
         "group_readings": samples.len(),
         "steps": steps,
     });
-    let out = crate::template::workspace_root().join("target/bench");
-    std::fs::create_dir_all(&out)?;
-    std::fs::write(
-        out.join("asg-swap.json"),
-        serde_json::to_string_pretty(&report)?,
-    )?;
-    println!("report: target/bench/asg-swap.json");
-    println!("targets: {}", if ok { "met" } else { "MISSED" });
-    Ok(ok)
+    crate::bench::report("asg-swap", &report, ok)
 }

@@ -185,15 +185,7 @@ pub async fn run(bin_dir: &Path, switches: usize) -> Result<bool> {
         },
         "steps": steps,
     });
-    let out = crate::template::workspace_root().join("target/bench");
-    std::fs::create_dir_all(&out)?;
-    std::fs::write(
-        out.join("atomic-switch.json"),
-        serde_json::to_string_pretty(&report)?,
-    )?;
-    println!("report: target/bench/atomic-switch.json");
-    println!("targets: {}", if ok { "met" } else { "MISSED" });
-    Ok(ok)
+    crate::bench::report("atomic-switch", &report, ok)
 }
 
 /// Each step binary started cold (5 times) and invoked on its recorded input: size, init, first

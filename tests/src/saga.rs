@@ -248,6 +248,25 @@ impl SagaBed {
             .inject(crate::proxy::Fault::kill_after(operation, &url).times(1));
     }
 
+    /// The interruption handler wired to this bed's machine as the failover it starts (the
+    /// binary from `bin_dir`, else the debug build), ready for events.
+    pub async fn interruption_handler(
+        &self,
+        bin_dir: Option<&std::path::Path>,
+    ) -> Result<crate::LambdaHost> {
+        let mut spec = self.tables.function_with(
+            "interruption-handler",
+            &self.proxy.endpoint(),
+            &[("EmergencyFailoverStateMachine", &self.machine)],
+        )?;
+        if let Some(dir) = bin_dir {
+            spec.binary = lambda_binary(dir, "interruption-handler");
+        }
+        let mut handler = crate::LambdaHost::start(spec).await?;
+        handler.wait_ready().await?;
+        Ok(handler)
+    }
+
     /// A name no other test uses.
     pub fn name(&self, what: &str) -> String {
         format!("{what}-{}", self.suffix)
@@ -444,6 +463,16 @@ pub const SWAP_OPERATIONS: &[(&str, &str)] = &[
     ("dynamodb", "BatchGetItem"),
     ("pricing", "GetProducts"),
     ("states", "DescribeExecution"),
+];
+
+/// The failover's steps, live for the bed's home account, with one-second waits.
+pub const FAILOVER_LIVE: &[(&str, &str, &str)] = &[
+    ("failover-launch", "MODE", "live"),
+    ("failover-launch", "LIVE_ACCOUNTS", crate::HOME_ACCOUNT),
+    ("failover-launch", "WAIT_SECONDS", "1"),
+    ("failover-launch", "HEALTH_CHECKS", "10"),
+    ("failover-rollback", "MODE", "live"),
+    ("failover-rollback", "LIVE_ACCOUNTS", crate::HOME_ACCOUNT),
 ];
 
 /// Every operation the emergency failover calls (the handler's start, its steps' live path and its

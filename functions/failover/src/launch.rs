@@ -285,20 +285,15 @@ impl Launcher {
         })?;
         let tags = replacement_tags(source, workload, failover_id, hold);
         let order = |instance_type: &str, subnet_id: &str, attempt: usize| match recipe {
-            Recipe::Posture => Order::Instance(LaunchSpec {
-                image_id: image_id.clone(),
-                instance_type: instance_type.to_owned(),
-                subnet_id: subnet_id.to_owned(),
-                security_group_ids: source.security_group_ids.clone(),
-                iam_instance_profile_arn: source.iam_instance_profile_arn.clone(),
-                key_name: source.key_name.clone(),
-                ebs_optimized: source.ebs_optimized,
-                user_data: user_data.clone(),
-                metadata: source.metadata.clone(),
-                detailed_monitoring: source.detailed_monitoring,
-                tags: tags.clone(),
-                client_token: client_token(failover_id, attempt),
-            }),
+            Recipe::Posture => Order::Instance(LaunchSpec::with_posture_of(
+                source,
+                &image_id,
+                instance_type,
+                subnet_id,
+                user_data.clone(),
+                tags.clone(),
+                client_token(failover_id, attempt),
+            )),
             Recipe::Group {
                 source,
                 configuration,
@@ -402,20 +397,17 @@ impl Launcher {
         // 3. A switched workload's original, stopped by the switch. A group has none: its own
         // scaling replaces the member once it is gone.
         let Some(origin) = workload.origin() else {
-            fallbacks.push(Fallback {
-                to: Market::OnDemand,
-                why: no_on_demand,
-            });
+            let tried: Vec<&str> = fallbacks
+                .iter()
+                .map(|f| f.why.as_str())
+                .chain([no_on_demand.as_str()])
+                .collect();
             return Err(StepError::new(
                 ErrorName::InsufficientCapacity,
                 format!(
                     "no replacement for {}: {}",
                     source.instance_id,
-                    fallbacks
-                        .iter()
-                        .map(|f| f.why.as_str())
-                        .collect::<Vec<_>>()
-                        .join("; ")
+                    tried.join("; ")
                 ),
             ));
         };

@@ -103,20 +103,15 @@ impl Launcher {
             &plan.candidates,
             |c| self.quarantined(&c.pool),
             |index, c| {
-                let spec = LaunchSpec {
-                    image_id: image.image_id.clone(),
-                    instance_type: c.instance_type.clone(),
-                    subnet_id: c.subnet_id.clone(),
-                    security_group_ids: source.security_group_ids.clone(),
-                    iam_instance_profile_arn: source.iam_instance_profile_arn.clone(),
-                    key_name: source.key_name.clone(),
-                    ebs_optimized: source.ebs_optimized,
-                    user_data: user_data.clone(),
-                    metadata: source.metadata.clone(),
-                    detailed_monitoring: source.detailed_monitoring,
-                    tags: tags.clone(),
-                    client_token: client_token(switch_id, index),
-                };
+                let spec = LaunchSpec::with_posture_of(
+                    source,
+                    &image.image_id,
+                    &c.instance_type,
+                    &c.subnet_id,
+                    user_data.clone(),
+                    tags.clone(),
+                    client_token(switch_id, index),
+                );
                 self.launch(&ec2, spec, c, &input)
             },
         )

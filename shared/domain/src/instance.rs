@@ -175,6 +175,35 @@ pub struct LaunchSpec {
     pub client_token: String,
 }
 
+impl LaunchSpec {
+    /// `image_id` on `instance_type` in `subnet_id`, with `source`'s posture (security groups,
+    /// instance profile, key pair, EBS optimisation, metadata, monitoring) and its `user_data`.
+    pub fn with_posture_of(
+        source: &SourceInstance,
+        image_id: &str,
+        instance_type: &str,
+        subnet_id: &str,
+        user_data: Option<String>,
+        tags: Vec<(String, String)>,
+        client_token: String,
+    ) -> Self {
+        Self {
+            image_id: image_id.to_owned(),
+            instance_type: instance_type.to_owned(),
+            subnet_id: subnet_id.to_owned(),
+            security_group_ids: source.security_group_ids.clone(),
+            iam_instance_profile_arn: source.iam_instance_profile_arn.clone(),
+            key_name: source.key_name.clone(),
+            ebs_optimized: source.ebs_optimized,
+            user_data,
+            metadata: source.metadata.clone(),
+            detailed_monitoring: source.detailed_monitoring,
+            tags,
+            client_token,
+        }
+    }
+}
+
 /// How to launch a group's replacement: the group's own launch template or configuration, with
 /// the chosen type, subnet and Spot.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -73,24 +73,11 @@ impl LedgerTable {
         &self,
         prefix: &str,
     ) -> Result<Vec<T>, AwsError> {
-        let items: Vec<_> = self
-            .client
-            .scan()
-            .table_name(&self.table)
-            .filter_expression("begins_with(switch_id, :prefix)")
-            .expression_attribute_values(":prefix", AttributeValue::S(prefix.to_owned()))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| classify("Scan", e))?;
-        items
+        super::scan_prefix(&self.client, &self.table, "switch_id", prefix)
+            .await?
             .into_iter()
             .map(|item| {
-                serde_dynamo::from_item(Item::from(item))
-                    .map_err(|e| invalid_data("Scan", e.to_string()))
+                serde_dynamo::from_item(item).map_err(|e| invalid_data("Scan", e.to_string()))
             })
             .collect()
     }

@@ -26,9 +26,31 @@ pub use quarantine::QuarantineTable;
 
 /// Every item of `table` (paginated, strongly consistent).
 pub(crate) async fn scan_all(client: &Client, table: &str) -> Result<Vec<Item>, AwsError> {
-    let items: Vec<_> = client
-        .scan()
-        .table_name(table)
+    scan_pages(client.scan().table_name(table)).await
+}
+
+/// Every item of `table` whose string attribute `key` starts with `prefix`.
+pub(crate) async fn scan_prefix(
+    client: &Client,
+    table: &str,
+    key: &str,
+    prefix: &str,
+) -> Result<Vec<Item>, AwsError> {
+    scan_pages(
+        client
+            .scan()
+            .table_name(table)
+            .filter_expression("begins_with(#key, :prefix)")
+            .expression_attribute_names("#key", key)
+            .expression_attribute_values(":prefix", AttributeValue::S(prefix.to_owned())),
+    )
+    .await
+}
+
+async fn scan_pages(
+    request: aws_sdk_dynamodb::operation::scan::builders::ScanFluentBuilder,
+) -> Result<Vec<Item>, AwsError> {
+    let items: Vec<_> = request
         .consistent_read(true)
         .into_paginator()
         .items()
