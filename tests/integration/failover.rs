@@ -15,9 +15,11 @@ use spot_aws::LedgerTable;
 use spot_domain::pool::quarantine::QuarantineStore;
 use spot_domain::saga::failover::WorkloadHistory;
 use spot_domain::saga::failover::{
-    FailoverRecord, FailoverStatus, Market, Role, RoleRecord, execution_name,
+    FailoverRecord, FailoverStatus, Market, Role, RoleRecord, execution_name, role_violations,
 };
-use spot_domain::tags::{FAILOVER_TAG, ON_DEMAND_UNTIL_TAG, ORIGIN_TAG, PRESERVED_TAG};
+use spot_domain::tags::{
+    FAILOVER_TAG, ON_DEMAND_UNTIL_TAG, ORIGIN_TAG, PRESERVED_TAG, REPLICA_TAG, ROLE_TAG,
+};
 use spot_domain::{Account, Environment, ErrorName};
 use testbed::saga::{
     EMERGENCY_FAILOVER, Execution, FAILOVER_LIVE, SagaBed, address_holder, elastic_ip, state,
@@ -43,6 +45,11 @@ impl Failover {
     /// A switched workload: the stopped on-demand original, its Spot clone (tagged as the atomic
     /// switch tags it) holding an Elastic IP, and the handler wired to the failover machine.
     async fn start(label: &str) -> Result<Self> {
+        Self::start_with(label, &[]).await
+    }
+
+    /// As [`Failover::start`], the clone (the workload's primary) carrying `extra` tags too.
+    async fn start_with(label: &str, extra: &[(&str, &str)]) -> Result<Self> {
         let saga = SagaBed::start_machine(EMERGENCY_FAILOVER, label, FAILOVER_LIVE, None).await?;
         let ec2 = saga.bed.ec2();
         let origin = Launch::new("m5.large")
@@ -52,7 +59,7 @@ impl Failover {
             .run(&ec2)
             .await?;
         ec2.stop_instances().instance_ids(&origin).send().await?;
-        let clone = Launch::new("m5.large")
+        let mut launch = Launch::new("m5.large")
             .in_az("us-east-1b")
             .spot()
             .tag("Name", "db")
@@ -60,9 +67,11 @@ impl Failover {
             .tag("ManagedBy", "SpotOptimizer")
             .tag("CreatedVia", "AtomicSwitch")
             .tag("SourceInstance", &origin)
-            .tag("spot-optimizer:switch", "sw-1")
-            .run(&ec2)
-            .await?;
+            .tag("spot-optimizer:switch", "sw-1");
+        for (k, v) in extra {
+            launch = launch.tag(k, v);
+        }
+        let clone = launch.run(&ec2).await?;
         let (allocation, _) = elastic_ip(&ec2, &clone).await?;
         let handler = saga.interruption_handler(None).await?;
         Ok(Self {
@@ -1104,4 +1113,301 @@ async fn saga_tags(
         .iter()
         .filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned())))
         .collect())
+}
+
+/// The opt-in of a standby-replica workload.
+const REPLICA: (&str, &str) = (REPLICA_TAG, "standby");
+
+impl Failover {
+    /// Every role the ledger holds for this workload, checked against the rules (exactly one
+    /// PRIMARY, at most one REPLICA, one role per instance).
+    async fn roles(&self) -> Result<Vec<RoleRecord>> {
+        let mut roles: Vec<RoleRecord> = self.ledger().with_prefix("role#").await?;
+        roles.retain(|r| r.workload == self.origin);
+        let wrong = role_violations(&roles);
+        anyhow::ensure!(wrong.is_empty(), "{wrong:?} in {roles:#?}");
+        Ok(roles)
+    }
+
+    /// The workload's instances that are not terminated (nor going), and their tags.
+    async fn alive(&self) -> Result<Vec<(String, std::collections::BTreeMap<String, String>)>> {
+        let ec2 = self.saga.bed.ec2();
+        let answer = ec2
+            .describe_instances()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("instance-state-name")
+                    .values("pending")
+                    .values("running")
+                    .build(),
+            )
+            .send()
+            .await?;
+        Ok(answer
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .filter_map(|i| {
+                let tags: std::collections::BTreeMap<String, String> = i
+                    .tags()
+                    .iter()
+                    .filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned())))
+                    .collect();
+                let id = i.instance_id()?.to_owned();
+                let ours = id == self.clone
+                    || tags.get(ORIGIN_TAG).map(String::as_str) == Some(self.origin.as_str());
+                ours.then_some((id, tags))
+            })
+            .collect())
+    }
+
+    /// Keeps the workload's standby as the router asks for it; the standby's id.
+    async fn keep_standby(&self) -> Result<String> {
+        let name = self.saga.name("standby");
+        let arn = self
+            .saga
+            .start_execution(
+                &name,
+                &serde_json::json!({"account_id": HOME_ACCOUNT, "region": REGION,
+                    "primary": self.clone}),
+            )
+            .await?;
+        let e = self.saga.wait(&arn, Duration::from_secs(120)).await?;
+        anyhow::ensure!(e.status == ExecutionStatus::Succeeded, "{e:?}");
+        assert_eq!(
+            e.path,
+            [
+                "Start",
+                "Requested",
+                "KeepRequested",
+                "KeepStandby",
+                "StandbyKept"
+            ]
+        );
+        let kept = &e.exited["KeepStandby"]["standby"];
+        assert_eq!(kept["launched"], true, "{kept}");
+        Ok(kept["standby"].as_str().context("no standby")?.to_owned())
+    }
+}
+
+/// The AZ id of an instance's pool (`region#az#type`) in a step's output.
+fn az_of(pool: &Value) -> String {
+    pool.as_str()
+        .and_then(|p| p.split('#').nth(1))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_mode_promotes_the_warm_standby_in_seconds_then_keeps_a_new_one() -> Result<()> {
+    let mut f = Failover::start_with("fo-replica", &[REPLICA]).await?;
+    let ec2 = f.saga.bed.ec2();
+
+    // The router keeps the replica workload's standby and never switches it.
+    let mut spec = f.saga.tables.function_with(
+        "optimizer",
+        &f.saga.proxy.endpoint(),
+        &[("EmergencyFailoverStateMachine", &f.saga.machine)],
+    )?;
+    spec.env.insert("MODE".into(), "live".into());
+    spec.env.insert("LIVE_ACCOUNTS".into(), HOME_ACCOUNT.into());
+    let mut router = LambdaHost::start(spec).await?;
+    let report = router
+        .invoke(&serde_json::json!({"instance_id": f.clone}))
+        .await?
+        .ok()?;
+    let actions = report["targets"][0]["actions"].to_string();
+    assert!(!actions.contains("start_switch"), "{report}");
+    let outcome = report["targets"][0]["actions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| a["action"] == "keep_standby" && a["resource_id"] == f.clone.as_str())
+        .and_then(|a| a["outcome"].as_str())
+        .with_context(|| format!("no keep_standby in {report}"))?
+        .to_owned();
+    let arn = outcome
+        .strip_prefix("started ")
+        .with_context(|| outcome.clone())?;
+    let kept = f.saga.wait(arn, Duration::from_secs(120)).await?;
+    assert_eq!(kept.status, ExecutionStatus::Succeeded, "{kept:?}");
+    let first = &kept.exited["KeepStandby"]["standby"];
+    let standby = first["standby"].as_str().context("no standby")?.to_owned();
+    assert_ne!(
+        az_of(&first["pool"]),
+        "use1-az1",
+        "another AZ than the primary's: {first}"
+    );
+    let tags = saga_tags(&ec2, &standby).await?;
+    assert_eq!(tags[ROLE_TAG], "standby");
+    assert_eq!(tags[REPLICA_TAG], "standby", "the opt-in goes on");
+    assert_eq!(tags[ORIGIN_TAG], f.origin);
+    assert_eq!(tags["Team"], "core", "the primary's own tags");
+    assert_eq!(state(&ec2, &standby).await?, InstanceStateName::Running);
+    let roles = f.roles().await?;
+    assert_eq!(roles.len(), 2, "{roles:?}");
+    assert_eq!(f.role(&standby).await?.map(|r| r.role), Some(Role::Replica));
+    assert_eq!(f.role(&f.clone).await?.map(|r| r.role), Some(Role::Primary));
+    // Asked again within the hour: nothing new.
+    let again = router
+        .invoke(&serde_json::json!({"instance_id": f.clone}))
+        .await?
+        .ok()?;
+    assert!(again.to_string().contains("already started"), "{again}");
+
+    // The warning: the standby is promoted (no launch, no wait), then a new standby launched.
+    let sent = chrono::Utc::now();
+    let answer = f.signal(WARNING).await?;
+    assert_eq!(answer["failover"]["started"], true, "{answer}");
+    let e = f.finished().await?;
+    assert_eq!(e.status, ExecutionStatus::Succeeded, "{e:?}");
+    assert_eq!(
+        e.path,
+        [
+            "Start",
+            "Requested",
+            "Launch",
+            "StandbyTaken",
+            "ShadowOrLive",
+            "Preserve",
+            "StandbyReady",
+            "CheckHealth",
+            "Healthy",
+            "Promote",
+            "ReplicaMode",
+            "NewStandby",
+            "KeepStandby",
+            "StandbyKept"
+        ]
+    );
+    let replacement = Failover::replacement(&e).context("no replacement")?;
+    assert_eq!(replacement["market"], "standby");
+    assert_eq!(replacement["instance_id"], standby.as_str());
+    let promoted_at = e
+        .timeline
+        .iter()
+        .find(|(state, _)| state == "Promote")
+        .map(|(_, t)| *t)
+        .context("never promoted")?;
+    let promotion = promoted_at - sent;
+    eprintln!(
+        "replica mode: warning -> promoted {} ms (bed, debug binaries, IAM enforced), {} Lambda invocations",
+        promotion.num_milliseconds(),
+        e.invocations
+    );
+    assert!(
+        promotion < chrono::TimeDelta::seconds(15),
+        "a promotion is seconds: {promotion}"
+    );
+    assert_eq!(
+        address_holder(&ec2, &f.allocation).await?.as_deref(),
+        Some(standby.as_str())
+    );
+    assert_eq!(saga_tags(&ec2, &standby).await?[ROLE_TAG], "primary");
+    f.assert_data_kept().await?;
+    let next = &e.exited["KeepStandby"]["standby"];
+    let new_standby = next["standby"]
+        .as_str()
+        .context("no new standby")?
+        .to_owned();
+    assert_eq!(next["launched"], true, "{next}");
+    assert!(![&standby, &f.clone].contains(&&new_standby));
+    assert_ne!(az_of(&next["pool"]), az_of(&first["pool"]), "{next}");
+    assert_ne!(next["pool"], SIGNALLED);
+
+    let roles = f.roles().await?;
+    let role_of = |id: &str| roles.iter().find(|r| r.instance_id == id).map(|r| r.role);
+    assert_eq!(role_of(&standby), Some(Role::Primary));
+    assert_eq!(role_of(&new_standby), Some(Role::Replica));
+    assert_eq!(role_of(&f.clone), Some(Role::Zombie));
+    let record = f.record().await?;
+    assert_eq!(record.market, Some(Market::Standby));
+    assert_eq!(record.status, FailoverStatus::Promoted);
+
+    // AWS takes the old primary: the workload runs on exactly its primary and one standby.
+    ec2.terminate_instances()
+        .instance_ids(&f.clone)
+        .send()
+        .await?;
+    let mut alive: Vec<String> = f.alive().await?.into_iter().map(|(id, _)| id).collect();
+    alive.sort();
+    let mut expected = vec![standby, new_standby];
+    expected.sort();
+    assert_eq!(alive, expected, "no orphan");
+    assert_eq!(state(&ec2, &f.origin).await?, InstanceStateName::Stopped);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_taken_by_a_warning_is_replaced_and_the_primary_left_serving() -> Result<()> {
+    let mut f = Failover::start_with("fo-standby-taken", &[REPLICA]).await?;
+    let ec2 = f.saga.bed.ec2();
+    let standby = f.keep_standby().await?;
+
+    // The warning names the standby: the handler starts its failover like any managed one's.
+    let answer = f
+        .handler
+        .invoke(event(WARNING, &standby)?.json())
+        .await?
+        .ok()?;
+    assert_eq!(answer["failover"]["started"], true, "{answer}");
+    let e = f.finished_for(&standby).await?;
+    assert_eq!(e.status, ExecutionStatus::Succeeded, "{e:?}");
+    assert_eq!(
+        e.path,
+        [
+            "Start",
+            "Requested",
+            "Launch",
+            "StandbyTaken",
+            "ReplaceStandby",
+            "KeepStandby",
+            "StandbyKept"
+        ],
+        "nothing promoted"
+    );
+    let kept = &e.exited["KeepStandby"]["standby"];
+    let new_standby = kept["standby"].as_str().context("no standby")?.to_owned();
+    assert_ne!(new_standby, standby);
+    assert_eq!(kept["retired"], serde_json::json!([standby]), "{kept}");
+    assert!(matches!(
+        state(&ec2, &standby).await?,
+        InstanceStateName::ShuttingDown | InstanceStateName::Terminated
+    ));
+    assert_eq!(
+        address_holder(&ec2, &f.allocation).await?.as_deref(),
+        Some(f.clone.as_str()),
+        "the primary serves on"
+    );
+    let roles = f.roles().await?;
+    let role_of = |id: &str| roles.iter().find(|r| r.instance_id == id).map(|r| r.role);
+    assert_eq!(role_of(&f.clone), Some(Role::Primary));
+    assert_eq!(role_of(&new_standby), Some(Role::Replica));
+    assert_eq!(role_of(&standby), Some(Role::Zombie));
+    let alive: Vec<String> = f.alive().await?.into_iter().map(|(id, _)| id).collect();
+    assert_eq!(alive.len(), 2, "{alive:?}");
+
+    // Redelivered: the same execution, nothing new.
+    let again = f
+        .handler
+        .invoke(event(WARNING, &standby)?.json())
+        .await?
+        .ok()?;
+    assert_eq!(again["failover"]["started"], false, "{again}");
+    // The router's request for the primary finds the standby it has: nothing launched.
+    let name = f.saga.name("standby-again");
+    let arn = f
+        .saga
+        .start_execution(
+            &name,
+            &serde_json::json!({"account_id": HOME_ACCOUNT, "region": REGION, "primary": f.clone}),
+        )
+        .await?;
+    let e = f.saga.wait(&arn, Duration::from_secs(120)).await?;
+    let kept = &e.exited["KeepStandby"]["standby"];
+    assert_eq!(kept["launched"], false, "{kept}");
+    assert_eq!(kept["standby"], new_standby.as_str());
+    assert_eq!(f.alive().await?.len(), 2);
+    f.roles().await?;
+    Ok(())
 }

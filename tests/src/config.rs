@@ -51,6 +51,7 @@ pub fn read_config<F: Fn(&str) -> Option<String>>(
         "failover-health" => done(failover::health::Config::from_env(env).map(drop)),
         "failover-promote" => done(failover::promote::Config::from_env(env).map(drop)),
         "failover-rollback" => done(failover::rollback::Config::from_env(env).map(drop)),
+        "failover-standby" => done(failover::standby::Config::from_env(env).map(drop)),
         other => Err(anyhow!(
             "no configuration reader for `{other}`: add it here"
         )),

@@ -10,7 +10,7 @@ use spot_aws::{
 use spot_domain::pool::gatekeeper::{self, Gate, Release};
 use spot_domain::pool::quarantine::QuarantineStore;
 use spot_domain::saga::approval::ApprovalStatus;
-use spot_domain::saga::failover::{EXECUTION_PREFIX, FailoverRecord, Role, RoleRecord};
+use spot_domain::saga::failover::{EXECUTION_PREFIX, FailoverRecord, RoleRecord};
 use spot_domain::{Account, Environment, PoolKey};
 use spot_domain::{AccountRegistry, ErrorName};
 
@@ -55,8 +55,9 @@ enum FailoversCommand {
         #[arg(long)]
         json: bool,
     },
-    /// A workload's instances and their roles (PRIMARY serves it; a ZOMBIE was interrupted and
-    /// is kept for audit for 30 days).
+    /// A workload's instances and their roles (PRIMARY serves it; a REPLICA is its warm standby
+    /// in replica mode; a ZOMBIE was interrupted and is kept for audit for 30 days), and what
+    /// breaks the rules (exactly one PRIMARY, at most one REPLICA).
     Roles {
         #[arg(long, env = "LEDGER_TABLE")]
         table: String,
@@ -284,11 +285,15 @@ async fn main() -> Result<()> {
                 .with_prefix("role#")
                 .await?;
             roles.retain(|r| r.workload == workload);
-            roles.sort_by_key(|r| (r.role != Role::Primary, std::cmp::Reverse(r.since)));
+            roles.sort_by_key(|r| (r.role as u8, std::cmp::Reverse(r.since)));
             if roles.is_empty() {
                 println!("{workload}: no roles recorded");
             } else {
                 println!("{}", spotctl::roles_table(&roles));
+                // A workload whose first failover has not come yet has no PRIMARY recorded.
+                for wrong in spot_domain::saga::failover::role_violations(&roles) {
+                    println!("check: {wrong}");
+                }
             }
         }
         Command::Failovers(FailoversCommand::Volumes { retention_days }) => {

@@ -97,13 +97,13 @@ enum Recipe {
 
 /// The Spot candidates in failover order, the compatible type names, the VPC's subnets, and the
 /// pools excluded with why.
-struct Plan {
-    candidates: Vec<Candidate>,
-    types: Vec<String>,
-    subnets: Vec<spot_domain::market::SubnetInfo>,
-    skipped: Vec<Exclusion>,
+pub(crate) struct Plan {
+    pub(crate) candidates: Vec<Candidate>,
+    pub(crate) types: Vec<String>,
+    pub(crate) subnets: Vec<spot_domain::market::SubnetInfo>,
+    pub(crate) skipped: Vec<Exclusion>,
     /// The dying instance's user data, read with the catalog rather than after it.
-    user_data: Option<String>,
+    pub(crate) user_data: Option<String>,
 }
 
 pub struct Launcher {
@@ -172,6 +172,7 @@ impl Launcher {
                 source.instance_id
             ))
         })?;
+        let replica = tags::replica_mode(&source.tags) && workload.origin().is_some();
         let step = |replacement, planned, hold| LaunchStep {
             mode,
             settings,
@@ -180,10 +181,34 @@ impl Launcher {
             replacement,
             planned,
             hold,
+            replica,
+            standby_of: None,
         };
+        // A standby taken: nothing serves on it, so nothing is promoted; the standby step keeps
+        // its primary a new one.
+        if tags::is_standby(&source.tags) {
+            let primary = source
+                .tags
+                .get(tags::SOURCE_TAG)
+                .filter(|p| spot_domain::ids::Field::InstanceId.accepts(p))
+                .ok_or_else(|| {
+                    StepError::new(
+                        ErrorName::InvalidData,
+                        format!(
+                            "standby {} names no primary it stands by",
+                            source.instance_id
+                        ),
+                    )
+                })?;
+            info!(primary = %primary, "a standby is taken: its primary gets a new one");
+            return Ok(LaunchStep {
+                standby_of: Some(primary.clone()),
+                ..step(None, Vec::new(), None)
+            });
+        }
         // A retry's earlier launch, the pools, the group and the workload's history are read
         // together: the plan is thrown away in the rare case a replacement is already there.
-        let (found, plan, recipe, history) = tokio::join!(
+        let (found, standby, plan, recipe, history) = tokio::join!(
             async {
                 match mode {
                     SagaMode::Live => {
@@ -193,11 +218,37 @@ impl Launcher {
                     SagaMode::Shadow => Ok(None),
                 }
             },
-            self.plan(ec2, request, &source),
+            async {
+                match replica {
+                    true => ready_standby(ec2, request, &workload, &source).await,
+                    false => Ok(None),
+                }
+            },
+            plan(
+                ec2,
+                &self.quarantine,
+                self.catalog,
+                &request.region,
+                &source,
+                request.pool.as_slice(),
+                |c| failover::failover_order(c, &source.az_id)
+            ),
             recipe(&account, &workload, &source),
             self.history(request, &workload)
         );
         let history = history?;
+        // A warm standby is promoted in seconds: no hold, no launch.
+        if let Some(standby) = standby? {
+            info!(standby = %standby.instance_id, "the workload's standby is promoted");
+            self.remember(history, failover_id, request, None).await?;
+            if mode == SagaMode::Shadow {
+                self.record_shadow(failover_id, request, &workload, &[], None, Some(&standby))
+                    .await?;
+                let planned = standby.pool.clone().into_iter().collect();
+                return Ok(step(None, planned, None));
+            }
+            return Ok(step(Some(found?.unwrap_or(standby)), Vec::new(), None));
+        }
         // The hold keeps the router off a switched workload; a group's members are the swap's.
         let hold = match workload {
             Workload::Switched { .. } => {
@@ -223,6 +274,7 @@ impl Launcher {
                 &workload,
                 &plan.candidates,
                 hold.as_ref(),
+                None,
             )
             .await?;
             self.remember(history, failover_id, request, hold.as_ref())
@@ -587,89 +639,9 @@ impl Launcher {
         }))
     }
 
-    /// The plan: Spot candidates in failover order, and what on-demand may use.
-    async fn plan(
-        &self,
-        ec2: &Ec2,
-        request: &FailoverRequest,
-        source: &SourceInstance,
-    ) -> Result<Plan, StepError> {
-        let query = TypeQuery::new(&source.architecture, &[source.vcpus], &[]);
-        let (catalog, subnets, user_data) = tokio::try_join!(
-            ec2.instance_types(&query),
-            ec2.subnets(&source.vpc_id),
-            ec2.user_data(&source.instance_id)
-        )?;
-        let (types, mut exclusions) = market::compatible_types(source, &catalog, &[]);
-        let names: Vec<String> = types.iter().map(|t| t.instance_type.clone()).collect();
-        let now = Utc::now();
-        let pools: Vec<PoolKey> = types
-            .iter()
-            .flat_map(|t| {
-                subnets
-                    .iter()
-                    .filter(|s| s.vpc_id == source.vpc_id)
-                    .filter_map(|s| PoolKey::new(&request.region, &s.az_id, &t.instance_type).ok())
-            })
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        // Prices and the gatekeeper at once: neither needs the other.
-        let (prices, held) = tokio::try_join!(
-            async {
-                match names.is_empty() {
-                    true => Ok(Vec::new()),
-                    false => ec2.spot_prices(&names).await,
-                }
-            },
-            gatekeeper::quarantined_among(&self.quarantine, &pools, now)
-        )?;
-        let (unavailable, mut quarantined) = gatekeeper::split_holds(&held);
-        // The signalled pool, whether or not the handler's quarantine is written yet (and never
-        // for a LAB account): the instance is being taken from it.
-        quarantined.extend(request.pool.clone());
-        quarantined
-            .extend(PoolKey::new(&request.region, &source.az_id, &source.instance_type).ok());
-        // An emergency is no time to refuse a pool for costing more than on-demand: the price
-        // only orders pools of equal likelihood.
-        let on_demand_price = self
-            .catalog
-            .on_demand(&request.region, &source.instance_type)
-            .unwrap_or(f64::MAX);
-        let market = Prices {
-            region: &request.region,
-            subnets: &subnets,
-            prices: &prices,
-            quarantined: &quarantined,
-            unavailable: &unavailable,
-            catalog: self.catalog,
-            on_demand_price,
-        };
-        let (mut candidates, more) = market::rank(source, &types, &[], &market);
-        exclusions.extend(more);
-        failover::failover_order(&mut candidates, &source.az_id);
-        candidates.truncate(MAX_SPOT_ATTEMPTS);
-        exclusions.truncate(20);
-        Ok(Plan {
-            candidates,
-            types: names,
-            subnets,
-            skipped: exclusions,
-            user_data,
-        })
-    }
-
     /// The gatekeeper's answer for `pool` now.
     async fn quarantined(&self, pool: &PoolKey) -> Result<Option<String>, spot_domain::AwsError> {
-        Ok(
-            match gatekeeper::check(&self.quarantine, pool, Utc::now()).await? {
-                Gate::Quarantined(record) => Some(format!(
-                    "quarantined since planning ({})",
-                    record.reason.detail_type()
-                )),
-                Gate::Open => None,
-            },
-        )
+        quarantined(&self.quarantine, pool).await
     }
 
     /// One launch attempt; a Spot pool without capacity is held for every launch path.
@@ -688,20 +660,21 @@ impl Launcher {
                 ec2.launch_replacement(&spec, configuration, spot).await?
             }
         };
-        if let (Launched::NoCapacity(why), Some(c)) = (&launched, candidate) {
-            warn!(pool = %c.pool, reason = %why, "no capacity");
-            let held = gatekeeper::hold_capacity(
+        if let Some(c) = candidate {
+            let ids = (
+                request.account_id.as_str(),
+                request.region.as_str(),
+                request.instance_id.as_str(),
+            );
+            hold_if_full(
                 &self.quarantine,
-                &c.pool,
-                format!("capacity:{failover_id}:{}", c.pool),
-                (&request.account_id, &request.region, &request.instance_id),
                 &self.config.policy,
-                Utc::now(),
+                &launched,
+                c,
+                ids,
+                failover_id,
             )
             .await;
-            if let Err(e) = held {
-                warn!(pool = %c.pool, error = %e, "capacity hold not recorded");
-            }
         }
         Ok(launched)
     }
@@ -713,8 +686,14 @@ impl Launcher {
         workload: &Workload,
         candidates: &[Candidate],
         hold: Option<&Hold>,
+        standby: Option<&Replacement>,
     ) -> Result<(), StepError> {
         let best = candidates.first().filter(|_| hold.is_none());
+        let market = match (standby, best) {
+            (Some(_), _) => Market::Standby,
+            (None, Some(_)) => Market::Spot,
+            (None, None) => Market::OnDemand,
+        };
         self.ledger
             .record(&FailoverRecord {
                 switch_id: failover_id.to_owned(),
@@ -722,14 +701,14 @@ impl Launcher {
                 region: request.region.clone(),
                 workload: Some(workload.id().to_owned()),
                 old_instance_id: request.instance_id.clone(),
-                new_instance_id: None,
-                market: Some(if best.is_some() {
-                    Market::Spot
-                } else {
-                    Market::OnDemand
-                }),
-                pool: best.map(|c| c.pool.clone()),
-                instance_type: best.map(|c| c.instance_type.clone()),
+                new_instance_id: standby.map(|s| s.instance_id.clone()),
+                market: Some(market),
+                pool: standby
+                    .and_then(|s| s.pool.clone())
+                    .or_else(|| best.map(|c| c.pool.clone())),
+                instance_type: standby
+                    .map(|s| s.instance_type.clone())
+                    .or_else(|| best.map(|c| c.instance_type.clone())),
                 fallbacks: hold
                     .map(|h| Fallback {
                         to: Market::OnDemand,
@@ -750,6 +729,158 @@ impl Launcher {
             })
             .await?;
         Ok(())
+    }
+}
+
+/// The plan for a replacement of `source` (or a standby beside it): Spot candidates sorted by
+/// `order` (the best few kept), never `source`'s own pool nor any of `excluded`, and what
+/// on-demand may use.
+pub(crate) async fn plan(
+    ec2: &Ec2,
+    quarantine: &QuarantineTable,
+    shipped: &Catalog,
+    region: &str,
+    source: &SourceInstance,
+    excluded: &[PoolKey],
+    order: impl FnOnce(&mut Vec<Candidate>),
+) -> Result<Plan, StepError> {
+    let query = TypeQuery::new(&source.architecture, &[source.vcpus], &[]);
+    let (catalog, subnets, user_data) = tokio::try_join!(
+        ec2.instance_types(&query),
+        ec2.subnets(&source.vpc_id),
+        ec2.user_data(&source.instance_id)
+    )?;
+    let (types, mut exclusions) = market::compatible_types(source, &catalog, &[]);
+    let names: Vec<String> = types.iter().map(|t| t.instance_type.clone()).collect();
+    let now = Utc::now();
+    let pools: Vec<PoolKey> = types
+        .iter()
+        .flat_map(|t| {
+            subnets
+                .iter()
+                .filter(|s| s.vpc_id == source.vpc_id)
+                .filter_map(|s| PoolKey::new(region, &s.az_id, &t.instance_type).ok())
+        })
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    // Prices and the gatekeeper at once: neither needs the other.
+    let (prices, held) = tokio::try_join!(
+        async {
+            match names.is_empty() {
+                true => Ok(Vec::new()),
+                false => ec2.spot_prices(&names).await,
+            }
+        },
+        gatekeeper::quarantined_among(quarantine, &pools, now)
+    )?;
+    let (unavailable, mut quarantined) = gatekeeper::split_holds(&held);
+    // The signalled pool, whether or not the handler's quarantine is written yet (and never
+    // for a LAB account): the instance is being taken from it.
+    quarantined.extend(excluded.iter().cloned());
+    quarantined.extend(PoolKey::new(region, &source.az_id, &source.instance_type).ok());
+    // An emergency is no time to refuse a pool for costing more than on-demand: the price
+    // only orders pools of equal likelihood.
+    let on_demand_price = shipped
+        .on_demand(region, &source.instance_type)
+        .unwrap_or(f64::MAX);
+    let market = Prices {
+        region,
+        subnets: &subnets,
+        prices: &prices,
+        quarantined: &quarantined,
+        unavailable: &unavailable,
+        catalog: shipped,
+        on_demand_price,
+    };
+    let (mut candidates, more) = market::rank(source, &types, &[], &market);
+    exclusions.extend(more);
+    order(&mut candidates);
+    candidates.truncate(MAX_SPOT_ATTEMPTS);
+    exclusions.truncate(20);
+    Ok(Plan {
+        candidates,
+        types: names,
+        subnets,
+        skipped: exclusions,
+        user_data,
+    })
+}
+
+/// A replica workload's standby, running and ready to serve, if it has one outside the pool the
+/// signal names (one taken from that pool too would be no better than none).
+async fn ready_standby(
+    ec2: &Ec2,
+    request: &FailoverRequest,
+    workload: &Workload,
+    dying: &SourceInstance,
+) -> Result<Option<Replacement>, StepError> {
+    let signalled = PoolKey::new(&request.region, &dying.az_id, &dying.instance_type).ok();
+    for id in crate::standby::standbys(ec2, workload.id(), &[&dying.instance_id]).await? {
+        let Some(standby) = ec2.source(&id).await? else {
+            continue;
+        };
+        let pool = PoolKey::new(&request.region, &standby.az_id, &standby.instance_type).ok();
+        if standby.state != "running" || pool.is_none() || pool == signalled || pool == request.pool
+        {
+            continue;
+        }
+        return Ok(Some(Replacement {
+            instance_id: standby.instance_id,
+            market: Market::Standby,
+            instance_type: standby.instance_type,
+            az_name: standby.az_name,
+            pool,
+            spot_price: None,
+            fallbacks: Vec::new(),
+            skipped: Vec::new(),
+            launched_at: Utc::now(),
+        }));
+    }
+    Ok(None)
+}
+
+/// The gatekeeper's answer for `pool` now: why it is passed over, if it is.
+pub(crate) async fn quarantined(
+    quarantine: &QuarantineTable,
+    pool: &PoolKey,
+) -> Result<Option<String>, spot_domain::AwsError> {
+    Ok(
+        match gatekeeper::check(quarantine, pool, Utc::now()).await? {
+            Gate::Quarantined(record) => Some(format!(
+                "quarantined since planning ({})",
+                record.reason.detail_type()
+            )),
+            Gate::Open => None,
+        },
+    )
+}
+
+/// Holds `candidate`'s pool for every launch path when `launched` says it has no capacity (for
+/// the instance `(account, region, instance)` names); a hold not written is only logged.
+pub(crate) async fn hold_if_full(
+    quarantine: &QuarantineTable,
+    policy: &QuarantinePolicy,
+    launched: &Launched,
+    candidate: &Candidate,
+    ids: (&str, &str, &str),
+    saga_id: &str,
+) {
+    let Launched::NoCapacity(why) = launched else {
+        return;
+    };
+    warn!(pool = %candidate.pool, reason = %why, "no capacity");
+    let held = gatekeeper::hold_capacity(
+        quarantine,
+        &candidate.pool,
+        format!("capacity:{saga_id}:{}", candidate.pool),
+        ids,
+        policy,
+        Utc::now(),
+    )
+    .await;
+    if let Err(e) = held {
+        warn!(pool = %candidate.pool, error = %e, "capacity hold not recorded");
     }
 }
 

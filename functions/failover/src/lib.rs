@@ -9,6 +9,7 @@
 //! | `failover-health` | [`health`] | the replacement's 2/2 status checks |
 //! | `failover-promote` | [`promote`] | address, target groups, roles in the ledger, retirement |
 //! | `failover-rollback` | [`rollback`] | what a failed failover leaves, and the record of why |
+//! | `failover-standby` | [`standby`] | a replica workload's one warm standby, in another pool |
 //!
 //! Planning and launching are one step: the first launch call is due within a second of the
 //! warning, and a state transition plus a Lambda invocation between them would cost a good part
@@ -20,6 +21,7 @@ pub mod launch;
 pub mod preserve;
 pub mod promote;
 pub mod rollback;
+pub mod standby;
 
 use std::sync::Arc;
 

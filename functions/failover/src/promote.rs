@@ -4,17 +4,19 @@
 //! never dips and the group launches nothing to fill a gap; its target groups follow the group),
 //! the ledger records the roles (the replacement PRIMARY, the interrupted instance ZOMBIE until its
 //! audit period ends) and the failover, and an instance that still runs (a rebalance
-//! recommendation) is retired only now.
+//! recommendation) is retired only now. A replica workload's standby, promoted, is tagged as
+//! its primary before anything moves to it.
 
 use chrono::Utc;
 use serde_json::json;
 use spot_aws::{AccountClients, LedgerTable, Reach};
 use spot_domain::config::{Accounts, ConfigError, Env, key};
 use spot_domain::saga::failover::{
-    self, FailoverInput, FailoverRecord, FailoverStatus, GroupMaxNote, Promoted, RoleRecord,
-    WARNING_NOTICE,
+    self, FailoverInput, FailoverRecord, FailoverStatus, GroupMaxNote, Market, Promoted,
+    RoleRecord, WARNING_NOTICE,
 };
 use spot_domain::saga::{SagaMode, StepError};
+use spot_domain::tags::{ROLE_PRIMARY, ROLE_TAG};
 use spot_domain::{ErrorName, metrics};
 use tracing::{info, instrument};
 
@@ -69,6 +71,14 @@ impl Promoter {
             .await?;
         let now = Utc::now();
 
+        // A promoted standby says so first: from here it is the workload's primary, which the
+        // next failover replaces and the standby step never retires.
+        if replacement.market == Market::Standby {
+            account
+                .ec2
+                .tag(&replacement.instance_id, ROLE_TAG, ROLE_PRIMARY)
+                .await?;
+        }
         let address_moved = match &dying.elastic_ip {
             Some(ip) => {
                 account

@@ -243,6 +243,11 @@ impl Rollback {
                 "the original {replacement} was started and is left running"
             ));
         }
+        if market == Market::Standby {
+            return Ok(format!(
+                "{replacement} was the workload's standby; it is left running"
+            ));
+        }
         let old_serves = request.retires_the_old()
             && dying.is_some_and(|d| matches!(d.state.as_str(), "pending" | "running"));
         if !old_serves {

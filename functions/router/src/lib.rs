@@ -1,7 +1,8 @@
 //! The optimizer router, per account and region: list the running instances, route each
 //! (`spot_domain::route`), start one atomic switch per standalone on-demand instance and one ASG
-//! swap per opted-in group, under names that make a re-run start nothing twice. Shadow unless
-//! the deployment is live and the account is on `LIVE_ACCOUNTS`.
+//! swap per opted-in group, and ask the emergency failover's machine to keep each standby-replica
+//! workload's standby, under names that make a re-run start nothing twice. Shadow unless the
+//! deployment is live and the account is on `LIVE_ACCOUNTS`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -32,6 +33,9 @@ pub struct Config {
     pub concurrency: usize,
     pub switch_state_machine: String,
     pub swap_state_machine: String,
+    /// The emergency failover's machine, which also keeps replica workloads' standbys; none: a
+    /// replica workload is only skipped.
+    pub failover_state_machine: Option<String>,
     pub opt_in: OptIn,
 }
 
@@ -48,6 +52,7 @@ impl Config {
             concurrency: config::concurrency(env)?,
             switch_state_machine: env.required(key::SWITCH_STATE_MACHINE_ARN)?,
             swap_state_machine: env.required(key::SWAP_STATE_MACHINE_ARN)?,
+            failover_state_machine: env.optional(key::FAILOVER_STATE_MACHINE_ARN),
             opt_in: OptIn {
                 allowlist: env.list(key::ASG_ALLOWLIST, |n| !n.is_empty() && n.len() <= 255)?,
                 allow_protected: false,
@@ -132,6 +137,28 @@ impl Router {
                         .entry(group)
                         .or_default()
                         .push(instance.instance_id.clone());
+                }
+                Route::Standby => {
+                    report.count("instance", "standby");
+                    let Some(machine) = &self.config.failover_state_machine else {
+                        report.action(
+                            "skip",
+                            &instance.instance_id,
+                            "a replica workload, and no failover machine to keep its standby",
+                        );
+                        continue;
+                    };
+                    let name = route::standby_execution_name(
+                        &target.account,
+                        &target.region,
+                        &instance.instance_id,
+                        mode,
+                        now,
+                    );
+                    let input = json!({"account_id": target.account, "region": target.region,
+                        "primary": instance.instance_id, "mode": mode});
+                    let outcome = self.start(machine, &name, &input).await?;
+                    report.action("keep_standby", &instance.instance_id, outcome);
                 }
                 Route::Skip(why) => {
                     report.count("instance", "skipped");

@@ -39,6 +39,16 @@ pub const PRESERVED_AT_TAG: &str = "spot-optimizer:preserved-at";
 /// when (RFC 3339) the router leaves it on-demand.
 pub const ON_DEMAND_UNTIL_TAG: &str = "spot-optimizer:on-demand-until";
 
+/// A standalone workload opts in to standby-replica mode with this tag set to [`REPLICA_STANDBY`]:
+/// one warm Spot standby in another pool at all times, promoted in seconds at the warning. The
+/// opt-in belongs to the workload, so every instance launched for it carries it on.
+pub const REPLICA_TAG: &str = "spot-optimizer:replica";
+pub const REPLICA_STANDBY: &str = "standby";
+/// On an instance of a replica workload: `standby` while it stands by, `primary` once promoted.
+pub const ROLE_TAG: &str = "spot-optimizer:role";
+pub const ROLE_STANDBY: &str = "standby";
+pub const ROLE_PRIMARY: &str = "primary";
+
 /// Which saga execution launched an instance: provenance for people and tests, kept for the
 /// instance's life and never a condition of any IAM policy (the saga's own mark,
 /// [`SWITCH_TAG`] or [`SWAP_TAG`], is the permission, and a finished swap removes it).
@@ -82,21 +92,34 @@ pub fn is_managed(tags: &Tags) -> bool {
     tags.get(MANAGED_BY.0).map(String::as_str) == Some(MANAGED_BY.1)
 }
 
+/// Whether the workload opted in to standby-replica mode ([`REPLICA_TAG`]).
+pub fn replica_mode(tags: &Tags) -> bool {
+    tags.get(REPLICA_TAG).map(String::as_str) == Some(REPLICA_STANDBY)
+}
+
+/// Whether this instance is a replica workload's warm standby ([`ROLE_TAG`]) the optimizer
+/// launched.
+pub fn is_standby(tags: &Tags) -> bool {
+    is_managed(tags) && tags.get(ROLE_TAG).map(String::as_str) == Some(ROLE_STANDBY)
+}
+
 /// The user tags a replacement inherits from the instance it replaces: not `aws:` ones (EC2
-/// refuses them), not the optimizer's markers, at most 45 so the optimizer's own five still fit
-/// EC2's 50.
+/// refuses them), not the optimizer's markers (except the workload's own replica opt-in), at most
+/// 45 so the optimizer's own five still fit EC2's 50.
 pub fn inherited(tags: &Tags) -> Vec<(String, String)> {
     let mut kept: Vec<(String, String)> = tags
         .iter()
         .filter(|(k, _)| {
             !k.starts_with("aws:")
-                && !k.starts_with("spot-optimizer:")
+                && (!k.starts_with("spot-optimizer:") || *k == REPLICA_TAG)
                 && *k != MANAGED_BY.0
                 && *k != CREATED_VIA
                 && *k != SOURCE_TAG
         })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    // The opt-in first, so no truncation drops it.
+    kept.sort_by_key(|(k, _)| k != REPLICA_TAG);
     kept.truncate(45);
     kept
 }
@@ -143,6 +166,17 @@ mod tests {
         assert!(kept.contains(&(SWITCH_TAG.into(), "sw-1".into())));
         assert!(kept.contains(&(SOURCE_TAG.into(), "i-0src".into())));
         assert!(is_managed(&kept.into_iter().collect()));
+
+        // The replica opt-in is the workload's: it goes on; a role is the instance's own.
+        tags.insert(REPLICA_TAG.into(), REPLICA_STANDBY.into());
+        tags.insert(ROLE_TAG.into(), ROLE_STANDBY.into());
+        let kept: Tags = inherited(&tags).into_iter().collect();
+        assert!(replica_mode(&kept));
+        assert!(!kept.contains_key(ROLE_TAG));
+        assert!(
+            !is_standby(&tags),
+            "a role tag on an instance nobody launched"
+        );
 
         let many: Tags = (0..60).map(|i| (format!("k{i:02}"), "v".into())).collect();
         assert_eq!(

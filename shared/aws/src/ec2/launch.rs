@@ -359,6 +359,14 @@ impl Ec2 {
         Ok(tagged.into_iter().chain(by_token).next())
     }
 
+    /// Every instance, not terminated, launched with one of `tokens`.
+    pub async fn launched_with(
+        &self,
+        tokens: &[String],
+    ) -> Result<Vec<LaunchedInstance>, AwsError> {
+        launched_with(&self.client, tokens).await
+    }
+
     /// A group's replacement, from its launch template, or from `configuration` for a group that
     /// launches from a launch configuration; on Spot unless `spot` is false.
     pub async fn launch_replacement(

@@ -185,6 +185,8 @@ pub enum Market {
     OnDemand,
     /// The workload's original on-demand instance, started again.
     Origin,
+    /// The replica workload's warm standby (Spot, in another pool), promoted.
+    Standby,
 }
 
 /// A fallback taken, and why the better option was not.
@@ -254,6 +256,13 @@ pub struct LaunchStep {
     /// The on-demand hold this failover started (hysteresis), if any.
     #[serde(default)]
     pub hold: Option<Hold>,
+    /// The workload is in standby-replica mode: once promoted, a new standby is launched.
+    #[serde(default)]
+    pub replica: bool,
+    /// The signalled instance is a replica workload's standby: this primary's standby is
+    /// replaced, nothing is promoted. Absent otherwise (the state machine tests its presence).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standby_of: Option<String>,
 }
 
 /// The state the failover's steps pass along.
@@ -417,6 +426,8 @@ fn pairs(types: &[&String], subnets: &[&SubnetInfo]) -> Vec<OnDemandPool> {
 pub enum Role {
     /// Serves the workload; exactly one per workload.
     Primary,
+    /// A replica workload's warm standby, in another pool; at most one per workload.
+    Replica,
     /// Interrupted and replaced; kept for audit for [`ZOMBIE_RETENTION`].
     Zombie,
 }
@@ -452,18 +463,46 @@ impl RoleRecord {
         failover: &str,
         now: DateTime<Utc>,
     ) -> Self {
+        Self::of(
+            (&request.account_id, &request.region),
+            workload.id(),
+            instance_id,
+            Role::Primary,
+            failover,
+            now,
+        )
+    }
+
+    /// `instance`'s role in `workload` of (account, region), given by `failover` at `now`; a
+    /// zombie's times are set by [`RoleRecord::zombie`].
+    pub fn of(
+        (account, region): (&str, &str),
+        workload: &str,
+        instance_id: &str,
+        role: Role,
+        failover: &str,
+        now: DateTime<Utc>,
+    ) -> Self {
         Self {
-            switch_id: Self::key(&request.account_id, &request.region, instance_id),
-            account_id: request.account_id.clone(),
-            region: request.region.clone(),
-            workload: workload.id().to_owned(),
+            switch_id: Self::key(account, region, instance_id),
+            account_id: account.to_owned(),
+            region: region.to_owned(),
+            workload: workload.to_owned(),
             instance_id: instance_id.to_owned(),
-            role: Role::Primary,
+            role,
             failover: failover.to_owned(),
             since: now,
             terminated_at: None,
             ttl: None,
         }
+    }
+
+    /// With the role of an instance that went (or goes) at `terminated_at`.
+    pub fn retired(mut self, terminated_at: DateTime<Utc>) -> Self {
+        self.role = Role::Zombie;
+        self.terminated_at = Some(terminated_at);
+        self.ttl = Some((terminated_at + ZOMBIE_RETENTION).timestamp());
+        self
     }
 
     /// The interrupted instance: terminated at `terminated_at` (the warning's two minutes, or the
@@ -475,13 +514,119 @@ impl RoleRecord {
         terminated_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Self {
-        Self {
-            role: Role::Zombie,
-            terminated_at: Some(terminated_at),
-            ttl: Some((terminated_at + ZOMBIE_RETENTION).timestamp()),
-            ..Self::primary(request, workload, &request.instance_id, failover, now)
-        }
+        Self::primary(request, workload, &request.instance_id, failover, now).retired(terminated_at)
     }
+}
+
+/// What is wrong with a workload's roles, if anything: exactly one PRIMARY, at most one REPLICA,
+/// and no instance in two roles. `records` are one workload's.
+pub fn role_violations(records: &[RoleRecord]) -> Vec<String> {
+    let count = |role: Role| records.iter().filter(|r| r.role == role).count();
+    let mut wrong = Vec::new();
+    match count(Role::Primary) {
+        1 => {}
+        n => wrong.push(format!("{n} PRIMARY instances (exactly one serves)")),
+    }
+    if count(Role::Replica) > 1 {
+        wrong.push(format!(
+            "{} REPLICA instances (at most one standby)",
+            count(Role::Replica)
+        ));
+    }
+    let mut ids: Vec<&str> = records.iter().map(|r| r.instance_id.as_str()).collect();
+    ids.sort_unstable();
+    if ids.windows(2).any(|w| w[0] == w[1]) {
+        wrong.push("an instance holds two roles".to_owned());
+    }
+    wrong
+}
+
+/// Sorts Spot candidates for a standby: never the primary's pool, another AZ than the primary's
+/// first (one AZ's reclaim should not take both), then the likeliest capacity, then price.
+pub fn standby_order(candidates: &mut Vec<Candidate>, primary: &PoolKey) {
+    candidates.retain(|c| c.pool != *primary);
+    candidates.sort_by(|a, b| {
+        (a.pool.az_id() == primary.az_id())
+            .cmp(&(b.pool.az_id() == primary.az_id()))
+            .then(a.interruption_band.cmp(&b.interruption_band))
+            .then(a.spot_price.total_cmp(&b.spot_price))
+            .then(a.pool.cmp(&b.pool))
+    });
+}
+
+/// Asks the standby step to keep one warm standby for `primary`: after a promotion (`replaced`:
+/// the instance it replaced), when the standby itself is taken (`lost`), or from the router.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StandbyRequest {
+    pub account_id: String,
+    pub region: String,
+    /// The instance that serves the workload now.
+    pub primary: String,
+    /// The former primary a promotion just replaced: never a standby.
+    #[serde(default)]
+    pub replaced: Option<String>,
+    /// The standby a signal named: replaced, then retired.
+    #[serde(default)]
+    pub lost: Option<String>,
+    /// A request may lower the mode, never raise it; none: the stack's.
+    #[serde(default)]
+    pub mode: Option<SagaMode>,
+}
+
+impl StandbyRequest {
+    pub fn validate(&self) -> Result<(), StepError> {
+        Field::AccountId
+            .check(&self.account_id)
+            .and_then(|()| Field::Region.check(&self.region))
+            .and_then(|()| Field::InstanceId.check(&self.primary))
+            .and_then(|()| {
+                [&self.replaced, &self.lost]
+                    .into_iter()
+                    .flatten()
+                    .try_for_each(|id| Field::InstanceId.check(id))
+            })
+            .map_err(|e| StepError::invalid(e.to_string()))
+    }
+
+    /// Instances that are never the standby: the primary, the one it replaced, the lost one.
+    pub fn excluded(&self) -> Vec<&str> {
+        [
+            Some(&self.primary),
+            self.replaced.as_ref(),
+            self.lost.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+        .collect()
+    }
+}
+
+/// The standby step's payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StandbyInput {
+    pub request: StandbyRequest,
+    pub execution: String,
+}
+
+/// What the standby step left.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StandbyKept {
+    pub mode: SagaMode,
+    /// The workload's standby now (shadow: the one it has, if any).
+    pub standby: Option<String>,
+    /// Whether this step launched it.
+    pub launched: bool,
+    pub pool: Option<PoolKey>,
+    /// Shadow mode: the pools a live step would try, best first.
+    #[serde(default)]
+    pub planned: Vec<PoolKey>,
+    /// Standbys retired (the lost one, any beyond one).
+    #[serde(default)]
+    pub retired: Vec<String>,
+    pub note: String,
 }
 
 /// When AWS takes an instance after an interruption warning.
@@ -1031,6 +1176,82 @@ mod tests {
             ..rules
         };
         assert_eq!(off.hold(&h1, "f-2", second), None);
+    }
+
+    #[test]
+    fn a_standby_never_shares_the_primarys_pool_and_prefers_another_az() {
+        let primary = PoolKey::new("us-east-1", "use1-az1", "m5.large").unwrap();
+        let mut c = vec![
+            candidate("use1-az1", "m5.large", 0, 0.01),
+            candidate("use1-az1", "m5a.large", 0, 0.02),
+            candidate("use1-az2", "m6i.large", 2, 0.03),
+            candidate("use1-az4", "m5.large", 1, 0.05),
+        ];
+        standby_order(&mut c, &primary);
+        let order: Vec<String> = c.iter().map(|c| c.pool.to_string()).collect();
+        assert_eq!(
+            order,
+            [
+                "us-east-1#use1-az4#m5.large",
+                "us-east-1#use1-az2#m6i.large",
+                "us-east-1#use1-az1#m5a.large",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_workload_has_exactly_one_primary_and_at_most_one_replica() {
+        let r = request(SignalKind::InterruptionWarning);
+        let at = r.received_at;
+        let role = |id: &str, role| {
+            RoleRecord::of(
+                ("123456789012", "us-east-1"),
+                "i-0aaaaaaaaaaaaaaaa",
+                id,
+                role,
+                "f",
+                at,
+            )
+        };
+        let primary = role("i-01", Role::Primary);
+        let standby = role("i-02", Role::Replica);
+        let zombie = role("i-03", Role::Primary).retired(at);
+        assert_eq!(zombie.role, Role::Zombie);
+        assert!(role_violations(&[primary.clone(), standby.clone(), zombie.clone()]).is_empty());
+        assert!(
+            role_violations(&[primary.clone()]).is_empty(),
+            "no standby is allowed"
+        );
+        assert_eq!(
+            role_violations(&[standby.clone(), zombie]).len(),
+            1,
+            "no primary"
+        );
+        let second = role("i-04", Role::Replica);
+        assert!(
+            role_violations(&[primary.clone(), standby.clone(), second])[0].contains("REPLICA")
+        );
+        let twice = role("i-02", Role::Primary);
+        assert_eq!(role_violations(&[twice, standby]).len(), 1);
+    }
+
+    #[test]
+    fn a_standby_request_names_instances_only() {
+        let mut r = StandbyRequest {
+            account_id: "123456789012".into(),
+            region: "us-east-1".into(),
+            primary: "i-0123456789abcdef0".into(),
+            replaced: Some("i-0123456789abcdef1".into()),
+            lost: None,
+            mode: None,
+        };
+        r.validate().unwrap();
+        assert_eq!(r.excluded(), ["i-0123456789abcdef0", "i-0123456789abcdef1"]);
+        r.lost = Some("vol-1".into());
+        assert!(r.validate().is_err());
+        let unknown = serde_json::json!({"account_id": "123456789012", "region": "us-east-1",
+            "primary": "i-0123456789abcdef0", "extra": 1});
+        assert!(serde_json::from_value::<StandbyRequest>(unknown).is_err());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::governance::scope::RequestError;
 use crate::saga::failover;
 use crate::saga::step::SagaMode;
 use crate::tags::{
-    self, CREATED_VIA, EXEMPT_TAG, GROUP_TAG, ON_DEMAND_UNTIL_TAG, Tags, VIA_FAILOVER,
+    self, CREATED_VIA, EXEMPT_TAG, GROUP_TAG, ON_DEMAND_UNTIL_TAG, REPLICA_TAG, Tags, VIA_FAILOVER,
 };
 
 /// A direct invocation (a schedule's event runs the default scope). Unknown fields are refused.
@@ -85,6 +85,9 @@ pub enum Route {
     Switch,
     /// Member of this Auto Scaling group: the group's swap (one per group).
     Swap(String),
+    /// The serving instance of a standby-replica workload: its standby is kept, and the router
+    /// never switches it (replica mode and automatic switching are exclusive).
+    Standby,
     Skip(String),
 }
 
@@ -93,6 +96,9 @@ pub fn route(instance: &Routable, now: DateTime<Utc>) -> Route {
     let tags = &instance.tags;
     if instance.state != "running" {
         return Route::Skip(format!("{}, not running", instance.state));
+    }
+    if let Some(route) = replica_route(tags) {
+        return route;
     }
     if instance.spot {
         return Route::Skip("already Spot".into());
@@ -124,6 +130,48 @@ pub fn route(instance: &Routable, now: DateTime<Utc>) -> Route {
         return Route::Skip("launched by the optimizer".into());
     }
     Route::Switch
+}
+
+/// Where an instance of a standby-replica workload goes: its standby is left to the failover, a
+/// serving instance the optimizer launched keeps a standby (Spot or on-demand alike: the router
+/// never switches it again), and a workload not yet on Spot takes the atomic switch once, like
+/// any other (`None`: the ordinary rules apply).
+fn replica_route(tags: &Tags) -> Option<Route> {
+    if !tags::replica_mode(tags) && !tags::is_standby(tags) {
+        return None;
+    }
+    if tags.contains_key(EXEMPT_TAG) {
+        return Some(Route::Skip(format!("tagged {EXEMPT_TAG}")));
+    }
+    if tags::is_standby(tags) {
+        let primary = tags.get(tags::SOURCE_TAG).map_or("?", String::as_str);
+        return Some(Route::Skip(format!(
+            "the standby of {primary}: the replica mode keeps it"
+        )));
+    }
+    if tags.contains_key(GROUP_TAG) || tags::cluster_tag(tags).is_some() {
+        return Some(Route::Skip(format!(
+            "{REPLICA_TAG} is for standalone instances: a group's members stand in for each other"
+        )));
+    }
+    failover::workload(tags).map(|_| Route::Standby)
+}
+
+/// The name of the router's request to keep `primary`'s standby: one per target, mode and UTC
+/// hour, so a standby lost to anything but a signal (which the failover replaces at once) is back
+/// within the hour the router next runs in.
+pub fn standby_execution_name(
+    account: &str,
+    region: &str,
+    primary: &str,
+    mode: SagaMode,
+    now: DateTime<Utc>,
+) -> String {
+    format!(
+        "standby-{account}-{region}-{primary}-{}-{}",
+        mode.as_str(),
+        now.format("%Y%m%d%H")
+    )
 }
 
 /// An execution name (at most 80 of `[A-Za-z0-9-_]`) that is the same for the same target, mode
@@ -266,6 +314,71 @@ mod tests {
             }),
             "not running",
         );
+    }
+
+    #[test]
+    fn a_replica_workload_keeps_its_standby_and_is_never_switched_again() {
+        let opted = ("spot-optimizer:replica", "standby");
+        let clone = [
+            ("ManagedBy", "SpotOptimizer"),
+            ("CreatedVia", "AtomicSwitch"),
+            ("SourceInstance", "i-0aaaaaaaaaaaaaaaa"),
+            opted,
+        ];
+        let spot = Routable {
+            spot: true,
+            ..instance(&clone)
+        };
+        assert_eq!(route_now(&spot), Route::Standby);
+        // An on-demand fallback of a replica workload is not switched back: it keeps a standby.
+        let fallback = [
+            ("ManagedBy", "SpotOptimizer"),
+            ("CreatedVia", "EmergencyFailover"),
+            ("spot-optimizer:origin", "i-0aaaaaaaaaaaaaaaa"),
+            opted,
+        ];
+        assert_eq!(route_now(&instance(&fallback)), Route::Standby);
+        assert_eq!(
+            route_now(&instance(&fallback[..3])),
+            Route::Switch,
+            "without the opt-in it goes back to Spot"
+        );
+        // The standby itself, a group member, an exempt one: skipped with why.
+        let mut standby = fallback.to_vec();
+        standby.push(("spot-optimizer:role", "standby"));
+        standby.push(("SourceInstance", "i-0bbbbbbbbbbbbbbbb"));
+        let skipped = |r: Route, what: &str| match r {
+            Route::Skip(why) => assert!(why.contains(what), "{why}"),
+            other => panic!("{what}: {other:?}"),
+        };
+        skipped(
+            route_now(&Routable {
+                spot: true,
+                ..instance(&standby)
+            }),
+            "standby of i-0bbbbbbbbbbbbbbbb",
+        );
+        skipped(
+            route_now(&instance(&[opted, (GROUP_TAG, "web")])),
+            "standalone",
+        );
+        let mut exempt = clone.to_vec();
+        exempt.push((EXEMPT_TAG, ""));
+        skipped(route_now(&instance(&exempt)), "exempt");
+        // Not yet on Spot: the first switch enrols it.
+        assert_eq!(route_now(&instance(&[opted])), Route::Switch);
+        let name = standby_execution_name(
+            "123456789012",
+            "ap-southeast-2",
+            "i-0123456789abcdef0",
+            SagaMode::Shadow,
+            Utc.with_ymd_and_hms(2026, 12, 4, 17, 5, 0).unwrap(),
+        );
+        assert_eq!(
+            name,
+            "standby-123456789012-ap-southeast-2-i-0123456789abcdef0-shadow-2026120417"
+        );
+        assert!(name.len() <= 80);
     }
 
     #[test]
