@@ -1411,3 +1411,73 @@ async fn a_standby_taken_by_a_warning_is_replaced_and_the_primary_left_serving()
     f.roles().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_faults_leave_one_primary_and_at_most_one_standby() -> Result<()> {
+    let mut f = Failover::start_with("fo-replica-faults", &[REPLICA]).await?;
+    let ec2 = f.saga.bed.ec2();
+
+    // The standby step dies right after its launch reached EC2: run again, it finds its standby
+    // by its client token and launches nothing more.
+    f.saga.kill_after("RunInstances", "failover-standby");
+    let standby = f.keep_standby().await?;
+    let runs = f.saga.deliveries().await?.get("failover-standby").copied();
+    assert!(runs >= Some(2), "killed and run again: {runs:?}");
+    assert_eq!(
+        f.saga.proxy.forwarder.count("RunInstances"),
+        1,
+        "one standby"
+    );
+    assert_eq!(f.alive().await?.len(), 2);
+    f.roles().await?;
+
+    // No pool takes a new standby after the promotion: the promotion stands, the workload has a
+    // primary and no standby, and the failure is named.
+    f.saga.proxy.forwarder.inject(Fault::new(
+        "RunInstances",
+        "InsufficientInstanceCapacity",
+        500,
+    ));
+    f.signal(WARNING).await?;
+    let e = f.finished().await?;
+    assert_eq!(e.status, ExecutionStatus::Succeeded, "{e:?}");
+    assert_eq!(
+        e.path.last().map(String::as_str),
+        Some("FailedOverWithoutStandby")
+    );
+    let missed = &e.exited["StandbyMissed"]["standby_error"];
+    assert_eq!(
+        missed["Error"],
+        ErrorName::InsufficientCapacity.as_str(),
+        "{missed}"
+    );
+    assert_eq!(
+        address_holder(&ec2, &f.allocation).await?.as_deref(),
+        Some(standby.as_str())
+    );
+    let roles = f.roles().await?;
+    assert!(!roles.iter().any(|r| r.role == Role::Replica), "{roles:?}");
+    ec2.terminate_instances()
+        .instance_ids(&f.clone)
+        .send()
+        .await?;
+    let alive: Vec<String> = f.alive().await?.into_iter().map(|(id, _)| id).collect();
+    assert_eq!(alive, vec![standby.clone()], "no orphan");
+
+    // Capacity back: the router's next request gives the new primary its standby.
+    f.saga.proxy.forwarder.clear_faults();
+    let arn = f
+        .saga
+        .start_execution(
+            &f.saga.name("standby-back"),
+            &serde_json::json!({"account_id": HOME_ACCOUNT, "region": REGION, "primary": standby}),
+        )
+        .await?;
+    let e = f.saga.wait(&arn, Duration::from_secs(120)).await?;
+    assert_eq!(e.status, ExecutionStatus::Succeeded, "{e:?}");
+    assert_eq!(e.exited["KeepStandby"]["standby"]["launched"], true);
+    let roles = f.roles().await?;
+    assert_eq!(roles.iter().filter(|r| r.role == Role::Replica).count(), 1);
+    assert_eq!(f.alive().await?.len(), 2);
+    Ok(())
+}

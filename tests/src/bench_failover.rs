@@ -22,6 +22,8 @@ use crate::saga::{
 
 /// The issue's target: the first launch call within a second of the warning's receipt.
 const FIRST_LAUNCH_TARGET_MS: f64 = 1000.0;
+/// The issue's target for standby-replica mode: warning → promoted within 5 s in the bed.
+const REPLICA_PROMOTED_TARGET_S: f64 = 5.0;
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
@@ -33,8 +35,9 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// A switched workload as the atomic switch leaves it: the stopped on-demand original and its
-/// Spot clone holding an Elastic IP. Returns the clone.
-async fn switched(ec2: &aws_sdk_ec2::Client, i: usize) -> Result<String> {
+/// Spot clone holding an Elastic IP (tagged for standby-replica mode if `replica`). Returns the
+/// clone.
+async fn switched(ec2: &aws_sdk_ec2::Client, i: usize, replica: bool) -> Result<String> {
     let switch_id = format!("bench-sw-{}-{i}", std::process::id());
     let origin = Launch::new("m5.large")
         .in_az("us-east-1b")
@@ -42,15 +45,20 @@ async fn switched(ec2: &aws_sdk_ec2::Client, i: usize) -> Result<String> {
         .run(ec2)
         .await?;
     ec2.stop_instances().instance_ids(&origin).send().await?;
-    let clone = Launch::new("m5.large")
+    let mut clone = Launch::new("m5.large")
         .in_az("us-east-1b")
         .spot()
         .tag("ManagedBy", "SpotOptimizer")
         .tag("CreatedVia", "AtomicSwitch")
         .tag("SourceInstance", &origin)
-        .tag("spot-optimizer:switch", &switch_id)
-        .run(ec2)
-        .await?;
+        .tag("spot-optimizer:switch", &switch_id);
+    if replica {
+        clone = clone.tag(
+            spot_domain::tags::REPLICA_TAG,
+            spot_domain::tags::REPLICA_STANDBY,
+        );
+    }
+    let clone = clone.run(ec2).await?;
     elastic_ip(ec2, &clone).await?;
     Ok(clone)
 }
@@ -94,7 +102,7 @@ pub async fn run(bin_dir: &Path, failovers: usize) -> Result<bool> {
     let mut operations = BTreeMap::<String, usize>::new();
     let mut inputs = BTreeMap::<String, Value>::new();
     for i in 0..failovers {
-        let clone = switched(&ec2, i).await?;
+        let clone = switched(&ec2, i, false).await?;
         let before = saga.proxy.forwarder.calls().len();
         let sent = Instant::now();
         handler.invoke(&warning(&clone, i)?).await?.ok()?;
@@ -132,9 +140,64 @@ pub async fn run(bin_dir: &Path, failovers: usize) -> Result<bool> {
             }
         }
     }
+    // Standby-replica mode: the router's request keeps a standby, then the warning promotes it.
+    let mut replica_promoted = Vec::new();
+    let mut replica_invocations = Vec::new();
+    let mut replica_calls = Vec::new();
+    for i in 0..failovers.div_ceil(2) {
+        let clone = switched(&ec2, 100 + i, true).await?;
+        let keep = json!({"account_id": HOME_ACCOUNT, "region": crate::REGION, "primary": clone});
+        let arn = saga
+            .start_execution(&saga.name(&format!("bench-standby-{i}")), &keep)
+            .await?;
+        let kept = saga.wait(&arn, Duration::from_secs(120)).await?;
+        if kept.status != ExecutionStatus::Succeeded {
+            bail!("standby {i} not kept: {:?} {:?}", kept.error, kept.cause);
+        }
+        let before = saga.proxy.forwarder.calls().len();
+        let sent = Utc::now();
+        handler.invoke(&warning(&clone, 100 + i)?).await?.ok()?;
+        let e = finished(&saga, &clone).await?;
+        let Some(promoted_at) = e
+            .timeline
+            .iter()
+            .find(|(state, _)| state == "Promote")
+            .map(|(_, t)| *t)
+        else {
+            bail!(
+                "replica failover {i} promoted nothing: {:?} {:?}",
+                e.error,
+                e.cause
+            );
+        };
+        replica_promoted.push((promoted_at - sent).num_milliseconds() as f64 / 1e3);
+        let until = e.path.iter().position(|s| s == "Promote").unwrap_or(0) + 1;
+        replica_invocations.push(
+            e.path[..until]
+                .iter()
+                .filter(|s| ["Launch", "Preserve", "CheckHealth", "Promote"].contains(&s.as_str()))
+                .count(),
+        );
+        replica_calls.push(saga.proxy.forwarder.calls_since(before).len());
+        if i == 0 {
+            for (binary, input) in step_inputs(&saga, &kept.arn).await? {
+                inputs.entry(binary).or_insert(input);
+            }
+        }
+    }
+    let replica_p50 = median(replica_promoted.clone());
+    let replica_line = format!(
+        "replica mode: warning → promoted ({} failovers): p50 {replica_p50:.2} s (target ≤ \
+         {REPLICA_PROMOTED_TARGET_S:.0} s), {} Lambda invocations to the promotion, AWS calls \
+         per failover (new standby included) {}",
+        replica_promoted.len(),
+        replica_invocations.iter().max().unwrap_or(&0),
+        replica_calls.iter().max().unwrap_or(&0),
+    );
+
     // One failover whose replacement fails its first check (impaired fails at once), for the
     // rollback's input.
-    let clone = switched(&ec2, failovers).await?;
+    let clone = switched(&ec2, failovers, false).await?;
     saga.proxy.forwarder.inject(impaired_status().times(1));
     handler.invoke(&warning(&clone, failovers)?).await?.ok()?;
     let failed = finished(&saga, &clone).await?;
@@ -163,9 +226,10 @@ pub async fn run(bin_dir: &Path, failovers: usize) -> Result<bool> {
         calls.iter().max().unwrap_or(&0),
         operations
     );
+    println!("{replica_line}");
     let (steps, steps_ok) =
         replay_steps(&saga, bin_dir, &step_binaries(EMERGENCY_FAILOVER)?, &inputs).await?;
-    let ok = steps_ok && p50 <= FIRST_LAUNCH_TARGET_MS;
+    let ok = steps_ok && p50 <= FIRST_LAUNCH_TARGET_MS && replica_p50 <= REPLICA_PROMOTED_TARGET_S;
     let report = json!({
         "function": "emergency-failover",
         "failovers": failovers,
@@ -175,6 +239,11 @@ pub async fn run(bin_dir: &Path, failovers: usize) -> Result<bool> {
         "per_failover": {
             "state_transitions": transitions, "lambda_invocations": invocations,
             "aws_calls": calls, "aws_calls_by_operation": operations, "wait_seconds": 1,
+        },
+        "replica_mode": {
+            "warning_to_promoted_seconds": replica_promoted,
+            "lambda_invocations_to_promotion": replica_invocations,
+            "aws_calls_per_failover": replica_calls,
         },
         "steps": steps,
     });

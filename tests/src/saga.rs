@@ -1243,6 +1243,7 @@ mod tests {
         let tests: String = [
             "tests/integration/switch.rs",
             "tests/integration/swap.rs",
+            "tests/integration/failover.rs",
             "tests/integration/iam.rs",
             // The rule a test names when the bed cannot show the behaviour end to end.
             "shared/domain/src/saga/switch.rs",

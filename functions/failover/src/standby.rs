@@ -164,9 +164,11 @@ impl Keeper {
             tokio::try_join!(standbys(ec2, workload.id(), &excluded), async {
                 Ok(ec2.launched_with(&tokens).await?)
             })?;
-        for e in earlier {
-            if !found.contains(&e.instance_id) {
-                found.push(e.instance_id);
+        // A standby an earlier attempt of this execution launched counts as launched here.
+        let ours: Vec<String> = earlier.into_iter().map(|e| e.instance_id).collect();
+        for id in &ours {
+            if !found.contains(id) {
+                found.push(id.clone());
             }
         }
         let mut keep = None;
@@ -216,7 +218,10 @@ impl Keeper {
         }
 
         let (standby, pool, launched) = match keep {
-            Some((id, pool)) => (id, pool, false),
+            Some((id, pool)) => {
+                let launched = ours.contains(&id);
+                (id, pool, launched)
+            }
             None => {
                 let (id, pool) = self
                     .launch(ec2, request, &primary, workload.id(), execution)
