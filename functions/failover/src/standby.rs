@@ -222,12 +222,19 @@ impl Keeper {
                 let launched = ours.contains(&id);
                 (id, pool, launched)
             }
-            None => {
-                let (id, pool) = self
-                    .launch(ec2, request, &primary, workload.id(), execution)
-                    .await?;
-                (id, Some(pool), true)
-            }
+            None => match self
+                .launch(ec2, request, &primary, workload.id(), execution)
+                .await
+            {
+                Ok((id, pool)) => (id, Some(pool), true),
+                Err(e) => {
+                    // A taken standby is retired all the same: no role left on what is going.
+                    for id in &retiring {
+                        self.retire(ec2, ids, workload.id(), id, execution).await?;
+                    }
+                    return Err(e);
+                }
+            },
         };
         // The roles: the lost and the extra ones go first, so the ledger never holds two
         // standbys; then the standby and the primary it stands by.
