@@ -1219,7 +1219,7 @@ mod tests {
         assert_eq!(zombie.role, Role::Zombie);
         assert!(role_violations(&[primary.clone(), standby.clone(), zombie.clone()]).is_empty());
         assert!(
-            role_violations(&[primary.clone()]).is_empty(),
+            role_violations(std::slice::from_ref(&primary)).is_empty(),
             "no standby is allowed"
         );
         assert_eq!(
