@@ -110,3 +110,68 @@ async fn operators_register_accounts() -> Result<()> {
     );
     Ok(())
 }
+
+/// `spotctl schedule check` is table-free: no endpoint, no credentials, no AWS configuration.
+#[test]
+fn schedule_check_answers_on_one_line_and_exits_2_with_why_on_a_bad_input() -> Result<()> {
+    let check = |args: &[&str]| {
+        std::process::Command::new(bin_path("spotctl"))
+            .args(["schedule", "check"])
+            .args(args)
+            .env_clear()
+            .output()
+    };
+    // The repeated autumn hour in New York reads the same cell twice; the spring gap in Berlin
+    // reads its neighbours' cells.
+    for at in ["2026-11-01T05:30:00Z", "2026-11-01T06:30:00Z"] {
+        let o = check(&["--awake", "Sun 1-2", "--tz", "America/New_York", "--at", at])?;
+        assert_eq!(
+            (o.status.code(), stdout(&o).as_str()),
+            (Some(0), "awake\n"),
+            "{o:?}"
+        );
+    }
+    let o = check(&[
+        "--awake",
+        "Sun 2-3",
+        "--tz",
+        "Europe/Berlin",
+        "--at",
+        "2026-03-29T01:30:00Z",
+    ])?;
+    assert_eq!(stdout(&o), "asleep\n");
+    let matrix = "0".repeat(168);
+    let o = check(&["--matrix", &matrix, "--at", "2026-03-29T01:30:00Z"])?;
+    assert_eq!(stdout(&o), "asleep\n");
+    for (args, why) in [
+        (
+            vec!["--awake", "Mon-Fry 7-19", "--at", "2026-01-05T06:30:00Z"],
+            "Fry",
+        ),
+        (
+            vec![
+                "--awake",
+                "daily 0-24",
+                "--tz",
+                "Europe/Berln",
+                "--at",
+                "2026-01-05T06:30:00Z",
+            ],
+            "IANA",
+        ),
+        (
+            vec!["--matrix", "0101", "--at", "2026-01-05T06:30:00Z"],
+            "168",
+        ),
+        (vec!["--awake", "daily 0-24", "--at", "monday"], "RFC 3339"),
+    ] {
+        let o = check(&args)?;
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {o:?}");
+        assert!(o.stdout.is_empty());
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains(why),
+            "{args:?}: {o:?}"
+        );
+    }
+    Ok(())
+}

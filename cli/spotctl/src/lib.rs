@@ -227,11 +227,87 @@ pub fn kept_volumes_table(volumes: &[Volume], retention: TimeDelta, now: DateTim
     table
 }
 
+/// `spotctl schedule check`: what the week (`awake` periods or a 168-cell `matrix`) says at
+/// instant `at` (RFC 3339) in zone `tz`; the matrix alone, no wake lead. The error says what is
+/// wrong.
+pub fn schedule_check(
+    awake: Option<&str>,
+    matrix: Option<&str>,
+    tz: &str,
+    at: &str,
+) -> Result<spot_domain::hibernation::Power, String> {
+    use spot_domain::hibernation::{Power, Week, schedule};
+    let week = match (awake, matrix) {
+        (Some(periods), None) => Week::from_periods(periods),
+        (None, Some(cells)) => Week::from_matrix(cells),
+        _ => return Err("give either --awake or --matrix".into()),
+    }
+    .map_err(|e| e.to_string())?;
+    let zone = schedule::zone(tz).map_err(|e| e.to_string())?;
+    let at = chrono::DateTime::parse_from_rfc3339(at)
+        .map_err(|e| format!("`{at}` is no RFC 3339 time ({e}), e.g. 2026-03-29T01:30:00Z"))?
+        .with_timezone(&chrono::Utc);
+    Ok(if schedule::awake_in(&week, zone, at) {
+        Power::Awake
+    } else {
+        Power::Asleep
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use spot_domain::saga::failover::{Fallback, Market};
     use spot_domain::saga::step::SagaMode;
+
+    #[test]
+    fn schedule_check_reads_the_week_in_its_zone_and_says_what_is_wrong() {
+        use spot_domain::hibernation::Power;
+        let check = |awake, at| schedule_check(Some(awake), None, "Europe/Berlin", at);
+        // 07:30 CET on a Monday; the same instant in summer is 08:30 CEST.
+        assert_eq!(
+            check("Mon-Fri 7-19", "2026-01-05T06:30:00Z"),
+            Ok(Power::Awake)
+        );
+        assert_eq!(
+            check("Mon-Fri 8-19", "2026-01-05T06:30:00Z"),
+            Ok(Power::Asleep)
+        );
+        assert_eq!(
+            check("Mon-Fri 8-19", "2026-07-06T06:30:00Z"),
+            Ok(Power::Awake)
+        );
+        let matrix = "1".repeat(168);
+        assert_eq!(
+            schedule_check(None, Some(&matrix), "UTC", "2026-01-05T06:30:00+01:00"),
+            Ok(Power::Awake)
+        );
+        assert!(
+            check("Mon-Fry 7-19", "2026-01-05T06:30:00Z")
+                .unwrap_err()
+                .contains("Fry")
+        );
+        assert!(
+            schedule_check(
+                Some("daily 0-24"),
+                None,
+                "Europe/Berln",
+                "2026-01-05T06:30:00Z"
+            )
+            .unwrap_err()
+            .contains("IANA")
+        );
+        assert!(
+            check("daily 0-24", "yesterday")
+                .unwrap_err()
+                .contains("RFC 3339")
+        );
+        assert!(
+            schedule_check(None, Some("01"), "UTC", "2026-01-05T06:30:00Z")
+                .unwrap_err()
+                .contains("168")
+        );
+    }
 
     fn at(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()

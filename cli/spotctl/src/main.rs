@@ -39,6 +39,30 @@ enum Command {
     /// LEDGER_TABLE or --table).
     #[command(subcommand)]
     Failovers(FailoversCommand),
+    /// Hibernation schedules.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
+}
+
+#[derive(Subcommand)]
+enum ScheduleCommand {
+    /// Whether a week of awake hours says `awake` or `asleep` at an instant, read in its time
+    /// zone (the matrix alone, no wake lead). Needs no table and no credentials. Exit 2, with why
+    /// on stderr, for a bad period, zone, matrix or time.
+    Check {
+        /// Periods, e.g. "Mon-Fri 7-19; Sat 9-13" (end excluded; 22-02 crosses midnight).
+        #[arg(long, conflicts_with = "matrix", required_unless_present = "matrix")]
+        awake: Option<String>,
+        /// 168 characters of 0 and 1, Monday 00:00 local first.
+        #[arg(long)]
+        matrix: Option<String>,
+        /// IANA time zone, e.g. Europe/Berlin.
+        #[arg(long, default_value = "UTC")]
+        tz: String,
+        /// The instant, RFC 3339 (e.g. 2026-03-29T01:30:00Z).
+        #[arg(long)]
+        at: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -163,6 +187,25 @@ enum AccountsCommand {
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
+    // Table-free: answered before any AWS configuration is read.
+    if let Command::Schedule(ScheduleCommand::Check {
+        awake,
+        matrix,
+        tz,
+        at,
+    }) = &cli.command
+    {
+        match spotctl::schedule_check(awake.as_deref(), matrix.as_deref(), tz, at) {
+            Ok(power) => {
+                println!("{power}");
+                return Ok(());
+            }
+            Err(why) => {
+                eprintln!("spotctl schedule check: {why}");
+                std::process::exit(2);
+            }
+        }
+    }
     let ctx = AwsContext::load(spot_domain::Capability::Read, "spotctl").await;
     let dynamodb = aws_sdk_dynamodb::Client::new(ctx.base());
     let now = Utc::now();
@@ -296,6 +339,7 @@ async fn main() -> Result<()> {
                 }
             }
         }
+        Command::Schedule(ScheduleCommand::Check { .. }) => {}
         Command::Failovers(FailoversCommand::Volumes { retention_days }) => {
             let volumes = Ec2::new(aws_sdk_ec2::Client::new(ctx.base()))
                 .preserved_volumes()

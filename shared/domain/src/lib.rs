@@ -11,6 +11,7 @@
 //! | [`market`] | shipped catalog, compatible types, pool ranking, exclusions |
 //! | [`saga`] | both sagas' state and decisions, shared step machinery, ledger, approvals, router |
 //! | [`governance`] | audit/live switch, run scope, waste and enforcement lifecycles |
+//! | [`hibernation`] | schedules: the 168-hour week, DST-correct reading, the reconciler's decision |
 //! | [`ids`] | the syntax of every identifier an event or request carries |
 //! | [`account`], [`instance`], [`tags`], [`audit`] | what several concerns share |
 //! | [`config`], [`error`], [`clock`], [`metrics`] | configuration keys, error names, time, EMF |
@@ -21,6 +22,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod governance;
+pub mod hibernation;
 pub mod ids;
 pub mod instance;
 pub mod market;

@@ -1,0 +1,13 @@
+//! Hibernation schedules: instances and groups tagged `spot-optimizer:schedule=<name>` sleep
+//! outside their working hours.
+//!
+//! | module | what lives there |
+//! |---|---|
+//! | [`week`] | the 168-hour week: periods (`Mon-Fri 7-19; Sat 9-13`) and the matrix they compile to |
+//! | [`schedule`] | a schedule (zone, week, options), what it says at an instant (DST-correct), the reconciler's decision per target |
+
+pub mod schedule;
+pub mod week;
+
+pub use schedule::{Decision, Override, Power, Schedule, ScheduleError, Seen, decide};
+pub use week::{Week, WeekError};
