@@ -17,6 +17,7 @@ fn spotctl(h: &Harness, args: &[&str]) -> Result<Output> {
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("QUARANTINE_TABLE", h.tables.name("QuarantineTable"))
         .env("ACCOUNTS_TABLE", h.tables.name("AccountsTable"))
+        .env("SCHEDULES_TABLE", h.tables.name("SchedulesTable"))
         .output()?)
 }
 
@@ -173,5 +174,81 @@ fn schedule_check_answers_on_one_line_and_exits_2_with_why_on_a_bad_input() -> R
             "{args:?}: {o:?}"
         );
     }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_put_show_and_list_schedules_and_a_bad_one_is_never_written() -> Result<()> {
+    let h = Harness::start("spotctl-schedules").await?;
+    let put = spotctl(
+        &h,
+        &[
+            "schedule",
+            "put",
+            "office",
+            "--tz",
+            "Europe/Berlin",
+            "--awake",
+            "Mon-Fri 7-19; Sat 9-13",
+        ],
+    )?;
+    assert!(put.status.success(), "{put:?}");
+    assert!(
+        stdout(&put).contains("64 awake hours a week in Europe/Berlin"),
+        "{}",
+        stdout(&put)
+    );
+    let night = format!("{}\n", "0".repeat(24)).repeat(7);
+    let put = spotctl(
+        &h,
+        &[
+            "schedule",
+            "put",
+            "lab",
+            "--matrix",
+            &night,
+            "--enforced",
+            "--wake-lead-minutes",
+            "0",
+        ],
+    )?;
+    assert!(put.status.success(), "{put:?}");
+
+    let show = spotctl(&h, &["schedule", "show", "office"])?;
+    let text = stdout(&show);
+    assert!(
+        text.contains("office (Europe/Berlin): 64 awake hours"),
+        "{text}"
+    );
+    assert!(text.contains("Mon  .......############....."), "{text}");
+    assert!(text.contains("Sat  .........####..........."), "{text}");
+
+    // Refused: a bad day, a bad zone, a bad matrix; none is written, the good one is unchanged.
+    for args in [
+        vec!["--awake", "Mon-Fry 7-19"],
+        vec!["--tz", "Europe/Berln", "--awake", "daily 8-9"],
+        vec!["--matrix", "0101"],
+    ] {
+        let mut all = vec!["schedule", "put", "office"];
+        all.extend(args.iter());
+        let refused = spotctl(&h, &all)?;
+        assert!(!refused.status.success(), "{args:?} accepted");
+    }
+    let list = spotctl(&h, &["schedule", "list", "--json"])?;
+    let rows: Vec<serde_json::Value> = stdout(&list)
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0]["name"], "lab");
+    assert_eq!(rows[0]["enforced"], true);
+    assert_eq!(
+        rows[1]["timezone"], "Europe/Berlin",
+        "the good one unchanged"
+    );
+    let table = stdout(&spotctl(&h, &["schedule", "list"])?);
+    assert!(table.contains("office") && table.contains("lab"), "{table}");
+    let missing = spotctl(&h, &["schedule", "show", "nope"])?;
+    assert!(!missing.status.success());
     Ok(())
 }

@@ -227,6 +227,47 @@ pub fn kept_volumes_table(volumes: &[Volume], retention: TimeDelta, now: DateTim
     table
 }
 
+/// The schedules, one per row.
+pub fn schedules_table(schedules: &[spot_domain::hibernation::Schedule]) -> Table {
+    let mut table = table(&[
+        "name",
+        "time zone",
+        "awake h/week",
+        "enforced",
+        "hibernate",
+        "wake lead (min)",
+    ]);
+    for s in schedules {
+        table.add_row(vec![
+            s.name.clone(),
+            s.timezone.clone(),
+            s.awake.awake_hours().to_string(),
+            yes_no(s.enforced),
+            yes_no(s.hibernate),
+            s.wake_lead_minutes.to_string(),
+        ]);
+    }
+    table
+}
+
+fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.to_owned()
+}
+
+/// One schedule, its options, and its week as a grid.
+pub fn schedule_text(s: &spot_domain::hibernation::Schedule) -> String {
+    format!(
+        "{} ({}): {} awake hours a week; enforced {}, hibernate {}, wake lead {} min\n{}",
+        s.name,
+        s.timezone,
+        s.awake.awake_hours(),
+        yes_no(s.enforced),
+        yes_no(s.hibernate),
+        s.wake_lead_minutes,
+        s.awake.grid()
+    )
+}
+
 /// `spotctl schedule check`: what the week (`awake` periods or a 168-cell `matrix`) says at
 /// instant `at` (RFC 3339) in zone `tz`; the matrix alone, no wake lead. The error says what is
 /// wrong.
@@ -390,6 +431,31 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
+        assert_eq!(columns, expected);
+    }
+
+    #[test]
+    fn every_schedules_column_is_under_its_heading() {
+        use spot_domain::hibernation::{Schedule, Week};
+        let mut s = Schedule::new(
+            "office",
+            "Europe/Berlin",
+            Week::from_periods("Mon-Fri 7-19").unwrap(),
+        )
+        .unwrap();
+        s.enforced = true;
+        let columns = columns(&schedules_table(&[s]));
+        let expected: Vec<(String, String)> = [
+            ("name", "office"),
+            ("time zone", "Europe/Berlin"),
+            ("awake h/week", "60"),
+            ("enforced", "yes"),
+            ("hibernate", "no"),
+            ("wake lead (min)", "10"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
         assert_eq!(columns, expected);
     }
 

@@ -5,8 +5,10 @@ use anyhow::{Context, Result, bail};
 use chrono::Utc;
 use clap::{Parser, Subcommand};
 use spot_aws::{
-    AccountsTable, ApprovalsTable, AwsContext, Ec2, LedgerTable, QuarantineTable, TaskAnswers,
+    AccountsTable, ApprovalsTable, AwsContext, Ec2, LedgerTable, QuarantineTable, SchedulesTable,
+    TaskAnswers,
 };
+use spot_domain::hibernation::{Schedule, Week};
 use spot_domain::pool::gatekeeper::{self, Gate, Release};
 use spot_domain::pool::quarantine::QuarantineStore;
 use spot_domain::saga::approval::ApprovalStatus;
@@ -46,6 +48,45 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ScheduleCommand {
+    /// Writes (or replaces) a schedule; a bad period, zone or matrix is refused and nothing is
+    /// written.
+    Put {
+        #[arg(long, env = "SCHEDULES_TABLE")]
+        table: String,
+        name: String,
+        /// IANA time zone the week is read in.
+        #[arg(long, default_value = "UTC")]
+        tz: String,
+        /// Periods, e.g. "Mon-Fri 7-19; Sat 9-13" (end excluded; 22-02 crosses midnight).
+        #[arg(long, conflicts_with = "matrix", required_unless_present = "matrix")]
+        awake: Option<String>,
+        /// 168 characters of 0 and 1, Monday 00:00 local first.
+        #[arg(long)]
+        matrix: Option<String>,
+        /// Re-apply the desired state every run (default: only at transitions).
+        #[arg(long)]
+        enforced: bool,
+        /// Hibernate instead of stopping where the instance has hibernation configured.
+        #[arg(long)]
+        hibernate: bool,
+        /// Start this long before an awake hour.
+        #[arg(long, default_value_t = spot_domain::hibernation::schedule::DEFAULT_WAKE_LEAD_MINUTES)]
+        wake_lead_minutes: u32,
+    },
+    /// A schedule, with its week drawn as a 7 x 24 grid (`#` awake).
+    Show {
+        #[arg(long, env = "SCHEDULES_TABLE")]
+        table: String,
+        name: String,
+    },
+    /// Every schedule: zone, awake hours a week, options.
+    List {
+        #[arg(long, env = "SCHEDULES_TABLE")]
+        table: String,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Whether a week of awake hours says `awake` or `asleep` at an instant, read in its time
     /// zone (the matrix alone, no wake lead). Needs no table and no credentials. Exit 2, with why
     /// on stderr, for a bad period, zone, matrix or time.
@@ -340,6 +381,53 @@ async fn main() -> Result<()> {
             }
         }
         Command::Schedule(ScheduleCommand::Check { .. }) => {}
+        Command::Schedule(ScheduleCommand::Put {
+            table,
+            name,
+            tz,
+            awake,
+            matrix,
+            enforced,
+            hibernate,
+            wake_lead_minutes,
+        }) => {
+            let week = match (&awake, &matrix) {
+                (Some(periods), _) => Week::from_periods(periods),
+                (None, Some(cells)) => Week::from_matrix(cells),
+                (None, None) => bail!("give --awake or --matrix"),
+            }?;
+            let schedule = Schedule {
+                enforced,
+                hibernate,
+                wake_lead_minutes,
+                ..Schedule::new(&name, &tz, week)?
+            };
+            schedule.check()?;
+            SchedulesTable::new(dynamodb, table).put(&schedule).await?;
+            println!(
+                "{name}: {} awake hours a week in {tz}\n{}",
+                schedule.awake.awake_hours(),
+                schedule.awake.grid()
+            );
+        }
+        Command::Schedule(ScheduleCommand::Show { table, name }) => {
+            let Some(schedule) = SchedulesTable::new(dynamodb, table).get(&name).await? else {
+                bail!("no schedule named {name}");
+            };
+            println!("{}", spotctl::schedule_text(&schedule));
+        }
+        Command::Schedule(ScheduleCommand::List { table, json }) => {
+            let all = SchedulesTable::new(dynamodb, table).all().await?;
+            if json {
+                for s in &all {
+                    println!("{}", serde_json::to_string(s)?);
+                }
+            } else if all.is_empty() {
+                println!("no schedules");
+            } else {
+                println!("{}", spotctl::schedules_table(&all));
+            }
+        }
         Command::Failovers(FailoversCommand::Volumes { retention_days }) => {
             let volumes = Ec2::new(aws_sdk_ec2::Client::new(ctx.base()))
                 .preserved_volumes()

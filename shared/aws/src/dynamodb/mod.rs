@@ -7,6 +7,7 @@ mod audit;
 mod governance;
 mod ledger;
 mod quarantine;
+mod schedules;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
@@ -23,6 +24,7 @@ pub use audit::{AuditTable, STARTED};
 pub use governance::{EnforcementTable, WasteTable};
 pub use ledger::LedgerTable;
 pub use quarantine::QuarantineTable;
+pub use schedules::SchedulesTable;
 
 /// Every item of `table` (paginated, strongly consistent).
 pub(crate) async fn scan_all(client: &Client, table: &str) -> Result<Vec<Item>, AwsError> {

@@ -1,0 +1,81 @@
+//! Hibernation schedules (`SCHEDULES_TABLE`): one item per schedule, partition key `name`, stored
+//! as `spot_domain::hibernation::Schedule` (its week as the 168-character matrix). A schedule is
+//! checked before it is written and again when it is read: a stored one this version cannot use is
+//! an `InvalidData` error, never a guess.
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde_dynamo::Item;
+use spot_domain::AwsError;
+use spot_domain::hibernation::Schedule;
+
+use super::scan_all;
+use crate::error::{classify, invalid_data};
+
+#[derive(Debug, Clone)]
+pub struct SchedulesTable {
+    client: Client,
+    table: String,
+}
+
+impl SchedulesTable {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// Writes (or replaces) a schedule, once it is checked.
+    pub async fn put(&self, schedule: &Schedule) -> Result<(), AwsError> {
+        schedule
+            .check()
+            .map_err(|e| invalid_data("PutItem", e.to_string()))?;
+        let item: Item =
+            serde_dynamo::to_item(schedule).map_err(|e| invalid_data("PutItem", e.to_string()))?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item.into()))
+            .send()
+            .await
+            .map_err(|e| classify("PutItem", e))?;
+        Ok(())
+    }
+
+    pub async fn get(&self, name: &str) -> Result<Option<Schedule>, AwsError> {
+        let answer = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("name", AttributeValue::S(name.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("GetItem", e))?;
+        answer
+            .item
+            .map(|item| schedule_from("GetItem", item.into()))
+            .transpose()
+    }
+
+    /// Every schedule, by name.
+    pub async fn all(&self) -> Result<Vec<Schedule>, AwsError> {
+        let mut all = scan_all(&self.client, &self.table)
+            .await?
+            .into_iter()
+            .map(|item| schedule_from("Scan", item))
+            .collect::<Result<Vec<_>, _>>()?;
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(all)
+    }
+}
+
+fn schedule_from(operation: &str, item: Item) -> Result<Schedule, AwsError> {
+    let schedule: Schedule = serde_dynamo::from_item(item)
+        .map_err(|e| invalid_data(operation, format!("schedules item: {e}")))?;
+    schedule
+        .check()
+        .map_err(|e| invalid_data(operation, format!("schedule {}: {e}", schedule.name)))?;
+    Ok(schedule)
+}
