@@ -95,8 +95,8 @@ enum Recipe {
     },
 }
 
-/// The Spot candidates in failover order, the compatible type names, the VPC's subnets, and the
-/// pools excluded with why.
+/// The Spot candidates in the order the caller asked for (a failover's, or a standby's), the
+/// compatible type names, the VPC's subnets, and the pools excluded with why.
 pub(crate) struct Plan {
     pub(crate) candidates: Vec<Candidate>,
     pub(crate) types: Vec<String>,

@@ -389,7 +389,14 @@ mod tests {
     fn a_group_sleeps_with_its_sizes_recorded_and_wakes_to_exactly_them() {
         let s = schedules();
         let none: BTreeMap<String, Override> = BTreeMap::new();
-        let night = plan(&s, &[], &[group(WORK, None)], &BTreeMap::new(), &none, at(NIGHT));
+        let night = plan(
+            &s,
+            &[],
+            &[group(WORK, None)],
+            &BTreeMap::new(),
+            &none,
+            at(NIGHT),
+        );
         assert_eq!(
             night.groups,
             [("web".into(), GroupChange::Sleep { record: WORK })]
