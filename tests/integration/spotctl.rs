@@ -248,6 +248,14 @@ async fn operators_put_show_and_list_schedules_and_a_bad_one_is_never_written() 
     );
     let table = stdout(&spotctl(&h, &["schedule", "list"])?);
     assert!(table.contains("office") && table.contains("lab"), "{table}");
+    let saving = stdout(&spotctl(
+        &h,
+        &["schedule", "show", "office", "--instance-type", "m5.large"],
+    )?);
+    assert!(
+        saving.contains("h asleep") && saving.contains("per m5.large"),
+        "{saving}"
+    );
     let missing = spotctl(&h, &["schedule", "show", "nope"])?;
     assert!(!missing.status.success());
     Ok(())

@@ -268,6 +268,36 @@ pub fn schedule_text(s: &spot_domain::hibernation::Schedule) -> String {
     )
 }
 
+/// The hours `schedule` keeps a target asleep in the local week holding `now`, and with an
+/// instance type, what that saves per instance at the shipped us-east-1 on-demand price.
+pub fn schedule_week_saving(
+    schedule: &spot_domain::hibernation::Schedule,
+    instance_type: Option<&str>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<String> {
+    use spot_domain::hibernation::savings::{Saving, asleep_hours, week_of};
+    let (from, to) = week_of(schedule, now)?;
+    let hours = asleep_hours(schedule, from, to)?;
+    let week = format!(
+        "this week ({} to {}, {} h): {hours:.2} h asleep",
+        from.format("%Y-%m-%d %H:%M UTC"),
+        to.format("%Y-%m-%d %H:%M UTC"),
+        (to - from).num_hours()
+    );
+    let Some(t) = instance_type else {
+        return Ok(week);
+    };
+    let catalog = spot_domain::market::Catalog::shipped();
+    let Some(price) = catalog.on_demand("us-east-1", t) else {
+        anyhow::bail!("{week}; no shipped on-demand price for {t} (us-east-1, Linux)");
+    };
+    let saving = Saving::new(hours, price);
+    Ok(format!(
+        "{week}; saves ${:.2} per {t} (on-demand ${price:.4}/h, us-east-1 Linux, shipped prices)",
+        saving.usd
+    ))
+}
+
 /// `spotctl schedule check`: what the week (`awake` periods or a 168-cell `matrix`) says at
 /// instant `at` (RFC 3339) in zone `tz`; the matrix alone, no wake lead. The error says what is
 /// wrong.
@@ -457,6 +487,35 @@ mod tests {
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
         assert_eq!(columns, expected);
+    }
+
+    #[test]
+    fn a_schedule_says_what_it_keeps_asleep_this_week_and_saves() {
+        use spot_domain::hibernation::{Schedule, Week};
+        let s = Schedule::new(
+            "office",
+            "Europe/Berlin",
+            Week::from_periods("Mon-Fri 7-19").unwrap(),
+        )
+        .unwrap();
+        let now = at("2026-01-07T12:00:00Z");
+        let text = schedule_week_saving(&s, Some("m5.large"), now).unwrap();
+        // 108 h minus five 10-minute wake leads.
+        assert!(text.contains("168 h): 107.17 h asleep"), "{text}");
+        assert!(
+            text.contains("2026-01-04 23:00 UTC"),
+            "Monday 00:00 in Berlin: {text}"
+        );
+        assert!(
+            text.contains("saves $") && text.contains("per m5.large"),
+            "{text}"
+        );
+        assert!(schedule_week_saving(&s, Some("m5.nope"), now).is_err());
+        assert!(
+            !schedule_week_saving(&s, None, now)
+                .unwrap()
+                .contains("saves")
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ use spot_domain::{AccountRegistry, ErrorName};
 #[derive(Parser)]
 #[command(
     version,
-    about = "Operate the Spot optimizer: quarantined pools, registered accounts, switch approvals, failovers"
+    about = "Operate the Spot optimizer: quarantined pools, registered accounts, switch approvals, failovers, hibernation schedules"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -73,11 +73,15 @@ enum ScheduleCommand {
         #[arg(long, default_value_t = spot_domain::hibernation::schedule::DEFAULT_WAKE_LEAD_MINUTES)]
         wake_lead_minutes: u32,
     },
-    /// A schedule, with its week drawn as a 7 x 24 grid (`#` awake).
+    /// A schedule, with its week drawn as a 7 x 24 grid (`#` awake), the hours it keeps a target
+    /// asleep this week (wake lead included, DST weeks as long as they are) and, with
+    /// `--instance-type`, what that saves per instance at the shipped us-east-1 on-demand price.
     Show {
         #[arg(long, env = "SCHEDULES_TABLE")]
         table: String,
         name: String,
+        #[arg(long)]
+        instance_type: Option<String>,
     },
     /// Every schedule: zone, awake hours a week, options.
     List {
@@ -410,11 +414,19 @@ async fn main() -> Result<()> {
                 schedule.awake.grid()
             );
         }
-        Command::Schedule(ScheduleCommand::Show { table, name }) => {
+        Command::Schedule(ScheduleCommand::Show {
+            table,
+            name,
+            instance_type,
+        }) => {
             let Some(schedule) = SchedulesTable::new(dynamodb, table).get(&name).await? else {
                 bail!("no schedule named {name}");
             };
             println!("{}", spotctl::schedule_text(&schedule));
+            println!(
+                "{}",
+                spotctl::schedule_week_saving(&schedule, instance_type.as_deref(), now)?
+            );
         }
         Command::Schedule(ScheduleCommand::List { table, json }) => {
             let all = SchedulesTable::new(dynamodb, table).all().await?;

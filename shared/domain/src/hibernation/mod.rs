@@ -5,9 +5,11 @@
 //! |---|---|
 //! | [`week`] | the 168-hour week: periods (`Mon-Fri 7-19; Sat 9-13`) and the matrix they compile to |
 //! | [`plan`] | the reconciler's plan for one account and region: batched stops and starts, group sleep and wake |
+//! | [`savings`] | hours asleep (DST weeks as long as they really are) at an on-demand price |
 //! | [`schedule`] | a schedule (zone, week, options), what it says at an instant (DST-correct), the reconciler's decision per target |
 
 pub mod plan;
+pub mod savings;
 pub mod schedule;
 pub mod week;
 
