@@ -5,7 +5,6 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
-use serde_dynamo::Item;
 use spot_domain::AwsError;
 use spot_domain::saga::ledger::LedgerRecord;
 
@@ -28,16 +27,7 @@ impl LedgerTable {
 
     /// Writes `record` (a [`LedgerRecord`], or the failover's records, keyed the same way).
     pub async fn record<T: serde::Serialize>(&self, record: &T) -> Result<(), AwsError> {
-        let item: Item =
-            serde_dynamo::to_item(record).map_err(|e| invalid_data("PutItem", e.to_string()))?;
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item.into()))
-            .send()
-            .await
-            .map_err(|e| classify("PutItem", e))?;
-        Ok(())
+        super::put_as(&self.client, &self.table, record).await
     }
 
     pub async fn get(&self, switch_id: &str) -> Result<Option<LedgerRecord>, AwsError> {
@@ -49,22 +39,7 @@ impl LedgerTable {
         &self,
         switch_id: &str,
     ) -> Result<Option<T>, AwsError> {
-        let answer = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("switch_id", AttributeValue::S(switch_id.to_owned()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify("GetItem", e))?;
-        answer
-            .item
-            .map(|item| {
-                serde_dynamo::from_item(Item::from(item))
-                    .map_err(|e| invalid_data("GetItem", e.to_string()))
-            })
-            .transpose()
+        super::get_as(&self.client, &self.table, "switch_id", switch_id).await
     }
 
     /// Every item whose key starts with `prefix` (e.g. the failovers, `failover-`), read as `T`.

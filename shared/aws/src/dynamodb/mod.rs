@@ -16,7 +16,7 @@ use serde_dynamo::Item;
 use spot_domain::AwsError;
 use spot_domain::pool::quarantine::Write;
 
-use crate::error::classify;
+use crate::error::{classify, invalid_data};
 
 pub use accounts::AccountsTable;
 pub use approvals::ApprovalsTable;
@@ -25,6 +25,48 @@ pub use governance::{EnforcementTable, WasteTable};
 pub use ledger::LedgerTable;
 pub use quarantine::QuarantineTable;
 pub use schedules::SchedulesTable;
+
+/// Writes `record` as one item of `table` (PutItem, replacing any item of its key).
+pub(crate) async fn put_as<T: serde::Serialize>(
+    client: &Client,
+    table: &str,
+    record: &T,
+) -> Result<(), AwsError> {
+    let item: Item =
+        serde_dynamo::to_item(record).map_err(|e| invalid_data("PutItem", e.to_string()))?;
+    client
+        .put_item()
+        .table_name(table)
+        .set_item(Some(item.into()))
+        .send()
+        .await
+        .map_err(|e| classify("PutItem", e))?;
+    Ok(())
+}
+
+/// The item of `table` whose string key `key` is `value`, read as `T` (strongly consistent).
+pub(crate) async fn get_as<T: serde::de::DeserializeOwned>(
+    client: &Client,
+    table: &str,
+    key: &str,
+    value: &str,
+) -> Result<Option<T>, AwsError> {
+    let answer = client
+        .get_item()
+        .table_name(table)
+        .key(key, AttributeValue::S(value.to_owned()))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| classify("GetItem", e))?;
+    answer
+        .item
+        .map(|item| {
+            serde_dynamo::from_item(Item::from(item))
+                .map_err(|e| invalid_data("GetItem", e.to_string()))
+        })
+        .transpose()
+}
 
 /// Every item of `table` (paginated, strongly consistent).
 pub(crate) async fn scan_all(client: &Client, table: &str) -> Result<Vec<Item>, AwsError> {

@@ -4,13 +4,12 @@
 //! an `InvalidData` error, never a guess.
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::AttributeValue;
 use serde_dynamo::Item;
 use spot_domain::AwsError;
 use spot_domain::hibernation::Schedule;
 
 use super::scan_all;
-use crate::error::{classify, invalid_data};
+use crate::error::invalid_data;
 
 #[derive(Debug, Clone)]
 pub struct SchedulesTable {
@@ -31,32 +30,13 @@ impl SchedulesTable {
         schedule
             .check()
             .map_err(|e| invalid_data("PutItem", e.to_string()))?;
-        let item: Item =
-            serde_dynamo::to_item(schedule).map_err(|e| invalid_data("PutItem", e.to_string()))?;
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item.into()))
-            .send()
-            .await
-            .map_err(|e| classify("PutItem", e))?;
-        Ok(())
+        super::put_as(&self.client, &self.table, schedule).await
     }
 
     pub async fn get(&self, name: &str) -> Result<Option<Schedule>, AwsError> {
-        let answer = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("name", AttributeValue::S(name.to_owned()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify("GetItem", e))?;
-        answer
-            .item
-            .map(|item| schedule_from("GetItem", item.into()))
-            .transpose()
+        let found: Option<Schedule> =
+            super::get_as(&self.client, &self.table, "name", name).await?;
+        found.map(|s| checked("GetItem", s)).transpose()
     }
 
     /// Every schedule, by name.
@@ -74,6 +54,11 @@ impl SchedulesTable {
 fn schedule_from(operation: &str, item: Item) -> Result<Schedule, AwsError> {
     let schedule: Schedule = serde_dynamo::from_item(item)
         .map_err(|e| invalid_data(operation, format!("schedules item: {e}")))?;
+    checked(operation, schedule)
+}
+
+/// A stored schedule this version can use, or `InvalidData` saying why not.
+fn checked(operation: &str, schedule: Schedule) -> Result<Schedule, AwsError> {
     schedule
         .check()
         .map_err(|e| invalid_data(operation, format!("schedule {}: {e}", schedule.name)))?;
