@@ -118,6 +118,22 @@ impl Gov {
             .await?)
     }
 
+    /// One hibernation reconciler run of this test's account (`regions`) at `now`.
+    pub async fn reconcile(
+        &self,
+        overrides: &[(&str, &str)],
+        regions: &[&str],
+        now: DateTime<Utc>,
+    ) -> Result<RunReport> {
+        let reconciler = self.flows().await.reconciler(overrides, now)?;
+        Ok(reconciler
+            .run(
+                json!({"accounts": [self.account], "regions": regions}),
+                "test-request",
+            )
+            .await?)
+    }
+
     async fn item(&self, table: &str, key: &str, value: String) -> Result<Option<Item>> {
         Ok(self
             .bed

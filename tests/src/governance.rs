@@ -15,6 +15,7 @@ use crate::bed::{HOME_ACCOUNT, Tables};
 
 pub type Scanner =
     governance::waste::Scanner<AccountsTable, AwsFleets, WasteTable, AuditTable, FixedClock>;
+pub type Reconciler = hibernation::Reconciler<FixedClock>;
 pub type Enforcer = governance::enforce::Enforcer<
     AccountsTable,
     AwsFleets,
@@ -32,6 +33,7 @@ pub struct Flows<'a> {
     pub ctx: Arc<AwsContext>,
     scanner: Arc<AwsContext>,
     enforcer: Arc<AwsContext>,
+    reconciler: Arc<AwsContext>,
 }
 
 impl<'a> Flows<'a> {
@@ -49,6 +51,11 @@ impl<'a> Flows<'a> {
             endpoint: endpoint.to_owned(),
             scanner: context(tables.function_config(&base, "waste-scanner")),
             enforcer: context(tables.function_config(&base, "security-enforcer")),
+            reconciler: Arc::new(AwsContext::new(
+                tables.function_config(&base, "hibernation-reconciler"),
+                spot_domain::Capability::Hibernation,
+                "hibernation-test",
+            )),
             ctx: context(base),
         }
     }
@@ -92,6 +99,23 @@ impl<'a> Flows<'a> {
             home_account: HOME_ACCOUNT.into(),
             config,
         })
+    }
+
+    /// The hibernation reconciler as deployed, at `now`, as its own role.
+    pub fn reconciler(&self, overrides: &[(&str, &str)], now: DateTime<Utc>) -> Result<Reconciler> {
+        let env = self.env("hibernation-reconciler", overrides)?;
+        let config = hibernation::Config::from_env(&Env(|k: &str| env.get(k).cloned()))?;
+        let prices = spot_aws::PriceList::from_config(
+            self.reconciler.base(),
+            spot_domain::market::Catalog::shipped(),
+        );
+        Ok(hibernation::Reconciler::new(
+            self.reconciler.clone(),
+            prices,
+            FixedClock(now),
+            HOME_ACCOUNT.into(),
+            config,
+        ))
     }
 
     pub fn enforcer(&self, overrides: &[(&str, &str)], now: DateTime<Utc>) -> Result<Enforcer> {

@@ -330,6 +330,7 @@ mod tests {
                 "SpotOptimizerMember",
                 "SpotOptimizerMember-failover",
                 "SpotOptimizerMember-governance",
+                "SpotOptimizerMember-hibernation",
                 "SpotOptimizerMember-swap",
                 "SpotOptimizerMember-switch"
             ]
@@ -365,7 +366,7 @@ mod tests {
             missing.is_empty(),
             "functions without the guard: {missing:?}"
         );
-        assert_eq!(template.function_binaries().len(), 28);
+        assert_eq!(template.function_binaries().len(), 29);
 
         // The guard itself (central and member): denies writing the tag, and acting on what
         // carries it, for every destructive action any role is allowed.
@@ -495,9 +496,14 @@ mod tests {
                 .and_then(Value::as_str)
                     == Some("true");
             failovers += usize::from(failover_on_opted_in);
+            // The hibernation reconciler sets the sizes of a group that carries a schedule, and
+            // nothing else.
+            let scheduled_sizes = s.actions == ["autoscaling:UpdateAutoScalingGroup"]
+                && s.requires_tag("autoscaling:ResourceTag/spot-optimizer:schedule");
             if GROUP_CHANGES.iter().any(|a| s.has(a))
                 && !s.requires_tag("autoscaling:ResourceTag/spot-optimizer:swap")
                 && !failover_on_opted_in
+                && !scheduled_sizes
             {
                 problems.push(format!("{}: changes a group it did not mark", s.origin));
             }
@@ -686,7 +692,14 @@ mod tests {
         }
         assert_eq!(
             capabilities.keys().map(String::as_str).collect::<Vec<_>>(),
-            ["failover", "governance", "read", "swap", "switch"]
+            [
+                "failover",
+                "governance",
+                "hibernation",
+                "read",
+                "swap",
+                "switch"
+            ]
         );
         // Nothing but reads for the read role.
         let read_role = &capabilities["read"];

@@ -4,7 +4,10 @@
 use aws_sdk_autoscaling::Client;
 use spot_domain::AwsError;
 use spot_domain::governance::waste::Usage;
+use spot_domain::hibernation::plan::Sizes;
+use spot_domain::hibernation::targets::ScheduledGroup;
 use spot_domain::saga::swap::{Group, LaunchSource, Member, MixedPolicy};
+use spot_domain::tags::SCHEDULE_TAG;
 
 use crate::error::{classify, invalid_data};
 
@@ -82,6 +85,58 @@ impl AutoScaling {
             .iter()
             .find(|g| g.auto_scaling_group_name() == Some(name))
             .map(group_from))
+    }
+
+    /// Every group tagged `spot-optimizer:schedule` (one paginated pass): sizes, tags and
+    /// members' instance types.
+    pub async fn scheduled(&self) -> Result<Vec<ScheduledGroup>, AwsError> {
+        let groups: Vec<_> = self
+            .client
+            .describe_auto_scaling_groups()
+            .filters(
+                aws_sdk_autoscaling::types::Filter::builder()
+                    .name("tag-key")
+                    .values(SCHEDULE_TAG)
+                    .build(),
+            )
+            .max_records(100)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| classify("DescribeAutoScalingGroups", e))?;
+        Ok(groups
+            .iter()
+            .map(group_from)
+            // The filter is the service's; the tag is checked here too.
+            .filter(|g| g.tags.contains_key(SCHEDULE_TAG))
+            .map(|g| ScheduledGroup {
+                size: Sizes {
+                    min: g.min_size,
+                    max: g.max_size,
+                    desired: g.desired,
+                },
+                member_types: g.members.iter().map(|m| m.instance_type.clone()).collect(),
+                tags: g.tags,
+                name: g.name,
+            })
+            .collect())
+    }
+
+    /// Sets a group's min, max and desired in one call.
+    pub async fn set_sizes(&self, name: &str, to: Sizes) -> Result<(), AwsError> {
+        let n = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
+        self.client
+            .update_auto_scaling_group()
+            .auto_scaling_group_name(name)
+            .min_size(n(to.min))
+            .max_size(n(to.max))
+            .desired_capacity(n(to.desired))
+            .send()
+            .await
+            .map_err(|e| classify("UpdateAutoScalingGroup", e))?;
+        Ok(())
     }
 
     pub async fn suspend(&self, name: &str, process: &str) -> Result<(), AwsError> {

@@ -34,8 +34,8 @@ pub mod tls;
 
 pub use clients::AwsContext;
 pub use dynamodb::{
-    AccountsTable, ApprovalsTable, AuditTable, EnforcementTable, LedgerTable, QuarantineTable,
-    SchedulesTable, WasteTable,
+    AccountsTable, ApprovalsTable, AuditTable, EnforcementTable, HibernationTable, LedgerTable,
+    QuarantineTable, SchedulesTable, WasteTable,
 };
 pub use ec2::{Ec2, Ec2Directory};
 pub use events::{EventBus, SignalReactions};

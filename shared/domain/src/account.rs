@@ -75,15 +75,18 @@ pub enum Capability {
     Swap,
     /// The emergency failover's acting steps.
     Failover,
+    /// The hibernation reconciler: stops and starts scheduled instances, sizes scheduled groups.
+    Hibernation,
 }
 
 impl Capability {
-    pub const ALL: [Capability; 5] = [
+    pub const ALL: [Capability; 6] = [
         Self::Read,
         Self::Governance,
         Self::Switch,
         Self::Swap,
         Self::Failover,
+        Self::Hibernation,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -93,6 +96,7 @@ impl Capability {
             Self::Switch => "switch",
             Self::Swap => "swap",
             Self::Failover => "failover",
+            Self::Hibernation => "hibernation",
         }
     }
 
@@ -251,6 +255,7 @@ mod tests {
                 format!("{registered}-switch"),
                 format!("{registered}-swap"),
                 format!("{registered}-failover"),
+                format!("{registered}-hibernation"),
             ]
         );
     }

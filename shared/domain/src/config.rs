@@ -103,6 +103,11 @@ pub mod key {
     pub const HYSTERESIS_INTERRUPTIONS: &str = "HYSTERESIS_INTERRUPTIONS";
     pub const HYSTERESIS_WINDOW_DAYS: &str = "HYSTERESIS_WINDOW_DAYS";
     pub const ON_DEMAND_HOLD_DAYS: &str = "ON_DEMAND_HOLD_DAYS";
+
+    // ---- hibernation
+    pub const SCHEDULES_TABLE: &str = "SCHEDULES_TABLE";
+    /// The reconciler's per-target state and the operators' overrides.
+    pub const HIBERNATION_TABLE: &str = "HIBERNATION_TABLE";
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

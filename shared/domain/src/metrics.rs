@@ -15,6 +15,25 @@ pub fn count(
     properties: &[(&str, Value)],
     at: DateTime<Utc>,
 ) -> String {
+    measure(
+        metric,
+        Value::from(value),
+        "Count",
+        dimensions,
+        properties,
+        at,
+    )
+}
+
+/// One EMF line of `value` of `metric` in `unit` (`None` for dollars: CloudWatch has no currency).
+pub fn measure(
+    metric: &str,
+    value: Value,
+    unit: &str,
+    dimensions: &[(&str, &str)],
+    properties: &[(&str, Value)],
+    at: DateTime<Utc>,
+) -> String {
     let mut line = Map::new();
     line.insert(
         "_aws".into(),
@@ -23,7 +42,7 @@ pub fn count(
             "CloudWatchMetrics": [{
                 "Namespace": NAMESPACE,
                 "Dimensions": [dimensions.iter().map(|(k, _)| *k).collect::<Vec<_>>()],
-                "Metrics": [{"Name": metric, "Unit": "Count"}],
+                "Metrics": [{"Name": metric, "Unit": unit}],
             }],
         }),
     );
@@ -33,7 +52,7 @@ pub fn count(
     for (k, v) in dimensions {
         line.insert((*k).into(), Value::from(*v));
     }
-    line.insert(metric.into(), Value::from(value));
+    line.insert(metric.into(), value);
     Value::Object(line).to_string()
 }
 

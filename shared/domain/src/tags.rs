@@ -13,6 +13,8 @@ pub const WASTE_TAG: &str = "spot-optimizer:waste";
 pub const BACKUP_TAG: &str = "spot-optimizer:backup-of";
 /// Tells an instance's owner it runs without an authorising tag, and when it will be enforced.
 pub const UNAUTHORIZED_TAG: &str = "spot-optimizer:unauthorized";
+/// An instance or Auto Scaling group follows the hibernation schedule this tag names.
+pub const SCHEDULE_TAG: &str = "spot-optimizer:schedule";
 /// A group opts in to the ASG swap with this tag set to `true` (or by `ASG_ALLOWLIST`).
 pub const ENABLED_TAG: &str = "spot-optimizer:enabled";
 /// Carries the switch id on everything the atomic switch creates or stops, so a retried step finds

@@ -4,11 +4,9 @@
 //! `by-scope` index, so one run reads its account and region with one paginated query.
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_dynamo::Item;
 use spot_domain::AwsError;
 use spot_domain::governance::enforcement::{AuthStatus, EnforcementRecord};
 use spot_domain::governance::mode::Mode;
@@ -18,12 +16,10 @@ use spot_domain::pool::quarantine::Write;
 use spot_domain::tags::Tags;
 
 use super::put_versioned;
-use crate::error::{classify, invalid_data};
+use crate::error::invalid_data;
 
 /// Closed waste records and enforcement decisions stay this long for reports, then TTL removes them.
 const RETENTION: TimeDelta = TimeDelta::days(90);
-const SCOPE_INDEX: &str = "by-scope";
-
 fn scope(account: &str, region: &str) -> String {
     format!("{account}#{region}")
 }
@@ -33,25 +29,10 @@ async fn query_scope<T: DeserializeOwned>(
     table: &str,
     scope: String,
 ) -> Result<Vec<T>, AwsError> {
-    let items: Vec<_> = client
-        .query()
-        .table_name(table)
-        .index_name(SCOPE_INDEX)
-        .key_condition_expression("#scope = :scope")
-        .expression_attribute_names("#scope", "scope")
-        .expression_attribute_values(":scope", AttributeValue::S(scope))
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .map_err(|e| classify("Query", e))?;
-    items
+    super::query_scope(client, table, scope)
+        .await?
         .into_iter()
-        .map(|item| {
-            serde_dynamo::from_item(Item::from(item))
-                .map_err(|e| invalid_data("Query", e.to_string()))
-        })
+        .map(|item| serde_dynamo::from_item(item).map_err(|e| invalid_data("Query", e.to_string())))
         .collect()
 }
 

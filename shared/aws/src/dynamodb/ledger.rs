@@ -101,6 +101,57 @@ impl LedgerTable {
         }
     }
 
+    /// Of the lock `keys`, those held now, with their holder (`BatchGetItem`, 100 keys a call).
+    pub async fn held(
+        &self,
+        keys: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<std::collections::BTreeMap<String, String>, AwsError> {
+        use aws_sdk_dynamodb::types::KeysAndAttributes;
+        let mut held = std::collections::BTreeMap::new();
+        for chunk in keys.chunks(100) {
+            let mut ask = KeysAndAttributes::builder().consistent_read(true);
+            for key in chunk {
+                ask = ask.keys([("switch_id".to_owned(), AttributeValue::S(key.clone()))].into());
+            }
+            let mut request = Some(
+                ask.build()
+                    .map_err(|e| invalid_data("BatchGetItem", e.to_string()))?,
+            );
+            while let Some(keys) = request.take() {
+                let answer = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, keys)
+                    .send()
+                    .await
+                    .map_err(|e| classify("BatchGetItem", e))?;
+                for item in answer
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default()
+                {
+                    let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+                    let live = item
+                        .get(LOCK_TTL)
+                        .and_then(|v| v.as_n().ok())
+                        .and_then(|n| n.parse::<i64>().ok())
+                        .is_some_and(|ttl| ttl > now.timestamp());
+                    if let (Some(key), Some(owner), true) =
+                        (text("switch_id"), text(LOCK_OWNER), live)
+                    {
+                        held.insert(key, owner);
+                    }
+                }
+                request = answer
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .filter(|k| !k.keys().is_empty());
+            }
+        }
+        Ok(held)
+    }
+
     pub async fn unlock(&self, key: &str, owner: &str) -> Result<(), AwsError> {
         match self
             .client

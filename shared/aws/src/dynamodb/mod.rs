@@ -5,6 +5,7 @@ mod accounts;
 mod approvals;
 mod audit;
 mod governance;
+mod hibernation;
 mod ledger;
 mod quarantine;
 mod schedules;
@@ -22,6 +23,7 @@ pub use accounts::AccountsTable;
 pub use approvals::ApprovalsTable;
 pub use audit::{AuditTable, STARTED};
 pub use governance::{EnforcementTable, WasteTable};
+pub use hibernation::{Hibernation, HibernationTable};
 pub use ledger::LedgerTable;
 pub use quarantine::QuarantineTable;
 pub use schedules::SchedulesTable;
@@ -66,6 +68,81 @@ pub(crate) async fn get_as<T: serde::de::DeserializeOwned>(
                 .map_err(|e| invalid_data("GetItem", e.to_string()))
         })
         .transpose()
+}
+
+/// The `by-scope` index of the waste, enforcement and hibernation tables: `scope` is
+/// `{account}#{region}`, so one run reads its account and region with one paginated query.
+const SCOPE_INDEX: &str = "by-scope";
+
+/// Every item of `table` whose `scope` is `scope` (the `by-scope` index, paginated).
+pub(crate) async fn query_scope(
+    client: &Client,
+    table: &str,
+    scope: String,
+) -> Result<Vec<Item>, AwsError> {
+    let items: Vec<_> = client
+        .query()
+        .table_name(table)
+        .index_name(SCOPE_INDEX)
+        .key_condition_expression("#scope = :scope")
+        .expression_attribute_names("#scope", "scope")
+        .expression_attribute_values(":scope", AttributeValue::S(scope))
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(|e| classify("Query", e))?;
+    Ok(items.into_iter().map(Item::from).collect())
+}
+
+/// Writes `records` as items of `table`, 25 per `BatchWriteItem` (its limit), and again what
+/// DynamoDB left unprocessed (a few times, with a pause; then an error).
+pub(crate) async fn put_all<T: serde::Serialize>(
+    client: &Client,
+    table: &str,
+    records: &[T],
+) -> Result<(), AwsError> {
+    use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+    for chunk in records.chunks(25) {
+        let mut requests = chunk
+            .iter()
+            .map(|r| {
+                let item: Item = serde_dynamo::to_item(r)
+                    .map_err(|e| invalid_data("BatchWriteItem", e.to_string()))?;
+                let put = PutRequest::builder()
+                    .set_item(Some(item.into()))
+                    .build()
+                    .map_err(|e| invalid_data("BatchWriteItem", e.to_string()))?;
+                Ok(WriteRequest::builder().put_request(put).build())
+            })
+            .collect::<Result<Vec<_>, AwsError>>()?;
+        for attempt in 0..5u32 {
+            let answer = client
+                .batch_write_item()
+                .request_items(table, requests)
+                .send()
+                .await
+                .map_err(|e| classify("BatchWriteItem", e))?;
+            requests = answer
+                .unprocessed_items
+                .and_then(|mut left| left.remove(table))
+                .unwrap_or_default();
+            if requests.is_empty() {
+                break;
+            }
+            if attempt == 4 {
+                return Err(AwsError::new(
+                    spot_domain::AwsErrorKind::Transient,
+                    "BatchWriteItem",
+                    None,
+                    format!("{} items left unprocessed", requests.len()),
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+        }
+    }
+    Ok(())
 }
 
 /// Every item of `table` (paginated, strongly consistent).

@@ -49,6 +49,23 @@ impl SchedulesTable {
         all.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(all)
     }
+
+    /// Every schedule by name, each usable or refused with why: one bad item leaves only its
+    /// own targets alone.
+    pub async fn by_name(&self) -> Result<spot_domain::hibernation::plan::Schedules, AwsError> {
+        Ok(scan_all(&self.client, &self.table)
+            .await?
+            .into_iter()
+            .map(|item| {
+                let name = match item.get("name") {
+                    Some(serde_dynamo::AttributeValue::S(name)) => name.clone(),
+                    _ => String::new(),
+                };
+                let schedule = schedule_from("Scan", item).map_err(|e| e.message);
+                (name, schedule)
+            })
+            .collect())
+    }
 }
 
 fn schedule_from(operation: &str, item: Item) -> Result<Schedule, AwsError> {

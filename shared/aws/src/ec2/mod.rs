@@ -11,6 +11,7 @@ mod instances;
 mod launch;
 mod market;
 mod preserve;
+pub mod schedule;
 
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::Tag;

@@ -7,10 +7,14 @@
 //! | [`plan`] | the reconciler's plan for one account and region: batched stops and starts, group sleep and wake |
 //! | [`savings`] | hours asleep (DST weeks as long as they really are) at an on-demand price |
 //! | [`schedule`] | a schedule (zone, week, options), what it says at an instant (DST-correct), the reconciler's decision per target |
+//! | [`targets`] | scheduled instances and groups as AWS describes them; which ones a saga has |
+//! | [`state`] | what the reconciler keeps per target between runs (last wish, group record, the sleep in progress, savings) and overrides |
 
 pub mod plan;
 pub mod savings;
 pub mod schedule;
+pub mod state;
+pub mod targets;
 pub mod week;
 
 pub use schedule::{Decision, Override, Power, Schedule, ScheduleError, Seen, decide};

@@ -102,10 +102,18 @@ pub struct Plan {
     pub why: BTreeMap<String, String>,
 }
 
+/// The schedules by name: each one usable, or why it is refused (its targets are left as they are).
+pub type Schedules = BTreeMap<String, Result<Schedule, String>>;
+
+/// The key of a group among the targets (instances are keyed by their id): `asg/<name>`.
+pub fn group_key(name: &str) -> String {
+    format!("asg/{name}")
+}
+
 /// The plan at `now` for `instances` and `groups`, given the schedules by name, what the last
-/// run saw per target (by instance id or group name) and the overrides in force per target.
+/// run saw per target (by instance id or [`group_key`]) and the overrides in force per target.
 pub fn plan(
-    schedules: &BTreeMap<String, Schedule>,
+    schedules: &Schedules,
     instances: &[InstanceTarget],
     groups: &[GroupTarget],
     seen: &BTreeMap<String, Seen>,
@@ -162,7 +170,7 @@ pub fn plan(
         plan.why.insert(id.clone(), decision.why);
     }
     for g in groups {
-        let name = &g.name;
+        let name = &group_key(&g.name);
         let Some(schedule) = usable(schedules, &g.schedule, name, g.exempt, &mut plan) else {
             continue;
         };
@@ -172,7 +180,7 @@ pub fn plan(
                 let record = g.size.woken(r);
                 if record != r {
                     plan.groups
-                        .push((name.clone(), GroupChange::Rerecord { record }));
+                        .push((g.name.clone(), GroupChange::Rerecord { record }));
                 }
                 Some(record)
             }
@@ -214,9 +222,9 @@ pub fn plan(
         };
         if matches!(change, GroupChange::Sleep { .. }) {
             // The sleep records the sizes as they are now: no separate re-record.
-            plan.groups.retain(|(n, _)| n != name);
+            plan.groups.retain(|(n, _)| *n != g.name);
         }
-        plan.groups.push((name.clone(), change));
+        plan.groups.push((g.name.clone(), change));
         plan.why.insert(name.clone(), decision.why);
     }
     plan
@@ -224,7 +232,7 @@ pub fn plan(
 
 /// The target's schedule, unless it is exempt or names none the table holds (said in `left`).
 fn usable<'a>(
-    schedules: &'a BTreeMap<String, Schedule>,
+    schedules: &'a Schedules,
     name: &str,
     target: &str,
     exempt: bool,
@@ -237,12 +245,21 @@ fn usable<'a>(
         ));
         return None;
     }
-    let found = schedules.get(name);
-    if found.is_none() {
-        plan.left
-            .push((target.to_owned(), format!("no schedule named `{name}`")));
+    match schedules.get(name) {
+        Some(Ok(schedule)) => Some(schedule),
+        Some(Err(why)) => {
+            plan.left.push((
+                target.to_owned(),
+                format!("schedule `{name}` is refused: {why}"),
+            ));
+            None
+        }
+        None => {
+            plan.left
+                .push((target.to_owned(), format!("no schedule named `{name}`")));
+            None
+        }
     }
-    found
 }
 
 #[cfg(test)]
@@ -254,14 +271,18 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn schedules() -> BTreeMap<String, Schedule> {
+    fn schedules() -> Schedules {
         let office =
             Schedule::new("office", "UTC", Week::from_periods("Mon-Fri 7-19").unwrap()).unwrap();
         let mut lab = office.clone();
         lab.name = "lab".into();
         lab.hibernate = true;
         lab.enforced = true;
-        [("office".to_owned(), office), ("lab".to_owned(), lab)].into()
+        [
+            ("office".to_owned(), Ok(office)),
+            ("lab".to_owned(), Ok(lab)),
+        ]
+        .into()
     }
 
     fn instance(id: &str, schedule: &str, state: &str) -> InstanceTarget {
@@ -429,7 +450,7 @@ mod tests {
         let s = schedules();
         let none: BTreeMap<String, Override> = BTreeMap::new();
         let seen: BTreeMap<String, Seen> = [(
-            "web".to_owned(),
+            "asg/web".to_owned(),
             Seen {
                 desired: Power::Asleep,
                 at: at(NIGHT),
