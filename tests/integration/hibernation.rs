@@ -499,3 +499,151 @@ async fn a_throttled_region_a_bad_schedule_a_saga_lock_and_shadow_mode_change_no
     assert_eq!(states(&west, &[&far]).await?[&far], "stopped");
     Ok(())
 }
+
+fn spotctl(g: &Gov, args: &[&str]) -> Result<std::process::Output> {
+    Ok(
+        std::process::Command::new(testbed::bed::bin_path("spotctl"))
+            .args(args)
+            .env("AWS_ENDPOINT_URL", &g.bed.endpoint)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("HIBERNATION_TABLE", g.tables.name("HibernationTable"))
+            .output()?,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_override_a_target_and_read_the_savings_and_one_time_spot_is_never_stopped()
+-> Result<()> {
+    let g = Gov::start("hibernation-spotctl").await?;
+    // Asleep at every hour: whatever the instant, the schedule wants its targets stopped.
+    let mut never = Schedule::new("never", "UTC", Week::from_matrix(&"0".repeat(168))?)?;
+    never.wake_lead_minutes = 0;
+    g.schedules().put(&never).await?;
+    let ec2 = g.ec2("us-east-1");
+    let released = Launch::new("m5.large")
+        .tag(SCHEDULE_TAG, "never")
+        .run(&ec2)
+        .await?;
+    let sleeper = Launch::new("m5.large")
+        .tag(SCHEDULE_TAG, "never")
+        .run(&ec2)
+        .await?;
+    let spot = Launch::new("m5.large")
+        .spot()
+        .tag(SCHEDULE_TAG, "never")
+        .run(&ec2)
+        .await?;
+    let now = Utc::now();
+    let until = (now + TimeDelta::hours(2)).to_rfc3339();
+    let account = g.account.clone();
+    let ok = spotctl(
+        &g,
+        &[
+            "schedule",
+            "override",
+            &released,
+            "--account",
+            &account,
+            "--awake-until",
+            &until,
+            "--by",
+            "alice",
+            "--reason",
+            "release night",
+        ],
+    )?;
+    assert!(ok.status.success(), "{ok:?}");
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("stays awake until"));
+    // Refused, and nothing stored: a target that is none, a time past, no reason.
+    for bad in [
+        vec!["web", "--awake-until", until.as_str(), "--reason", "x"],
+        vec![
+            released.as_str(),
+            "--awake-until",
+            "2020-01-01T00:00:00Z",
+            "--reason",
+            "x",
+        ],
+        vec![
+            released.as_str(),
+            "--asleep-until",
+            "tomorrow",
+            "--reason",
+            "x",
+        ],
+        vec![
+            released.as_str(),
+            "--awake-until",
+            until.as_str(),
+            "--reason",
+            " ",
+        ],
+    ] {
+        let mut args = vec![
+            "schedule",
+            "override",
+            "--account",
+            account.as_str(),
+            "--by",
+            "bob",
+        ];
+        args.extend(bad.iter());
+        let refused = spotctl(&g, &args)?;
+        assert!(!refused.status.success(), "{bad:?} accepted");
+    }
+    assert_eq!(
+        g.hibernation()
+            .scope(&g.account, "us-east-1")
+            .await?
+            .overrides
+            .len(),
+        1
+    );
+
+    // Three hours ago the reconciler stopped what the override did not keep awake.
+    let report = g.run_live(now - TimeDelta::hours(3)).await?;
+    let after = states(&ec2, &[&released, &sleeper, &spot]).await?;
+    assert_eq!(
+        (
+            after[&released].as_str(),
+            after[&sleeper].as_str(),
+            after[&spot].as_str()
+        ),
+        ("running", "stopped", "running"),
+        "{:?}",
+        target(&report, "us-east-1")?.actions
+    );
+    let left: BTreeMap<&str, &str> = actions(&report, "leave").into_iter().collect();
+    assert!(left[spot.as_str()].contains("never terminated"), "{left:?}");
+
+    let json = spotctl(&g, &["schedule", "savings", "--json"])?;
+    assert!(json.status.success(), "{json:?}");
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&json.stdout)
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let row = rows
+        .iter()
+        .find(|r| r["target"] == sleeper.as_str())
+        .context("the sleeper's row")?;
+    let hours = row["total"]["hours"].as_f64().unwrap_or_default();
+    assert!((2.9..3.1).contains(&hours), "{row}");
+    let usd = row["total"]["usd"].as_f64().unwrap_or_default();
+    assert!((usd - hours * 0.096).abs() < 1e-6, "{row}");
+    assert_eq!(row["schedule"], "never");
+    let table =
+        String::from_utf8_lossy(&spotctl(&g, &["schedule", "savings"])?.stdout).into_owned();
+    let line = table
+        .lines()
+        .find(|l| l.contains(&sleeper))
+        .context("a row")?;
+    assert!(
+        line.contains("never") && line.contains(&g.account),
+        "{table}"
+    );
+    assert!(table.contains("per schedule:"), "{table}");
+    Ok(())
+}

@@ -69,6 +69,19 @@ async fn instances_are_routed_to_the_right_saga_once() -> Result<()> {
         .tag("eks:cluster-name", "prod")
         .run(&ec2)
         .await?;
+    // Asleep at every hour: the router leaves it to the hibernation reconciler.
+    spot_aws::SchedulesTable::new(switch.bed.dynamodb(), switch.tables.name("SchedulesTable"))
+        .put(&spot_domain::hibernation::Schedule::new(
+            "never",
+            "UTC",
+            spot_domain::hibernation::Week::from_matrix(&"0".repeat(168))?,
+        )?)
+        .await?;
+    let sleeper = Launch::new("m5.large")
+        .in_az("us-east-1b")
+        .tag(spot_domain::tags::SCHEDULE_TAG, "never")
+        .run(&ec2)
+        .await?;
     let web = format!("web-{account}");
     GroupSpec::new(&web).size(2, 4).create_in(&member).await?;
     let batch = format!("batch-{account}");
@@ -106,6 +119,7 @@ async fn instances_are_routed_to_the_right_saga_once() -> Result<()> {
     assert!(outcome("start_swap", &format!("asg/{web}")).starts_with("started"));
     assert!(outcome("skip", &spot).contains("Spot"));
     assert!(outcome("skip", &node).contains("Kubernetes"));
+    assert!(outcome("skip", &sleeper).contains("asleep by schedule `never`"));
     assert!(outcome("skip_group", &format!("asg/{batch}")).contains("not opted in"));
     assert_eq!(
         report["targets"][0]["mode"], "audit",

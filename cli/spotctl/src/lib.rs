@@ -298,6 +298,106 @@ pub fn schedule_week_saving(
     ))
 }
 
+/// A target's savings: this month's and all months', each with the sleep in progress.
+fn target_savings(
+    t: &spot_domain::hibernation::state::TargetState,
+    now: DateTime<Utc>,
+) -> (
+    spot_domain::hibernation::state::Saved,
+    spot_domain::hibernation::state::Saved,
+) {
+    let month = now.format("%Y-%m").to_string();
+    let open = t.sleeping(now).unwrap_or_default();
+    let mut this = t.saved.get(&month).copied().unwrap_or_default();
+    this.add(open);
+    let mut total = open;
+    for s in t.saved.values() {
+        total.add(*s);
+    }
+    (this, total)
+}
+
+/// `spotctl schedule savings`: one row per target, then one per schedule.
+pub fn savings_tables(
+    targets: &[spot_domain::hibernation::state::TargetState],
+    now: DateTime<Utc>,
+) -> (Table, Table) {
+    let mut rows = table(&[
+        "account",
+        "region",
+        "target",
+        "schedule",
+        "asleep since",
+        "h this month",
+        "$ this month",
+        "h total",
+        "$ total",
+    ]);
+    let mut per_schedule: std::collections::BTreeMap<&str, (usize, f64, f64, f64, f64)> =
+        std::collections::BTreeMap::new();
+    for t in targets {
+        let (this, total) = target_savings(t, now);
+        rows.add_row(vec![
+            t.account.clone(),
+            t.region.clone(),
+            t.resource.clone(),
+            t.schedule.clone(),
+            or_dash(t.asleep_since.map(|s| s.format("%Y-%m-%d %H:%M UTC"))),
+            format!("{:.1}", this.hours),
+            format!("{:.2}", this.usd),
+            format!("{:.1}", total.hours),
+            format!("{:.2}", total.usd),
+        ]);
+        let e = per_schedule.entry(t.schedule.as_str()).or_default();
+        e.0 += 1;
+        e.1 += this.hours;
+        e.2 += this.usd;
+        e.3 += total.hours;
+        e.4 += total.usd;
+    }
+    let mut schedules = table(&[
+        "schedule",
+        "targets",
+        "h this month",
+        "$ this month",
+        "h total",
+        "$ total",
+    ]);
+    for (name, (n, h, usd, th, tusd)) in per_schedule {
+        schedules.add_row(vec![
+            name.to_owned(),
+            n.to_string(),
+            format!("{h:.1}"),
+            format!("{usd:.2}"),
+            format!("{th:.1}"),
+            format!("{tusd:.2}"),
+        ]);
+    }
+    (rows, schedules)
+}
+
+/// `spotctl schedule savings --json`: one object per target.
+pub fn savings_json(
+    targets: &[spot_domain::hibernation::state::TargetState],
+    now: DateTime<Utc>,
+) -> Vec<String> {
+    targets
+        .iter()
+        .map(|t| {
+            let (this, total) = target_savings(t, now);
+            serde_json::json!({
+                "account": t.account, "region": t.region, "target": t.resource,
+                "schedule": t.schedule, "asleep_since": t.asleep_since,
+                "usd_per_hour": t.usd_per_hour,
+                "this_month": {"hours": this.hours, "usd": this.usd},
+                "total": {"hours": total.hours, "usd": total.usd},
+                "by_month": t.saved,
+            })
+            .to_string()
+        })
+        .collect()
+}
+
 /// `spotctl schedule check`: what the week (`awake` periods or a 168-cell `matrix`) says at
 /// instant `at` (RFC 3339) in zone `tz`; the matrix alone, no wake lead. The error says what is
 /// wrong.

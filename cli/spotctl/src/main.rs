@@ -5,10 +5,11 @@ use anyhow::{Context, Result, bail};
 use chrono::Utc;
 use clap::{Parser, Subcommand};
 use spot_aws::{
-    AccountsTable, ApprovalsTable, AwsContext, Ec2, LedgerTable, QuarantineTable, SchedulesTable,
-    TaskAnswers,
+    AccountsTable, ApprovalsTable, AwsContext, Ec2, HibernationTable, LedgerTable, QuarantineTable,
+    SchedulesTable, TaskAnswers,
 };
-use spot_domain::hibernation::{Schedule, Week};
+use spot_domain::hibernation::state::{OverrideItem, check_override};
+use spot_domain::hibernation::{Override, Power, Schedule, Week};
 use spot_domain::pool::gatekeeper::{self, Gate, Release};
 use spot_domain::pool::quarantine::QuarantineStore;
 use spot_domain::saga::approval::ApprovalStatus;
@@ -88,6 +89,44 @@ enum ScheduleCommand {
         #[arg(long, env = "SCHEDULES_TABLE")]
         table: String,
         /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Keeps one target awake (or asleep) until a time, whatever its schedule says; stored with
+    /// who and why, read by the reconciler's next run (within 5 minutes). A target is an instance
+    /// id or asg/<group name>, in --account (default: the caller's) and --region.
+    Override {
+        #[arg(long, env = "HIBERNATION_TABLE")]
+        table: String,
+        target: String,
+        #[arg(long)]
+        account: Option<String>,
+        #[arg(long, env = "AWS_REGION")]
+        region: String,
+        /// RFC 3339 instant the target stays awake until.
+        #[arg(
+            long,
+            conflicts_with = "asleep_until",
+            required_unless_present = "asleep_until"
+        )]
+        awake_until: Option<String>,
+        /// RFC 3339 instant the target stays asleep until.
+        #[arg(long)]
+        asleep_until: Option<String>,
+        /// Who overrides (default: $USER).
+        #[arg(long, env = "USER")]
+        by: String,
+        /// Why (shown in every decision it makes).
+        #[arg(long)]
+        reason: String,
+    },
+    /// What schedules saved: per target, the hours asleep and the on-demand dollars not spent,
+    /// this month and in total (sleeps the reconciler ended, plus the one in progress), then per
+    /// schedule.
+    Savings {
+        #[arg(long, env = "HIBERNATION_TABLE")]
+        table: String,
+        /// One JSON object per target and line instead of tables.
         #[arg(long)]
         json: bool,
     },
@@ -438,6 +477,60 @@ async fn main() -> Result<()> {
                 println!("no schedules");
             } else {
                 println!("{}", spotctl::schedules_table(&all));
+            }
+        }
+        Command::Schedule(ScheduleCommand::Override {
+            table,
+            target,
+            account,
+            region,
+            awake_until,
+            asleep_until,
+            by,
+            reason,
+        }) => {
+            let (power, until) = match (awake_until, asleep_until) {
+                (Some(t), None) => (Power::Awake, t),
+                (None, Some(t)) => (Power::Asleep, t),
+                _ => bail!("give --awake-until or --asleep-until"),
+            };
+            let until = chrono::DateTime::parse_from_rfc3339(&until)
+                .with_context(|| format!("`{until}` is no RFC 3339 time"))?
+                .with_timezone(&Utc);
+            let over = Override {
+                power,
+                until,
+                by,
+                why: reason,
+            };
+            check_override(&target, &over, now)?;
+            spot_domain::ids::Field::Region.check(&region)?;
+            let account = match account {
+                Some(a) => a,
+                None => ctx.own_account_id().await?,
+            };
+            spot_domain::ids::Field::AccountId.check(&account)?;
+            let item = OverrideItem::new(&account, &region, &target, over, now);
+            HibernationTable::new(dynamodb, table)
+                .put_override(&item)
+                .await?;
+            println!(
+                "{target} ({account}/{region}) stays {power} until {until}, by {} ({}); the \
+                 reconciler applies it at its next run",
+                item.over.by, item.over.why
+            );
+        }
+        Command::Schedule(ScheduleCommand::Savings { table, json }) => {
+            let all = HibernationTable::new(dynamodb, table).all().await?;
+            if json {
+                for line in spotctl::savings_json(&all.targets, now) {
+                    println!("{line}");
+                }
+            } else if all.targets.is_empty() {
+                println!("no scheduled target seen yet");
+            } else {
+                let (targets, schedules) = spotctl::savings_tables(&all.targets, now);
+                println!("{targets}\n\nper schedule:\n{schedules}");
             }
         }
         Command::Failovers(FailoversCommand::Volumes { retention_days }) => {

@@ -243,10 +243,8 @@ impl<C: Clock> Reconciler<C> {
         let instance_targets: Vec<_> = instances
             .iter()
             .map(|i| {
-                let one = i
-                    .spot_request
-                    .as_ref()
-                    .is_some_and(|r| one_time.contains(r));
+                // A Spot instance whose request EC2 does not show cannot be proven persistent.
+                let one = i.spot_request.as_ref().is_none_or(|r| one_time.contains(r));
                 i.target(one, held(&i.instance_id), now)
             })
             .collect();

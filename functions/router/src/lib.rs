@@ -1,7 +1,8 @@
 //! The optimizer router, per account and region: list the running instances, route each
 //! (`spot_domain::route`), start one atomic switch per standalone on-demand instance and one ASG
 //! swap per opted-in group, and ask the emergency failover's machine to keep each standby-replica
-//! workload's standby, under names that make a re-run start nothing twice. Shadow unless the
+//! workload's standby, under names that make a re-run start nothing twice. An instance or group
+//! its hibernation schedule wants asleep now is skipped. Shadow unless the
 //! deployment is live and the account is on `LIVE_ACCOUNTS`.
 
 use std::collections::BTreeMap;
@@ -10,13 +11,15 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use spot_aws::autoscaling::AutoScaling;
-use spot_aws::{AccountsTable, AwsContext, Ec2, Started, StateMachines};
+use spot_aws::{AccountsTable, AwsContext, Ec2, SchedulesTable, Started, StateMachines};
 use spot_domain::config::{self, Accounts, ConfigError, Env, key};
 use spot_domain::governance::mode::LiveSwitch;
 use spot_domain::governance::mode::Mode;
 use spot_domain::governance::report::{RunReport, TargetReport};
 use spot_domain::governance::run::{self, RunError};
 use spot_domain::governance::scope::{Defaults, Target};
+use spot_domain::hibernation::plan::Schedules;
+use spot_domain::hibernation::targets::asleep_by_schedule;
 use spot_domain::saga::SagaMode;
 use spot_domain::saga::route::{self, Route, RouteRequest};
 use spot_domain::saga::swap::{self as asg, OptIn};
@@ -37,6 +40,9 @@ pub struct Config {
     /// replica workload is only skipped.
     pub failover_state_machine: Option<String>,
     pub opt_in: OptIn,
+    /// Hibernation schedules: a target its schedule wants asleep now is skipped. None: no
+    /// schedule is read.
+    pub schedules_table: Option<String>,
 }
 
 impl Config {
@@ -53,6 +59,7 @@ impl Config {
             switch_state_machine: env.required(key::SWITCH_STATE_MACHINE_ARN)?,
             swap_state_machine: env.required(key::SWAP_STATE_MACHINE_ARN)?,
             failover_state_machine: env.optional(key::FAILOVER_STATE_MACHINE_ARN),
+            schedules_table: env.optional(key::SCHEDULES_TABLE),
             opt_in: OptIn {
                 allowlist: env.list(key::ASG_ALLOWLIST, |n| !n.is_empty() && n.len() <= 255)?,
                 allow_protected: false,
@@ -79,6 +86,15 @@ impl Router {
         };
         let now = SystemClock.now();
         let only = request.instance_id.as_deref();
+        let schedules = match &self.config.schedules_table {
+            Some(table) => {
+                SchedulesTable::new(aws_sdk_dynamodb::Client::new(self.ctx.base()), table)
+                    .by_name()
+                    .await?
+            }
+            None => Schedules::new(),
+        };
+        let schedules = &schedules;
         run::scheduled(
             FUNCTION,
             request.scope(),
@@ -88,7 +104,10 @@ impl Router {
             self.config.concurrency,
             |target| async move {
                 let mut report = TargetReport::new(&target);
-                if let Err(e) = self.route_target(&target, only, now, &mut report).await {
+                if let Err(e) = self
+                    .route_target(&target, only, schedules, now, &mut report)
+                    .await
+                {
                     report.error = Some(e.to_string());
                 }
                 report
@@ -101,6 +120,7 @@ impl Router {
         &self,
         target: &Target,
         only: Option<&str>,
+        schedules: &Schedules,
         now: DateTime<Utc>,
         report: &mut TargetReport,
     ) -> Result<(), AwsError> {
@@ -113,6 +133,11 @@ impl Router {
                 continue;
             }
             *report.scanned.entry("instance".into()).or_default() += 1;
+            if let Some(why) = asleep_by_schedule(&instance.tags, schedules, now) {
+                report.count("instance", "skipped");
+                report.action("skip", &instance.instance_id, why);
+                continue;
+            }
             match route::route(&instance, now) {
                 Route::Switch => {
                     report.count("instance", "switch");
@@ -171,7 +196,9 @@ impl Router {
             for (name, members) in groups {
                 let refusals =
                     match spot_aws::reach::inspect_group(&autoscaling, &ec2, &name).await? {
-                        Some(group) => asg::refusals(&group, &self.config.opt_in),
+                        Some(group) => asleep_by_schedule(&group.tags, schedules, now)
+                            .map(|why| vec![why])
+                            .unwrap_or_else(|| asg::refusals(&group, &self.config.opt_in)),
                         None => vec!["the group no longer exists".into()],
                     };
                 if !refusals.is_empty() {

@@ -157,7 +157,7 @@ pub fn plan(
         match decision.act {
             Some(Power::Asleep) if i.unstoppable_spot => plan.left.push((
                 id.clone(),
-                "a one-time Spot instance cannot be stopped; left running (never terminated)"
+                "a Spot instance whose request is not persistent cannot be stopped; left running (never terminated)"
                     .to_owned(),
             )),
             Some(Power::Asleep) if schedule.hibernate && i.hibernation_configured => {

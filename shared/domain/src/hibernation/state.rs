@@ -189,13 +189,12 @@ pub fn check_override(
     over: &Override,
     now: DateTime<Utc>,
 ) -> Result<(), OverrideError> {
-    let instance = resource.strip_prefix("i-").is_some_and(|hex| {
-        (8..=17).contains(&hex.len()) && hex.bytes().all(|b| b.is_ascii_hexdigit())
-    });
-    let group = resource
-        .strip_prefix("asg/")
-        .is_some_and(|name| (1..=255).contains(&name.len()) && !name.contains(char::is_control));
-    if !(instance || group) {
+    use crate::ids::Field;
+    let named = match resource.strip_prefix("asg/") {
+        Some(group) => Field::AsgName.check(group).is_ok(),
+        None => Field::InstanceId.check(resource).is_ok(),
+    };
+    if !named {
         return Err(OverrideError::Target(resource.to_owned()));
     }
     if over.until <= now {
@@ -264,6 +263,7 @@ mod tests {
         };
         let ok = over("2026-12-05T12:00:00Z", "alice");
         assert!(check_override("i-0123456789abcdef0", &ok, now).is_ok());
+        assert!(check_override("i-0abc1234", &ok, now).is_ok());
         assert!(check_override("asg/web", &ok, now).is_ok());
         assert!(matches!(
             check_override("web", &ok, now),

@@ -90,6 +90,20 @@ impl ScheduledGroup {
     }
 }
 
+/// Why the sagas leave a target alone now, if its schedule wants it asleep (the reconciler stops
+/// it, or keeps it stopped): switching or swapping it would launch what the schedule puts to
+/// sleep. A schedule unknown or refused says nothing here (the reconciler reports it).
+pub fn asleep_by_schedule(
+    tags: &Tags,
+    schedules: &super::plan::Schedules,
+    now: DateTime<Utc>,
+) -> Option<String> {
+    let name = tags.get(SCHEDULE_TAG)?;
+    let schedule = schedules.get(name)?.as_ref().ok()?;
+    (schedule.desired_at(now).ok()? == super::Power::Asleep)
+        .then(|| format!("asleep by schedule `{name}` now ({SCHEDULE_TAG})"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,6 +126,26 @@ mod tests {
 
     fn now() -> DateTime<Utc> {
         "2026-12-04T20:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn the_sagas_leave_alone_what_its_schedule_wants_asleep() {
+        use crate::hibernation::{Schedule, Week};
+        let office =
+            Schedule::new("office", "UTC", Week::from_periods("Mon-Fri 8-18").unwrap()).unwrap();
+        let schedules: crate::hibernation::plan::Schedules = [
+            ("office".to_owned(), Ok(office)),
+            ("bad".to_owned(), Err("x".into())),
+        ]
+        .into();
+        let tags = |v: &str| Tags::from([(SCHEDULE_TAG.to_owned(), v.to_owned())]);
+        // Friday 2026-12-04 20:00 UTC: after hours.
+        assert!(asleep_by_schedule(&tags("office"), &schedules, now()).is_some());
+        let noon = "2026-12-04T12:00:00Z".parse().unwrap();
+        assert_eq!(asleep_by_schedule(&tags("office"), &schedules, noon), None);
+        assert_eq!(asleep_by_schedule(&tags("bad"), &schedules, now()), None);
+        assert_eq!(asleep_by_schedule(&tags("nope"), &schedules, now()), None);
+        assert_eq!(asleep_by_schedule(&Tags::new(), &schedules, now()), None);
     }
 
     #[test]
