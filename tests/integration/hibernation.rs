@@ -168,23 +168,22 @@ async fn a_year_across_both_dst_changes_in_berlin_and_new_york_sleeps_and_wakes_
             "at {instant}: {:?}",
             target(&report, "us-east-1")?.actions
         );
-        // A re-run at the same instant changes nothing and calls no stop or start.
+        // A re-run at the same instant changes nothing: no stop or start, no write.
         if *instant == "2026-03-27T17:00:00Z" {
             let calls = g.proxy.forwarder.calls().len();
             let again = g.run_live(at(instant)).await?;
             assert!(actions(&again, "stop").is_empty() && actions(&again, "start").is_empty());
             let since = g.proxy.forwarder.calls_since(calls);
             assert!(
-                since
-                    .iter()
-                    .all(|c| !c.operation.ends_with("Instances")
-                        || c.operation == "DescribeInstances"),
+                since.iter().all(|c| (!c.operation.ends_with("Instances")
+                    || c.operation == "DescribeInstances")
+                    && !c.operation.starts_with("BatchWrite")),
                 "{:?}",
                 since.iter().map(|c| &c.operation).collect::<Vec<_>>()
             );
         }
     }
-    // The books: Berlin's instance slept from 6 March 22:59 to 9 March 05:50 and over the short
+    // The books: Berlin's instance slept from 6 March 22:59 to 9 March 06:50 and over the short
     // weekend of 27-30 March (one hour less: the spring change), at m5.large's price.
     let state = g.state_of("us-east-1", &b).await?.context("berlin state")?;
     let slept = (at("2026-03-09T06:50:00Z") - at("2026-03-06T22:59:00Z"))
@@ -497,6 +496,35 @@ async fn a_throttled_region_a_bad_schedule_a_saga_lock_and_shadow_mode_change_no
         .await?;
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert_eq!(states(&west, &[&far]).await?[&far], "stopped");
+
+    // A refused stop is reported, and tried again at the next run (its wish is not remembered).
+    g.reconcile(&overrides, &["us-east-1"], at("2026-01-07T07:50:00Z"))
+        .await?;
+    assert_eq!(states(&east, &[&plain]).await?[&plain], "running");
+    g.proxy.forwarder.inject(
+        Fault::new("StopInstances", "UnauthorizedOperation", 403)
+            .in_region("us-east-1")
+            .times(2),
+    );
+    let refused = g
+        .reconcile(&overrides, &["us-east-1"], at("2026-01-07T18:00:00Z"))
+        .await?;
+    g.proxy.forwarder.clear_faults();
+    assert!(
+        actions(&refused, "stop")
+            .iter()
+            .any(|(id, o)| *id == plain && o.starts_with("failed")),
+        "{:?}",
+        target(&refused, "us-east-1")?.actions
+    );
+    assert!(
+        !refused.errors.is_empty(),
+        "a failed stop is an error of the run"
+    );
+    assert_eq!(states(&east, &[&plain]).await?[&plain], "running");
+    g.reconcile(&overrides, &["us-east-1"], at("2026-01-07T18:05:00Z"))
+        .await?;
+    assert_eq!(states(&east, &[&plain]).await?[&plain], "stopped");
     Ok(())
 }
 

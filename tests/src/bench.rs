@@ -43,6 +43,9 @@ pub async fn run(options: Options) -> Result<()> {
             "waste-scanner" | "security-enforcer" => scheduled.push(function.clone()),
             "atomic-switch" => failed |= !crate::bench_switch::run(&options.bin_dir, 5).await?,
             "asg-swap" => failed |= !crate::bench_swap::run(&options.bin_dir).await?,
+            "hibernation-reconciler" => {
+                failed |= !crate::bench_hibernation::run(&options.bin_dir).await?
+            }
             "emergency-failover" => {
                 failed |= !crate::bench_failover::run(&options.bin_dir, 10).await?
             }

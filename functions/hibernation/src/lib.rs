@@ -374,6 +374,33 @@ impl<C: Clock> Reconciler<C> {
             .iter()
             .map(|(n, c)| (n.as_str(), c))
             .collect();
+        if act.live {
+            // The records first, all in one write: a group never sleeps without one to wake to.
+            let records: Vec<TargetState> = groups
+                .iter()
+                .filter_map(|g| {
+                    let GroupChange::Sleep { record } = changes.get(g.name.as_str())? else {
+                        return None;
+                    };
+                    let key = group_key(&g.name);
+                    let mut state = states.get(key.as_str()).map_or_else(
+                        || {
+                            let schedule = g.target(None).schedule;
+                            TargetState::new(
+                                &act.target.account,
+                                &act.target.region,
+                                &key,
+                                &schedule,
+                            )
+                        },
+                        |s| (*s).clone(),
+                    );
+                    state.record = Some(*record);
+                    Some(state)
+                })
+                .collect();
+            self.table.put_targets(&records).await?;
+        }
         let mut after = Vec::new();
         for g in groups {
             let key = group_key(&g.name);
@@ -410,22 +437,6 @@ impl<C: Clock> Reconciler<C> {
                 after.push(done);
                 continue;
             };
-            if let GroupChange::Sleep { record } = change {
-                // The record first: a group never sleeps without one to wake to.
-                let mut state = stored.map_or_else(
-                    || {
-                        TargetState::new(
-                            &act.target.account,
-                            &act.target.region,
-                            &key,
-                            &done.schedule,
-                        )
-                    },
-                    |s| (*s).clone(),
-                );
-                state.record = Some(*record);
-                self.table.put_targets(&[state]).await?;
-            }
             let entry = act.entry(
                 action,
                 std::slice::from_ref(&key),
@@ -544,6 +555,7 @@ impl<C: Clock> Reconciler<C> {
         let t = act.target;
         let mut changed = Vec::new();
         let mut saved: BTreeMap<String, Saved> = BTreeMap::new();
+        let mut prices = BTreeMap::new();
         for a in after {
             let stored = states.get(a.resource.as_str()).copied();
             let mut state = stored.cloned().unwrap_or_else(|| {
@@ -554,13 +566,16 @@ impl<C: Clock> Reconciler<C> {
                 state.record = record;
             }
             let seen = act.plan.seen.get(&a.resource);
-            if let (Some(seen), false) = (seen, a.failed) {
+            // The wish and since when: a re-run that wants the same keeps the item unchanged.
+            if let (Some(seen), false) = (seen, a.failed)
+                && state.seen.as_ref().map(|s| s.desired) != Some(seen.desired)
+            {
                 state.seen = Some(seen.clone());
             }
             if let (Some(seen), true) = (seen, act.live) {
                 let price =
                     if a.asleep && seen.desired == Power::Asleep && state.asleep_since.is_none() {
-                        self.price(&t.region, &a.types).await
+                        self.price(&t.region, &a.types, &mut prices).await
                     } else {
                         None
                     };
@@ -603,13 +618,25 @@ impl<C: Clock> Reconciler<C> {
     }
 
     /// What `types` cost per hour on demand in `region`; `None` when a price is unknown.
-    async fn price(&self, region: &str, types: &[String]) -> Option<f64> {
+    /// Asked once per type and run (`known`), whatever the answer: the Price List is not asked
+    /// again for the next of 2,000 instances of the same type.
+    async fn price(
+        &self,
+        region: &str,
+        types: &[String],
+        known: &mut BTreeMap<String, Option<f64>>,
+    ) -> Option<f64> {
         let mut total = 0.0;
         for t in types {
-            match self.prices.on_demand(region, t).await {
-                Ok(Some(usd)) => total += usd,
-                _ => return None,
-            }
+            let usd = match known.get(t) {
+                Some(usd) => *usd,
+                None => {
+                    let usd = self.prices.on_demand(region, t).await.ok().flatten();
+                    known.insert(t.clone(), usd);
+                    usd
+                }
+            };
+            total += usd?;
         }
         Some(total)
     }

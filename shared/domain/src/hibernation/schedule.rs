@@ -145,7 +145,7 @@ pub struct Override {
 }
 
 /// What the reconciler remembers of a target between runs: the state the schedule (or an
-/// override) wanted at its last run.
+/// override) wanted at its last run, and since when it has wanted it (`at`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Seen {
     pub desired: Power,
