@@ -171,6 +171,18 @@ fn print(name: &str, m: &Measure) {
         m.calls.len(),
     );
     println!("  {:<16} {:?}", "", m.ops());
+    let mut slowest: Vec<&Call> = m.calls.iter().collect();
+    slowest.sort_by_key(|c| std::cmp::Reverse(c.upstream));
+    let slowest: Vec<String> = slowest
+        .iter()
+        .take(3)
+        .map(|c| format!("{} {:.2} s", c.operation, c.upstream.as_secs_f64()))
+        .collect();
+    println!(
+        "  {:<16} the emulator's slowest answers: {}",
+        "",
+        slowest.join(", ")
+    );
     println!("  {:<16} {}", "", m.summary);
 }
 
