@@ -134,6 +134,28 @@ impl Gov {
             .await?)
     }
 
+    /// `spotctl` with this test's tables, as the bed's administrator.
+    pub fn spotctl(&self, args: &[&str]) -> Result<std::process::Output> {
+        let mut command = std::process::Command::new(testbed::bed::bin_path("spotctl"));
+        command
+            .args(args)
+            .env("AWS_ENDPOINT_URL", &self.bed.endpoint)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+        for (var, table) in [
+            ("HIBERNATION_TABLE", "HibernationTable"),
+            ("WASTE_TABLE", "WasteTable"),
+            ("ENFORCEMENT_TABLE", "EnforcementTable"),
+            ("LEDGER_TABLE", "LedgerTable"),
+            ("AUDIT_TABLE", "AuditTable"),
+        ] {
+            command.env(var, self.tables.name(table));
+        }
+        Ok(command.output()?)
+    }
+
     async fn item(&self, table: &str, key: &str, value: String) -> Result<Option<Item>> {
         Ok(self
             .bed

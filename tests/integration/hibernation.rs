@@ -528,20 +528,6 @@ async fn a_throttled_region_a_bad_schedule_a_saga_lock_and_shadow_mode_change_no
     Ok(())
 }
 
-fn spotctl(g: &Gov, args: &[&str]) -> Result<std::process::Output> {
-    Ok(
-        std::process::Command::new(testbed::bed::bin_path("spotctl"))
-            .args(args)
-            .env("AWS_ENDPOINT_URL", &g.bed.endpoint)
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("HIBERNATION_TABLE", g.tables.name("HibernationTable"))
-            .output()?,
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operators_override_a_target_and_read_the_savings_and_one_time_spot_is_never_stopped()
 -> Result<()> {
@@ -567,22 +553,19 @@ async fn operators_override_a_target_and_read_the_savings_and_one_time_spot_is_n
     let now = Utc::now();
     let until = (now + TimeDelta::hours(2)).to_rfc3339();
     let account = g.account.clone();
-    let ok = spotctl(
-        &g,
-        &[
-            "schedule",
-            "override",
-            &released,
-            "--account",
-            &account,
-            "--awake-until",
-            &until,
-            "--by",
-            "alice",
-            "--reason",
-            "release night",
-        ],
-    )?;
+    let ok = g.spotctl(&[
+        "schedule",
+        "override",
+        &released,
+        "--account",
+        &account,
+        "--awake-until",
+        &until,
+        "--by",
+        "alice",
+        "--reason",
+        "release night",
+    ])?;
     assert!(ok.status.success(), "{ok:?}");
     assert!(String::from_utf8_lossy(&ok.stdout).contains("stays awake until"));
     // Refused, and nothing stored: a target that is none, a time past, no reason.
@@ -619,7 +602,7 @@ async fn operators_override_a_target_and_read_the_savings_and_one_time_spot_is_n
             "bob",
         ];
         args.extend(bad.iter());
-        let refused = spotctl(&g, &args)?;
+        let refused = g.spotctl(&args)?;
         assert!(!refused.status.success(), "{bad:?} accepted");
     }
     assert_eq!(
@@ -647,7 +630,7 @@ async fn operators_override_a_target_and_read_the_savings_and_one_time_spot_is_n
     let left: BTreeMap<&str, &str> = actions(&report, "leave").into_iter().collect();
     assert!(left[spot.as_str()].contains("never terminated"), "{left:?}");
 
-    let json = spotctl(&g, &["schedule", "savings", "--json"])?;
+    let json = g.spotctl(&["schedule", "savings", "--json"])?;
     assert!(json.status.success(), "{json:?}");
     let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&json.stdout)
         .lines()
@@ -662,8 +645,7 @@ async fn operators_override_a_target_and_read_the_savings_and_one_time_spot_is_n
     let usd = row["total"]["usd"].as_f64().unwrap_or_default();
     assert!((usd - hours * 0.096).abs() < 1e-6, "{row}");
     assert_eq!(row["schedule"], "never");
-    let table =
-        String::from_utf8_lossy(&spotctl(&g, &["schedule", "savings"])?.stdout).into_owned();
+    let table = String::from_utf8_lossy(&g.spotctl(&["schedule", "savings"])?.stdout).into_owned();
     let line = table
         .lines()
         .find(|l| l.contains(&sleeper))

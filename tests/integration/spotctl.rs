@@ -260,3 +260,188 @@ async fn operators_put_show_and_list_schedules_and_a_bad_one_is_never_written() 
     assert!(!missing.status.success());
     Ok(())
 }
+
+/// Each listing reads what the functions recorded, as a table (headings against values) and as
+/// JSON lines, with filters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_list_waste_enforcement_the_ledger_and_the_audit_trail() -> Result<()> {
+    use crate::governance::Gov;
+    use chrono::Utc;
+    use spot_domain::hibernation::{Schedule, Week};
+    use spot_domain::saga::SagaMode;
+    use spot_domain::saga::ledger::{LedgerRecord, LedgerStatus};
+
+    let g = Gov::start("spotctl-listings").await?;
+    let ec2 = g.ec2("us-east-1");
+    let rogue = Launch::new("t3.micro")
+        .tag("Name", "rogue")
+        .run(&ec2)
+        .await?;
+    let address = ec2
+        .allocate_address()
+        .domain(aws_sdk_ec2::types::DomainType::Vpc)
+        .send()
+        .await?
+        .allocation_id()
+        .unwrap_or_default()
+        .to_owned();
+    let now = Utc::now();
+    g.scan(&[], now).await?;
+    g.enforce(&[], now).await?;
+    // One audited action: the hibernation reconciler stops a scheduled instance, live.
+    let mut never = Schedule::new("never", "UTC", Week::from_matrix(&"0".repeat(168))?)?;
+    never.wake_lead_minutes = 0;
+    spot_aws::SchedulesTable::new(g.bed.dynamodb(), g.tables.name("SchedulesTable"))
+        .put(&never)
+        .await?;
+    let sleeper = Launch::new("t3.micro")
+        .tag(spot_domain::tags::SCHEDULE_TAG, "never")
+        .tag("ManagedBy", "SpotOptimizer")
+        .run(&ec2)
+        .await?;
+    let account = g.account.clone();
+    g.reconcile(
+        &[("MODE", "live"), ("LIVE_ACCOUNTS", account.as_str())],
+        &["us-east-1"],
+        now + chrono::TimeDelta::hours(1),
+    )
+    .await?;
+    // A seeded ledger record.
+    spot_aws::LedgerTable::new(g.bed.dynamodb(), g.tables.name("LedgerTable"))
+        .record(&LedgerRecord {
+            switch_id: format!("sw-{account}-us-east-1-i-0c"),
+            account_id: account.clone(),
+            region: "us-east-1".into(),
+            source_instance_id: "i-0cccccccccccccccc".into(),
+            mode: SagaMode::Shadow,
+            status: LedgerStatus::Shadow,
+            new_instance_id: None,
+            pool: Some("us-east-1#use1-az4#m5.large".parse()?),
+            instance_type: Some("m5.large".into()),
+            on_demand_price: Some(0.096),
+            spot_price: Some(0.035),
+            saving_per_hour: Some(0.061),
+            risk: None,
+            cause: None,
+            at: now,
+            group: None,
+        })
+        .await?;
+
+    let json = |args: &[&str]| -> Result<Vec<serde_json::Value>> {
+        let out = g.spotctl(args)?;
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        Ok(stdout(&out)
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()?)
+    };
+    // The table: the value under each heading of the row that names `id`.
+    let row = |args: &[&str], id: &str| -> Result<std::collections::BTreeMap<String, String>> {
+        let out = stdout(&g.spotctl(args)?);
+        let cells = |line: &str| -> Vec<String> {
+            line.split(['│', '┆'])
+                .map(|c| c.trim().to_owned())
+                .filter(|c| !c.is_empty())
+                .collect()
+        };
+        let header = cells(out.lines().nth(1).unwrap_or_default());
+        let line = out.lines().find(|l| l.contains(id)).unwrap_or_default();
+        let values = cells(line);
+        assert_eq!(header.len(), values.len(), "{out}");
+        assert!(!header.is_empty(), "{out}");
+        Ok(header.into_iter().zip(values).collect())
+    };
+    let mine = ["--account", account.as_str()];
+
+    let waste = json(&[&["waste", "list", "--json"][..], &mine].concat())?;
+    let eip = waste
+        .iter()
+        .find(|r| r["resource_id"] == address.as_str())
+        .expect("the idle address");
+    let status = eip["status"].as_str().unwrap_or_default().to_owned();
+    let r = row(&[&["waste", "list"][..], &mine].concat(), &address)?;
+    assert_eq!(r["account"], account);
+    assert_eq!(r["kind"], "elastic_ip");
+    assert_eq!(r["status"], status);
+    let none = stdout(&g.spotctl(&[
+        "waste",
+        "list",
+        "--status",
+        "DELETED",
+        "--account",
+        &account,
+    ])?);
+    assert!(none.contains("no waste recorded"), "{none}");
+
+    let flagged = json(
+        &[
+            &["enforcement", "list", "--json", "--status", "flagged"][..],
+            &mine,
+        ]
+        .concat(),
+    )?;
+    assert!(
+        flagged.iter().any(|r| r["instance_id"] == rogue.as_str()),
+        "{flagged:?}"
+    );
+    let r = row(&[&["enforcement", "list"][..], &mine].concat(), &rogue)?;
+    assert_eq!(
+        (r["status"].as_str(), r["deadline set in"].as_str()),
+        ("FLAGGED", "audit")
+    );
+
+    let ledger = json(&[&["ledger", "list", "--json"][..], &mine].concat())?;
+    assert_eq!(ledger.len(), 1, "only switch records: {ledger:?}");
+    let r = row(
+        &[&["ledger", "list"][..], &mine].concat(),
+        "i-0cccccccccccccccc",
+    )?;
+    assert_eq!(
+        (r["status"].as_str(), r["saving $/h"].as_str()),
+        ("SHADOW", "0.0610")
+    );
+
+    let audit = json(
+        &[
+            &[
+                "audit",
+                "list",
+                "--json",
+                "--function",
+                "hibernation-reconciler",
+            ][..],
+            &mine,
+        ]
+        .concat(),
+    )?;
+    assert!(
+        audit.iter().any(|r| r["action"] == "stop"
+            && r["resource_id"]
+                .as_str()
+                .is_some_and(|ids| ids.contains(&sleeper))
+            && r["outcome"] == "done"),
+        "{audit:?}"
+    );
+    let r = row(
+        &[
+            &["audit", "list", "--function", "hibernation-reconciler"][..],
+            &mine,
+        ]
+        .concat(),
+        &sleeper,
+    )?;
+    assert_eq!(
+        (
+            r["action"].as_str(),
+            r["mode"].as_str(),
+            r["outcome"].as_str()
+        ),
+        ("stop", "live", "done")
+    );
+    let later = stdout(&g.spotctl(&["audit", "list", "--since", "2099-01-01T00:00:00Z"])?);
+    assert!(later.contains("no audited action"), "{later}");
+    let bad = g.spotctl(&["audit", "list", "--since", "yesterday"])?;
+    assert!(!bad.status.success());
+    Ok(())
+}

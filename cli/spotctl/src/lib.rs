@@ -1,5 +1,7 @@
 //! Rendering shared by `spotctl` and the demo.
 
+pub mod listings;
+
 use chrono::{DateTime, TimeDelta, Utc};
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{ContentArrangement, Table};
@@ -480,7 +482,7 @@ mod tests {
         );
     }
 
-    fn at(s: &str) -> DateTime<Utc> {
+    pub(crate) fn at(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
     }
 
@@ -513,7 +515,7 @@ mod tests {
     }
 
     /// Each heading of `table`'s only row, with the value under it.
-    fn columns(table: &Table) -> Vec<(String, String)> {
+    pub(crate) fn columns(table: &Table) -> Vec<(String, String)> {
         let header: Vec<String> = table
             .header()
             .map(|h| h.cell_iter().map(|c| c.content()).collect())

@@ -1,12 +1,13 @@
-//! `spotctl`: the operator's view of the shared quarantine, the accounts registry, the approvals
-//! and the failovers.
+//! `spotctl`: the operator's view of the shared quarantine, the accounts registry, the approvals,
+//! the failovers, the hibernation schedules, and what the functions recorded (waste, enforcement,
+//! the ledger, the audit trail).
 
 use anyhow::{Context, Result, bail};
 use chrono::Utc;
 use clap::{Parser, Subcommand};
 use spot_aws::{
-    AccountsTable, ApprovalsTable, AwsContext, Ec2, HibernationTable, LedgerTable, QuarantineTable,
-    SchedulesTable, TaskAnswers,
+    AccountsTable, ApprovalsTable, AuditTable, AwsContext, Ec2, EnforcementTable, HibernationTable,
+    LedgerTable, QuarantineTable, SchedulesTable, TaskAnswers, WasteTable,
 };
 use spot_domain::hibernation::state::{OverrideItem, check_override};
 use spot_domain::hibernation::{Override, Power, Schedule, Week};
@@ -45,6 +46,94 @@ enum Command {
     /// Hibernation schedules.
     #[command(subcommand)]
     Schedule(ScheduleCommand),
+    /// What the waste scanner found and did (table from WASTE_TABLE or --table).
+    #[command(subcommand)]
+    Waste(ListCommand),
+    /// What the security enforcer flagged and enforced (table from ENFORCEMENT_TABLE or --table).
+    #[command(subcommand)]
+    Enforcement(EnforcementCommand),
+    /// The switches and swapped members, realised or shadow (table from LEDGER_TABLE or --table).
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
+    /// Every destructive action, recorded before it was taken, and how it ended (table from
+    /// AUDIT_TABLE or --table).
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum ListCommand {
+    /// Tracked waste, most costly first: kind, status, monthly cost, deletion date, why.
+    List {
+        #[arg(long, env = "WASTE_TABLE")]
+        table: String,
+        #[command(flatten)]
+        filter: spotctl::listings::Filter,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum EnforcementCommand {
+    /// Flagged and enforced instances, nearest deadline first.
+    List {
+        #[arg(long, env = "ENFORCEMENT_TABLE")]
+        table: String,
+        #[command(flatten)]
+        filter: spotctl::listings::Filter,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum LedgerCommand {
+    /// Switch and swap records, newest first: source, clone, status, pool, saving per hour.
+    List {
+        #[arg(long, env = "LEDGER_TABLE")]
+        table: String,
+        #[command(flatten)]
+        filter: spotctl::listings::Filter,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// The audit trail, newest first (--status filters on the outcome: done, failed, started).
+    List {
+        #[arg(long, env = "AUDIT_TABLE")]
+        table: String,
+        #[command(flatten)]
+        filter: spotctl::listings::Filter,
+        /// Only this function's actions (e.g. waste-scanner, hibernation-reconciler).
+        #[arg(long)]
+        function: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Prints `records` as JSON lines, a table, or `none` when there are none.
+fn print_list<T: serde::Serialize>(
+    records: &[T],
+    json: bool,
+    none: &str,
+    table: impl FnOnce(&[T]) -> comfy_table::Table,
+) -> Result<()> {
+    if json {
+        for r in records {
+            println!("{}", serde_json::to_string(r)?);
+        }
+    } else if records.is_empty() {
+        println!("{none}");
+    } else {
+        println!("{}", table(records));
+    }
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -532,6 +621,63 @@ async fn main() -> Result<()> {
                 let (targets, schedules) = spotctl::savings_tables(&all.targets, now);
                 println!("{targets}\n\nper schedule:\n{schedules}");
             }
+        }
+        Command::Waste(ListCommand::List {
+            table,
+            filter,
+            json,
+        }) => {
+            let all = WasteTable::new(dynamodb, table).all().await?;
+            let kept = spotctl::listings::waste(all, &filter);
+            print_list(
+                &kept,
+                json,
+                "no waste recorded",
+                spotctl::listings::waste_table,
+            )?;
+        }
+        Command::Enforcement(EnforcementCommand::List {
+            table,
+            filter,
+            json,
+        }) => {
+            let all = EnforcementTable::new(dynamodb, table).all().await?;
+            let kept = spotctl::listings::enforcement(all, &filter);
+            print_list(
+                &kept,
+                json,
+                "no instance flagged",
+                spotctl::listings::enforcement_table,
+            )?;
+        }
+        Command::Ledger(LedgerCommand::List {
+            table,
+            filter,
+            json,
+        }) => {
+            let all = LedgerTable::new(dynamodb, table).switches().await?;
+            let kept = spotctl::listings::ledger(all, &filter);
+            print_list(
+                &kept,
+                json,
+                "no switch recorded",
+                spotctl::listings::ledger_table,
+            )?;
+        }
+        Command::Audit(AuditCommand::List {
+            table,
+            filter,
+            function,
+            json,
+        }) => {
+            let all = AuditTable::new(dynamodb, table).all().await?;
+            let kept = spotctl::listings::audit(all, &filter, function.as_deref());
+            print_list(
+                &kept,
+                json,
+                "no audited action",
+                spotctl::listings::audit_table,
+            )?;
         }
         Command::Failovers(FailoversCommand::Volumes { retention_days }) => {
             let volumes = Ec2::new(aws_sdk_ec2::Client::new(ctx.base()))

@@ -27,6 +27,26 @@ pub struct AuditEntry {
     pub at: chrono::DateTime<chrono::Utc>,
 }
 
+/// An audited action as the trail holds it: the entry, how it ended (`started` until it did) and
+/// when.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct AuditRecord {
+    pub action_id: String,
+    pub function: String,
+    pub action: String,
+    pub account: String,
+    pub region: String,
+    pub resource_id: String,
+    pub reason: String,
+    pub pre_state: String,
+    pub mode: Mode,
+    pub request_id: String,
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub outcome: String,
+    #[serde(default)]
+    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 /// Whether an audited action was already completed by an earlier run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuditBegin {

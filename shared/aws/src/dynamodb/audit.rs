@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_dynamo::Item;
 use spot_domain::AwsError;
-use spot_domain::audit::{AuditBegin, AuditEntry, AuditLog};
+use spot_domain::audit::{AuditBegin, AuditEntry, AuditLog, AuditRecord};
 use spot_domain::governance::mode::Mode;
 
 use crate::error::{classify, invalid_data};
@@ -51,6 +51,21 @@ impl AuditTable {
             client,
             table: table.into(),
         }
+    }
+}
+
+impl AuditTable {
+    /// The whole trail (`spotctl audit list`), newest first.
+    pub async fn all(&self) -> Result<Vec<AuditRecord>, AwsError> {
+        let mut all = super::scan_all(&self.client, &self.table)
+            .await?
+            .into_iter()
+            .map(|item| {
+                serde_dynamo::from_item(item).map_err(|e| invalid_data("Scan", e.to_string()))
+            })
+            .collect::<Result<Vec<AuditRecord>, _>>()?;
+        all.sort_by_key(|r| std::cmp::Reverse(r.at));
+        Ok(all)
     }
 }
 

@@ -132,6 +132,21 @@ impl WasteTable {
     }
 }
 
+impl WasteTable {
+    /// Every record of every account and region (`spotctl waste list`).
+    pub async fn all(&self) -> Result<Vec<WasteRecord>, AwsError> {
+        super::scan_all(&self.client, &self.table)
+            .await?
+            .into_iter()
+            .map(|item| {
+                serde_dynamo::from_item::<_, WasteItem>(item)
+                    .map(WasteRecord::from)
+                    .map_err(|e| invalid_data("Scan", e.to_string()))
+            })
+            .collect()
+    }
+}
+
 impl WasteStore for WasteTable {
     async fn records(&self, account: &str, region: &str) -> Result<Vec<WasteRecord>, AwsError> {
         let items: Vec<WasteItem> =
@@ -184,6 +199,39 @@ impl EnforcementTable {
     }
 }
 
+impl EnforcementTable {
+    /// Every record of every account and region (`spotctl enforcement list`).
+    pub async fn all(&self) -> Result<Vec<EnforcementRecord>, AwsError> {
+        super::scan_all(&self.client, &self.table)
+            .await?
+            .into_iter()
+            .map(|item| {
+                serde_dynamo::from_item::<_, EnforcementItem>(item)
+                    .map(EnforcementRecord::from)
+                    .map_err(|e| invalid_data("Scan", e.to_string()))
+            })
+            .collect()
+    }
+}
+
+impl From<EnforcementItem> for EnforcementRecord {
+    fn from(i: EnforcementItem) -> Self {
+        Self {
+            account: i.account,
+            region: i.region,
+            instance_id: i.instance_id,
+            auth_status: i.auth_status,
+            flagged_at: i.flagged_at,
+            terminate_after: i.terminate_after,
+            deadline_mode: i.deadline_mode,
+            reason: i.reason,
+            tags: i.tags,
+            decided_at: i.decided_at,
+            version: i.version,
+        }
+    }
+}
+
 impl EnforcementStore for EnforcementTable {
     async fn records(
         &self,
@@ -192,22 +240,7 @@ impl EnforcementStore for EnforcementTable {
     ) -> Result<Vec<EnforcementRecord>, AwsError> {
         let items: Vec<EnforcementItem> =
             query_scope(&self.client, &self.table, scope(account, region)).await?;
-        Ok(items
-            .into_iter()
-            .map(|i| EnforcementRecord {
-                account: i.account,
-                region: i.region,
-                instance_id: i.instance_id,
-                auth_status: i.auth_status,
-                flagged_at: i.flagged_at,
-                terminate_after: i.terminate_after,
-                deadline_mode: i.deadline_mode,
-                reason: i.reason,
-                tags: i.tags,
-                decided_at: i.decided_at,
-                version: i.version,
-            })
-            .collect())
+        Ok(items.into_iter().map(EnforcementRecord::from).collect())
     }
 
     async fn put(&self, r: &EnforcementRecord) -> Result<Write, AwsError> {

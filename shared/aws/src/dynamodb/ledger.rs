@@ -57,6 +57,21 @@ impl LedgerTable {
             .collect()
     }
 
+    /// Every switch and swapped member's record (`spotctl ledger list`), newest first; the
+    /// table's other items (locks, failovers, roles, notes) are not switch records and are left out.
+    pub async fn switches(&self) -> Result<Vec<LedgerRecord>, AwsError> {
+        let mut all: Vec<LedgerRecord> = super::scan_all(&self.client, &self.table)
+            .await?
+            .into_iter()
+            .filter(|item| item.get("source_instance_id").is_some() && item.get("status").is_some())
+            .map(|item| {
+                serde_dynamo::from_item(item).map_err(|e| invalid_data("Scan", e.to_string()))
+            })
+            .collect::<Result<_, _>>()?;
+        all.sort_by_key(|r| std::cmp::Reverse(r.at));
+        Ok(all)
+    }
+
     pub async fn lock(
         &self,
         key: &str,
