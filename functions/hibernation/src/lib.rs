@@ -343,8 +343,8 @@ impl Act<'_> {
 }
 
 impl<C: Clock> Reconciler<C> {
-    /// Runs `call` between its audit item's begin and finish; `Ok(false)` when an earlier run
-    /// already did it.
+    /// Runs `call` between its audit item's begin and finish, and returns its outcome; an
+    /// action an earlier run already finished is not taken again.
     async fn audited<F, Fut>(&self, entry: AuditEntry, call: F) -> Result<String, AwsError>
     where
         F: FnOnce() -> Fut,
