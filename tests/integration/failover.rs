@@ -227,6 +227,7 @@ impl Failover {
 async fn a_warning_for_a_switch_clone_gets_a_healthy_replacement_with_its_address_and_its_data()
 -> Result<()> {
     let mut f = Failover::start("fo-warning").await?;
+    let notices = f.saga.notices().await?;
     let sent = Instant::now();
     let answer = f.signal(WARNING).await?;
     assert_eq!(answer["action"], "quarantined", "{answer}");
@@ -253,6 +254,16 @@ async fn a_warning_for_a_switch_clone_gets_a_healthy_replacement_with_its_addres
         Some(new.as_str())
     );
     f.assert_data_kept().await?;
+    let told = notices
+        .wait_for(&format!("Spot failover of {}", f.clone))
+        .await?;
+    assert_eq!(told["MessageAttributes"]["event"]["Value"], "finished");
+    assert!(
+        told["Message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&format!("{new} (")) && m.contains("replaces")),
+        "{told}"
+    );
 
     let tags = ec2
         .describe_tags()

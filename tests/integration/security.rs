@@ -7,6 +7,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
 use spot_domain::tags::EXEMPT_TAG;
 use spot_domain::tags::UNAUTHORIZED_TAG;
+use testbed::saga::Inbox;
 use testbed::{LambdaHost, Launch};
 
 use crate::governance::{Gov, status, target};
@@ -95,9 +96,25 @@ async fn live_mode_terminates_after_the_grace_not_before_and_records_why() -> Re
     let live = [("MODE", "live"), ("LIVE_ACCOUNTS", g.account.as_str())];
     let ec2 = g.ec2("us-east-1");
     let rogue = Launch::new("c5.large").run(&ec2).await?;
+    let inbox = Inbox::subscribe(&g.bed, g.tables.name("NoticeTopic"), None).await?;
     let t0 = Utc::now();
     g.enforce(&live, t0).await?;
     assert!(g.tags("us-east-1", &rogue).await?[UNAUTHORIZED_TAG].contains("will terminate after"));
+    // The owner is told, with the deadline.
+    let told = inbox.wait_for(&format!("Instance {rogue} ")).await?;
+    let deadline = hours(t0, 24).format("%Y-%m-%dT%H:%MZ").to_string();
+    assert_eq!(told["MessageAttributes"]["event"]["Value"], "flagged");
+    assert_eq!(told["MessageAttributes"]["kind"]["Value"], "enforcement");
+    assert_eq!(
+        told["MessageAttributes"]["deadline"]["Value"],
+        deadline.as_str()
+    );
+    assert!(
+        told["Message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&deadline)),
+        "{told}"
+    );
 
     g.enforce(&live, hours(t0, 23)).await?;
     assert_eq!(
@@ -124,6 +141,16 @@ async fn live_mode_terminates_after_the_grace_not_before_and_records_why() -> Re
 
     let report = g.enforce(&live, hours(t0, 26)).await?;
     assert_eq!(report.actions, 0, "nothing left to do");
+    let notices = inbox.notifications().await?;
+    let events: Vec<&str> = notices
+        .iter()
+        .filter_map(|v| v["MessageAttributes"]["event"]["Value"].as_str())
+        .collect();
+    assert_eq!(
+        events,
+        ["flagged", "enforced"],
+        "told once each: {notices:#?}"
+    );
     Ok(())
 }
 

@@ -242,6 +242,7 @@ async fn every_on_demand_member_is_replaced_and_capacity_never_drops() -> Result
     let before = snapshot(&swap.autoscaling, &swap.group).await?;
     assert_eq!(before.in_service, 3);
     let name = swap.saga.name("ok");
+    let notices = swap.saga.notices().await?;
 
     let (e, lowest) = swap.run(&name, "live").await?;
 
@@ -285,6 +286,20 @@ async fn every_on_demand_member_is_replaced_and_capacity_never_drops() -> Result
         assert_eq!(record.group.as_deref(), Some(swap.group.as_str()));
     }
     swap.assert_no_orphan(&name).await?;
+    let told = notices
+        .wait_for(&format!(
+            "Auto Scaling group swap to Spot of asg/{}",
+            swap.group
+        ))
+        .await?;
+    assert_eq!(told["MessageAttributes"]["event"]["Value"], "finished");
+    let message = told["Message"].as_str().unwrap_or_default();
+    for old in &before.members {
+        assert!(
+            message.contains(&format!("{old} replaced by Spot instance")),
+            "{message}"
+        );
+    }
     let per_member = e.path.iter().filter(|s| *s == "LaunchBatch").count();
     println!(
         "swap of 3: {} states ({} per member), {} Lambda invocations, {:.1} s (waits of 1 s), lowest in service {lowest}",

@@ -193,6 +193,7 @@ fn stop_calls(saga: &SagaBed) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_clone_replaces_the_source_which_is_stopped_only_at_the_end() -> Result<()> {
     let saga = SagaBed::start("switch-ok", NO_APPROVAL).await?;
+    let notices = saga.notices().await?;
     let ec2 = saga.bed.ec2();
     let source = source(&saga).await?;
     let name = saga.name("ok");
@@ -218,6 +219,20 @@ async fn a_healthy_clone_replaces_the_source_which_is_stopped_only_at_the_end() 
     assert_eq!(e.output["launch"]["pool"], "us-east-1#use1-az1#m5.large");
     let saving = e.output["launch"]["saving_per_hour"].as_f64().unwrap();
     assert!((saving - (0.096 - 0.035)).abs() < 1e-9, "{saving}");
+    // The owner is told, once, what now runs and what it saves.
+    let told = notices
+        .wait_for(&format!("Switch to Spot of {source}"))
+        .await?;
+    let message = told["Message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&format!("{clone} (m5.large) runs on Spot"))
+            && message.contains("$0.0610 an hour"),
+        "{message}"
+    );
+    assert_eq!(told["MessageAttributes"]["event"]["Value"], "finished");
+    assert_eq!(told["MessageAttributes"]["kind"]["Value"], "switch");
+    assert_eq!(told["MessageAttributes"]["account"]["Value"], HOME_ACCOUNT);
+    assert_eq!(notices.notifications().await?.len(), 1);
     let ranked: Vec<&str> = e.output["plan"]["candidates"]
         .as_array()
         .unwrap()
@@ -806,6 +821,7 @@ async fn a_failed_stop_of_the_source_rolls_back() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failure_after_the_stop_restarts_the_source_with_its_address() -> Result<()> {
     let saga = SagaBed::start("switch-after-stop", NO_APPROVAL).await?;
+    let notices = saga.notices().await?;
     let ec2 = saga.bed.ec2();
     let source = source(&saga).await?;
     let (allocation, _) = elastic_ip(&ec2, &source).await?;
@@ -825,6 +841,16 @@ async fn a_failure_after_the_stop_restarts_the_source_with_its_address() -> Resu
     );
     let undone = e.cause.unwrap_or_default();
     assert!(undone.contains("AssociateAddress"), "{undone}");
+    // The owner hears why, and what was put back.
+    let told = notices
+        .wait_for(&format!("Switch to Spot of {source}"))
+        .await?;
+    assert_eq!(told["MessageAttributes"]["event"]["Value"], "rolled_back");
+    let message = told["Message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("AssociateAddress") && message.contains(&format!("{source} runs again")),
+        "{message}"
+    );
     Ok(())
 }
 

@@ -7,6 +7,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
 use spot_domain::ErrorName;
 use spot_domain::tags::{BACKUP_TAG, EXEMPT_TAG, WASTE_TAG};
+use testbed::saga::Inbox;
 use testbed::{Fault, LambdaHost, Launch};
 
 use crate::governance::{Gov, status, target};
@@ -172,6 +173,11 @@ async fn live_mode_deletes_only_after_the_grace_with_audit_items_and_a_backup() 
     let t0 = Utc::now();
     let ip = address(&ec2).await?;
     let vol = volume(&ec2, "us-east-1b", 20).await?;
+    // Owners subscribe to the stack's notice topic; one of them only to scheduled deletions.
+    let topic = g.tables.name("NoticeTopic");
+    let all = Inbox::subscribe(&g.bed, topic, None).await?;
+    let filter = json!({"account": [g.account], "event": ["scheduled_delete"]}).to_string();
+    let deletions_only = Inbox::subscribe(&g.bed, topic, Some(&filter)).await?;
 
     g.scan(&live, day(t0, 8)).await?;
     let report = g.scan(&live, day(t0, 15)).await?;
@@ -180,6 +186,26 @@ async fn live_mode_deletes_only_after_the_grace_with_audit_items_and_a_backup() 
     let delete_after =
         chrono::DateTime::parse_from_rfc3339(s(record.as_ref().unwrap(), "delete_after"))?;
     assert_eq!(delete_after, day(t0, 22));
+    // Each owner is told once, with the date, and the attributes to filter on.
+    let told = all.wait_for(&format!("EBS volume {vol}")).await?;
+    let deadline = day(t0, 22).format("%Y-%m-%dT%H:%MZ").to_string();
+    assert!(
+        told["Message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&format!("deleted after {deadline}"))),
+        "{told}"
+    );
+    let attribute =
+        |v: &serde_json::Value, name: &str| v["MessageAttributes"][name]["Value"].clone();
+    assert_eq!(attribute(&told, "account"), json!(g.account));
+    assert_eq!(attribute(&told, "kind"), json!("waste"));
+    assert_eq!(attribute(&told, "event"), json!("scheduled_delete"));
+    assert_eq!(attribute(&told, "deadline"), json!(deadline));
+    all.wait_for(&format!("Elastic IP {ip}")).await?;
+    assert_eq!(
+        target(&report, "us-east-1")?.notices,
+        [("done".to_owned(), 2)].into()
+    );
     assert!(g.tags("us-east-1", &vol).await?[WASTE_TAG].contains("deleted after"));
     assert_eq!(
         target(&report, "us-east-1")?.mode,
@@ -233,11 +259,46 @@ async fn live_mode_deletes_only_after_the_grace_with_audit_items_and_a_backup() 
         );
     }
 
-    // Re-running changes nothing and repeats nothing.
+    // The deletions are announced too, the backup named.
+    let gone = all
+        .wait_for(&format!(
+            "EBS volume {vol} in account {}, us-east-1, is deleted",
+            g.account
+        ))
+        .await?;
+    assert_eq!(attribute(&gone, "event"), json!("deleted"));
+    assert!(
+        gone["Message"]
+            .as_str()
+            .is_some_and(|m| m.contains(s(&record, "backup_snapshot_id"))),
+        "{gone}"
+    );
+    all.wait_for(&format!(
+        "Elastic IP {ip} in account {}, us-east-1, is deleted",
+        g.account
+    ))
+    .await?;
+
+    // Re-running changes nothing and repeats nothing, nor tells anybody again.
     let report = g.scan(&live, day(t0, 23)).await?;
     assert!(report.errors.is_empty());
     assert_eq!(report.actions, 0);
+    assert!(target(&report, "us-east-1")?.notices.is_empty());
     assert_eq!(g.audit().await?.len(), 2);
+    assert_eq!(
+        all.notifications().await?.len(),
+        4,
+        "{:#?}",
+        all.notifications().await?
+    );
+    // The filtered subscription got the two scheduled deletions and nothing else.
+    let filtered = deletions_only.notifications().await?;
+    assert_eq!(filtered.len(), 2, "{filtered:#?}");
+    assert!(
+        filtered
+            .iter()
+            .all(|v| attribute(v, "event") == json!("scheduled_delete"))
+    );
     Ok(())
 }
 

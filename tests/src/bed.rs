@@ -178,6 +178,18 @@ impl Bed {
             table.create(&ddb, &name).await?;
             names.insert(table.logical_id.clone(), name);
         }
+        // The stack's own topics (owners' notices, alarms): `!Ref` of a topic is its ARN.
+        let sns = aws_sdk_sns::Client::new(&self.home);
+        for (logical_id, _) in template.resources_of_type("AWS::SNS::Topic") {
+            let arn = sns
+                .create_topic()
+                .name(format!("{label}-{logical_id}-{suffix}"))
+                .send()
+                .await?
+                .topic_arn
+                .context("no topic ARN")?;
+            names.insert(logical_id.to_owned(), arn);
+        }
         Ok(Tables {
             names,
             stack: format!("{label}-{suffix}"),
@@ -306,7 +318,7 @@ pub fn bin_path(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn unique_suffix() -> String {
+pub fn unique_suffix() -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

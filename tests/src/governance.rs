@@ -7,14 +7,22 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
-use spot_aws::{AccountsTable, AuditTable, AwsContext, AwsFleets, EnforcementTable, WasteTable};
+use spot_aws::{
+    AccountsTable, AuditTable, AwsContext, AwsFleets, EnforcementTable, Notifier, WasteTable,
+};
 use spot_domain::FixedClock;
 use spot_domain::config::Env;
 
 use crate::bed::{HOME_ACCOUNT, Tables};
 
-pub type Scanner =
-    governance::waste::Scanner<AccountsTable, AwsFleets, WasteTable, AuditTable, FixedClock>;
+pub type Scanner = governance::waste::Scanner<
+    AccountsTable,
+    AwsFleets,
+    WasteTable,
+    AuditTable,
+    FixedClock,
+    Option<Notifier>,
+>;
 pub type Reconciler = hibernation::Reconciler<FixedClock>;
 pub type Enforcer = governance::enforce::Enforcer<
     AccountsTable,
@@ -22,6 +30,7 @@ pub type Enforcer = governance::enforce::Enforcer<
     EnforcementTable,
     AuditTable,
     FixedClock,
+    Option<Notifier>,
 >;
 
 /// Builds the flows of one set of tables, reaching AWS through `endpoint`: each flow as its
@@ -95,6 +104,7 @@ impl<'a> Flows<'a> {
             fleets: AwsFleets::new(self.scanner.clone()),
             store: WasteTable::new(dynamodb.clone(), &config.waste_table),
             audit: AuditTable::new(dynamodb, &config.governance.audit_table),
+            notices: notices(&self.scanner, &config.notice_topic_arn),
             clock: FixedClock(now),
             home_account: HOME_ACCOUNT.into(),
             config,
@@ -127,9 +137,17 @@ impl<'a> Flows<'a> {
             fleets: AwsFleets::new(self.enforcer.clone()),
             store: EnforcementTable::new(dynamodb.clone(), &config.enforcement_table),
             audit: AuditTable::new(dynamodb, &config.governance.audit_table),
+            notices: notices(&self.enforcer, &config.notice_topic_arn),
             clock: FixedClock(now),
             home_account: HOME_ACCOUNT.into(),
             config,
         })
     }
+}
+
+/// The owners' topic as a function with role `ctx` publishes to it.
+fn notices(ctx: &AwsContext, topic: &Option<String>) -> Option<Notifier> {
+    topic
+        .clone()
+        .map(|topic| Notifier::new(aws_sdk_sns::Client::new(ctx.base()), topic))
 }

@@ -157,12 +157,23 @@ pub struct BedRoles {
 }
 
 fn allowed(statements: &[Statement]) -> Actions {
-    statements
+    let mut actions: Actions = statements
         .iter()
         .filter(|s| s.effect == "Allow")
         .flat_map(|s| s.actions.iter().cloned())
-        .collect()
+        .collect();
+    // moto authorises each call under its own name; AWS authorises these under another action.
+    for (call, action) in AUTHORISED_AS {
+        if actions.contains(*action) {
+            actions.insert((*call).to_owned());
+        }
+    }
+    actions
 }
+
+/// API calls AWS authorises with another action's permission (`sns:PublishBatch` needs
+/// `sns:Publish`; there is no IAM action of its own).
+const AUTHORISED_AS: &[(&str, &str)] = &[("sns:PublishBatch", "sns:Publish")];
 
 /// `!Ref X` → `X`.
 fn reference(v: &Value) -> Option<&str> {

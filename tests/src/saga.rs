@@ -602,6 +602,11 @@ impl SagaBed {
         )
     }
 
+    /// A subscription to the owners' notice topic of this bed's stack.
+    pub async fn notices(&self) -> Result<Inbox> {
+        Inbox::subscribe(&self.bed, self.tables.name("NoticeTopic"), None).await
+    }
+
     /// Runs `spotctl` against this bed's tables.
     pub fn spotctl(&self, args: &[&str]) -> Result<std::process::Output> {
         Ok(std::process::Command::new(bin_path("spotctl"))
@@ -632,12 +637,13 @@ impl SagaBed {
     }
 }
 
-/// An SNS topic whose notifications arrive here: moto delivers them to an HTTP subscription served
-/// by this test.
+/// An SNS topic's notifications, as a subscriber gets them: moto delivers them to an SQS queue
+/// subscribed to the topic (its HTTP deliveries leave the message attributes out).
 pub struct Inbox {
     pub topic_arn: String,
-    messages: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
-    server: tokio::task::JoinHandle<()>,
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    received: std::sync::Mutex<Vec<Value>>,
 }
 
 impl Inbox {
@@ -646,72 +652,109 @@ impl Inbox {
         format!("arn:aws:sns:{REGION}:{HOME_ACCOUNT}:{name}")
     }
 
+    /// Creates topic `name` (or finds it) and subscribes to it.
     pub async fn start(bed: &Bed, name: &str) -> Result<Self> {
-        use axum::extract::State;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let address = listener.local_addr()?;
-        let messages = std::sync::Arc::<std::sync::Mutex<Vec<Value>>>::default();
-        let app = axum::Router::new()
-            .route(
-                "/",
-                axum::routing::post(
-                    |State(m): State<std::sync::Arc<std::sync::Mutex<Vec<Value>>>>,
-                     body: String| async move {
-                        if let (Ok(v), Ok(mut m)) = (serde_json::from_str(&body), m.lock()) {
-                            m.push(v);
-                        }
-                        "ok"
-                    },
-                ),
-            )
-            .with_state(messages.clone());
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        let sns = aws_sdk_sns::Client::new(&bed.home);
-        let topic_arn = sns
+        let topic_arn = aws_sdk_sns::Client::new(&bed.home)
             .create_topic()
             .name(name)
             .send()
             .await?
             .topic_arn
             .context("no topic ARN")?;
-        sns.subscribe()
-            .topic_arn(&topic_arn)
-            .protocol("http")
-            .endpoint(format!("http://{address}/"))
+        Self::subscribe(bed, &topic_arn, None).await
+    }
+
+    /// A queue of its own subscribed to the existing topic `topic_arn`, with SNS filter policy
+    /// `filter` (on message attributes) if given.
+    pub async fn subscribe(bed: &Bed, topic_arn: &str, filter: Option<&str>) -> Result<Self> {
+        let sqs = aws_sdk_sqs::Client::new(&bed.home);
+        let name = format!("inbox-{}", crate::bed::unique_suffix());
+        let queue_url = sqs
+            .create_queue()
+            .queue_name(&name)
             .send()
-            .await?;
+            .await?
+            .queue_url
+            .context("no queue URL")?;
+        let mut subscribe = aws_sdk_sns::Client::new(&bed.home)
+            .subscribe()
+            .topic_arn(topic_arn)
+            .protocol("sqs")
+            .endpoint(format!("arn:aws:sqs:{REGION}:{HOME_ACCOUNT}:{name}"));
+        if let Some(filter) = filter {
+            subscribe = subscribe.attributes("FilterPolicy", filter);
+        }
+        subscribe.send().await?;
         Ok(Self {
-            topic_arn,
-            messages,
-            server,
+            topic_arn: topic_arn.to_owned(),
+            sqs,
+            queue_url,
+            received: Default::default(),
         })
+    }
+
+    /// Takes what the queue holds now into `received`.
+    async fn drain(&self) -> Result<()> {
+        loop {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .send()
+                .await?;
+            let messages = out.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return Ok(());
+            }
+            for m in messages {
+                if let Some(body) = m.body.as_deref()
+                    && let Ok(v) = serde_json::from_str::<Value>(body)
+                    && let Ok(mut received) = self.received.lock()
+                {
+                    received.push(v);
+                }
+                if let Some(handle) = m.receipt_handle {
+                    self.sqs
+                        .delete_message()
+                        .queue_url(&self.queue_url)
+                        .receipt_handle(handle)
+                        .send()
+                        .await?;
+                }
+            }
+        }
+    }
+
+    /// Every notification delivered so far.
+    pub async fn notifications(&self) -> Result<Vec<Value>> {
+        self.drain().await?;
+        Ok(self
+            .received
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .filter(|v| v["Type"] == "Notification")
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     /// The first notification whose message contains `text` (waits up to 10 s).
     pub async fn wait_for(&self, text: &str) -> Result<Value> {
         for _ in 0..100 {
-            let found = self.messages.lock().ok().and_then(|m| {
-                m.iter()
-                    .find(|v| {
-                        v["Type"] == "Notification"
-                            && v["Message"].as_str().is_some_and(|s| s.contains(text))
-                    })
-                    .cloned()
-            });
+            let found = self
+                .notifications()
+                .await?
+                .into_iter()
+                .find(|v| v["Message"].as_str().is_some_and(|s| s.contains(text)));
             if let Some(v) = found {
                 return Ok(v);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         bail!("no notification about {text} on {}", self.topic_arn)
-    }
-}
-
-impl Drop for Inbox {
-    fn drop(&mut self) {
-        self.server.abort();
     }
 }
 

@@ -22,6 +22,7 @@ pub fn workspace_root() -> PathBuf {
 pub struct Template {
     resources: serde_norway::Mapping,
     parameters: serde_norway::Mapping,
+    conditions: serde_norway::Mapping,
 }
 
 /// A DynamoDB table as the template declares it.
@@ -53,6 +54,7 @@ impl Template {
         Ok(Self {
             resources: section("Resources"),
             parameters: section("Parameters"),
+            conditions: section("Conditions"),
         })
     }
 
@@ -217,7 +219,7 @@ impl Template {
                 .and_then(|e| e.get("Variables"))
                 .and_then(Value::as_mapping);
             for (k, v) in vars.into_iter().flatten() {
-                if !matches!(v, Value::Tagged(t) if t.tag == "Ref" || t.tag == "GetAtt" || t.tag == "Sub")
+                if !matches!(v, Value::Tagged(t) if t.tag == "Ref" || t.tag == "GetAtt" || t.tag == "Sub" || t.tag == "If")
                 {
                     problems.push(format!(
                         "{id}.{}: a literal, not a parameter",
@@ -304,7 +306,71 @@ impl Template {
                 }
                 Ok(text)
             }
+            // `!If [condition, then, else]`, the condition evaluated as deployed here.
+            Value::Tagged(tagged) if tagged.tag == "If" => match tagged.value.as_sequence() {
+                Some(branches) if branches.len() == 3 => {
+                    let name = branches[0]
+                        .as_str()
+                        .ok_or_else(|| anyhow!("!If without a condition name"))?;
+                    let condition = self
+                        .conditions
+                        .get(name)
+                        .ok_or_else(|| anyhow!("no condition {name}"))?;
+                    let chosen = if self.holds(condition, resolve_ref)? {
+                        1
+                    } else {
+                        2
+                    };
+                    self.resolve(&branches[chosen], resolve_ref)
+                }
+                _ => bail!("!If needs three items"),
+            },
             other => bail!("unsupported value {other:?}"),
+        }
+    }
+
+    /// A condition of the template (`!Equals`, `!Not`, `!And`, `!Or`, `!Condition`).
+    fn holds(
+        &self,
+        condition: &Value,
+        resolve_ref: &impl Fn(&str) -> Option<String>,
+    ) -> Result<bool> {
+        let Value::Tagged(tagged) = condition else {
+            bail!("unsupported condition {condition:?}")
+        };
+        let items = || {
+            tagged
+                .value
+                .as_sequence()
+                .ok_or_else(|| anyhow!("!{} needs a list", tagged.tag))
+        };
+        match tagged.tag.to_string().trim_start_matches('!') {
+            "Equals" => match items()?.as_slice() {
+                [a, b] => Ok(self.resolve(a, resolve_ref)? == self.resolve(b, resolve_ref)?),
+                _ => bail!("!Equals needs two items"),
+            },
+            "Not" => match items()?.as_slice() {
+                [c] => Ok(!self.holds(c, resolve_ref)?),
+                _ => bail!("!Not needs one item"),
+            },
+            "And" => items()?
+                .iter()
+                .try_fold(true, |all, c| Ok(all && self.holds(c, resolve_ref)?)),
+            "Or" => items()?
+                .iter()
+                .try_fold(false, |any, c| Ok(any || self.holds(c, resolve_ref)?)),
+            "Condition" => {
+                let name = tagged
+                    .value
+                    .as_str()
+                    .ok_or_else(|| anyhow!("!Condition of a non-string"))?;
+                let condition = self
+                    .conditions
+                    .get(name)
+                    .ok_or_else(|| anyhow!("no condition {name}"))?;
+                self.holds(condition, resolve_ref)
+            }
+            other => bail!("unsupported condition !{other}"),
         }
     }
 

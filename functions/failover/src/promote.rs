@@ -9,8 +9,10 @@
 
 use chrono::Utc;
 use serde_json::json;
-use spot_aws::{AccountClients, LedgerTable, Reach};
+use spot_aws::sns::announce;
+use spot_aws::{AccountClients, LedgerTable, Notifier, Reach};
 use spot_domain::config::{Accounts, ConfigError, Env, key};
+use spot_domain::notice::{Event, Kind, Notice};
 use spot_domain::saga::failover::{
     self, FailoverInput, FailoverRecord, FailoverStatus, GroupMaxNote, Market, Promoted,
     RoleRecord, WARNING_NOTICE,
@@ -24,6 +26,8 @@ use tracing::{info, instrument};
 pub struct Config {
     pub accounts: Accounts,
     pub ledger_table: String,
+    /// Owners' SNS topic (`NOTICE_TOPIC_ARN`); none: nobody is told.
+    pub notice_topic_arn: Option<String>,
 }
 
 impl Config {
@@ -31,6 +35,7 @@ impl Config {
         Ok(Self {
             accounts: Accounts::from_env(env)?,
             ledger_table: env.required(key::LEDGER_TABLE)?,
+            notice_topic_arn: env.optional(key::NOTICE_TOPIC_ARN),
         })
     }
 }
@@ -38,6 +43,8 @@ impl Config {
 pub struct Promoter {
     pub reach: Reach,
     pub ledger: LedgerTable,
+    /// Where owners are told how the saga ended.
+    pub notices: Option<Notifier>,
 }
 
 impl Promoter {
@@ -45,6 +52,7 @@ impl Promoter {
         let ctx = crate::aws(spot_domain::Capability::Failover, "failover-promote").await;
         Ok(Self {
             ledger: LedgerTable::new(crate::dynamodb(&ctx), config.ledger_table),
+            notices: Notifier::of(&ctx, config.notice_topic_arn),
             reach: Reach::connect(ctx, &config.accounts).await?,
         })
     }
@@ -181,6 +189,37 @@ impl Promoter {
                 now,
             )
         );
+        let mut lines = vec![
+            format!(
+                "{} ({}, {}) replaces {} after {}",
+                replacement.instance_id,
+                replacement.instance_type,
+                replacement.market,
+                dying.instance_id,
+                request.signal.detail_type()
+            ),
+            format!("healthy {seconds_to_healthy} s after the warning; downtime {downtime} s"),
+        ];
+        lines.extend(
+            replacement
+                .fallbacks
+                .iter()
+                .map(|f| format!("fell back to {}: {}", f.to, f.why)),
+        );
+        announce(
+            &self.notices,
+            &[Notice::saga(
+                Kind::Failover,
+                Event::Finished,
+                failover_id,
+                &request.account_id,
+                &request.region,
+                &dying.instance_id,
+                SagaMode::Live.as_str(),
+                &lines,
+            )],
+        )
+        .await;
         info!(
             new_instance_id = %replacement.instance_id,
             market = %replacement.market,

@@ -12,10 +12,12 @@ use chrono::Utc;
 use serde::Serialize;
 use serde_json::json;
 use spot_aws::ec2::Kept;
-use spot_aws::{AccountClients, Ec2, LedgerTable, Reach};
+use spot_aws::sns::announce;
+use spot_aws::{AccountClients, Ec2, LedgerTable, Notifier, Reach};
 use spot_domain::config::{self, Accounts, ConfigError, Env, key};
 use spot_domain::governance::mode::LiveSwitch;
 use spot_domain::instance::SourceInstance;
+use spot_domain::notice::{Event, Kind, Notice};
 use spot_domain::saga::failover::{
     self, Dying, FailoverInput, FailoverRecord, FailoverStatus, Market,
 };
@@ -30,6 +32,8 @@ pub struct Config {
     pub accounts: Accounts,
     pub ledger_table: String,
     pub live: LiveSwitch,
+    /// Owners' SNS topic (`NOTICE_TOPIC_ARN`); none: nobody is told.
+    pub notice_topic_arn: Option<String>,
 }
 
 impl Config {
@@ -38,6 +42,7 @@ impl Config {
             accounts: Accounts::from_env(env)?,
             ledger_table: env.required(key::LEDGER_TABLE)?,
             live: config::live_switch(env, env.parsed(key::MODE, SagaMode::Shadow)?.as_mode())?,
+            notice_topic_arn: env.optional(key::NOTICE_TOPIC_ARN),
         })
     }
 }
@@ -52,6 +57,8 @@ pub struct RolledBack {
 pub struct Rollback {
     pub reach: Reach,
     pub ledger: LedgerTable,
+    /// Where owners are told how the saga ended.
+    pub notices: Option<Notifier>,
     pub config: Config,
 }
 
@@ -60,6 +67,7 @@ impl Rollback {
         let ctx = crate::aws(spot_domain::Capability::Failover, "failover-rollback").await;
         Ok(Self {
             ledger: LedgerTable::new(crate::dynamodb(&ctx), &config.ledger_table),
+            notices: Notifier::of(&ctx, config.notice_topic_arn.clone()),
             reach: Reach::connect(ctx, &config.accounts).await?,
             config,
         })
@@ -162,6 +170,22 @@ impl Rollback {
                 now,
             )
         );
+        if mode == SagaMode::Live {
+            announce(
+                &self.notices,
+                &[Notice::saga(
+                    Kind::Failover,
+                    Event::RolledBack,
+                    failover_id,
+                    &request.account_id,
+                    &request.region,
+                    &request.instance_id,
+                    mode.as_str(),
+                    &notes,
+                )],
+            )
+            .await;
+        }
         warn!(error = %error, cause, "failover failed");
         Ok(RolledBack { error, cause })
     }

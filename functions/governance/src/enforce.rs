@@ -17,6 +17,7 @@ use spot_domain::governance::ports::{Enforced, EnforcementStore, Fleet, Fleets};
 use spot_domain::governance::report::{RunReport, TargetReport};
 use spot_domain::governance::run::RunError;
 use spot_domain::governance::scope::{Defaults, Target};
+use spot_domain::notice::{Notice, Noticeboard};
 use spot_domain::pool::quarantine::Write;
 use spot_domain::{AccountRegistry, AwsError, Clock};
 use tracing::{info, warn};
@@ -27,6 +28,8 @@ pub const FUNCTION: &str = "security-enforcer";
 pub struct Config {
     pub governance: Governance,
     pub enforcement_table: String,
+    /// Owners' SNS topic (`NOTICE_TOPIC_ARN`); none: nobody is told.
+    pub notice_topic_arn: Option<String>,
     pub authorized: AuthorizedTags,
     pub grace: TimeDelta,
     pub action: EnforceAction,
@@ -38,6 +41,7 @@ impl Config {
         Ok(Self {
             governance: Governance::from_env(env)?,
             enforcement_table: env.required(key::ENFORCEMENT_TABLE)?,
+            notice_topic_arn: env.optional(key::NOTICE_TOPIC_ARN),
             authorized: env.parsed(key::AUTHORIZED_TAGS, AuthorizedTags::default())?,
             // At least an hour: an owner must always see the tag before anything is enforced.
             grace: env.duration(
@@ -52,23 +56,26 @@ impl Config {
     }
 }
 
-pub struct Enforcer<R, F, S, A, C> {
+pub struct Enforcer<R, F, S, A, C, N> {
     pub registry: R,
     pub fleets: F,
     pub store: S,
     pub audit: A,
+    /// Where owners are told of flags (with the deadline) and enforcements.
+    pub notices: N,
     pub clock: C,
     pub home_account: String,
     pub config: Config,
 }
 
-impl<R, F, S, A, C> Enforcer<R, F, S, A, C>
+impl<R, F, S, A, C, N> Enforcer<R, F, S, A, C, N>
 where
     R: AccountRegistry,
     F: Fleets,
     S: EnforcementStore,
     A: AuditLog,
     C: Clock,
+    N: Noticeboard,
 {
     pub async fn run(&self, input: Value, request_id: &str) -> Result<RunReport, RunError> {
         let defaults = Defaults {
@@ -162,12 +169,20 @@ where
             .buffer_unordered(self.config.write_concurrency)
             .collect()
             .await;
+        let mut notices = Vec::new();
         for outcome in outcomes {
+            notices.extend(outcome.notice);
             report.count("instance", outcome.status.as_str());
             for (action, resource, result) in outcome.actions {
                 report.action(action, &resource, result);
             }
         }
+        // After the records: a notice never announces what was not recorded.
+        let sent = self.notices.publish(&notices).await;
+        if let Err(e) = &sent {
+            warn!(account = %target.account, region = %target.region, error = %e, notices = notices.len(), "owners not told");
+        }
+        report.notified(notices.len(), &sent);
         Ok(())
     }
 
@@ -225,6 +240,7 @@ where
         let mut outcome = Outcome {
             status: unchanged,
             actions: Vec::new(),
+            notice: None,
         };
         let Some(mut record) = step.record else {
             return outcome;
@@ -271,7 +287,10 @@ where
             }
         }
         match self.store.put(&record).await {
-            Ok(Write::Written) => outcome.status = record.auth_status,
+            Ok(Write::Written) => {
+                outcome.notice = Notice::enforcement(before, &record);
+                outcome.status = record.auth_status;
+            }
             Ok(Write::Conflict) => {
                 outcome
                     .actions
@@ -326,4 +345,6 @@ struct Outcome {
     /// The instance's status after this run.
     status: AuthStatus,
     actions: Vec<(&'static str, String, String)>,
+    /// What the owner is told, once the record is written.
+    notice: Option<Notice>,
 }

@@ -17,6 +17,7 @@ use spot_domain::governance::scope::{Defaults, Target};
 use spot_domain::governance::waste::{
     self, Effect, Observation, WASTE_TAG, WasteRecord, WasteRules,
 };
+use spot_domain::notice::{Notice, Noticeboard};
 use spot_domain::pool::quarantine::Write;
 use spot_domain::{AccountRegistry, AwsError, Clock};
 use tracing::{info, warn};
@@ -27,6 +28,8 @@ pub const FUNCTION: &str = "waste-scanner";
 pub struct Config {
     pub governance: Governance,
     pub waste_table: String,
+    /// Owners' SNS topic (`NOTICE_TOPIC_ARN`); none: nobody is told.
+    pub notice_topic_arn: Option<String>,
     pub rules: WasteRules,
     pub prices: PriceTable,
     /// Records and effects applied at once within one account and region.
@@ -46,6 +49,7 @@ impl Config {
         Ok(Self {
             governance: Governance::from_env(env)?,
             waste_table: env.required(key::WASTE_TABLE)?,
+            notice_topic_arn: env.optional(key::NOTICE_TOPIC_ARN),
             rules: WasteRules {
                 volume_min_age: env.duration(
                     key::VOLUME_MIN_AGE_DAYS,
@@ -83,23 +87,26 @@ impl Config {
     }
 }
 
-pub struct Scanner<R, F, S, A, C> {
+pub struct Scanner<R, F, S, A, C, N> {
     pub registry: R,
     pub fleets: F,
     pub store: S,
     pub audit: A,
+    /// Where owners are told of flags, scheduled deletions and deletions.
+    pub notices: N,
     pub clock: C,
     pub home_account: String,
     pub config: Config,
 }
 
-impl<R, F, S, A, C> Scanner<R, F, S, A, C>
+impl<R, F, S, A, C, N> Scanner<R, F, S, A, C, N>
 where
     R: AccountRegistry,
     F: Fleets,
     S: WasteStore,
     A: AuditLog,
     C: Clock,
+    N: Noticeboard,
 {
     /// One run over every target of `input` (a schedule's event or a run request).
     pub async fn run(&self, input: Value, request_id: &str) -> Result<RunReport, RunError> {
@@ -197,7 +204,9 @@ where
             .await;
 
         let mut monthly = 0.0;
+        let mut notices = Vec::new();
         for outcome in outcomes {
+            notices.extend(outcome.notice);
             if let Some(record) = &outcome.record {
                 report.count(record.kind.as_str(), record.status.as_str());
                 if record.status.is_open() {
@@ -209,6 +218,12 @@ where
             }
         }
         report.monthly_waste_usd = Some((monthly * 100.0).round() / 100.0);
+        // After the records: a notice never announces what was not recorded.
+        let sent = self.notices.publish(&notices).await;
+        if let Err(e) = &sent {
+            warn!(account = %target.account, region = %target.region, error = %e, notices = notices.len(), "owners not told");
+        }
+        report.notified(notices.len(), &sent);
         Ok(())
     }
 
@@ -225,6 +240,7 @@ where
         let mut outcome = Outcome {
             record: step.record.clone().or_else(|| stored.cloned()),
             actions: Vec::new(),
+            notice: None,
         };
         let Some(mut record) = step.record else {
             return outcome;
@@ -299,7 +315,10 @@ where
             }
         }
         match self.store.put(&record).await {
-            Ok(Write::Written) => outcome.record = Some(record),
+            Ok(Write::Written) => {
+                outcome.notice = Notice::waste(stored, &record, target.mode);
+                outcome.record = Some(record);
+            }
             Ok(Write::Conflict) => {
                 outcome
                     .actions
@@ -369,6 +388,8 @@ struct Outcome {
     /// The record as it stands after this run.
     record: Option<WasteRecord>,
     actions: Vec<(&'static str, String, String)>,
+    /// What the owner is told, once the record is written.
+    notice: Option<Notice>,
 }
 
 fn delete_action(kind: waste::WasteKind) -> &'static str {

@@ -3,11 +3,13 @@
 
 use serde::Serialize;
 use serde_json::json;
-use spot_aws::{AuditTable, LedgerTable, Reach};
+use spot_aws::sns::announce;
+use spot_aws::{AuditTable, LedgerTable, Notifier, Reach};
 use spot_domain::audit::{AuditEntry, AuditLog};
 use spot_domain::config::{Accounts, ConfigError, Env, key};
 use spot_domain::governance::mode::Mode;
 use spot_domain::market::{Exclusion, ExclusionReason};
+use spot_domain::notice::{Event, Kind, Notice};
 use spot_domain::saga::StepError;
 use spot_domain::saga::swap::{self, SwapInput};
 use spot_domain::tags::SWAP_TAG;
@@ -19,6 +21,8 @@ pub struct Config {
     pub accounts: Accounts,
     pub ledger_table: String,
     pub audit_table: String,
+    /// Owners' SNS topic (`NOTICE_TOPIC_ARN`); none: nobody is told.
+    pub notice_topic_arn: Option<String>,
 }
 
 impl Config {
@@ -27,6 +31,7 @@ impl Config {
             accounts: Accounts::from_env(env)?,
             ledger_table: env.required(key::LEDGER_TABLE)?,
             audit_table: env.required(key::AUDIT_TABLE)?,
+            notice_topic_arn: env.optional(key::NOTICE_TOPIC_ARN),
         })
     }
 }
@@ -44,6 +49,8 @@ pub struct Restorer {
     pub reach: Reach,
     pub ledger: LedgerTable,
     pub audit: AuditTable,
+    /// Where owners are told how the saga ended.
+    pub notices: Option<Notifier>,
 }
 
 impl Restorer {
@@ -53,6 +60,7 @@ impl Restorer {
         Ok(Self {
             ledger: LedgerTable::new(dynamodb.clone(), config.ledger_table),
             audit: AuditTable::new(dynamodb, config.audit_table),
+            notices: Notifier::of(&ctx, config.notice_topic_arn),
             reach: Reach::connect(ctx, &config.accounts).await?,
         })
     }
@@ -135,6 +143,30 @@ impl Restorer {
                 SystemClock.now(),
             )
         );
+        let mut lines: Vec<String> = swapped
+            .iter()
+            .map(|(old, new)| format!("{old} replaced by Spot instance {new}"))
+            .collect();
+        lines.push(format!("saving ${saving_per_hour:.4} an hour"));
+        lines.extend(
+            not_replaced
+                .iter()
+                .map(|e| format!("{} left on-demand: {}", e.what, e.detail)),
+        );
+        announce(
+            &self.notices,
+            &[Notice::saga(
+                Kind::Swap,
+                Event::Finished,
+                &input.execution,
+                &request.account_id,
+                &request.region,
+                &format!("asg/{}", request.asg_name),
+                "live",
+                &lines,
+            )],
+        )
+        .await;
         info!(swapped = swapped.len(), restored = ?restored, "swap finished");
         Ok(Restored {
             restored,

@@ -23,10 +23,12 @@
 
 use serde::Serialize;
 use serde_json::json;
-use spot_aws::{AccountClients, ApprovalsTable, AuditTable, LedgerTable, Reach};
+use spot_aws::sns::announce;
+use spot_aws::{AccountClients, ApprovalsTable, AuditTable, LedgerTable, Notifier, Reach};
 use spot_domain::audit::AuditEntry;
 use spot_domain::config::{Accounts, ConfigError, Env, key};
 use spot_domain::governance::mode::Mode;
+use spot_domain::notice::{Event, Kind, Notice};
 use spot_domain::saga::approval::ApprovalStatus;
 use spot_domain::saga::ledger::{LedgerRecord, LedgerStatus};
 use spot_domain::saga::step::{CaughtError, STATES_TIMEOUT, audited};
@@ -44,6 +46,8 @@ pub struct Config {
     pub ledger_table: String,
     pub audit_table: String,
     pub approvals_table: String,
+    /// Owners' SNS topic (`NOTICE_TOPIC_ARN`); none: nobody is told.
+    pub notice_topic_arn: Option<String>,
 }
 
 impl Config {
@@ -53,6 +57,7 @@ impl Config {
             ledger_table: env.required(key::LEDGER_TABLE)?,
             audit_table: env.required(key::AUDIT_TABLE)?,
             approvals_table: env.required(key::APPROVALS_TABLE)?,
+            notice_topic_arn: env.optional(key::NOTICE_TOPIC_ARN),
         })
     }
 }
@@ -84,6 +89,8 @@ pub struct Rollback {
     pub ledger: LedgerTable,
     pub audit: AuditTable,
     pub approvals: ApprovalsTable,
+    /// Where owners are told how the saga ended.
+    pub notices: Option<Notifier>,
 }
 
 /// What every part of one rollback reads: the execution and what the state says.
@@ -101,6 +108,7 @@ impl Rollback {
             ledger: LedgerTable::new(dynamodb.clone(), config.ledger_table),
             audit: AuditTable::new(dynamodb.clone(), config.audit_table),
             approvals: ApprovalsTable::new(dynamodb, config.approvals_table),
+            notices: Notifier::of(&ctx, config.notice_topic_arn),
             reach: Reach::connect(ctx, &config.accounts).await?,
         })
     }
@@ -326,6 +334,31 @@ impl Rollback {
                     &input.execution,
                 )
                 .await?;
+        }
+        if let Some(request) = request.filter(|r| r.mode == Some(SagaMode::Live))
+            && outcome == Outcome::RolledBack
+        {
+            let event = if name == ErrorName::RollbackIncomplete {
+                Event::RollbackIncomplete
+            } else {
+                Event::RolledBack
+            };
+            let mut lines = vec![format!("why: {cause}")];
+            lines.extend(undone.iter().cloned());
+            announce(
+                &self.notices,
+                &[Notice::saga(
+                    Kind::Swap,
+                    event,
+                    &input.execution,
+                    &request.account_id,
+                    &request.region,
+                    &format!("asg/{}", request.asg_name),
+                    SagaMode::Live.as_str(),
+                    &lines,
+                )],
+            )
+            .await;
         }
         info!(error = %error.error, undone = ?undone, "swap rolled back");
         Ok(RolledBack {

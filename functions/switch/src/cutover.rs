@@ -2,10 +2,12 @@
 //! stopped it), move its Elastic IP, record the switch in the ledger and the audit trail.
 
 use serde_json::json;
-use spot_aws::{AuditTable, LedgerTable, Reach};
+use spot_aws::sns::announce;
+use spot_aws::{AuditTable, LedgerTable, Notifier, Reach};
 use spot_domain::audit::{AuditBegin, AuditEntry, AuditLog};
 use spot_domain::config::{Accounts, ConfigError, Env, key};
 use spot_domain::governance::mode::Mode;
+use spot_domain::notice::{Event, Kind, Notice};
 use spot_domain::saga::StepError;
 use spot_domain::saga::ledger::{LedgerRecord, LedgerStatus};
 use spot_domain::saga::switch::{self, CutoverStep, SwitchInput};
@@ -18,6 +20,8 @@ pub struct Config {
     pub accounts: Accounts,
     pub ledger_table: String,
     pub audit_table: String,
+    /// Owners' SNS topic (`NOTICE_TOPIC_ARN`); none: nobody is told.
+    pub notice_topic_arn: Option<String>,
 }
 
 impl Config {
@@ -26,6 +30,7 @@ impl Config {
             accounts: Accounts::from_env(env)?,
             ledger_table: env.required(key::LEDGER_TABLE)?,
             audit_table: env.required(key::AUDIT_TABLE)?,
+            notice_topic_arn: env.optional(key::NOTICE_TOPIC_ARN),
         })
     }
 }
@@ -34,6 +39,8 @@ pub struct Cutover {
     pub reach: Reach,
     pub ledger: LedgerTable,
     pub audit: AuditTable,
+    /// Where owners are told how the saga ended.
+    pub notices: Option<Notifier>,
 }
 
 impl Cutover {
@@ -43,6 +50,7 @@ impl Cutover {
         Ok(Self {
             ledger: LedgerTable::new(dynamodb.clone(), config.ledger_table),
             audit: AuditTable::new(dynamodb, config.audit_table),
+            notices: Notifier::of(&ctx, config.notice_topic_arn),
             reach: Reach::connect(ctx, &config.accounts).await?,
         })
     }
@@ -129,6 +137,30 @@ impl Cutover {
                 now,
             )
         );
+        let mut lines = vec![
+            format!(
+                "{} ({}) runs on Spot in {}, saving ${:.4} an hour",
+                launch.instance_id, launch.instance_type, launch.pool, launch.saving_per_hour
+            ),
+            format!("{source} is stopped and kept; starting it again is the way back"),
+        ];
+        if let Some(ip) = plan.source.elastic_ip.as_ref().filter(|_| moved) {
+            lines.push(format!("{} moved to {}", ip.public_ip, launch.instance_id));
+        }
+        announce(
+            &self.notices,
+            &[Notice::saga(
+                Kind::Switch,
+                Event::Finished,
+                switch_id,
+                &request.account_id,
+                &request.region,
+                source,
+                request.mode.as_str(),
+                &lines,
+            )],
+        )
+        .await;
         info!(source = %source, clone = %launch.instance_id, saving_per_hour = launch.saving_per_hour, "switched");
         Ok(CutoverStep {
             stopped: source.clone(),

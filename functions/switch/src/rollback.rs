@@ -13,10 +13,12 @@
 
 use serde::Serialize;
 use serde_json::json;
-use spot_aws::{ApprovalsTable, AuditTable, Ec2, LedgerTable, Reach};
+use spot_aws::sns::announce;
+use spot_aws::{ApprovalsTable, AuditTable, Ec2, LedgerTable, Notifier, Reach};
 use spot_domain::audit::AuditEntry;
 use spot_domain::config::{Accounts, ConfigError, Env, key};
 use spot_domain::governance::mode::Mode;
+use spot_domain::notice::{Event, Kind, Notice};
 use spot_domain::saga::approval::ApprovalStatus;
 use spot_domain::saga::ledger::{LedgerRecord, LedgerStatus};
 use spot_domain::saga::step::{CaughtError, STATES_TIMEOUT, audited};
@@ -35,6 +37,8 @@ pub struct Config {
     pub ledger_table: String,
     pub audit_table: String,
     pub approvals_table: String,
+    /// Owners' SNS topic (`NOTICE_TOPIC_ARN`); none: nobody is told.
+    pub notice_topic_arn: Option<String>,
     /// Keep the saga's image and snapshots (for forensics) instead of deleting them.
     pub keep_image: bool,
 }
@@ -46,6 +50,7 @@ impl Config {
             ledger_table: env.required(key::LEDGER_TABLE)?,
             audit_table: env.required(key::AUDIT_TABLE)?,
             approvals_table: env.required(key::APPROVALS_TABLE)?,
+            notice_topic_arn: env.optional(key::NOTICE_TOPIC_ARN),
             keep_image: env.parsed(key::KEEP_IMAGE, false)?,
         })
     }
@@ -74,6 +79,8 @@ pub struct Rollback {
     pub audit: AuditTable,
     /// A pending approval of a rejected or timed-out switch is closed, so no list shows it.
     pub approvals: ApprovalsTable,
+    /// Where owners are told how the saga ended.
+    pub notices: Option<Notifier>,
     pub config: Config,
 }
 
@@ -92,6 +99,7 @@ impl Rollback {
             ledger: LedgerTable::new(dynamodb.clone(), &config.ledger_table),
             audit: AuditTable::new(dynamodb.clone(), &config.audit_table),
             approvals: ApprovalsTable::new(dynamodb, &config.approvals_table),
+            notices: Notifier::of(&ctx, config.notice_topic_arn.clone()),
             reach: Reach::connect(ctx, &config.accounts).await?,
             config,
         })
@@ -202,6 +210,23 @@ impl Rollback {
             Err(e) => {
                 self.record(cx, LedgerStatus::RollbackIncomplete, &e.message)
                     .await?;
+                announce(
+                    &self.notices,
+                    &[Notice::saga(
+                        Kind::Switch,
+                        Event::RollbackIncomplete,
+                        cx.execution,
+                        &cx.request.account_id,
+                        &cx.request.region,
+                        source,
+                        SagaMode::Live.as_str(),
+                        &[
+                            format!("why: {}", e.message),
+                            "the Spot clone is kept running; start the source by hand, then terminate the clone".to_owned(),
+                        ],
+                    )],
+                )
+                .await;
                 println!(
                     "{}",
                     metrics::count(
@@ -311,6 +336,25 @@ impl Rollback {
             };
             self.record(&cx, status, &format!("{}: {}", error.error, error.cause))
                 .await?;
+            // A live switch undone: its owner hears why and what was put back.
+            if status == LedgerStatus::RolledBack && request.mode == Some(SagaMode::Live) {
+                let mut lines = vec![format!("why: {}: {}", error.error, error.cause)];
+                lines.extend(undone.iter().cloned());
+                announce(
+                    &self.notices,
+                    &[Notice::saga(
+                        Kind::Switch,
+                        Event::RolledBack,
+                        switch_id,
+                        &request.account_id,
+                        &request.region,
+                        &request.instance_id,
+                        SagaMode::Live.as_str(),
+                        &lines,
+                    )],
+                )
+                .await;
+            }
             // Only this execution's lock is released (the write is conditional on the owner).
             self.ledger
                 .unlock(

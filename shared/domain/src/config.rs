@@ -35,6 +35,10 @@ pub mod key {
     pub const LEDGER_TABLE: &str = "LEDGER_TABLE";
     pub const APPROVALS_TABLE: &str = "APPROVALS_TABLE";
 
+    // ---- owner notices
+    /// The SNS topic told of every decision an owner should know (waste, enforcement, sagas).
+    pub const NOTICE_TOPIC_ARN: &str = "NOTICE_TOPIC_ARN";
+
     // ---- reaching accounts
     /// The account the function runs in (else asked of STS at start).
     pub const HOME_ACCOUNT_ID: &str = "HOME_ACCOUNT_ID";

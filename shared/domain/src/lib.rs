@@ -14,7 +14,7 @@
 //! | [`hibernation`] | schedules: the 168-hour week, DST-correct reading, the reconciler's decision |
 //! | [`ids`] | the syntax of every identifier an event or request carries |
 //! | [`account`], [`instance`], [`tags`], [`audit`] | what several concerns share |
-//! | [`config`], [`error`], [`clock`], [`metrics`] | configuration keys, error names, time, EMF |
+//! | [`config`], [`error`], [`clock`], [`metrics`], [`notice`] | configuration keys, error names, time, EMF, owner notices |
 
 pub mod account;
 pub mod audit;
@@ -27,6 +27,7 @@ pub mod ids;
 pub mod instance;
 pub mod market;
 pub mod metrics;
+pub mod notice;
 pub mod pool;
 pub mod saga;
 pub mod tags;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use governance::enforce::{Config, Enforcer};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
-use spot_aws::{AccountsTable, AuditTable, AwsContext, AwsFleets, EnforcementTable};
+use spot_aws::{AccountsTable, AuditTable, AwsContext, AwsFleets, EnforcementTable, Notifier};
 use spot_domain::SystemClock;
 use spot_domain::config::Env;
 
@@ -23,9 +23,13 @@ async fn main() -> Result<(), Error> {
             .home_account(config.governance.accounts.home_account_id.clone())
             .await?,
         registry: AccountsTable::new(dynamodb.clone(), &config.governance.accounts.table),
-        fleets: AwsFleets::new(ctx),
+        fleets: AwsFleets::new(ctx.clone()),
         store: EnforcementTable::new(dynamodb.clone(), &config.enforcement_table),
         audit: AuditTable::new(dynamodb, &config.governance.audit_table),
+        notices: config
+            .notice_topic_arn
+            .clone()
+            .map(|topic| Notifier::new(aws_sdk_sns::Client::new(ctx.base()), topic)),
         clock: SystemClock,
         config,
     };

@@ -28,6 +28,9 @@ pub struct TargetReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub monthly_waste_usd: Option<f64>,
     pub actions: Vec<ActionTaken>,
+    /// Owner notices sent (`done`) or not (`failed: …`), by outcome; empty when none was due.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub notices: BTreeMap<String, u64>,
     /// Why this account/region could not be processed; the other targets still ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -51,6 +54,18 @@ impl TargetReport {
             .or_default()
             .entry(status.to_owned())
             .or_default() += 1;
+    }
+
+    /// `count` notices were published with `result`.
+    pub fn notified(&mut self, count: usize, result: &Result<(), crate::AwsError>) {
+        if count == 0 {
+            return;
+        }
+        let outcome = match result {
+            Ok(()) => "done".to_owned(),
+            Err(e) => format!("failed: {e}"),
+        };
+        *self.notices.entry(outcome).or_default() += count as u64;
     }
 
     pub fn action(&mut self, action: &str, resource_id: &str, outcome: impl Into<String>) {
