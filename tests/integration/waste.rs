@@ -682,6 +682,27 @@ async fn the_binary_answers_a_schedule_with_a_summary_and_refuses_a_bad_request(
             .any(|t| t["account"] == testbed::HOME_ACCOUNT),
         "and the home account"
     );
+    // The dashboard's figures: per kind and target, the open waste (the address is DETECTED,
+    // so open) in the EMF lines CloudWatch reads from the log.
+    let open: Vec<serde_json::Value> = host
+        .json_logs()
+        .into_iter()
+        .filter(|l| {
+            l["WasteOpenMonthlyUsd"].is_number()
+                && l["account"] == g.account.as_str()
+                && l["region"] == "us-west-2"
+        })
+        .collect();
+    assert_eq!(open.len(), 4, "one line per kind: {open:#?}");
+    let address_cost = open.iter().find(|l| l["Kind"] == "elastic_ip").unwrap();
+    assert_eq!(
+        address_cost["WasteOpenMonthlyUsd"].as_f64(),
+        west["monthly_waste_usd"].as_f64()
+    );
+    assert_eq!(
+        address_cost["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+        "SpotOptimizer"
+    );
 
     let error = host.invoke(&json!({"acounts": ["123"]})).await?.err()?;
     assert_eq!(error.error_type, ErrorName::InvalidRequest.as_str());

@@ -17,6 +17,7 @@ pub mod bench_hibernation;
 pub mod bench_swap;
 pub mod bench_switch;
 pub mod config;
+pub mod dashboard;
 pub mod demo;
 pub mod demo_governance;
 pub mod demo_swap;

@@ -176,7 +176,7 @@ impl Promoter {
         println!(
             "{}",
             metrics::count(
-                "FailoverCompleted",
+                metrics::name::FAILOVER_COMPLETED,
                 1,
                 &[("Market", &replacement.market.to_string())],
                 &[

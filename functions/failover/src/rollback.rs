@@ -160,7 +160,7 @@ impl Rollback {
         println!(
             "{}",
             metrics::count(
-                "FailoverFailed",
+                metrics::name::FAILOVER_FAILED,
                 1,
                 &[("Error", error.as_str())],
                 &[
@@ -171,6 +171,19 @@ impl Rollback {
             )
         );
         if mode == SagaMode::Live {
+            println!(
+                "{}",
+                metrics::count(
+                    metrics::name::SAGA_ROLLED_BACK,
+                    1,
+                    &[("Saga", "EmergencyFailover")],
+                    &[
+                        ("failover", json!(failover_id)),
+                        ("error", json!(error.as_str()))
+                    ],
+                    now,
+                )
+            );
             announce(
                 &self.notices,
                 &[Notice::saga(

@@ -268,7 +268,7 @@ impl Keeper {
             println!(
                 "{}",
                 metrics::count(
-                    "StandbyLaunched",
+                    metrics::name::STANDBY_LAUNCHED,
                     1,
                     &[],
                     &[

@@ -118,6 +118,9 @@ where
             warn!(account = %target.account, region = %target.region, error_type = %e.error_name(), error = %e, "target failed");
             report.error = Some(e.to_string());
         }
+        for line in report.enforcement_metrics(now) {
+            println!("{line}");
+        }
         report
     }
 

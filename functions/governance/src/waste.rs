@@ -146,6 +146,9 @@ where
             warn!(account = %target.account, region = %target.region, error_type = %e.error_name(), error = %e, "target failed");
             report.error = Some(e.to_string());
         }
+        for line in report.waste_metrics(now) {
+            println!("{line}");
+        }
         report
     }
 
@@ -209,8 +212,12 @@ where
             notices.extend(outcome.notice);
             if let Some(record) = &outcome.record {
                 report.count(record.kind.as_str(), record.status.as_str());
+                let kind = record.kind.as_str().to_owned();
                 if record.status.is_open() {
                     monthly += record.monthly_cost_usd;
+                    *report.open_usd.entry(kind).or_default() += record.monthly_cost_usd;
+                } else if outcome.removed {
+                    *report.removed_usd.entry(kind).or_default() += record.monthly_cost_usd;
                 }
             }
             for (action, resource, result) in outcome.actions {
@@ -241,6 +248,7 @@ where
             record: step.record.clone().or_else(|| stored.cloned()),
             actions: Vec::new(),
             notice: None,
+            removed: false,
         };
         let Some(mut record) = step.record else {
             return outcome;
@@ -316,6 +324,8 @@ where
         }
         match self.store.put(&record).await {
             Ok(Write::Written) => {
+                outcome.removed = record.status == waste::WasteStatus::Deleted
+                    && stored.is_some_and(|s| s.status != waste::WasteStatus::Deleted);
                 outcome.notice = Notice::waste(stored, &record, target.mode);
                 outcome.record = Some(record);
             }
@@ -390,6 +400,8 @@ struct Outcome {
     actions: Vec<(&'static str, String, String)>,
     /// What the owner is told, once the record is written.
     notice: Option<Notice>,
+    /// This run closed it as deleted (its cost is removed).
+    removed: bool,
 }
 
 fn delete_action(kind: waste::WasteKind) -> &'static str {

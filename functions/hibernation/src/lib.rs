@@ -594,7 +594,7 @@ impl<C: Clock> Reconciler<C> {
             println!(
                 "{}",
                 metrics::measure(
-                    "HibernationSavedUsd",
+                    metrics::name::HIBERNATION_SAVED_USD,
                     json!(round2(s.usd)),
                     "None",
                     &dims,
@@ -605,7 +605,7 @@ impl<C: Clock> Reconciler<C> {
             println!(
                 "{}",
                 metrics::measure(
-                    "HibernationAsleepHours",
+                    metrics::name::HIBERNATION_ASLEEP_HOURS,
                     json!(round2(s.hours)),
                     "Count",
                     &dims,

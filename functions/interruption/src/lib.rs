@@ -358,7 +358,7 @@ where
             println!(
                 "{}",
                 metrics::count(
-                    "DecisionNotPublished",
+                    metrics::name::DECISION_NOT_PUBLISHED,
                     1,
                     &[("Action", action.as_str())],
                     &[("event_id", json!(response.event_id))],
@@ -433,7 +433,7 @@ pub fn decision_events(response: &Response, now: DateTime<Utc>) -> Vec<(String, 
 /// The EMF line counting one quarantine (new or extended).
 fn quarantine_metric(response: &Response, now: DateTime<Utc>) -> String {
     metrics::count(
-        "PoolQuarantine",
+        metrics::name::POOL_QUARANTINE,
         1,
         &[("Action", response.action.as_str())],
         &[

@@ -154,7 +154,7 @@ impl Detacher {
                     println!(
                         "{}",
                         metrics::count(
-                            "SwitchCompleted",
+                            metrics::name::SWITCH_COMPLETED,
                             1,
                             &[("Saga", "AsgSwap")],
                             &[

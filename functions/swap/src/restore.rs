@@ -131,7 +131,7 @@ impl Restorer {
         println!(
             "{}",
             metrics::count(
-                "SwapCompleted",
+                metrics::name::SWAP_COMPLETED,
                 1,
                 &[("Saga", "AsgSwap")],
                 &[

@@ -306,7 +306,7 @@ impl Rollback {
             println!(
                 "{}",
                 metrics::count(
-                    "RollbackIncomplete",
+                    metrics::name::ROLLBACK_INCOMPLETE,
                     1,
                     &[("Saga", "AsgSwap")],
                     &[("swap_id", json!(input.execution))],
@@ -338,6 +338,19 @@ impl Rollback {
         if let Some(request) = request.filter(|r| r.mode == Some(SagaMode::Live))
             && outcome == Outcome::RolledBack
         {
+            println!(
+                "{}",
+                metrics::count(
+                    metrics::name::SAGA_ROLLED_BACK,
+                    1,
+                    &[("Saga", "AsgSwap")],
+                    &[
+                        ("swap_id", json!(input.execution)),
+                        ("error", json!(error.error))
+                    ],
+                    SystemClock.now(),
+                )
+            );
             let event = if name == ErrorName::RollbackIncomplete {
                 Event::RollbackIncomplete
             } else {

@@ -126,7 +126,7 @@ impl Cutover {
         println!(
             "{}",
             metrics::count(
-                "SwitchCompleted",
+                metrics::name::SWITCH_COMPLETED,
                 1,
                 &[("Saga", "AtomicSwitch")],
                 &[

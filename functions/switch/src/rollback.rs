@@ -230,7 +230,7 @@ impl Rollback {
                 println!(
                     "{}",
                     metrics::count(
-                        "RollbackIncomplete",
+                        metrics::name::ROLLBACK_INCOMPLETE,
                         1,
                         &[("Saga", "AtomicSwitch")],
                         &[
@@ -338,6 +338,19 @@ impl Rollback {
                 .await?;
             // A live switch undone: its owner hears why and what was put back.
             if status == LedgerStatus::RolledBack && request.mode == Some(SagaMode::Live) {
+                println!(
+                    "{}",
+                    metrics::count(
+                        metrics::name::SAGA_ROLLED_BACK,
+                        1,
+                        &[("Saga", "AtomicSwitch")],
+                        &[
+                            ("switch_id", json!(switch_id)),
+                            ("error", json!(error.error))
+                        ],
+                        SystemClock.now(),
+                    )
+                );
                 let mut lines = vec![format!("why: {}: {}", error.error, error.cause)];
                 lines.extend(undone.iter().cloned());
                 announce(

@@ -125,7 +125,7 @@ pub async fn announce(board: &impl Noticeboard, notices: &[Notice]) {
             println!(
                 "{}",
                 metrics::count(
-                    "NoticeNotPublished",
+                    metrics::name::NOTICE_NOT_PUBLISHED,
                     notices.len() as u64,
                     &[("Kind", first.kind.as_str())],
                     &[

@@ -6,6 +6,46 @@ use serde_json::{Map, Value, json};
 
 pub const NAMESPACE: &str = "SpotOptimizer";
 
+/// Every metric the functions emit, by the name the dashboard and the alarms read (a test checks
+/// that each is on the dashboard or an alarm, and that these name everything they read).
+pub mod name {
+    pub const POOL_QUARANTINE: &str = "PoolQuarantine";
+    pub const DECISION_NOT_PUBLISHED: &str = "DecisionNotPublished";
+    pub const SWITCH_COMPLETED: &str = "SwitchCompleted";
+    pub const SWAP_COMPLETED: &str = "SwapCompleted";
+    pub const ROLLBACK_INCOMPLETE: &str = "RollbackIncomplete";
+    pub const FAILOVER_COMPLETED: &str = "FailoverCompleted";
+    pub const FAILOVER_FAILED: &str = "FailoverFailed";
+    pub const STANDBY_LAUNCHED: &str = "StandbyLaunched";
+    pub const SAGA_ROLLED_BACK: &str = "SagaRolledBack";
+    pub const HIBERNATION_SAVED_USD: &str = "HibernationSavedUsd";
+    pub const HIBERNATION_ASLEEP_HOURS: &str = "HibernationAsleepHours";
+    pub const WASTE_OPEN_MONTHLY_USD: &str = "WasteOpenMonthlyUsd";
+    pub const WASTE_REMOVED_MONTHLY_USD: &str = "WasteRemovedMonthlyUsd";
+    pub const UNAUTHORIZED_INSTANCES: &str = "UnauthorizedInstances";
+    pub const INSTANCES_ENFORCED: &str = "InstancesEnforced";
+    pub const NOTICE_NOT_PUBLISHED: &str = "NoticeNotPublished";
+
+    pub const ALL: [&str; 16] = [
+        POOL_QUARANTINE,
+        DECISION_NOT_PUBLISHED,
+        SWITCH_COMPLETED,
+        SWAP_COMPLETED,
+        ROLLBACK_INCOMPLETE,
+        FAILOVER_COMPLETED,
+        FAILOVER_FAILED,
+        STANDBY_LAUNCHED,
+        SAGA_ROLLED_BACK,
+        HIBERNATION_SAVED_USD,
+        HIBERNATION_ASLEEP_HOURS,
+        WASTE_OPEN_MONTHLY_USD,
+        WASTE_REMOVED_MONTHLY_USD,
+        UNAUTHORIZED_INSTANCES,
+        INSTANCES_ENFORCED,
+        NOTICE_NOT_PUBLISHED,
+    ];
+}
+
 /// One EMF line counting `value` of `metric`, with `dimensions` (low cardinality: they each make a
 /// billed metric) and `properties` (searchable in Logs Insights, free).
 pub fn count(
