@@ -325,6 +325,7 @@ async fn operators_list_waste_enforcement_the_ledger_and_the_audit_trail() -> Re
             cause: None,
             at: now,
             group: None,
+            downtime_ms: None,
         })
         .await?;
 

@@ -233,6 +233,11 @@ async fn a_healthy_clone_replaces_the_source_which_is_stopped_only_at_the_end() 
     assert_eq!(told["MessageAttributes"]["kind"]["Value"], "switch");
     assert_eq!(told["MessageAttributes"]["account"]["Value"], HOME_ACCOUNT);
     assert_eq!(notices.notifications().await?.len(), 1);
+    let record = saga.ledger(&name).await?.expect("a ledger record");
+    assert_eq!(
+        record.downtime_ms, None,
+        "no address to move: nothing measured"
+    );
     let ranked: Vec<&str> = e.output["plan"]["candidates"]
         .as_array()
         .unwrap()
@@ -433,6 +438,12 @@ async fn an_approved_switch_moves_the_elastic_ip_to_the_clone() -> Result<()> {
         Some(clone)
     );
     assert_eq!(state(&ec2, &source).await?, InstanceStateName::Stopped);
+    // The downtime is measured and recorded: stop request to the address on the clone.
+    let record = saga.ledger(&name).await?.expect("a ledger record");
+    let downtime = record
+        .downtime_ms
+        .expect("measured: the source had an address");
+    assert!(downtime < 10_000, "{downtime} ms");
     assert_eq!(e.output["approval"]["approved_by"], "alice");
     Ok(())
 }

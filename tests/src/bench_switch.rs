@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::fixtures::Launch;
 use crate::lambda_host::LambdaHost;
-use crate::saga::{SagaBed, impaired_status, lambda_binary, step_binaries};
+use crate::saga::{SagaBed, elastic_ip, impaired_status, lambda_binary, step_binaries};
 use crate::{HOME_ACCOUNT, REGION};
 
 /// Targets: the issue's ≤ 30 state transitions per switch; every step starts and peaks within
@@ -23,6 +23,19 @@ use crate::bench::{INIT_TARGET_MS, RSS_TARGET_KIB};
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
+}
+
+/// The seed target of a switch's downtime at p95 (issue 13).
+const DOWNTIME_TARGET_MS: f64 = 10_000.0;
+
+/// The `q` quantile (nearest rank) of `v`; 0 for none.
+fn percentile(mut v: Vec<f64>, q: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    v[rank - 1]
 }
 
 pub fn median(mut v: Vec<f64>) -> f64 {
@@ -93,11 +106,15 @@ pub async fn run(bin_dir: &Path, switches: usize) -> Result<bool> {
     let mut invocations = Vec::new();
     let mut calls = Vec::new();
     let mut operations = BTreeMap::<String, usize>::new();
+    let mut downtimes = Vec::new();
     for i in 0..switches {
         let source = Launch::new("m5.large")
             .in_az("us-east-1b")
             .run(&ec2)
             .await?;
+        // With an Elastic IP, so the downtime (stop request to the address on the clone) is
+        // measured, as the cut-over records it.
+        elastic_ip(&ec2, &source).await?;
         let before = saga.proxy.forwarder.calls().len();
         let e = saga
             .run(&saga.name(&format!("bench-{i}")), &request(&source, "live"))
@@ -111,6 +128,9 @@ pub async fn run(bin_dir: &Path, switches: usize) -> Result<bool> {
             );
         }
         let made = saga.proxy.forwarder.calls_since(before);
+        let name = saga.name(&format!("bench-{i}"));
+        let record = saga.ledger(&name).await?.context("no ledger record")?;
+        downtimes.push(record.downtime_ms.context("no downtime recorded")? as f64);
         walls.push(e.wall.as_secs_f64());
         transitions.push(e.path.len());
         invocations.push(e.invocations);
@@ -174,13 +194,21 @@ pub async fn run(bin_dir: &Path, switches: usize) -> Result<bool> {
         &inputs,
     )
     .await?;
-    let ok = steps_ok && transitions.iter().all(|t| *t <= TRANSITIONS_TARGET);
+    let downtime_p95 = percentile(downtimes.clone(), 0.95);
+    println!(
+        "downtime per switch (stop request to the address on the clone): p50 {:.0} ms, p95 {downtime_p95:.0} ms (target < {DOWNTIME_TARGET_MS} ms)",
+        median(downtimes.clone())
+    );
+    let ok = steps_ok
+        && transitions.iter().all(|t| *t <= TRANSITIONS_TARGET)
+        && downtime_p95 < DOWNTIME_TARGET_MS;
     let report = json!({
         "function": "atomic-switch",
         "switches": switches,
         "per_switch": {
             "state_transitions": transitions, "lambda_invocations": invocations,
             "wall_seconds": walls, "aws_calls": calls, "aws_calls_by_operation": operations,
+            "downtime_ms": downtimes, "downtime_p95_ms": downtime_p95,
             "wait_seconds": 1,
         },
         "steps": steps,

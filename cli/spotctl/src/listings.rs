@@ -367,6 +367,7 @@ mod tests {
             cause: None,
             at: at("2026-12-04T09:30:00Z"),
             group: None,
+            downtime_ms: None,
         };
         let status = label(&LedgerStatus::Switched);
         assert_eq!(

@@ -149,6 +149,7 @@ impl Detacher {
                             cause: None,
                             at: now,
                             group: Some(request.asg_name.clone()),
+                            downtime_ms: None,
                         })
                         .await?;
                     println!(

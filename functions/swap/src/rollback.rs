@@ -419,6 +419,7 @@ impl Rollback {
                     .map(|e| format!("{}: {}", e.error, e.cause)),
                 at: SystemClock.now(),
                 group: Some(request.asg_name.clone()),
+                downtime_ms: None,
             })
             .await?;
         Ok(())

@@ -67,6 +67,7 @@ impl Shadow {
                     cause: None,
                     at: now,
                     group: Some(request.asg_name.clone()),
+                    downtime_ms: None,
                 })
                 .await?;
         }

@@ -88,15 +88,22 @@ impl Cutover {
             request_id: switch_id.clone(),
             at: SystemClock.now(),
         };
+        // The downtime runs from this stop request, if it is the one that stopped the source.
+        let mut stop_requested = None;
         if self.audit.begin(&entry).await? == AuditBegin::Proceed {
             ec2.tag(source, SWITCH_TAG, switch_id).await?;
-            ec2.stop(source).await?;
+            let asked = SystemClock.now();
+            if ec2.stop(source).await?.as_deref() == Some("running") {
+                stop_requested = Some(asked);
+            }
         }
         let mut moved = false;
+        let mut downtime_ms = None;
         if let Some(ip) = &plan.source.elastic_ip {
             ec2.move_address(&ip.allocation_id, &launch.instance_id)
                 .await?;
             moved = true;
+            downtime_ms = stop_requested.map(|at| switch::downtime_ms(at, SystemClock.now()));
         }
         let now = SystemClock.now();
         self.ledger
@@ -117,12 +124,26 @@ impl Cutover {
                 cause: None,
                 at: now,
                 group: None,
+                downtime_ms,
             })
             .await?;
         self.audit.finish(&entry.action_id, "done").await?;
         self.ledger
             .unlock(&switch::lock_key(request), switch_id)
             .await?;
+        if let Some(ms) = downtime_ms {
+            println!(
+                "{}",
+                metrics::measure(
+                    metrics::name::SWITCH_DOWNTIME_MS,
+                    json!(ms),
+                    "Milliseconds",
+                    &[("Saga", "AtomicSwitch")],
+                    &[("switch_id", json!(switch_id))],
+                    now,
+                )
+            );
+        }
         println!(
             "{}",
             metrics::count(
@@ -144,6 +165,12 @@ impl Cutover {
             ),
             format!("{source} is stopped and kept; starting it again is the way back"),
         ];
+        if let Some(ms) = downtime_ms {
+            lines.push(format!(
+                "downtime {:.1} s (stop request to address on the clone)",
+                ms as f64 / 1000.0
+            ));
+        }
         if let Some(ip) = plan.source.elastic_ip.as_ref().filter(|_| moved) {
             lines.push(format!("{} moved to {}", ip.public_ip, launch.instance_id));
         }

@@ -418,6 +418,7 @@ impl Rollback {
                 cause: Some(cause.to_owned()),
                 at: SystemClock.now(),
                 group: None,
+                downtime_ms: None,
             })
             .await?;
         Ok(())

@@ -65,6 +65,7 @@ impl Shadow {
                 cause: None,
                 at: SystemClock.now(),
                 group: None,
+                downtime_ms: None,
             })
             .await?;
         info!(

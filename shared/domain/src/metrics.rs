@@ -25,8 +25,9 @@ pub mod name {
     pub const UNAUTHORIZED_INSTANCES: &str = "UnauthorizedInstances";
     pub const INSTANCES_ENFORCED: &str = "InstancesEnforced";
     pub const NOTICE_NOT_PUBLISHED: &str = "NoticeNotPublished";
+    pub const SWITCH_DOWNTIME_MS: &str = "SwitchDowntimeMs";
 
-    pub const ALL: [&str; 16] = [
+    pub const ALL: [&str; 17] = [
         POOL_QUARANTINE,
         DECISION_NOT_PUBLISHED,
         SWITCH_COMPLETED,
@@ -43,6 +44,7 @@ pub mod name {
         UNAUTHORIZED_INSTANCES,
         INSTANCES_ENFORCED,
         NOTICE_NOT_PUBLISHED,
+        SWITCH_DOWNTIME_MS,
     ];
 }
 

@@ -411,9 +411,10 @@ impl Ec2 {
     }
 
     /// Stops `instance_id`, which IAM lets the step stop only once it carries the step's mark
-    /// (see [`once_marked`]).
-    pub async fn stop(&self, instance_id: &str) -> Result<(), AwsError> {
-        once_marked(|| async {
+    /// (see [`once_marked`]). Returns the state it was in before this call (`running`: this call
+    /// stopped it; `stopping`/`stopped`: an earlier one did).
+    pub async fn stop(&self, instance_id: &str) -> Result<Option<String>, AwsError> {
+        let answer = once_marked(|| async {
             self.client
                 .stop_instances()
                 .instance_ids(instance_id)
@@ -422,7 +423,13 @@ impl Ec2 {
                 .map_err(|e| classify("StopInstances", e))
         })
         .await?;
-        Ok(())
+        Ok(answer
+            .stopping_instances()
+            .iter()
+            .find(|i| i.instance_id() == Some(instance_id))
+            .and_then(|i| i.previous_state())
+            .and_then(|s| s.name())
+            .map(|n| n.as_str().to_owned()))
     }
 
     pub async fn start(&self, instance_id: &str) -> Result<(), AwsError> {

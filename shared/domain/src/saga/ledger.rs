@@ -54,4 +54,9 @@ pub struct LedgerRecord {
     /// The Auto Scaling group, for a member replaced by an ASG swap.
     #[serde(default)]
     pub group: Option<String>,
+    /// A switch's downtime, milliseconds: from the source's stop request to its Elastic IP
+    /// answering on the clone (the association's answer). None without an address to move, or
+    /// when the stop was requested by an earlier attempt of the step (not measured, not guessed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downtime_ms: Option<u64>,
 }

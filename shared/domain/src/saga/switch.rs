@@ -2,6 +2,7 @@
 //! is, the state its steps pass to each other (under `$.plan`, `$.image`, `$.launch`, `$.health`,
 //! `$.cutover`; a caught error under `$.error`), and the decisions its steps take on what they find.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::account::Environment;
@@ -72,6 +73,14 @@ impl SwitchRequest {
 }
 
 /// The per-instance lock key: one live switch at a time per instance.
+/// A switch's downtime in milliseconds: from the source's stop request to its address answering
+/// on the clone; never negative (clocks of one process, but a sub-millisecond race rounds to 0).
+pub fn downtime_ms(stop_requested: DateTime<Utc>, address_answered: DateTime<Utc>) -> u64 {
+    (address_answered - stop_requested)
+        .num_milliseconds()
+        .max(0) as u64
+}
+
 pub fn lock_key(request: &SwitchRequest) -> String {
     lock_key_of(&request.account_id, &request.region, &request.instance_id)
 }
@@ -563,6 +572,21 @@ pub fn finish(found: &Found, keep_image: bool) -> Result<Vec<Undo>, StepError> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn downtime_runs_from_the_stop_request_to_the_address_and_is_never_negative() {
+        use chrono::TimeZone;
+        let stop = Utc.with_ymd_and_hms(2026, 12, 6, 12, 0, 0).unwrap();
+        assert_eq!(
+            downtime_ms(stop, stop + chrono::TimeDelta::milliseconds(2_350)),
+            2_350
+        );
+        assert_eq!(
+            downtime_ms(stop, stop - chrono::TimeDelta::milliseconds(1)),
+            0
+        );
+    }
+
     use super::*;
     use serde_json::json;
 
