@@ -104,7 +104,7 @@ impl<'a> Flows<'a> {
             fleets: AwsFleets::new(self.scanner.clone()),
             store: WasteTable::new(dynamodb.clone(), &config.waste_table),
             audit: AuditTable::new(dynamodb, &config.governance.audit_table),
-            notices: notices(&self.scanner, &config.notice_topic_arn),
+            notices: Notifier::of(&self.scanner, config.notice_topic_arn.clone()),
             clock: FixedClock(now),
             home_account: HOME_ACCOUNT.into(),
             config,
@@ -137,17 +137,10 @@ impl<'a> Flows<'a> {
             fleets: AwsFleets::new(self.enforcer.clone()),
             store: EnforcementTable::new(dynamodb.clone(), &config.enforcement_table),
             audit: AuditTable::new(dynamodb, &config.governance.audit_table),
-            notices: notices(&self.enforcer, &config.notice_topic_arn),
+            notices: Notifier::of(&self.enforcer, config.notice_topic_arn.clone()),
             clock: FixedClock(now),
             home_account: HOME_ACCOUNT.into(),
             config,
         })
     }
-}
-
-/// The owners' topic as a function with role `ctx` publishes to it.
-fn notices(ctx: &AwsContext, topic: &Option<String>) -> Option<Notifier> {
-    topic
-        .clone()
-        .map(|topic| Notifier::new(aws_sdk_sns::Client::new(ctx.base()), topic))
 }

@@ -181,10 +181,7 @@ where
             }
         }
         // After the records: a notice never announces what was not recorded.
-        let sent = self.notices.publish(&notices).await;
-        if let Err(e) = &sent {
-            warn!(account = %target.account, region = %target.region, error = %e, notices = notices.len(), "owners not told");
-        }
+        let sent = spot_aws::sns::publish_counted(&self.notices, &notices).await;
         report.notified(notices.len(), &sent);
         Ok(())
     }

@@ -114,10 +114,17 @@ fn entry(index: usize, notice: &Notice) -> Result<PublishBatchRequestEntry, AwsE
 /// `NoticeNotPublished`), never the caller's failure (the decision stands; the owner can read it
 /// in the ledger or with `spotctl`).
 pub async fn announce(board: &impl Noticeboard, notices: &[Notice]) {
+    // Logged and counted by `publish_counted`; nothing more a saga step can do about it.
+    let _ = publish_counted(board, notices).await;
+}
+
+/// As [`announce`], returning the outcome for a run report.
+pub async fn publish_counted(board: &impl Noticeboard, notices: &[Notice]) -> Result<(), AwsError> {
     if notices.is_empty() {
-        return;
+        return Ok(());
     }
-    match board.publish(notices).await {
+    let result = board.publish(notices).await;
+    match &result {
         Ok(()) => info!(notices = notices.len(), "owners told"),
         Err(e) => {
             warn!(error = %e, notices = notices.len(), "owners not told");
@@ -137,4 +144,5 @@ pub async fn announce(board: &impl Noticeboard, notices: &[Notice]) {
             );
         }
     }
+    result
 }

@@ -26,10 +26,7 @@ async fn main() -> Result<(), Error> {
         fleets: AwsFleets::new(ctx.clone()),
         store: EnforcementTable::new(dynamodb.clone(), &config.enforcement_table),
         audit: AuditTable::new(dynamodb, &config.governance.audit_table),
-        notices: config
-            .notice_topic_arn
-            .clone()
-            .map(|topic| Notifier::new(aws_sdk_sns::Client::new(ctx.base()), topic)),
+        notices: Notifier::of(&ctx, config.notice_topic_arn.clone()),
         clock: SystemClock,
         config,
     };
