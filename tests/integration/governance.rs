@@ -134,6 +134,17 @@ impl Gov {
             .await?)
     }
 
+    /// One savings refresh of this test's account (us-east-1) at `now`.
+    pub async fn refresh_savings(&self, now: DateTime<Utc>) -> Result<RunReport> {
+        let refresher = self.flows().await.refresher(&[], now)?;
+        Ok(refresher
+            .run(
+                json!({"accounts": [self.account], "regions": ["us-east-1"]}),
+                "test-request",
+            )
+            .await?)
+    }
+
     /// `spotctl` with this test's tables, as the bed's administrator.
     pub fn spotctl(&self, args: &[&str]) -> Result<std::process::Output> {
         let mut command = std::process::Command::new(testbed::bed::bin_path("spotctl"));

@@ -7,6 +7,7 @@ mod hibernation;
 mod iam;
 mod interruption;
 mod router;
+mod savings;
 mod security;
 mod spotctl;
 mod stepfunctions;

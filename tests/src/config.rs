@@ -29,6 +29,7 @@ pub fn read_config<F: Fn(&str) -> Option<String>>(
         "security-enforcer" => done(governance::enforce::Config::from_env(env).map(drop)),
         "optimizer" => done(router::Config::from_env(env).map(drop)),
         "hibernation-reconciler" => done(hibernation::Config::from_env(env).map(drop)),
+        "savings-refresh" => done(savings::Config::from_env(env).map(drop)),
         "saga-approval" => done(approval::Config::from_env(env).map(drop)),
         "switch-plan" => done(switch::plan::Config::from_env(env).map(drop)),
         "switch-shadow" => done(switch::shadow::Config::from_env(env).map(drop)),
@@ -191,7 +192,7 @@ mod tests {
                 "{id} reserves concurrency unconditionally"
             );
         }
-        assert_eq!(reserving, 4, "the scheduled functions");
+        assert_eq!(reserving, 5, "the scheduled functions");
         assert!(template.parameter("ReserveScheduledConcurrency").is_some());
     }
 

@@ -24,6 +24,7 @@ pub type Scanner = governance::waste::Scanner<
     Option<Notifier>,
 >;
 pub type Reconciler = hibernation::Reconciler<FixedClock>;
+pub type Refresher = savings::Refresher<FixedClock>;
 pub type Enforcer = governance::enforce::Enforcer<
     AccountsTable,
     AwsFleets,
@@ -43,6 +44,7 @@ pub struct Flows<'a> {
     scanner: Arc<AwsContext>,
     enforcer: Arc<AwsContext>,
     reconciler: Arc<AwsContext>,
+    refresher: Arc<AwsContext>,
 }
 
 impl<'a> Flows<'a> {
@@ -64,6 +66,11 @@ impl<'a> Flows<'a> {
                 tables.function_config(&base, "hibernation-reconciler"),
                 spot_domain::Capability::Hibernation,
                 "hibernation-test",
+            )),
+            refresher: Arc::new(AwsContext::new(
+                tables.function_config(&base, "savings-refresh"),
+                spot_domain::Capability::Read,
+                "savings-test",
             )),
             ctx: context(base),
         }
@@ -121,6 +128,23 @@ impl<'a> Flows<'a> {
         );
         Ok(hibernation::Reconciler::new(
             self.reconciler.clone(),
+            prices,
+            FixedClock(now),
+            HOME_ACCOUNT.into(),
+            config,
+        ))
+    }
+
+    /// The savings refresh as deployed, at `now`, as its own role.
+    pub fn refresher(&self, overrides: &[(&str, &str)], now: DateTime<Utc>) -> Result<Refresher> {
+        let env = self.env("savings-refresh", overrides)?;
+        let config = savings::Config::from_env(&Env(|k: &str| env.get(k).cloned()))?;
+        let prices = spot_aws::PriceList::from_config(
+            self.refresher.base(),
+            spot_domain::market::Catalog::shipped(),
+        );
+        Ok(savings::Refresher::new(
+            self.refresher.clone(),
             prices,
             FixedClock(now),
             HOME_ACCOUNT.into(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use aws_sdk_ec2::types::{DomainType, Filter, InstanceStateName};
 use aws_sdk_sfn::types::{ExecutionStatus, HistoryEventType};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 use spot_aws::{LedgerTable, QuarantineTable};
 use spot_domain::config::key;
@@ -786,10 +786,21 @@ pub fn initializing_status() -> Fault {
 /// An EC2 answer to `DescribeSpotPriceHistory` with these prices (instance type, AZ name, USD/h),
 /// stamped now: moto quotes one constant price for every pool.
 pub fn spot_prices(prices: &[(&str, &str, f64)]) -> Fault {
-    let at = Utc::now().format("%Y-%m-%dT%H:%M:%S.000Z");
+    let now = Utc::now();
+    let at: Vec<_> = prices
+        .iter()
+        .map(|(t, az, usd)| (*t, *az, *usd, now))
+        .collect();
+    spot_price_history(&at)
+}
+
+/// An EC2 answer to `DescribeSpotPriceHistory` with these price changes (instance type, AZ name,
+/// USD/h, when), whatever was asked.
+pub fn spot_price_history(prices: &[(&str, &str, f64, DateTime<Utc>)]) -> Fault {
     let items: String = prices
         .iter()
-        .map(|(instance_type, az, usd)| {
+        .map(|(instance_type, az, usd, at)| {
+            let at = at.format("%Y-%m-%dT%H:%M:%S.000Z");
             format!(
                 "<item><instanceType>{instance_type}</instanceType><productDescription>Linux/UNIX</productDescription>\
                  <spotPrice>{usd:.6}</spotPrice><timestamp>{at}</timestamp><availabilityZone>{az}</availabilityZone></item>"

@@ -1,6 +1,7 @@
 //! Rendering shared by `spotctl` and the demo.
 
 pub mod listings;
+pub mod savings;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use comfy_table::presets::UTF8_FULL_CONDENSED;

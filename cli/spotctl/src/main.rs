@@ -59,6 +59,27 @@ enum Command {
     /// AUDIT_TABLE or --table).
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Net savings per account, region and month: switches, swaps and failovers at the Spot
+    /// price in force, net of what they keep (as of the last hourly refresh), hibernation, waste
+    /// removed; shadow decisions apart. `--detail`: per workload.
+    Savings {
+        #[arg(long, env = "LEDGER_TABLE")]
+        ledger: String,
+        /// Adds the hibernation line (omit to leave it out).
+        #[arg(long, env = "HIBERNATION_TABLE")]
+        hibernation: Option<String>,
+        /// Adds the waste-removed line (omit to leave it out).
+        #[arg(long, env = "WASTE_TABLE")]
+        waste: Option<String>,
+        #[command(flatten)]
+        only: spotctl::savings::Only,
+        /// One row per workload (switched instance, swapped member, failover, shadow source).
+        #[arg(long)]
+        detail: bool,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -608,6 +629,55 @@ async fn main() -> Result<()> {
                  reconciler applies it at its next run",
                 item.over.by, item.over.why
             );
+        }
+        Command::Savings {
+            ledger,
+            hibernation,
+            waste,
+            only,
+            detail,
+            json,
+        } => {
+            use spot_domain::savings;
+            let accruals = LedgerTable::new(dynamodb.clone(), ledger)
+                .accruals()
+                .await?;
+            if detail {
+                let kept = only.accruals(accruals);
+                if json {
+                    for line in spotctl::savings::detail_json(&kept)? {
+                        println!("{line}");
+                    }
+                } else if kept.is_empty() {
+                    println!("no saving accrued yet (the savings refresh runs hourly)");
+                } else {
+                    println!("{}", spotctl::savings::detail_table(&kept));
+                }
+                return Ok(());
+            }
+            let mut totals = std::collections::BTreeMap::new();
+            savings::add_accruals(&mut totals, &accruals);
+            if let Some(table) = hibernation {
+                let all = HibernationTable::new(dynamodb.clone(), table).all().await?;
+                savings::add_hibernation(&mut totals, &all.targets, now);
+            }
+            if let Some(table) = waste {
+                let records = WasteTable::new(dynamodb.clone(), table).all().await?;
+                let prices = spot_domain::governance::pricing::PriceTable::from_env(
+                    &spot_domain::config::Env::process(),
+                )?;
+                savings::add_waste(&mut totals, &records, now, &prices);
+            }
+            let totals = only.totals(totals);
+            if json {
+                for line in spotctl::savings::totals_json(&totals) {
+                    println!("{line}");
+                }
+            } else if totals.is_empty() {
+                println!("no saving recorded yet");
+            } else {
+                println!("{}", spotctl::savings::totals_table(&totals));
+            }
         }
         Command::Schedule(ScheduleCommand::Savings { table, json }) => {
             let all = HibernationTable::new(dynamodb, table).all().await?;

@@ -40,12 +40,6 @@ impl Config {
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
         let day = TimeDelta::days(1);
         let defaults = WasteRules::default();
-        let overrides: BTreeMap<String, BTreeMap<String, f64>> =
-            match env.optional(key::PRICE_OVERRIDES) {
-                None => BTreeMap::new(),
-                Some(json) => serde_json::from_str(&json)
-                    .map_err(|e| ConfigError(format!("PRICE_OVERRIDES: {e}")))?,
-            };
         Ok(Self {
             governance: Governance::from_env(env)?,
             waste_table: env.required(key::WASTE_TABLE)?,
@@ -80,8 +74,7 @@ impl Config {
                 )?,
                 snapshot_before_delete: env.parsed(key::SNAPSHOT_BEFORE_DELETE, true)?,
             },
-            prices: PriceTable::with_overrides(&overrides)
-                .map_err(|e| ConfigError(e.to_string()))?,
+            prices: PriceTable::from_env(env)?,
             write_concurrency: 16,
         })
     }

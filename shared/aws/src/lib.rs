@@ -35,7 +35,7 @@ pub mod tls;
 pub use clients::AwsContext;
 pub use dynamodb::{
     AccountsTable, ApprovalsTable, AuditTable, EnforcementTable, HibernationTable, LedgerTable,
-    QuarantineTable, SchedulesTable, WasteTable,
+    QuarantineTable, SavingsInputs, SchedulesTable, WasteTable,
 };
 pub use ec2::{Ec2, Ec2Directory};
 pub use events::{EventBus, SignalReactions};

@@ -108,6 +108,11 @@ pub mod key {
     pub const HYSTERESIS_WINDOW_DAYS: &str = "HYSTERESIS_WINDOW_DAYS";
     pub const ON_DEMAND_HOLD_DAYS: &str = "ON_DEMAND_HOLD_DAYS";
 
+    // ---- savings and a switch's leftovers
+    /// How long a switch keeps its stopped source, the source's volumes and its image before they
+    /// go through the waste lifecycle (and how long `spotctl switch revert` can switch back).
+    pub const SOURCE_RETENTION_DAYS: &str = "SOURCE_RETENTION_DAYS";
+
     // ---- hibernation
     pub const SCHEDULES_TABLE: &str = "SCHEDULES_TABLE";
     /// The reconciler's per-target state and the operators' overrides.

@@ -12,6 +12,7 @@
 //! | [`saga`] | both sagas' state and decisions, shared step machinery, ledger, approvals, router |
 //! | [`governance`] | audit/live switch, run scope, waste and enforcement lifecycles |
 //! | [`hibernation`] | schedules: the 168-hour week, DST-correct reading, the reconciler's decision |
+//! | [`savings`] | net savings: accruals at the Spot price in force, less what a move keeps, by month |
 //! | [`ids`] | the syntax of every identifier an event or request carries |
 //! | [`account`], [`instance`], [`tags`], [`audit`] | what several concerns share |
 //! | [`config`], [`error`], [`clock`], [`metrics`], [`notice`] | configuration keys, error names, time, EMF, owner notices |
@@ -30,6 +31,7 @@ pub mod metrics;
 pub mod notice;
 pub mod pool;
 pub mod saga;
+pub mod savings;
 pub mod tags;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -26,8 +26,10 @@ pub mod name {
     pub const INSTANCES_ENFORCED: &str = "InstancesEnforced";
     pub const NOTICE_NOT_PUBLISHED: &str = "NoticeNotPublished";
     pub const SWITCH_DOWNTIME_MS: &str = "SwitchDowntimeMs";
+    pub const NET_SAVING_PER_HOUR_USD: &str = "NetSavingPerHourUsd";
+    pub const SHADOW_SAVING_PER_HOUR_USD: &str = "ShadowSavingPerHourUsd";
 
-    pub const ALL: [&str; 17] = [
+    pub const ALL: [&str; 19] = [
         POOL_QUARANTINE,
         DECISION_NOT_PUBLISHED,
         SWITCH_COMPLETED,
@@ -45,6 +47,8 @@ pub mod name {
         INSTANCES_ENFORCED,
         NOTICE_NOT_PUBLISHED,
         SWITCH_DOWNTIME_MS,
+        NET_SAVING_PER_HOUR_USD,
+        SHADOW_SAVING_PER_HOUR_USD,
     ];
 }
 

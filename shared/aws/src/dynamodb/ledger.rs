@@ -6,9 +6,19 @@ use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use spot_domain::AwsError;
+use spot_domain::saga::failover::{self, FailoverRecord};
 use spot_domain::saga::ledger::LedgerRecord;
+use spot_domain::savings::{Accrual, KEY_PREFIX};
 
 use crate::error::{classify, invalid_data};
+
+/// The ledger table's items the savings refresh reads.
+#[derive(Debug, Clone, Default)]
+pub struct SavingsInputs {
+    pub records: Vec<LedgerRecord>,
+    pub failovers: Vec<FailoverRecord>,
+    pub accruals: Vec<Accrual>,
+}
 
 /// The ledger table.
 #[derive(Debug, Clone)]
@@ -70,6 +80,66 @@ impl LedgerTable {
             .collect::<Result<_, _>>()?;
         all.sort_by_key(|r| std::cmp::Reverse(r.at));
         Ok(all)
+    }
+
+    /// What the savings refresh reads, with one scan: the switch and member records, the
+    /// failovers and the accruals (locks, roles and notes left out).
+    pub async fn savings_inputs(&self) -> Result<SavingsInputs, AwsError> {
+        let mut inputs = SavingsInputs::default();
+        for item in super::scan_all(&self.client, &self.table).await? {
+            let key = match item.get("switch_id") {
+                Some(serde_dynamo::AttributeValue::S(key)) => key.clone(),
+                _ => String::new(),
+            };
+            let read = |e: serde_dynamo::Error| invalid_data("Scan", format!("{key}: {e}"));
+            if key.starts_with(KEY_PREFIX) {
+                inputs
+                    .accruals
+                    .push(serde_dynamo::from_item(item).map_err(read)?);
+            } else if key.starts_with(failover::EXECUTION_PREFIX) && item.get("status").is_some() {
+                inputs
+                    .failovers
+                    .push(serde_dynamo::from_item(item).map_err(read)?);
+            } else if item.get("source_instance_id").is_some() && item.get("status").is_some() {
+                inputs
+                    .records
+                    .push(serde_dynamo::from_item(item).map_err(read)?);
+            }
+        }
+        Ok(inputs)
+    }
+
+    /// Every savings accrual (`spotctl savings`).
+    pub async fn accruals(&self) -> Result<Vec<Accrual>, AwsError> {
+        self.with_prefix(KEY_PREFIX).await
+    }
+
+    /// Writes `accrual` if the stored one is still the revision it was read at (or absent, for a
+    /// new line), with the revision incremented; `false` when another refresh wrote it first
+    /// (then this one's interval is theirs, and adding it again would count it twice).
+    pub async fn put_accrual(&self, accrual: &Accrual) -> Result<bool, AwsError> {
+        let read_at = accrual.revision;
+        let mut next = accrual.clone();
+        next.revision = read_at + 1;
+        let item: serde_dynamo::Item =
+            serde_dynamo::to_item(&next).map_err(|e| invalid_data("PutItem", e.to_string()))?;
+        let write = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item.into()));
+        let write = if read_at == 0 {
+            write.condition_expression("attribute_not_exists(switch_id)")
+        } else {
+            write
+                .condition_expression("revision = :read")
+                .expression_attribute_values(":read", AttributeValue::N(read_at.to_string()))
+        };
+        match write.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
+            Err(e) => Err(classify("PutItem", e)),
+        }
     }
 
     pub async fn lock(

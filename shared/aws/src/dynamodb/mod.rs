@@ -24,7 +24,7 @@ pub use approvals::ApprovalsTable;
 pub use audit::{AuditTable, STARTED};
 pub use governance::{EnforcementTable, WasteTable};
 pub use hibernation::{Hibernation, HibernationTable};
-pub use ledger::LedgerTable;
+pub use ledger::{LedgerTable, SavingsInputs};
 pub use quarantine::QuarantineTable;
 pub use schedules::SchedulesTable;
 

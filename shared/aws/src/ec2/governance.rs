@@ -63,27 +63,7 @@ impl Ec2 {
             .try_collect()
             .await
             .map_err(|e| classify("DescribeVolumes", e))?;
-        Ok(volumes
-            .iter()
-            .filter_map(|v| {
-                Some(Volume {
-                    volume_id: v.volume_id()?.to_owned(),
-                    state: v.state().map(|s| s.as_str().to_owned()).unwrap_or_default(),
-                    volume_type: v
-                        .volume_type()
-                        .map(|t| t.as_str().to_owned())
-                        .unwrap_or_default(),
-                    size_gb: v
-                        .size()
-                        .and_then(|s| u32::try_from(s).ok())
-                        .unwrap_or_default(),
-                    iops: v.iops().and_then(|s| u32::try_from(s).ok()),
-                    throughput: v.throughput().and_then(|s| u32::try_from(s).ok()),
-                    created: time(v.create_time())?,
-                    tags: tags(v.tags()),
-                })
-            })
-            .collect())
+        Ok(volumes.iter().filter_map(volume).collect())
     }
 
     pub async fn snapshots(&self) -> Result<Vec<Snapshot>, AwsError> {
@@ -98,21 +78,7 @@ impl Ec2 {
             .try_collect()
             .await
             .map_err(|e| classify("DescribeSnapshots", e))?;
-        Ok(snapshots
-            .iter()
-            .filter_map(|s| {
-                Some(Snapshot {
-                    snapshot_id: s.snapshot_id()?.to_owned(),
-                    volume_size_gb: s
-                        .volume_size()
-                        .and_then(|v| u32::try_from(v).ok())
-                        .unwrap_or_default(),
-                    started: time(s.start_time())?,
-                    state: s.state().map(|s| s.as_str().to_owned()).unwrap_or_default(),
-                    tags: tags(s.tags()),
-                })
-            })
-            .collect())
+        Ok(snapshots.iter().filter_map(snapshot).collect())
     }
 
     /// The account's own images, disabled and deprecated ones included.
@@ -607,4 +573,36 @@ impl Ec2 {
             ),
         }
     }
+}
+
+pub(super) fn volume(v: &aws_sdk_ec2::types::Volume) -> Option<Volume> {
+    Some(Volume {
+        volume_id: v.volume_id()?.to_owned(),
+        state: v.state().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+        volume_type: v
+            .volume_type()
+            .map(|t| t.as_str().to_owned())
+            .unwrap_or_default(),
+        size_gb: v
+            .size()
+            .and_then(|s| u32::try_from(s).ok())
+            .unwrap_or_default(),
+        iops: v.iops().and_then(|s| u32::try_from(s).ok()),
+        throughput: v.throughput().and_then(|s| u32::try_from(s).ok()),
+        created: time(v.create_time())?,
+        tags: tags(v.tags()),
+    })
+}
+
+pub(super) fn snapshot(s: &aws_sdk_ec2::types::Snapshot) -> Option<Snapshot> {
+    Some(Snapshot {
+        snapshot_id: s.snapshot_id()?.to_owned(),
+        volume_size_gb: s
+            .volume_size()
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or_default(),
+        started: time(s.start_time())?,
+        state: s.state().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+        tags: tags(s.tags()),
+    })
 }

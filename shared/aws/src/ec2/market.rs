@@ -82,8 +82,19 @@ impl Ec2 {
             .collect())
     }
 
+    /// The Spot price in force now in each pool of `instance_types` (Linux).
     pub async fn spot_prices(&self, instance_types: &[String]) -> Result<Vec<SpotPrice>, AwsError> {
-        let now = aws_sdk_ec2::primitives::DateTime::from_secs(Utc::now().timestamp());
+        self.spot_prices_since(instance_types, Utc::now()).await
+    }
+
+    /// Every Spot price change of `instance_types` (Linux) since `since`, and the price in force
+    /// at `since` (EC2 answers the last change before the start time too).
+    pub async fn spot_prices_since(
+        &self,
+        instance_types: &[String],
+        since: DateTime<Utc>,
+    ) -> Result<Vec<SpotPrice>, AwsError> {
+        let start = aws_sdk_ec2::primitives::DateTime::from_secs(since.timestamp());
         let mut prices = Vec::new();
         for chunk in instance_types.chunks(100) {
             let history: Vec<_> = self
@@ -98,7 +109,7 @@ impl Ec2 {
                 .product_descriptions("Linux/UNIX")
                 .product_descriptions("Linux/UNIX (Amazon VPC)")
                 // With the start time now, EC2 answers the price in force now in each pool.
-                .start_time(now)
+                .start_time(start)
                 .max_results(1000)
                 .into_paginator()
                 .items()

@@ -11,6 +11,7 @@ mod instances;
 mod launch;
 mod market;
 mod preserve;
+mod savings;
 pub mod schedule;
 
 use aws_sdk_ec2::Client;
@@ -21,6 +22,7 @@ use spot_domain::tags::Tags;
 pub use directory::Ec2Directory;
 pub use launch::NO_CAPACITY;
 pub use preserve::Kept;
+pub use savings::Running;
 
 /// Page size of list calls (the API maximum where one exists).
 const PAGE: i32 = 1000;

@@ -127,6 +127,20 @@ pub struct PriceTable {
 }
 
 impl PriceTable {
+    /// The list prices with `PRICE_OVERRIDES` (JSON: region → price name → USD) applied.
+    pub fn from_env<F: Fn(&str) -> Option<String>>(
+        env: &crate::config::Env<F>,
+    ) -> Result<Self, crate::config::ConfigError> {
+        use crate::config::{ConfigError, key};
+        let overrides: BTreeMap<String, BTreeMap<String, f64>> =
+            match env.optional(key::PRICE_OVERRIDES) {
+                None => BTreeMap::new(),
+                Some(json) => serde_json::from_str(&json)
+                    .map_err(|e| ConfigError(format!("PRICE_OVERRIDES: {e}")))?,
+            };
+        Self::with_overrides(&overrides).map_err(|e| ConfigError(e.to_string()))
+    }
+
     /// `overrides`: region → price name → USD, as in env `PRICE_OVERRIDES`.
     pub fn with_overrides(
         overrides: &BTreeMap<String, BTreeMap<String, f64>>,

@@ -17,6 +17,12 @@ pub enum RunError {
     Request(#[from] RequestError),
     #[error("reading the accounts table: {0}")]
     Registry(#[from] AwsError),
+    /// Reading what the whole run works from (e.g. the ledger, once per run) failed.
+    #[error("reading {what}: {source}")]
+    Store {
+        what: &'static str,
+        source: AwsError,
+    },
 }
 
 impl RunError {
@@ -25,6 +31,7 @@ impl RunError {
         match self {
             Self::Request(_) => ErrorName::InvalidRequest,
             Self::Registry(e) => e.error_name(),
+            Self::Store { source, .. } => source.error_name(),
         }
     }
 }
