@@ -693,7 +693,7 @@ async fn the_binary_answers_a_schedule_with_a_summary_and_refuses_a_bad_request(
                 && l["region"] == "us-west-2"
         })
         .collect();
-    assert_eq!(open.len(), 4, "one line per kind: {open:#?}");
+    assert_eq!(open.len(), 5, "one line per kind: {open:#?}");
     let address_cost = open.iter().find(|l| l["Kind"] == "elastic_ip").unwrap();
     assert_eq!(
         address_cost["WasteOpenMonthlyUsd"].as_f64(),
@@ -764,5 +764,111 @@ async fn no_deadline_without_the_owners_notice_and_no_deletion_once_the_notice_c
         .iter()
         .any(|a| a.resource_id == told && a.outcome.contains("refused"));
     assert!(refused, "{report:?}");
+    Ok(())
+}
+
+/// A switch's leftovers: the stopped source is kept for `SOURCE_RETENTION_DAYS` (the revert
+/// window), then goes through the waste lifecycle like any waste: detected, flagged, scheduled,
+/// and in live mode, after the grace, its volumes snapshotted and the instance terminated. The
+/// clone, which carries the switch's mark too, is never a candidate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switch_source_is_kept_for_its_retention_then_flagged_backed_up_and_terminated()
+-> Result<()> {
+    use spot_domain::tags::{CREATED_VIA, SWITCH_TAG, SWITCHED_AT_TAG, VIA_SWITCH};
+
+    let g = Gov::start("waste-switch-source").await?;
+    let live = [("MODE", "live"), ("LIVE_ACCOUNTS", g.account.as_str())];
+    let ec2 = g.ec2("us-east-1");
+    let t0 = Utc::now();
+    let switched_at = t0.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let source = Launch::new("m5.large")
+        .volume_gib(20)
+        .tag(SWITCH_TAG, "switch-1")
+        .tag(SWITCHED_AT_TAG, &switched_at)
+        .run(&ec2)
+        .await?;
+    let clone = Launch::new("m5.large")
+        .tag(SWITCH_TAG, "switch-1")
+        .tag(CREATED_VIA, VIA_SWITCH)
+        .run(&ec2)
+        .await?;
+    ec2.stop_instances()
+        .instance_ids(&source)
+        .instance_ids(&clone)
+        .send()
+        .await?;
+    let volume = ec2
+        .describe_volumes()
+        .filters(
+            Filter::builder()
+                .name("attachment.instance-id")
+                .values(&source)
+                .build(),
+        )
+        .send()
+        .await?
+        .volumes()
+        .first()
+        .and_then(|v| v.volume_id())
+        .unwrap_or_default()
+        .to_owned();
+
+    // Within the retention: kept, not even detected.
+    let report = g.scan(&live, day(t0, 29)).await?;
+    assert_eq!(g.waste("us-east-1", &source).await?, None);
+    assert_eq!(g.waste("us-east-1", &clone).await?, None);
+    assert_eq!(
+        target(&report, "us-east-1")?
+            .counts
+            .get("switch_source")
+            .and_then(|c| c.get("DETECTED")),
+        None
+    );
+    // Past it: detected, costed as its volumes, then flagged and scheduled (the owner's tag).
+    g.scan(&live, day(t0, 31)).await?;
+    let record = g.waste("us-east-1", &source).await?;
+    assert_eq!(status(&record), "DETECTED");
+    assert!(s(record.as_ref().unwrap(), "reason").contains("past its 30-day retention"));
+    let cost = record.as_ref().unwrap()["monthly_cost_usd"]
+        .as_n()
+        .unwrap()
+        .parse::<f64>()?;
+    assert!(
+        (cost - 2.0).abs() < 1e-9,
+        "20 GiB of gp2 or gp3 at list price: {cost}"
+    );
+    g.scan(&live, day(t0, 38)).await?;
+    let record = g.waste("us-east-1", &source).await?;
+    assert_eq!(status(&record), "SCHEDULED_DELETE");
+    assert!(g.tags("us-east-1", &source).await?[WASTE_TAG].contains("deleted after"));
+    // The grace not over: still there. Over: backed up, then terminated.
+    g.scan(&live, day(t0, 45) - TimeDelta::seconds(1)).await?;
+    assert_eq!(
+        testbed::saga::state(&ec2, &source).await?.as_str(),
+        "stopped"
+    );
+    g.scan(&live, day(t0, 45)).await?;
+    g.scan(&live, day(t0, 45) + TimeDelta::hours(1)).await?;
+    let record = g.waste("us-east-1", &source).await?;
+    assert_eq!(status(&record), "DELETED", "{record:?}");
+    assert_eq!(
+        testbed::saga::state(&ec2, &source).await?.as_str(),
+        "terminated"
+    );
+    assert_eq!(backups(&ec2, &volume).await?, 1, "one backup of its volume");
+    assert!(s(record.as_ref().unwrap(), "backup_snapshot_id").starts_with("snap-"));
+    assert!(
+        g.audit()
+            .await?
+            .iter()
+            .any(|a| s(a, "action") == "terminate_switch_source" && s(a, "outcome") == "done"),
+        "audited"
+    );
+    // The clone was never a candidate.
+    assert_eq!(g.waste("us-east-1", &clone).await?, None);
+    assert_eq!(
+        testbed::saga::state(&ec2, &clone).await?.as_str(),
+        "stopped"
+    );
     Ok(())
 }

@@ -73,6 +73,12 @@ impl Config {
                     1,
                 )?,
                 snapshot_before_delete: env.parsed(key::SNAPSHOT_BEFORE_DELETE, true)?,
+                source_retention: env.duration(
+                    key::SOURCE_RETENTION_DAYS,
+                    defaults.source_retention,
+                    day,
+                    0,
+                )?,
             },
             prices: PriceTable::from_env(env)?,
             write_concurrency: 16,
@@ -400,6 +406,7 @@ fn delete_action(kind: waste::WasteKind) -> &'static str {
         waste::WasteKind::EbsVolume => "delete_volume",
         waste::WasteKind::EbsSnapshot => "delete_snapshot",
         waste::WasteKind::Ami => "deregister_image",
+        waste::WasteKind::SwitchSource => "terminate_switch_source",
     }
 }
 

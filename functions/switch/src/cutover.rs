@@ -11,7 +11,7 @@ use spot_domain::notice::{Event, Kind, Notice};
 use spot_domain::saga::StepError;
 use spot_domain::saga::ledger::{LedgerRecord, LedgerStatus};
 use spot_domain::saga::switch::{self, CutoverStep, SwitchInput};
-use spot_domain::tags::SWITCH_TAG;
+use spot_domain::tags::{SWITCH_TAG, SWITCHED_AT_TAG};
 use spot_domain::{Clock, SystemClock, metrics};
 use tracing::{info, instrument};
 
@@ -91,8 +91,10 @@ impl Cutover {
         // The downtime runs from this stop request, if it is the one that stopped the source.
         let mut stop_requested = None;
         if self.audit.begin(&entry).await? == AuditBegin::Proceed {
-            ec2.tag(source, SWITCH_TAG, switch_id).await?;
             let asked = SystemClock.now();
+            let at = asked.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            ec2.tag_all(source, &[(SWITCH_TAG, switch_id), (SWITCHED_AT_TAG, &at)])
+                .await?;
             if ec2.stop(source).await?.as_deref() == Some("running") {
                 stop_requested = Some(asked);
             }

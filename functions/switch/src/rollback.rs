@@ -27,7 +27,7 @@ use spot_domain::saga::switch::{
     SourceRestore, Undo,
 };
 use spot_domain::saga::{Outcome, Phase, SagaMode, StepError};
-use spot_domain::tags::{CREATED_VIA, SWITCH_TAG, VIA_SWITCH};
+use spot_domain::tags::{CREATED_VIA, SWITCH_TAG, SWITCHED_AT_TAG, VIA_SWITCH};
 use spot_domain::{AwsError, Clock, ErrorName, SystemClock, metrics};
 use tracing::{info, instrument, warn};
 
@@ -268,7 +268,8 @@ impl Rollback {
                     undone.push(format!("terminated clone {clone}"));
                 }
                 Undo::Unmark => {
-                    ec2.untag(source, SWITCH_TAG).await?;
+                    ec2.untag_all(source, &[SWITCH_TAG, SWITCHED_AT_TAG])
+                        .await?;
                     if found.source_state.as_deref() == Some("running") {
                         undone.push(format!("{source} runs again"));
                     }

@@ -19,11 +19,12 @@ pub struct AwsFleet {
 
 impl Fleet for AwsFleet {
     async fn waste_resources(&self) -> Result<Inventory, AwsError> {
-        let (addresses, volumes, snapshots, images) = futures::try_join!(
+        let (addresses, volumes, snapshots, images, stopped_sources) = futures::try_join!(
             self.ec2.addresses(),
             self.ec2.volumes(),
             self.ec2.snapshots(),
             self.ec2.images(),
+            self.ec2.stopped_sources(),
         )?;
         Ok(Inventory {
             addresses,
@@ -31,6 +32,7 @@ impl Fleet for AwsFleet {
             snapshots,
             images,
             usage: Usage::default(),
+            stopped_sources,
         })
     }
 

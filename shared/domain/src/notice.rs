@@ -323,6 +323,7 @@ fn kind_name(kind: WasteKind) -> &'static str {
         WasteKind::EbsVolume => "EBS volume",
         WasteKind::EbsSnapshot => "EBS snapshot",
         WasteKind::Ami => "AMI",
+        WasteKind::SwitchSource => "stopped switch source",
     }
 }
 

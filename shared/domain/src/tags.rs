@@ -20,6 +20,9 @@ pub const ENABLED_TAG: &str = "spot-optimizer:enabled";
 /// Carries the switch id on everything the atomic switch creates or stops, so a retried step finds
 /// its own work and IAM lets it act only there.
 pub const SWITCH_TAG: &str = "spot-optimizer:switch";
+/// On a source the atomic switch stopped: when (RFC 3339). Its retention (`SOURCE_RETENTION_DAYS`)
+/// runs from here; after it the waste scanner takes the source through its lifecycle.
+pub const SWITCHED_AT_TAG: &str = "spot-optimizer:switched-at";
 /// Carries the swap id on the replacements the ASG swap launches, the members it detaches, and
 /// the group while the swap has changed it.
 pub const SWAP_TAG: &str = "spot-optimizer:swap";

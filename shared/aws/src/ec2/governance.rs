@@ -9,9 +9,11 @@ use spot_domain::AwsError;
 use spot_domain::governance::enforcement::{EnforceAction, Instance};
 use spot_domain::governance::ports::{Deleted, Deletion, Enforced};
 use spot_domain::governance::waste::{
-    Address, BACKUP_TAG, Image, Snapshot, Usage, Volume, WasteKind,
+    Address, BACKUP_TAG, Image, Snapshot, StoppedSource, Usage, Volume, WasteKind,
 };
-use spot_domain::tags::{PRESERVED_TAG, WASTE_TAG};
+use spot_domain::tags::{
+    CREATED_VIA, PRESERVED_TAG, SWITCH_TAG, SWITCHED_AT_TAG, VIA_SWITCH, WASTE_TAG,
+};
 
 use super::{Ec2, PAGE, not_found, tags, time};
 use crate::error::{classify, invalid_data};
@@ -302,6 +304,7 @@ impl Ec2 {
                         backup_snapshot_id: None,
                     })
             }
+            WasteKind::SwitchSource => self.terminate_source(deletion).await,
             WasteKind::Ami => {
                 match self
                     .client
@@ -429,70 +432,9 @@ impl Ec2 {
         }
         let mut backup = deletion.backup_snapshot_id.clone();
         if deletion.backup {
-            // A run that crashed after snapshotting left a tagged snapshot: reuse it, never take two.
-            if backup.is_none() {
-                backup = self
-                    .client
-                    .describe_snapshots()
-                    .owner_ids("self")
-                    .filters(
-                        Filter::builder()
-                            .name(format!("tag:{BACKUP_TAG}"))
-                            .values(volume_id.as_str())
-                            .build(),
-                    )
-                    .send()
-                    .await
-                    .map_err(|e| classify("DescribeSnapshots", e))?
-                    .snapshots()
-                    .first()
-                    .and_then(|s| s.snapshot_id())
-                    .map(str::to_owned);
-            }
-            let snapshot_id = match backup.clone() {
-                Some(id) => id,
-                None => {
-                    let created = self
-                        .client
-                        .create_snapshot()
-                        .volume_id(volume_id)
-                        .description(format!(
-                            "spot-optimizer: backup of {volume_id} before deleting it as waste"
-                        ))
-                        .tag_specifications(
-                            aws_sdk_ec2::types::TagSpecification::builder()
-                                .resource_type(aws_sdk_ec2::types::ResourceType::Snapshot)
-                                .tags(Tag::builder().key(BACKUP_TAG).value(volume_id).build())
-                                .tags(
-                                    Tag::builder()
-                                        .key("ManagedBy")
-                                        .value("SpotOptimizer")
-                                        .build(),
-                                )
-                                .build(),
-                        )
-                        .send()
-                        .await
-                        .map_err(|e| classify("CreateSnapshot", e))?;
-                    created
-                        .snapshot_id()
-                        .map(str::to_owned)
-                        .ok_or_else(|| invalid_data("CreateSnapshot", "no snapshot id"))?
-                }
-            };
+            let (snapshot_id, complete) = self.backup(volume_id, backup.clone()).await?;
             backup = Some(snapshot_id.clone());
-            let state = self
-                .client
-                .describe_snapshots()
-                .snapshot_ids(&snapshot_id)
-                .send()
-                .await
-                .map_err(|e| classify("DescribeSnapshots", e))?
-                .snapshots()
-                .first()
-                .and_then(|s| s.state())
-                .map(|s| s.as_str().to_owned());
-            if state.as_deref() != Some("completed") {
+            if !complete {
                 return Ok(Deleted::BackupPending {
                     backup_snapshot_id: snapshot_id,
                 });
@@ -513,6 +455,214 @@ impl Ec2 {
             }),
             Err(e) => Err(classify("DeleteVolume", e)),
         }
+    }
+
+    /// The backup snapshot of `volume_id` (tagged [`BACKUP_TAG`]): `known` or one an earlier run
+    /// took (found by its tag: never two), else a new one; and whether it is complete.
+    async fn backup(
+        &self,
+        volume_id: &str,
+        known: Option<String>,
+    ) -> Result<(String, bool), AwsError> {
+        let mut backup = known;
+        // A run that crashed after snapshotting left a tagged snapshot: reuse it, never take two.
+        if backup.is_none() {
+            backup = self
+                .client
+                .describe_snapshots()
+                .owner_ids("self")
+                .filters(
+                    Filter::builder()
+                        .name(format!("tag:{BACKUP_TAG}"))
+                        .values(volume_id)
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| classify("DescribeSnapshots", e))?
+                .snapshots()
+                .first()
+                .and_then(|s| s.snapshot_id())
+                .map(str::to_owned);
+        }
+        let snapshot_id = match backup {
+            Some(id) => id,
+            None => self
+                .client
+                .create_snapshot()
+                .volume_id(volume_id)
+                .description(format!(
+                    "spot-optimizer: backup of {volume_id} before deleting it as waste"
+                ))
+                .tag_specifications(
+                    aws_sdk_ec2::types::TagSpecification::builder()
+                        .resource_type(aws_sdk_ec2::types::ResourceType::Snapshot)
+                        .tags(Tag::builder().key(BACKUP_TAG).value(volume_id).build())
+                        .tags(
+                            Tag::builder()
+                                .key("ManagedBy")
+                                .value("SpotOptimizer")
+                                .build(),
+                        )
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| classify("CreateSnapshot", e))?
+                .snapshot_id()
+                .map(str::to_owned)
+                .ok_or_else(|| invalid_data("CreateSnapshot", "no snapshot id"))?,
+        };
+        let state = self
+            .client
+            .describe_snapshots()
+            .snapshot_ids(&snapshot_id)
+            .send()
+            .await
+            .map_err(|e| classify("DescribeSnapshots", e))?
+            .snapshots()
+            .first()
+            .and_then(|s| s.state())
+            .map(|s| s.as_str().to_owned());
+        Ok((snapshot_id, state.as_deref() == Some("completed")))
+    }
+
+    /// A switch's stopped source past its retention: re-read (still stopped, still the switch's),
+    /// its volumes tagged as part of it and snapshotted (each once), then terminated only when
+    /// every backup is complete. The backups' ids, comma-separated, are the record's.
+    async fn terminate_source(&self, deletion: &Deletion) -> Result<Deleted, AwsError> {
+        let instance_id = &deletion.resource_id;
+        let reservations: Vec<_> = self
+            .client
+            .describe_instances()
+            .filters(
+                Filter::builder()
+                    .name("instance-id")
+                    .values(instance_id)
+                    .build(),
+            )
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| classify("DescribeInstances", e))?;
+        let Some(instance) = reservations.iter().flat_map(|r| r.instances()).next() else {
+            return Ok(Deleted::Done {
+                backup_snapshot_id: deletion.backup_snapshot_id.clone(),
+            });
+        };
+        let state = instance
+            .state()
+            .and_then(|s| s.name())
+            .map(|n| n.as_str().to_owned())
+            .unwrap_or_default();
+        match state.as_str() {
+            "terminated" | "shutting-down" => {
+                return Ok(Deleted::Done {
+                    backup_snapshot_id: deletion.backup_snapshot_id.clone(),
+                });
+            }
+            "stopped" => {}
+            other => {
+                return Ok(Deleted::Refused(format!(
+                    "instance is {other} since the scan"
+                )));
+            }
+        }
+        if !tags(instance.tags()).contains_key(SWITCH_TAG) {
+            return Ok(Deleted::Refused(format!(
+                "no longer carries {SWITCH_TAG}: reverted or taken back"
+            )));
+        }
+        let mut backups = Vec::new();
+        if deletion.backup {
+            let volumes: Vec<String> = instance
+                .block_device_mappings()
+                .iter()
+                .filter_map(|m| m.ebs()?.volume_id().map(str::to_owned))
+                .collect();
+            if !volumes.is_empty() {
+                // The flag the grace period stood on covers its volumes too: the backup
+                // permission is for flagged volumes only.
+                let notice = self
+                    .tag_of(instance_id, WASTE_TAG)
+                    .await?
+                    .unwrap_or_default();
+                self.set_tag(&volumes, WASTE_TAG, &notice).await?;
+            }
+            let mut pending = false;
+            for volume in &volumes {
+                let (snapshot, complete) = self.backup(volume, None).await?;
+                pending |= !complete;
+                backups.push(snapshot);
+            }
+            if pending {
+                return Ok(Deleted::BackupPending {
+                    backup_snapshot_id: backups.join(","),
+                });
+            }
+        }
+        match self
+            .client
+            .terminate_instances()
+            .instance_ids(instance_id)
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if not_found(e.code()) => {}
+            Err(e) => return Err(classify("TerminateInstances", e)),
+        }
+        Ok(Deleted::Done {
+            backup_snapshot_id: (!backups.is_empty()).then(|| backups.join(",")),
+        })
+    }
+
+    /// Stopped instances a switch stopped and kept (they carry [`SWITCH_TAG`]; its clones, which
+    /// carry it too, are told apart by `CreatedVia`).
+    pub async fn stopped_sources(&self) -> Result<Vec<StoppedSource>, AwsError> {
+        let reservations: Vec<_> = self
+            .client
+            .describe_instances()
+            .filters(
+                Filter::builder()
+                    .name("instance-state-name")
+                    .values("stopped")
+                    .build(),
+            )
+            .filters(Filter::builder().name("tag-key").values(SWITCH_TAG).build())
+            .max_results(PAGE)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| classify("DescribeInstances", e))?;
+        Ok(reservations
+            .iter()
+            .flat_map(|r| r.instances())
+            .filter_map(|i| {
+                let tags = tags(i.tags());
+                if tags.get(CREATED_VIA).map(String::as_str) == Some(VIA_SWITCH) {
+                    return None;
+                }
+                Some(StoppedSource {
+                    instance_id: i.instance_id()?.to_owned(),
+                    switch_id: tags.get(SWITCH_TAG)?.clone(),
+                    switched_at: tags
+                        .get(SWITCHED_AT_TAG)
+                        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                        .map(|t| t.with_timezone(&Utc)),
+                    volume_ids: i
+                        .block_device_mappings()
+                        .iter()
+                        .filter_map(|m| m.ebs()?.volume_id().map(str::to_owned))
+                        .collect(),
+                    tags,
+                })
+            })
+            .collect())
     }
 
     async fn delete_snapshot(&self, snapshot_id: &str) -> Result<(), AwsError> {

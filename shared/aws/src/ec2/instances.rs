@@ -500,6 +500,18 @@ impl Ec2 {
         Ok(())
     }
 
+    /// Several tags on `resource_id` in one call.
+    pub async fn tag_all(&self, resource_id: &str, tags: &[(&str, &str)]) -> Result<(), AwsError> {
+        self.client
+            .create_tags()
+            .resources(resource_id)
+            .set_tags(Some(tags.iter().map(|(k, v)| tag(k, v)).collect()))
+            .send()
+            .await
+            .map_err(|e| classify("CreateTags", e))?;
+        Ok(())
+    }
+
     pub async fn tags(&self, resource_id: &str) -> Result<Tags, AwsError> {
         let answer = self
             .client
@@ -526,11 +538,20 @@ impl Ec2 {
     }
 
     pub async fn untag(&self, resource_id: &str, key: &str) -> Result<(), AwsError> {
+        self.untag_all(resource_id, &[key]).await
+    }
+
+    /// Removes the tags `keys` from `resource_id` in one call (an absent one is no error).
+    pub async fn untag_all(&self, resource_id: &str, keys: &[&str]) -> Result<(), AwsError> {
         match self
             .client
             .delete_tags()
             .resources(resource_id)
-            .tags(Tag::builder().key(key).build())
+            .set_tags(Some(
+                keys.iter()
+                    .map(|k| Tag::builder().key(*k).build())
+                    .collect(),
+            ))
             .send()
             .await
         {

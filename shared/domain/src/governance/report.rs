@@ -266,7 +266,7 @@ mod tests {
         r.open_usd.insert("ebs_volume".into(), 12.345);
         r.removed_usd.insert("elastic_ip".into(), 3.6);
         let lines = read(&r.waste_metrics(at()));
-        assert_eq!(lines.len(), 8);
+        assert_eq!(lines.len(), 10, "two per kind");
         assert!(lines.contains(&("WasteOpenMonthlyUsd".into(), "ebs_volume".into(), 12.35)));
         assert!(lines.contains(&("WasteRemovedMonthlyUsd".into(), "elastic_ip".into(), 3.6)));
         assert!(lines.contains(&("WasteOpenMonthlyUsd".into(), "ami".into(), 0.0)));

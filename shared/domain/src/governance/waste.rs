@@ -10,7 +10,10 @@ use serde::{Deserialize, Serialize};
 use crate::governance::mode::Mode;
 use crate::governance::pricing::Prices;
 pub use crate::tags::{BACKUP_TAG, EXEMPT_TAG, Tags, WASTE_TAG};
-use crate::tags::{PRESERVED_AT_TAG, PRESERVED_TAG};
+use crate::tags::{PRESERVED_AT_TAG, PRESERVED_TAG, SWITCHED_AT_TAG};
+
+/// Default of `SOURCE_RETENTION_DAYS`.
+pub const DEFAULT_SOURCE_RETENTION_DAYS: i64 = 30;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -19,14 +22,18 @@ pub enum WasteKind {
     EbsVolume,
     EbsSnapshot,
     Ami,
+    /// A source instance an atomic switch stopped and kept, past its retention (the window for
+    /// `spotctl switch revert`); deleting it terminates it, its volumes snapshotted first.
+    SwitchSource,
 }
 
 impl WasteKind {
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::ElasticIp,
         Self::EbsVolume,
         Self::EbsSnapshot,
         Self::Ami,
+        Self::SwitchSource,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -35,6 +42,7 @@ impl WasteKind {
             Self::EbsVolume => "ebs_volume",
             Self::EbsSnapshot => "ebs_snapshot",
             Self::Ami => "ami",
+            Self::SwitchSource => "switch_source",
         }
     }
 }
@@ -87,6 +95,18 @@ pub struct Image {
     pub tags: Tags,
 }
 
+/// A stopped instance carrying [`SWITCH_TAG`] that the switch did not launch: a switch's source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoppedSource {
+    pub instance_id: String,
+    pub switch_id: String,
+    /// When the switch stopped it ([`SWITCHED_AT_TAG`]).
+    pub switched_at: Option<DateTime<Utc>>,
+    /// Its EBS volumes.
+    pub volume_ids: Vec<String>,
+    pub tags: Tags,
+}
+
 /// What keeps images and snapshots in use, with who uses them (for the reason shown).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Usage {
@@ -117,6 +137,8 @@ pub struct Inventory {
     /// The account's own images, including disabled and deprecated ones.
     pub images: Vec<Image>,
     pub usage: Usage,
+    /// Sources switches stopped and kept.
+    pub stopped_sources: Vec<StoppedSource>,
 }
 
 // ---- which resources are waste --------------------------------------------------------------------
@@ -133,8 +155,10 @@ pub struct WasteRules {
     pub flag_after: TimeDelta,
     /// How long a resource scheduled for deletion waits (live mode).
     pub delete_grace: TimeDelta,
-    /// Snapshot a volume before deleting it.
+    /// Snapshot a volume before deleting it (and a switch source's volumes before terminating it).
     pub snapshot_before_delete: bool,
+    /// How long a switch's stopped source is kept (the revert window) before it may be waste.
+    pub source_retention: TimeDelta,
 }
 
 impl Default for WasteRules {
@@ -149,6 +173,7 @@ impl Default for WasteRules {
             flag_after: TimeDelta::days(7),
             delete_grace: TimeDelta::days(7),
             snapshot_before_delete: true,
+            source_retention: TimeDelta::days(DEFAULT_SOURCE_RETENTION_DAYS),
         }
     }
 }
@@ -354,6 +379,59 @@ pub fn observe(
             resource_id: s.snapshot_id.clone(),
             size_gb: Some(s.volume_size_gb),
             monthly_cost_usd: prices.snapshot_month(s.volume_size_gb),
+            reason,
+            candidate,
+            snapshot_ids: Vec::new(),
+        });
+    }
+
+    let volumes: BTreeMap<&str, &Volume> = inventory
+        .volumes
+        .iter()
+        .map(|v| (v.volume_id.as_str(), v))
+        .collect();
+    for source in &inventory.stopped_sources {
+        let own: Vec<&Volume> = source
+            .volume_ids
+            .iter()
+            .filter_map(|id| volumes.get(id.as_str()).copied())
+            .collect();
+        let switch = &source.switch_id;
+        let (candidate, reason) = if exempt(&source.tags) {
+            verdict(false, "exempt".into())
+        } else {
+            match source.switched_at {
+                None => verdict(
+                    false,
+                    format!(
+                        "stopped by switch {switch}, when unknown (no {SWITCHED_AT_TAG} tag): kept"
+                    ),
+                ),
+                Some(at) if now < at + rules.source_retention => verdict(
+                    false,
+                    format!(
+                        "stopped by switch {switch}, kept until {} (spotctl switch revert {switch})",
+                        (at + rules.source_retention).date_naive()
+                    ),
+                ),
+                Some(at) => verdict(
+                    true,
+                    format!(
+                        "stopped by switch {switch} on {}, past its {}-day retention",
+                        at.date_naive(),
+                        rules.source_retention.num_days()
+                    ),
+                ),
+            }
+        };
+        seen.push(Observation {
+            kind: WasteKind::SwitchSource,
+            resource_id: source.instance_id.clone(),
+            size_gb: Some(own.iter().map(|v| v.size_gb).sum()),
+            monthly_cost_usd: own
+                .iter()
+                .map(|v| prices.volume_month(&v.volume_type, v.size_gb, v.iops, v.throughput))
+                .sum(),
             reason,
             candidate,
             snapshot_ids: Vec::new(),
@@ -708,6 +786,52 @@ mod tests {
             .into_iter()
             .map(|o| (o.resource_id, (o.candidate, o.reason)))
             .collect()
+    }
+
+    #[test]
+    fn a_switch_source_is_waste_only_past_its_retention_and_costs_its_volumes() {
+        let source = |id: &str, days: Option<i64>| StoppedSource {
+            instance_id: id.into(),
+            switch_id: "switch-1".into(),
+            switched_at: days.map(ago),
+            volume_ids: vec![format!("vol-{id}")],
+            tags: Tags::new(),
+        };
+        let mut exempt = source("exempt", Some(40));
+        exempt.tags.insert(EXEMPT_TAG.into(), String::new());
+        let inventory = Inventory {
+            volumes: ["recent", "old", "unknown", "exempt"]
+                .iter()
+                .map(|id| volume(&format!("vol-{id}"), "in-use", 60))
+                .collect(),
+            stopped_sources: vec![
+                source("recent", Some(29)),
+                source("old", Some(31)),
+                source("unknown", None),
+                exempt,
+            ],
+            ..Inventory::default()
+        };
+        let v = verdicts(&inventory);
+        assert!(!v["recent"].0 && v["recent"].1.contains("spotctl switch revert switch-1"));
+        assert!(
+            v["old"].0 && v["old"].1.contains("past its 30-day retention"),
+            "{v:?}"
+        );
+        assert!(!v["unknown"].0, "no time, never guessed");
+        assert!(!v["exempt"].0);
+        let old = observe(
+            &inventory,
+            &WasteRules::default(),
+            &Prices::default(),
+            now(),
+        )
+        .into_iter()
+        .find(|o| o.resource_id == "old")
+        .unwrap();
+        assert_eq!(old.kind, WasteKind::SwitchSource);
+        assert_eq!(old.size_gb, Some(100));
+        assert!((old.monthly_cost_usd - 8.0).abs() < 1e-9, "100 GiB gp3");
     }
 
     #[test]
