@@ -6,6 +6,7 @@ mod governance;
 mod hibernation;
 mod iam;
 mod interruption;
+mod revert;
 mod router;
 mod savings;
 mod security;

@@ -16,7 +16,7 @@ pub fn read_config<F: Fn(&str) -> Option<String>>(
 ) -> Result<Result<(), ConfigError>> {
     let done = |r: Result<(), ConfigError>| Ok(r);
     // A saga step's runner reads which executions it serves (`spot_aws::step::run`).
-    let step = binary.starts_with("switch-")
+    let step = (binary.starts_with("switch-") && binary != "switch-revert")
         || binary.starts_with("swap-")
         || binary.starts_with("failover-")
         || binary == "saga-approval";
@@ -38,6 +38,7 @@ pub fn read_config<F: Fn(&str) -> Option<String>>(
         "switch-health" => done(switch::health::Config::from_env(env).map(drop)),
         "switch-cutover" => done(switch::cutover::Config::from_env(env).map(drop)),
         "switch-rollback" => done(switch::rollback::Config::from_env(env).map(drop)),
+        "switch-revert" => done(switch::revert::Config::from_env(env).map(drop)),
         "swap-discover" => done(swap::discover::Config::from_env(env).map(drop)),
         "swap-plan" => done(swap::plan::Config::from_env(env).map(drop)),
         "swap-shadow" => done(swap::shadow::Config::from_env(env).map(drop)),

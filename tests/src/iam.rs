@@ -377,7 +377,7 @@ mod tests {
             missing.is_empty(),
             "functions without the guard: {missing:?}"
         );
-        assert_eq!(template.function_binaries().len(), 30);
+        assert_eq!(template.function_binaries().len(), 31);
 
         // The guard itself (central and member): denies writing the tag, and acting on what
         // carries it, for every destructive action any role is allowed.

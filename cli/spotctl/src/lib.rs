@@ -428,6 +428,29 @@ pub fn schedule_check(
     })
 }
 
+/// `spotctl switch revert`: what the revert did, one line each.
+pub fn reverted_text(r: &spot_domain::saga::switch::Reverted) -> String {
+    if r.already {
+        return format!("{} was reverted before: nothing to do", r.switch_id);
+    }
+    let mut lines = vec![
+        format!("{}: reverted", r.switch_id),
+        format!("{} runs again", r.source),
+    ];
+    if let Some(ip) = &r.address {
+        lines.push(format!("{ip} moved back to {}", r.source));
+    }
+    lines.push(if r.clone_terminated {
+        format!("Spot clone {} terminated", r.clone)
+    } else {
+        format!(
+            "{} left alone: it no longer carries the switch's mark",
+            r.clone
+        )
+    });
+    lines.join("\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -59,6 +59,9 @@ enum Command {
     /// AUDIT_TABLE or --table).
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Atomic switches: switch one back.
+    #[command(subcommand)]
+    Switch(SwitchCommand),
     /// Net savings per account, region and month: switches, swaps and failovers at the Spot
     /// price in force, net of what they keep (as of the last hourly refresh), hibernation, waste
     /// removed; shadow decisions apart. `--detail`: per workload.
@@ -117,6 +120,29 @@ enum LedgerCommand {
         table: String,
         #[command(flatten)]
         filter: spotctl::listings::Filter,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SwitchCommand {
+    /// Switches a completed switch back, within SourceRetentionDays: the source starts again, its
+    /// address moves back once it runs, then the clone is terminated; each action audited, the
+    /// ledger record becomes REVERTED, the owner is told. Asks the stack's `switch-revert`
+    /// function (output SwitchRevertFunctionName), which acts with the member's switch role.
+    Revert {
+        /// The switch's id (its execution name, as `spotctl ledger list` shows it).
+        switch_id: String,
+        #[arg(long, env = "SWITCH_REVERT_FUNCTION")]
+        function: String,
+        /// Who asks (recorded); defaults to $USER.
+        #[arg(long, env = "USER", default_value = "operator")]
+        by: String,
+        /// Why (recorded).
+        #[arg(long)]
+        reason: String,
+        /// The function's answer as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -629,6 +655,29 @@ async fn main() -> Result<()> {
                  reconciler applies it at its next run",
                 item.over.by, item.over.why
             );
+        }
+        Command::Switch(SwitchCommand::Revert {
+            switch_id,
+            function,
+            by,
+            reason,
+            json,
+        }) => {
+            let functions =
+                spot_aws::lambda::Functions::new(aws_sdk_lambda::Client::new(ctx.base()));
+            let request = serde_json::json!({"switch_id": switch_id, "by": by, "reason": reason});
+            match functions.invoke(&function, &request).await? {
+                Ok(answer) if json => println!("{answer}"),
+                Ok(answer) => {
+                    let reverted: spot_domain::saga::switch::Reverted =
+                        serde_json::from_value(answer)?;
+                    println!("{}", spotctl::reverted_text(&reverted));
+                }
+                Err((name, message)) => {
+                    eprintln!("spotctl switch revert: {name}: {message}");
+                    std::process::exit(3);
+                }
+            }
         }
         Command::Savings {
             ledger,

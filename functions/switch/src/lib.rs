@@ -11,6 +11,7 @@
 //! | `switch-health` | [`health`] | the clone's 2/2 status checks |
 //! | `switch-cutover` | [`cutover`] | stops the source, moves its address, records the switch |
 //! | `switch-rollback` | [`rollback`] | compensates whatever was done |
+//! | `switch-revert` | [`revert`] | switches a completed switch back (`spotctl switch revert`; not a state machine step) |
 //!
 //! Steps hold the AWS adapters themselves (no generics): their decisions are pure functions tested
 //! in `spot-domain`, the steps are tested in the bed, where moto runs the real state machine
@@ -21,6 +22,7 @@ pub mod health;
 pub mod image;
 pub mod launch;
 pub mod plan;
+pub mod revert;
 pub mod rollback;
 pub mod shadow;
 

@@ -24,6 +24,7 @@ pub mod elbv2;
 mod error;
 pub mod events;
 pub mod fleet;
+pub mod lambda;
 pub mod pricing;
 pub mod reach;
 pub mod sfn;

@@ -61,6 +61,8 @@ pub enum Event {
     RolledBack,
     /// Rolled back as far as was safe; something is left for a person (the message says what).
     RollbackIncomplete,
+    /// An operator switched a switch back (`spotctl switch revert`).
+    Reverted,
 }
 
 impl Event {
@@ -73,6 +75,7 @@ impl Event {
             Self::Finished => "finished",
             Self::RolledBack => "rolled_back",
             Self::RollbackIncomplete => "rollback_incomplete",
+            Self::Reverted => "reverted",
         }
     }
 
@@ -85,6 +88,7 @@ impl Event {
             Self::Finished => "finished",
             Self::RolledBack => "rolled back",
             Self::RollbackIncomplete => "rolled back incompletely",
+            Self::Reverted => "reverted",
         }
     }
 }

@@ -23,6 +23,31 @@ impl Ec2 {
         Ok(())
     }
 
+    /// The Elastic IP associated with `instance_id`, if any: (allocation id, public IP).
+    pub async fn address_on(
+        &self,
+        instance_id: &str,
+    ) -> Result<Option<(String, String)>, AwsError> {
+        let answer = self
+            .client
+            .describe_addresses()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("instance-id")
+                    .values(instance_id)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| classify("DescribeAddresses", e))?;
+        Ok(answer.addresses().first().and_then(|a| {
+            Some((
+                a.allocation_id()?.to_owned(),
+                a.public_ip().unwrap_or_default().to_owned(),
+            ))
+        }))
+    }
+
     pub async fn address_holder(&self, allocation_id: &str) -> Result<Option<String>, AwsError> {
         let answer = self
             .client

@@ -18,6 +18,9 @@ pub enum LedgerStatus {
     RollbackIncomplete,
     Rejected,
     NotEligible,
+    /// Switched, then switched back by an operator (`spotctl switch revert`): the source runs
+    /// again with its address, the clone is terminated.
+    Reverted,
 }
 
 impl From<Outcome> for LedgerStatus {

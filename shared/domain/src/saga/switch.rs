@@ -11,6 +11,7 @@ use crate::ids::Field;
 use crate::instance::{ElasticIp, SourceInstance};
 use crate::market::{Candidate, Exclusion, LOW_CONFIDENCE_BAND};
 use crate::pool::PoolKey;
+use crate::saga::ledger::{LedgerRecord, LedgerStatus};
 use crate::saga::step::{
     CaughtError, Phase, Progress, Risk, SagaMode, Settings, SettingsRequest, StepError,
 };
@@ -922,4 +923,89 @@ mod tests {
         let request: SwitchRequest = serde_json::from_value(many).unwrap();
         assert!(request.validate().is_err());
     }
+}
+
+// ---- revert: an operator switches a completed switch back --------------------------------------
+
+/// What `spotctl switch revert` asks of the `switch-revert` function.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevertRequest {
+    pub switch_id: String,
+    /// Who asks (recorded in the audit trail and the ledger).
+    pub by: String,
+    pub reason: String,
+}
+
+impl RevertRequest {
+    /// A request with every field present, printable and bounded; anything else is refused.
+    pub fn check(&self) -> Result<(), StepError> {
+        let id_ok = !self.switch_id.is_empty()
+            && self.switch_id.len() <= 128
+            && self
+                .switch_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '#'));
+        if !id_ok {
+            return Err(StepError::invalid(format!(
+                "switch_id `{}` is not a switch id (1-128 of A-Z a-z 0-9 - _ #)",
+                self.switch_id
+            )));
+        }
+        for (field, value) in [("by", &self.by), ("reason", &self.reason)] {
+            if value.trim().is_empty()
+                || value.chars().count() > 256
+                || value.chars().any(char::is_control)
+            {
+                return Err(StepError::invalid(format!(
+                    "{field} must be 1-256 printable characters"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether the switch `record` can be switched back at `now`: a live switch (not a swap's
+/// member) that completed, within `retention` of it. `Ok(true)`: already reverted (nothing to do).
+pub fn revertible(
+    record: &LedgerRecord,
+    now: DateTime<Utc>,
+    retention: chrono::TimeDelta,
+) -> Result<bool, StepError> {
+    if record.status == LedgerStatus::Reverted {
+        return Ok(true);
+    }
+    if record.group.is_some() {
+        return Err(StepError::not_eligible(
+            "a group member is not reverted: scale the group or let it replace the member",
+        ));
+    }
+    if record.mode != SagaMode::Live || record.status != LedgerStatus::Switched {
+        return Err(StepError::not_eligible(format!(
+            "only a live switch that completed can be reverted; this one is {:?} ({:?})",
+            record.status, record.mode
+        )));
+    }
+    if now > record.at + retention {
+        return Err(StepError::not_eligible(format!(
+            "switched {}, more than {} days ago: its source may be gone (SOURCE_RETENTION_DAYS)",
+            record.at.format("%Y-%m-%d"),
+            retention.num_days()
+        )));
+    }
+    Ok(false)
+}
+
+/// What a revert did (or found done).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reverted {
+    pub switch_id: String,
+    pub source: String,
+    pub clone: String,
+    /// The address moved back to the source, if the clone held one.
+    pub address: Option<String>,
+    pub clone_terminated: bool,
+    /// It was reverted before; this request changed nothing.
+    pub already: bool,
 }
