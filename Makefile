@@ -16,8 +16,8 @@ BED       := infra/local/bed.sh
 # The Lambda functions: one per `functions/<concern>/src/bin/<function>.rs`, the only list of them
 # (the template, Cargo and the README are checked against it by tests/src/functions.rs).
 FUNCTIONS := $(sort $(basename $(notdir $(wildcard functions/*/src/bin/*.rs))))
-# What `make bench` measures: four functions and the three sagas (each step function, cold).
-BENCHES   := interruption-handler waste-scanner security-enforcer hibernation-reconciler atomic-switch asg-swap emergency-failover
+# What `make bench` measures: five functions and the three sagas (each step function, cold).
+BENCHES   := interruption-handler waste-scanner security-enforcer hibernation-reconciler savings-refresh atomic-switch asg-swap emergency-failover
 ASL       := $(wildcard statemachines/*.asl.json)
 
 export AWS_EC2_METADATA_DISABLED := true

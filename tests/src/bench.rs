@@ -46,6 +46,7 @@ pub async fn run(options: Options) -> Result<()> {
             "hibernation-reconciler" => {
                 failed |= !crate::bench_hibernation::run(&options.bin_dir).await?
             }
+            "savings-refresh" => failed |= !crate::bench_savings::run(&options.bin_dir).await?,
             "emergency-failover" => {
                 failed |= !crate::bench_failover::run(&options.bin_dir, 10).await?
             }

@@ -14,6 +14,7 @@ pub mod bench;
 pub mod bench_failover;
 pub mod bench_governance;
 pub mod bench_hibernation;
+pub mod bench_savings;
 pub mod bench_swap;
 pub mod bench_switch;
 pub mod config;

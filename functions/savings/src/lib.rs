@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use futures::StreamExt;
 use serde_json::{Value, json};
 use spot_aws::ec2::Running;
 use spot_aws::{AccountsTable, AwsContext, Ec2, LedgerTable, PriceList, SavingsInputs};
@@ -27,6 +28,9 @@ use spot_domain::{AwsError, Clock, metrics};
 use tracing::{info, warn};
 
 pub const FUNCTION: &str = "savings-refresh";
+
+/// Accrual writes in flight at once per account and region.
+const WRITE_CONCURRENCY: usize = 16;
 
 /// EC2 keeps 90 days of Spot price history: an older interval is priced from its start.
 const HISTORY: TimeDelta = TimeDelta::days(90);
@@ -196,6 +200,7 @@ impl<C: Clock> Refresher<C> {
         let observed = self.observe(&ec2, &lines, now).await?;
         let prices = self.config.prices.region(&target.region);
         let mut rates = Rates::default();
+        let mut changed = Vec::new();
         for line in &mut lines {
             let seen = observed.of(line, prices);
             let before = line.clone();
@@ -209,15 +214,27 @@ impl<C: Clock> Refresher<C> {
             if seen.seen == Seen::Gone {
                 report.action("end", &line.instance_id, "its instance is gone");
             }
-            if !self.ledger.put_accrual(line).await? {
+            changed.push(line.clone());
+        }
+        // Each line is its own conditional write; a few at a time.
+        let written: Vec<(Accrual, Result<bool, AwsError>)> = futures::stream::iter(changed)
+            .map(|line| async move {
+                let done = self.ledger.put_accrual(&line).await;
+                (line, done)
+            })
+            .buffer_unordered(WRITE_CONCURRENCY)
+            .collect()
+            .await;
+        for (line, done) in written {
+            if done? {
+                rates.add(&line);
+            } else {
                 report.action(
                     "accrue",
                     &line.instance_id,
                     "skipped: another refresh wrote this line first",
                 );
-                continue;
             }
-            rates.add(line);
         }
         Ok(rates)
     }
