@@ -34,7 +34,20 @@ def main(path):
         if kind == "AWS::Serverless::StateMachine" and isinstance(props.get("DefinitionUri"), str):
             with open(os.path.join(base, props.pop("DefinitionUri"))) as f:
                 props["Definition"] = json.load(f)
-    json.dump(transform(template, {}, NoManagedPolicies()), sys.stdout, indent=1, default=str)
+    translated = transform(template, {}, NoManagedPolicies())
+    # A function's URL (`FunctionUrlConfig`) becomes its own `AWS::Lambda::Url`: the reasons the
+    # function gives checkov for its URL travel with it. Nothing else inherits them (the roles SAM
+    # generates are checked in full).
+    resources = translated.get("Resources", {})
+    for logical_id, resource in resources.items():
+        if resource.get("Type") != "AWS::Lambda::Url":
+            continue
+        function = template["Resources"].get(logical_id.removesuffix("Url"), {})
+        skips = function.get("Metadata", {}).get("checkov", {}).get("skip", [])
+        url_skips = [s for s in skips if s.get("id") == "CKV_AWS_258"]
+        if url_skips:
+            resource.setdefault("Metadata", {})["checkov"] = {"skip": url_skips}
+    json.dump(translated, sys.stdout, indent=1, default=str)
 
 
 if __name__ == "__main__":

@@ -1605,6 +1605,9 @@ async fn every_saga_step_invoked_outside_a_running_execution_does_nothing() -> R
     let steps: Vec<String> = testbed::functions::binaries()?
         .into_iter()
         .filter(|b| b.starts_with("switch-") || b.starts_with("swap-") || b == "saga-approval")
+        // Not a step: an operator's request (`spotctl switch revert`), which IAM gates by who
+        // may invoke it, and which acts only on a recorded, completed switch.
+        .filter(|b| b != "switch-revert")
         .collect();
     assert_eq!(steps.len(), 18, "{steps:?}");
     for binary in &steps {
@@ -1738,4 +1741,211 @@ async fn a_source_that_cannot_start_again_keeps_its_clone_running() -> Result<()
     let record = saga.ledger(&name).await?.expect("a ledger record");
     assert_eq!(record.status, LedgerStatus::RollbackIncomplete);
     Ok(())
+}
+
+/// An approval notice's links, answered through the real `approval-link` binary with function
+/// URL events: opening a link only shows what is asked; a forged token, the other decision's
+/// token, a replay and an expired request change nothing and say why; the button answers once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approval_links_answer_once_and_forged_replayed_or_expired_ones_change_nothing()
+-> Result<()> {
+    let topic = format!("approval-links-{}", std::process::id());
+    let saga = SagaBed::start(
+        "switch-links",
+        &[("saga-approval", "APPROVAL_TOPIC_ARN", &Inbox::arn(&topic))],
+    )
+    .await?;
+    let inbox = Inbox::start(&saga.bed, &topic).await?;
+    let ec2 = saga.bed.ec2();
+    let first = source(&saga).await?;
+    let name = saga.name("links");
+    let arn = saga
+        .start_execution(&name, &request(&first, "live"))
+        .await?;
+    saga.wait_for_approval(&name).await?;
+    let told = inbox.wait_for(&name).await?;
+    let message = told["Message"].as_str().unwrap_or_default().to_owned();
+    let link = |label: &str| -> String {
+        message
+            .lines()
+            .find_map(|l| l.strip_prefix(label))
+            .map(|l| l.trim().to_owned())
+            .unwrap_or_default()
+    };
+    let (approve, reject) = (link("Approve: https"), link("Reject:  https"));
+    assert!(!approve.is_empty() && !reject.is_empty(), "{message}");
+    let query = |url: &str| {
+        url.split_once('?')
+            .map(|(_, q)| q.to_owned())
+            .unwrap_or_default()
+    };
+    let token_of = |url: &str| {
+        form_urlencoded::parse(query(url).as_bytes())
+            .find(|(k, _)| k == "token")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    let mut host =
+        LambdaHost::start(saga.tables.function("approval-link", &saga.bed.endpoint)?).await?;
+    host.wait_ready().await?;
+    let get =
+        |q: String| json!({"rawQueryString": q, "requestContext": {"http": {"method": "GET"}}});
+    let post = |saga_id: &str, decision: &str, token: &str| {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .append_pair("saga", saga_id)
+            .append_pair("decision", decision)
+            .append_pair("token", token)
+            .finish();
+        json!({"body": base64_encode(&body), "isBase64Encoded": true,
+            "requestContext": {"http": {"method": "POST"}}})
+    };
+    let status = |answer: &Value| answer["statusCode"].as_u64().unwrap_or_default();
+    let pending =
+        || async { Ok::<_, anyhow::Error>(s(&approval(&saga, &name).await?, "status").to_owned()) };
+
+    // Opening the link shows the question and a button; nothing is answered.
+    let page = host.invoke(&get(query(&approve))).await?.ok()?;
+    assert_eq!(status(&page), 200, "{page}");
+    let body = page["body"].as_str().unwrap_or_default();
+    assert!(
+        body.contains("MEDIUM risk") && body.contains("<button"),
+        "{body}"
+    );
+    assert_eq!(pending().await?, "PENDING");
+    // Forged: a made-up token, the reject token on approve, an unknown saga.
+    for (saga_id, decision, token) in [
+        (name.as_str(), "approve", "0".repeat(64)),
+        (name.as_str(), "approve", token_of(&reject)),
+        ("switch-unknown", "approve", token_of(&approve)),
+    ] {
+        let answer = host.invoke(&post(saga_id, decision, &token)).await?.ok()?;
+        assert_eq!(status(&answer), 403, "{answer}");
+        assert!(
+            answer["body"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("nothing was changed")
+        );
+    }
+    assert_eq!(pending().await?, "PENDING");
+    assert!(
+        clones(&ec2, &name).await?.is_empty(),
+        "nothing happens before the answer"
+    );
+
+    // The button: approved once; the saga goes on.
+    let answer = host
+        .invoke(&post(&name, "approve", &token_of(&approve)))
+        .await?
+        .ok()?;
+    assert_eq!(status(&answer), 200, "{answer}");
+    assert_eq!(pending().await?, "APPROVED");
+    let e = saga.wait(&arn, std::time::Duration::from_secs(120)).await?;
+    assert_eq!(e.status, ExecutionStatus::Succeeded, "{}", show(&e));
+    assert_eq!(e.output["approval"]["approved_by"], "approval link");
+    // What the operator was asked is in the Approval state's input.
+    let asked = &e.exited["AskForApproval"]["approval"]["asked"];
+    assert_eq!(asked["risk"], "MEDIUM", "{asked}");
+    assert!(
+        asked["reasons"].as_array().is_some_and(|r| !r.is_empty()),
+        "{asked}"
+    );
+    assert!(
+        asked["plan"].as_str().is_some_and(|p| p.contains(&first)),
+        "{asked}"
+    );
+    // Replayed, either link: already answered, nothing changes.
+    for (decision, url) in [("approve", &approve), ("reject", &reject)] {
+        let again = host
+            .invoke(&post(&name, decision, &token_of(url)))
+            .await?
+            .ok()?;
+        assert_eq!(status(&again), 410, "{again}");
+        assert!(
+            again["body"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("works once")
+        );
+    }
+    assert_eq!(pending().await?, "APPROVED");
+
+    // Expired: a request whose time is over, its token good.
+    let token = "ab".repeat(32);
+    let now = chrono::Utc::now();
+    spot_aws::ApprovalsTable::new(saga.bed.dynamodb(), saga.tables.name("ApprovalsTable"))
+        .request(&spot_domain::saga::approval::ApprovalRequest {
+            saga_id: "switch-expired".into(),
+            saga: spot_domain::saga::approval::Saga::AtomicSwitch,
+            task_token: "no-task".into(),
+            account_id: HOME_ACCOUNT.into(),
+            region: "us-east-1".into(),
+            target: "i-0expired".into(),
+            risk: spot_domain::saga::Risk::High,
+            reasons: vec![],
+            summary: String::new(),
+            requested_at: now - chrono::TimeDelta::hours(2),
+            expires_at: now - chrono::TimeDelta::hours(1),
+            status: spot_domain::saga::approval::ApprovalStatus::Pending,
+            answered_by: None,
+            answer_note: None,
+            link_digests: Some(spot_domain::saga::approval::LinkDigests {
+                approve: spot_domain::saga::approval::token_digest(&token),
+                reject: spot_domain::saga::approval::token_digest(&token),
+            }),
+        })
+        .await?;
+    let expired = host
+        .invoke(&post("switch-expired", "approve", &token))
+        .await?
+        .ok()?;
+    assert_eq!(status(&expired), 410, "{expired}");
+    assert!(
+        expired["body"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("expired")
+    );
+
+    // The reject link of another switch: rejected once, nothing changed.
+    let other = source(&saga).await?;
+    let second = saga.name("links-reject");
+    let arn = saga
+        .start_execution(&second, &request(&other, "live"))
+        .await?;
+    saga.wait_for_approval(&second).await?;
+    let told = inbox.wait_for(&second).await?;
+    let reject = told["Message"]
+        .as_str()
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Reject:  https"))
+        .map(|l| format!("https{l}"))
+        .unwrap_or_default();
+    let answer = host
+        .invoke(&post(&second, "reject", &token_of(&reject)))
+        .await?
+        .ok()?;
+    assert_eq!(status(&answer), 200, "{answer}");
+    assert!(
+        answer["body"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Rejected")
+    );
+    let e = saga.wait(&arn, std::time::Duration::from_secs(60)).await?;
+    assert_eq!(
+        e.error.as_deref(),
+        Some(ErrorName::ApprovalRejected.as_str()),
+        "{}",
+        show(&e)
+    );
+    assert!(clones(&ec2, &second).await?.is_empty());
+    assert_eq!(s(&approval(&saga, &second).await?, "status"), "REJECTED");
+    Ok(())
+}
+
+fn base64_encode(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
 }

@@ -261,6 +261,12 @@ impl Tables {
                 "AWS::AccountId" => Some(HOME_ACCOUNT.to_owned()),
                 "AWS::Region" => Some(REGION.to_owned()),
                 "AWS::StackName" => Some(self.stack.clone()),
+                // The bed serves no function URLs: the tests call the binary with URL events;
+                // links in notices name the URL the deployed stack would give.
+                url if url.ends_with(".FunctionUrl") => Some(format!(
+                    "https://{}.lambda-url.{REGION}.on.aws/",
+                    url.trim_end_matches(".FunctionUrl").to_lowercase()
+                )),
                 _ => self
                     .names
                     .get(name)

@@ -31,6 +31,7 @@ pub fn read_config<F: Fn(&str) -> Option<String>>(
         "hibernation-reconciler" => done(hibernation::Config::from_env(env).map(drop)),
         "savings-refresh" => done(savings::Config::from_env(env).map(drop)),
         "saga-approval" => done(approval::Config::from_env(env).map(drop)),
+        "approval-link" => done(approval::link::Config::from_env(env).map(drop)),
         "switch-plan" => done(switch::plan::Config::from_env(env).map(drop)),
         "switch-shadow" => done(switch::shadow::Config::from_env(env).map(drop)),
         "switch-image" => done(switch::image::Config::from_env(env).map(drop)),

@@ -296,6 +296,14 @@ const RESOURCELESS: &[(&str, &str)] = &[
         "logs:PutResourcePolicy",
         "Step Functions log delivery registration",
     ),
+    (
+        "states:SendTaskSuccess",
+        "answers only the task its token names (the approval links)",
+    ),
+    (
+        "states:SendTaskFailure",
+        "answers only the task its token names (the approval links)",
+    ),
 ];
 
 #[cfg(test)]
@@ -377,7 +385,7 @@ mod tests {
             missing.is_empty(),
             "functions without the guard: {missing:?}"
         );
-        assert_eq!(template.function_binaries().len(), 31);
+        assert_eq!(template.function_binaries().len(), 32);
 
         // The guard itself (central and member): denies writing the tag, and acting on what
         // carries it, for every destructive action any role is allowed.

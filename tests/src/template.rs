@@ -306,6 +306,14 @@ impl Template {
                 }
                 Ok(text)
             }
+            // `!GetAtt Resource.Attribute`, resolved as a reference to `Resource.Attribute`.
+            Value::Tagged(tagged) if tagged.tag == "GetAtt" => {
+                let name = tagged
+                    .value
+                    .as_str()
+                    .ok_or_else(|| anyhow!("!GetAtt of a non-string"))?;
+                resolve_ref(name).ok_or_else(|| anyhow!("!GetAtt {name}: unknown here"))
+            }
             // `!If [condition, then, else]`, the condition evaluated as deployed here.
             Value::Tagged(tagged) if tagged.tag == "If" => match tagged.value.as_sequence() {
                 Some(branches) if branches.len() == 3 => {

@@ -571,6 +571,7 @@ mod tests {
             status: ApprovalStatus::Pending,
             answered_by: None,
             answer_note: None,
+            link_digests: None,
         };
         let columns = columns(&approvals_table(&[request], at("2026-12-04T11:00:00Z")));
         let expected = [

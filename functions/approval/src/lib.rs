@@ -7,7 +7,23 @@ use serde::Serialize;
 use spot_aws::{ApprovalsTable, AwsContext, Notifier};
 use spot_domain::config::{ConfigError, Env, key};
 use spot_domain::saga::StepError;
-use spot_domain::saga::approval::{ApprovalInput, ApprovalRequest, ApprovalStatus};
+use spot_domain::saga::approval::{
+    ApprovalInput, ApprovalRequest, ApprovalStatus, LinkDigests, token_digest,
+};
+
+pub mod link;
+
+/// A link token: 32 bytes from the operating system's CSPRNG, hex.
+fn new_token() -> Result<String, StepError> {
+    let mut bytes = [0u8; 32];
+    getrandom::getrandom(&mut bytes).map_err(|e| {
+        StepError::new(
+            spot_domain::ErrorName::Transient,
+            format!("no randomness: {e}"),
+        )
+    })?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
 use spot_domain::{Clock, SystemClock};
 use tracing::{info, instrument, warn};
 
@@ -16,6 +32,8 @@ pub struct Config {
     pub approvals_table: String,
     /// Where operators hear about a pending approval (optional).
     pub topic_arn: Option<String>,
+    /// The `approval-link` function's URL: the notice then carries approve and reject links.
+    pub link_url: Option<String>,
 }
 
 impl Config {
@@ -23,6 +41,7 @@ impl Config {
         Ok(Self {
             approvals_table: env.required(key::APPROVALS_TABLE)?,
             topic_arn: env.optional(key::APPROVAL_TOPIC_ARN),
+            link_url: env.optional(key::APPROVAL_LINK_URL),
         })
     }
 }
@@ -35,6 +54,7 @@ pub struct Requested {
 pub struct Approval {
     pub approvals: ApprovalsTable,
     pub notifier: Option<Notifier>,
+    pub link_url: Option<String>,
 }
 
 impl Approval {
@@ -48,17 +68,37 @@ impl Approval {
             notifier: config
                 .topic_arn
                 .map(|topic| Notifier::new(aws_sdk_sns::Client::new(ctx.base()), topic)),
+            link_url: config.link_url,
         }
     }
 
     #[instrument(name = "saga-approval", skip_all, err(level = tracing::Level::WARN), fields(saga_id = %input.execution,
         account = %input.account_id, region = %input.region, target = %input.target))]
     pub async fn handle(&self, input: ApprovalInput) -> Result<Requested, StepError> {
-        let request = request(input, SystemClock.now())?;
+        let mut request = request(input, SystemClock.now())?;
+        // Fresh tokens for every delivery: only the digests are stored, and the stored request
+        // (written again if this step is delivered twice) always matches the last notice.
+        let links = match &self.link_url {
+            Some(url) => {
+                let (approve, reject) = (new_token()?, new_token()?);
+                request.link_digests = Some(LinkDigests {
+                    approve: token_digest(&approve),
+                    reject: token_digest(&reject),
+                });
+                Some(link::links(url, &request.saga_id, &approve, &reject))
+            }
+            None => None,
+        };
         self.approvals.request(&request).await?;
         // A lost notification must not lose the approval: the request is stored either way.
         if let Some(notifier) = &self.notifier {
-            let (subject, message) = notice(&request);
+            let (subject, mut message) = notice(&request);
+            if let Some((approve, reject)) = &links {
+                message.push_str(&format!(
+                    "\n\nOr open (each link works once, until {}):\nApprove: {approve}\nReject:  {reject}",
+                    request.expires_at.format("%Y-%m-%d %H:%M UTC")
+                ));
+            }
             if let Err(e) = notifier.notify(&subject, &message).await {
                 warn!(error = %e, "approval notification failed");
             }
@@ -110,6 +150,7 @@ pub fn request(
         status: ApprovalStatus::Pending,
         answered_by: None,
         answer_note: None,
+        link_digests: None,
     })
 }
 

@@ -76,6 +76,8 @@ pub mod key {
     // ---- sagas
     pub const APPROVAL_THRESHOLD: &str = "APPROVAL_THRESHOLD";
     pub const APPROVAL_TOPIC_ARN: &str = "APPROVAL_TOPIC_ARN";
+    /// The approval links' function URL (`approval-link`); none: the notice carries no links.
+    pub const APPROVAL_LINK_URL: &str = "APPROVAL_LINK_URL";
     pub const APPROVAL_TIMEOUT_SECONDS: &str = "APPROVAL_TIMEOUT_SECONDS";
     pub const WAIT_SECONDS: &str = "WAIT_SECONDS";
     pub const IMAGE_CHECKS: &str = "IMAGE_CHECKS";

@@ -66,6 +66,11 @@ impl ApprovalsTable {
         }
     }
 
+    /// The request of `saga_id`, whatever its status (strongly consistent).
+    pub async fn get(&self, saga_id: &str) -> Result<Option<ApprovalRequest>, AwsError> {
+        super::get_as(&self.client, &self.table, "saga_id", saga_id).await
+    }
+
     pub async fn pending(&self) -> Result<Vec<ApprovalRequest>, AwsError> {
         let mut pending: Vec<ApprovalRequest> = scan_all(&self.client, &self.table)
             .await?
