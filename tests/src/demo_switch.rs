@@ -181,5 +181,50 @@ pub async fn run() -> Result<()> {
     ] {
         println!("     {what:<20} {id}  {}", state(&ec2, id).await?.as_str());
     }
+    savings(&saga).await
+}
+
+/// The hourly savings refresh, a day later, after Spot prices rose by a fifth half-way through:
+/// what the switch saved at each price in force, net of the stopped source it keeps.
+async fn savings(saga: &SagaBed) -> Result<()> {
+    let now = chrono::Utc::now();
+    let quotes = [
+        ("m6i.large", "us-east-1b", 0.0300),
+        ("m6i.large", "us-east-1c", 0.0412),
+        ("m5.large", "us-east-1b", 0.0352),
+        ("m5.large", "us-east-1c", 0.0371),
+        ("m5a.large", "us-east-1b", 0.0330),
+        ("m5a.large", "us-east-1c", 0.0345),
+    ];
+    let mut history = Vec::new();
+    for (instance_type, az, usd) in quotes {
+        history.push((instance_type, az, usd, now - chrono::TimeDelta::hours(1)));
+        history.push((
+            instance_type,
+            az,
+            usd * 1.2,
+            now + chrono::TimeDelta::hours(12),
+        ));
+    }
+    saga.proxy.forwarder.clear_faults();
+    saga.proxy
+        .forwarder
+        .inject(crate::saga::spot_price_history(&history));
+    let flows = crate::governance::Flows::new(&saga.tables, &saga.proxy.endpoint()).await;
+    flows
+        .refresher(&[], now + chrono::TimeDelta::hours(24))?
+        .run(json!({"regions": [REGION]}), "demo")
+        .await?;
+    let accruals = spot_aws::LedgerTable::new(saga.bed.dynamodb(), saga.tables.name("LedgerTable"))
+        .accruals()
+        .await?;
+    println!(
+        "\n6. Net savings a day later (`spotctl savings --detail`): the hourly refresh priced each hour at the Spot price\n   in force (up 20 % after 12 h), less the stopped source's volumes and the image's snapshots kept"
+    );
+    println!("{}", spotctl::savings::detail_table(&accruals));
+    let mut totals = std::collections::BTreeMap::new();
+    spot_domain::savings::add_accruals(&mut totals, &accruals);
+    println!("   per account, region and month (`spotctl savings`):");
+    println!("{}", spotctl::savings::totals_table(&totals));
     Ok(())
 }

@@ -66,7 +66,9 @@ const LINES: [Line; 5] = [
     Line::Waste,
 ];
 
+/// Dollars and cents; less than half a cent either way is 0.00 (never "-0.00").
 fn usd(value: f64) -> String {
+    let value = if value.abs() < 0.005 { 0.0 } else { value };
     format!("{value:.2}")
 }
 

@@ -155,6 +155,10 @@ pub struct Accrual {
     pub since: DateTime<Utc>,
     pub accrued_until: DateTime<Utc>,
     pub ended: Option<DateTime<Utc>>,
+    /// A shadow line whose source a live switch moved since: the counterfactual ends there (the
+    /// switch's own line takes over).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_at: Option<DateTime<Utc>>,
     /// Month (`YYYY-MM`, UTC) → what it saved in it.
     #[serde(default)]
     pub months: BTreeMap<String, Month>,
@@ -232,6 +236,7 @@ impl Accrual {
             since: record.at,
             accrued_until: record.at,
             ended: None,
+            stop_at: None,
             months: BTreeMap::new(),
             revision: 0,
         }
@@ -266,6 +271,7 @@ impl Accrual {
             since: record.at,
             accrued_until: record.at,
             ended: None,
+            stop_at: None,
             months: BTreeMap::new(),
             revision: 0,
         })
@@ -279,7 +285,11 @@ impl Accrual {
     /// Adds the interval from `accrued_until` to `now` as observed, then takes the observation's
     /// rates for the next one. Nothing for an ended line or a `now` not after `accrued_until`.
     pub fn refresh(&mut self, now: DateTime<Utc>, seen: &Observation) {
+        let now = self.stop_at.map_or(now, |stop| now.min(stop));
         if self.ended.is_some() || now <= self.accrued_until {
+            if self.ended.is_none() && self.stop_at.is_some_and(|stop| stop <= self.accrued_until) {
+                self.ended = self.stop_at;
+            }
             return;
         }
         // The first interval is judged by the first observation; later ones by the state and
@@ -316,7 +326,7 @@ impl Accrual {
         self.running = Some(seen.seen == Seen::Running);
         self.kept_per_hour = Some(seen.kept_per_hour);
         self.kept = seen.kept.clone();
-        if seen.seen == Seen::Gone {
+        if seen.seen == Seen::Gone || self.stop_at == Some(now) {
             self.ended = Some(now);
         }
     }
@@ -378,6 +388,22 @@ pub fn open_lines(
     }
     for (record, on_demand) in failovers {
         fresh(Accrual::of_failover(record, *on_demand));
+    }
+    // A source switched live after its shadow decision: its counterfactual stops at the switch.
+    for line in lines.values_mut().filter(|l| l.line == Line::Shadow) {
+        line.stop_at = records
+            .iter()
+            .filter(|r| {
+                r.mode == SagaMode::Live
+                    && r.group.is_none()
+                    && r.status == LedgerStatus::Switched
+                    && r.source_instance_id == line.workload
+                    && r.account_id == line.account_id
+                    && r.region == line.region
+                    && r.at >= line.since
+            })
+            .map(|r| r.at)
+            .min();
     }
     lines.into_values().filter(|a| a.ended.is_none()).collect()
 }
@@ -711,6 +737,20 @@ mod tests {
             at("2026-12-02T00:00:00Z"),
             "the first decision"
         );
+    }
+
+    #[test]
+    fn a_shadow_line_ends_when_its_source_is_switched_live() {
+        let mut shadow = switched("2026-12-01T00:00:00Z");
+        (shadow.status, shadow.mode, shadow.switch_id) =
+            (LedgerStatus::Shadow, SagaMode::Shadow, "shadow-1".into());
+        let live = switched("2026-12-01T03:00:00Z");
+        let mut lines = open_lines(&[], &[shadow, live], &[], Duration::days(30));
+        let line = lines.iter_mut().find(|l| l.line == Line::Shadow).unwrap();
+        assert_eq!(line.stop_at, Some(at("2026-12-01T03:00:00Z")));
+        line.refresh(at("2026-12-01T10:00:00Z"), &seen(Seen::Running, &[], 0.0));
+        assert!(close(line.total().hours, 3.0), "{line:?}");
+        assert_eq!(line.ended, Some(at("2026-12-01T03:00:00Z")));
     }
 
     #[test]
