@@ -158,6 +158,7 @@ impl Revert {
             &source,
             format!("revert asked by {}: {}", request.by, request.reason),
         );
+        // Already running (started by hand, or by an earlier request): nothing to start or audit.
         if ec2.state(&source).await?.as_deref() != Some("running") {
             if self.audit.begin(&start).await? == AuditBegin::Proceed
                 || ec2.state(&source).await?.as_deref() == Some("stopped")
@@ -165,8 +166,8 @@ impl Revert {
                 ec2.start(&source).await?;
             }
             self.wait_running(&ec2, &source).await?;
+            self.audit.finish(&start.action_id, "done").await?;
         }
-        self.audit.finish(&start.action_id, "done").await?;
 
         // 2. Its address back, once it runs.
         let mut address = None;
