@@ -304,7 +304,7 @@ impl Ec2 {
                         backup_snapshot_id: None,
                     })
             }
-            WasteKind::SwitchSource => self.terminate_source(deletion).await,
+            WasteKind::SwitchSource => self.terminate_source(deletion, notice.as_deref()).await,
             WasteKind::Ami => {
                 match self
                     .client
@@ -530,24 +530,17 @@ impl Ec2 {
     /// A switch's stopped source past its retention: re-read (still stopped, still the switch's),
     /// its volumes tagged as part of it and snapshotted (each once), then terminated only when
     /// every backup is complete. The backups' ids, comma-separated, are the record's.
-    async fn terminate_source(&self, deletion: &Deletion) -> Result<Deleted, AwsError> {
+    /// `notice`: its `spot-optimizer:waste` tag, as [`Ec2::delete`] read it.
+    async fn terminate_source(
+        &self,
+        deletion: &Deletion,
+        notice: Option<&str>,
+    ) -> Result<Deleted, AwsError> {
         let instance_id = &deletion.resource_id;
-        let reservations: Vec<_> = self
-            .client
-            .describe_instances()
-            .filters(
-                Filter::builder()
-                    .name("instance-id")
-                    .values(instance_id)
-                    .build(),
-            )
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| classify("DescribeInstances", e))?;
-        let Some(instance) = reservations.iter().flat_map(|r| r.instances()).next() else {
+        let found = self
+            .instances_where(vec![super::filter("instance-id", &[instance_id])])
+            .await?;
+        let Some(instance) = found.first() else {
             return Ok(Deleted::Done {
                 backup_snapshot_id: deletion.backup_snapshot_id.clone(),
             });
@@ -585,11 +578,8 @@ impl Ec2 {
             if !volumes.is_empty() {
                 // The flag the grace period stood on covers its volumes too: the backup
                 // permission is for flagged volumes only.
-                let notice = self
-                    .tag_of(instance_id, WASTE_TAG)
-                    .await?
-                    .unwrap_or_default();
-                self.set_tag(&volumes, WASTE_TAG, &notice).await?;
+                self.set_tag(&volumes, WASTE_TAG, notice.unwrap_or_default())
+                    .await?;
             }
             let mut pending = false;
             for volume in &volumes {
@@ -622,26 +612,13 @@ impl Ec2 {
     /// Stopped instances a switch stopped and kept (they carry [`SWITCH_TAG`]; its clones, which
     /// carry it too, are told apart by `CreatedVia`).
     pub async fn stopped_sources(&self) -> Result<Vec<StoppedSource>, AwsError> {
-        let reservations: Vec<_> = self
-            .client
-            .describe_instances()
-            .filters(
-                Filter::builder()
-                    .name("instance-state-name")
-                    .values("stopped")
-                    .build(),
-            )
-            .filters(Filter::builder().name("tag-key").values(SWITCH_TAG).build())
-            .max_results(PAGE)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| classify("DescribeInstances", e))?;
-        Ok(reservations
+        Ok(self
+            .instances_where(vec![
+                super::filter("instance-state-name", &["stopped"]),
+                super::filter("tag-key", &[SWITCH_TAG]),
+            ])
+            .await?
             .iter()
-            .flat_map(|r| r.instances())
             .filter_map(|i| {
                 let tags = tags(i.tags());
                 if tags.get(CREATED_VIA).map(String::as_str) == Some(VIA_SWITCH) {

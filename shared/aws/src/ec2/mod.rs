@@ -37,6 +37,36 @@ impl Ec2 {
     pub fn new(client: Client) -> Self {
         Self { client }
     }
+
+    /// Every instance `filters` select, all pages (an id that no longer exists is simply absent).
+    pub(crate) async fn instances_where(
+        &self,
+        filters: Vec<aws_sdk_ec2::types::Filter>,
+    ) -> Result<Vec<aws_sdk_ec2::types::Instance>, spot_domain::AwsError> {
+        let reservations: Vec<_> = self
+            .client
+            .describe_instances()
+            .set_filters(Some(filters))
+            .max_results(PAGE)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| crate::error::classify("DescribeInstances", e))?;
+        Ok(reservations
+            .into_iter()
+            .flat_map(|r| r.instances.unwrap_or_default())
+            .collect())
+    }
+}
+
+/// A filter `name` with `values`.
+pub(crate) fn filter(name: &str, values: &[&str]) -> aws_sdk_ec2::types::Filter {
+    aws_sdk_ec2::types::Filter::builder()
+        .name(name)
+        .set_values(Some(values.iter().map(|v| (*v).to_owned()).collect()))
+        .build()
 }
 
 pub(crate) fn tags(tags: &[Tag]) -> Tags {

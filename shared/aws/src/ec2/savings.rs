@@ -28,35 +28,22 @@ impl Ec2 {
     pub async fn seen(&self, ids: &[String]) -> Result<Vec<Running>, AwsError> {
         let mut seen = Vec::new();
         for chunk in ids.chunks(VALUES) {
-            let reservations: Vec<_> = self
-                .client
-                .describe_instances()
-                .filters(values("instance-id", chunk))
-                .max_results(PAGE)
-                .into_paginator()
-                .items()
-                .send()
-                .try_collect()
-                .await
-                .map_err(|e| classify("DescribeInstances", e))?;
-            seen.extend(
-                reservations
-                    .iter()
-                    .flat_map(|r| r.instances())
-                    .filter_map(|i| {
-                        let state = i.state().and_then(|s| s.name()).map(|n| n.as_str());
-                        Some(Running {
-                            instance_id: i.instance_id()?.to_owned(),
-                            seen: match state {
-                                Some("running") => Seen::Running,
-                                Some("terminated" | "shutting-down") | None => Seen::Gone,
-                                Some(_) => Seen::Idle,
-                            },
-                            instance_type: i.instance_type()?.as_str().to_owned(),
-                            az_name: i.placement()?.availability_zone()?.to_owned(),
-                        })
-                    }),
-            );
+            let found = self
+                .instances_where(vec![values("instance-id", chunk)])
+                .await?;
+            seen.extend(found.iter().filter_map(|i| {
+                let state = i.state().and_then(|s| s.name()).map(|n| n.as_str());
+                Some(Running {
+                    instance_id: i.instance_id()?.to_owned(),
+                    seen: match state {
+                        Some("running") => Seen::Running,
+                        Some("terminated" | "shutting-down") | None => Seen::Gone,
+                        Some(_) => Seen::Idle,
+                    },
+                    instance_type: i.instance_type()?.as_str().to_owned(),
+                    az_name: i.placement()?.availability_zone()?.to_owned(),
+                })
+            }));
         }
         Ok(seen)
     }
