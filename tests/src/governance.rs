@@ -22,6 +22,7 @@ pub type Scanner = governance::waste::Scanner<
     AuditTable,
     FixedClock,
     Option<Notifier>,
+    spot_aws::Guardian,
 >;
 pub type Reconciler = hibernation::Reconciler<FixedClock>;
 pub type Refresher = savings::Refresher<FixedClock>;
@@ -32,6 +33,7 @@ pub type Enforcer = governance::enforce::Enforcer<
     AuditTable,
     FixedClock,
     Option<Notifier>,
+    spot_aws::Guardian,
 >;
 
 /// Builds the flows of one set of tables, reaching AWS through `endpoint`: each flow as its
@@ -110,9 +112,15 @@ impl<'a> Flows<'a> {
             registry: self.accounts_as(&self.scanner),
             fleets: AwsFleets::new(self.scanner.clone()),
             store: WasteTable::new(dynamodb.clone(), &config.waste_table),
-            audit: AuditTable::new(dynamodb, &config.governance.audit_table),
+            audit: AuditTable::new(dynamodb.clone(), &config.governance.audit_table),
             notices: Notifier::of(&self.scanner, config.notice_topic_arn.clone()),
             clock: FixedClock(now),
+            guard: spot_aws::Guardian::new(
+                dynamodb,
+                &config.governance.guardrails,
+                "waste-scanner",
+                config.governance.shadow_period,
+            ),
             home_account: HOME_ACCOUNT.into(),
             config,
         })
@@ -160,9 +168,15 @@ impl<'a> Flows<'a> {
             registry: self.accounts_as(&self.enforcer),
             fleets: AwsFleets::new(self.enforcer.clone()),
             store: EnforcementTable::new(dynamodb.clone(), &config.enforcement_table),
-            audit: AuditTable::new(dynamodb, &config.governance.audit_table),
+            audit: AuditTable::new(dynamodb.clone(), &config.governance.audit_table),
             notices: Notifier::of(&self.enforcer, config.notice_topic_arn.clone()),
             clock: FixedClock(now),
+            guard: spot_aws::Guardian::new(
+                dynamodb,
+                &config.governance.guardrails,
+                "security-enforcer",
+                config.governance.shadow_period,
+            ),
             home_account: HOME_ACCOUNT.into(),
             config,
         })

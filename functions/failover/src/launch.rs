@@ -34,6 +34,7 @@ const MAX_SPOT_ATTEMPTS: usize = 6;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub accounts: Accounts,
+    pub guardrails: spot_domain::config::Guardrails,
     pub quarantine_table: String,
     pub ledger_table: String,
     pub settings: Settings,
@@ -49,6 +50,7 @@ impl Config {
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
         Ok(Self {
             accounts: Accounts::from_env(env)?,
+            guardrails: spot_domain::config::Guardrails::from_env(env)?,
             quarantine_table: env.required(key::QUARANTINE_TABLE)?,
             ledger_table: env.required(key::LEDGER_TABLE)?,
             settings: settings(env)?,
@@ -108,6 +110,7 @@ pub(crate) struct Plan {
 
 pub struct Launcher {
     pub reach: Reach,
+    pub guard: spot_aws::Guardian,
     pub quarantine: QuarantineTable,
     pub ledger: LedgerTable,
     pub catalog: &'static Catalog,
@@ -134,6 +137,7 @@ impl Launcher {
             quarantine: QuarantineTable::new(dynamodb.clone(), &config.quarantine_table),
             ledger: LedgerTable::new(dynamodb, &config.ledger_table),
             catalog: Catalog::shipped(),
+            guard: crate::guardian(&ctx, &config.guardrails, "failover-launch"),
             reach: Reach::connect(ctx, &config.accounts).await?,
             config,
         })
@@ -149,6 +153,10 @@ impl Launcher {
             .mode
             .unwrap_or(SagaMode::Live)
             .gated(&self.config.live, &request.account_id);
+        // Paused: no replacement is launched (the kill switch covers failover launches too).
+        if mode == SagaMode::Live {
+            self.guard.check(&request.account_id).await?;
+        }
         let settings = request
             .settings
             .clone()

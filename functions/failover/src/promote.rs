@@ -25,6 +25,7 @@ use tracing::{info, instrument};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub accounts: Accounts,
+    pub guardrails: spot_domain::config::Guardrails,
     pub ledger_table: String,
     /// Owners' SNS topic (`NOTICE_TOPIC_ARN`); none: nobody is told.
     pub notice_topic_arn: Option<String>,
@@ -34,6 +35,7 @@ impl Config {
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
         Ok(Self {
             accounts: Accounts::from_env(env)?,
+            guardrails: spot_domain::config::Guardrails::from_env(env)?,
             ledger_table: env.required(key::LEDGER_TABLE)?,
             notice_topic_arn: env.optional(key::NOTICE_TOPIC_ARN),
         })
@@ -42,6 +44,7 @@ impl Config {
 
 pub struct Promoter {
     pub reach: Reach,
+    pub guard: spot_aws::Guardian,
     pub ledger: LedgerTable,
     /// Where owners are told how the saga ended.
     pub notices: Option<Notifier>,
@@ -53,6 +56,7 @@ impl Promoter {
         Ok(Self {
             ledger: LedgerTable::new(crate::dynamodb(&ctx), config.ledger_table),
             notices: Notifier::of(&ctx, config.notice_topic_arn),
+            guard: crate::guardian(&ctx, &config.guardrails, "failover-promote"),
             reach: Reach::connect(ctx, &config.accounts).await?,
         })
     }
@@ -173,6 +177,7 @@ impl Promoter {
                 at: now,
             })
             .await?;
+        self.guard.succeeded(&request.account_id).await?;
         println!(
             "{}",
             metrics::count(

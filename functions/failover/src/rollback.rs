@@ -30,6 +30,8 @@ use tracing::{info, instrument, warn};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub accounts: Accounts,
+    pub guardrails: spot_domain::config::Guardrails,
+    pub breaker: spot_domain::guard::Breaker,
     pub ledger_table: String,
     pub live: LiveSwitch,
     /// Owners' SNS topic (`NOTICE_TOPIC_ARN`); none: nobody is told.
@@ -40,6 +42,8 @@ impl Config {
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
         Ok(Self {
             accounts: Accounts::from_env(env)?,
+            guardrails: spot_domain::config::Guardrails::from_env(env)?,
+            breaker: spot_domain::config::breaker(env)?,
             ledger_table: env.required(key::LEDGER_TABLE)?,
             live: config::live_switch(env, env.parsed(key::MODE, SagaMode::Shadow)?.as_mode())?,
             notice_topic_arn: env.optional(key::NOTICE_TOPIC_ARN),
@@ -56,6 +60,7 @@ pub struct RolledBack {
 
 pub struct Rollback {
     pub reach: Reach,
+    pub guard: spot_aws::Guardian,
     pub ledger: LedgerTable,
     /// Where owners are told how the saga ended.
     pub notices: Option<Notifier>,
@@ -68,6 +73,7 @@ impl Rollback {
         Ok(Self {
             ledger: LedgerTable::new(crate::dynamodb(&ctx), &config.ledger_table),
             notices: Notifier::of(&ctx, config.notice_topic_arn.clone()),
+            guard: crate::guardian(&ctx, &config.guardrails, "failover-rollback"),
             reach: Reach::connect(ctx, &config.accounts).await?,
             config,
         })
@@ -198,6 +204,20 @@ impl Rollback {
                 )],
             )
             .await;
+            if spot_domain::guard::Breaker::counts(
+                spot_domain::saga::ledger::LedgerStatus::RolledBack,
+                Some(error),
+            ) && !refused_early
+            {
+                let end = spot_aws::guard::SagaEnd {
+                    kind: Kind::Failover,
+                    saga_id: failover_id,
+                    account: &request.account_id,
+                    region: &request.region,
+                };
+                end.failed(&self.guard, self.config.breaker, &self.notices, error.as_str(), now)
+                    .await?;
+            }
         }
         warn!(error = %error, cause, "failover failed");
         Ok(RolledBack { error, cause })

@@ -34,6 +34,7 @@ const MAX_STANDBY_ATTEMPTS: usize = 6;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub accounts: Accounts,
+    pub guardrails: spot_domain::config::Guardrails,
     pub quarantine_table: String,
     pub ledger_table: String,
     /// The sagas' live switch (`MODE`, `LIVE_ACCOUNTS`).
@@ -46,6 +47,7 @@ impl Config {
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
         Ok(Self {
             accounts: Accounts::from_env(env)?,
+            guardrails: spot_domain::config::Guardrails::from_env(env)?,
             quarantine_table: env.required(key::QUARANTINE_TABLE)?,
             ledger_table: env.required(key::LEDGER_TABLE)?,
             live: config::live_switch(env, env.parsed(key::MODE, SagaMode::Shadow)?.as_mode())?,
@@ -56,6 +58,7 @@ impl Config {
 
 pub struct Keeper {
     pub reach: Reach,
+    pub guard: spot_aws::Guardian,
     pub quarantine: QuarantineTable,
     pub ledger: LedgerTable,
     pub catalog: &'static Catalog,
@@ -95,6 +98,7 @@ impl Keeper {
             quarantine: QuarantineTable::new(dynamodb.clone(), &config.quarantine_table),
             ledger: LedgerTable::new(dynamodb, &config.ledger_table),
             catalog: Catalog::shipped(),
+            guard: crate::guardian(&ctx, &config.guardrails, "failover-standby"),
             reach: Reach::connect(ctx, &config.accounts).await?,
             config,
         })
@@ -111,6 +115,9 @@ impl Keeper {
             .mode
             .unwrap_or(SagaMode::Live)
             .gated(&self.config.live, &request.account_id);
+        if mode == SagaMode::Live {
+            self.guard.check(&request.account_id).await?;
+        }
         let kept = |standby: Option<String>, launched, pool, note: String| StandbyKept {
             mode,
             standby,

@@ -19,6 +19,7 @@ use spot_domain::governance::run::RunError;
 use spot_domain::governance::scope::{Defaults, Target};
 use spot_domain::notice::{Notice, Noticeboard};
 use spot_domain::pool::quarantine::Write;
+use spot_domain::guard::{self, Activity, Guard};
 use spot_domain::{AccountRegistry, AwsError, Clock};
 use tracing::{info, warn};
 
@@ -56,7 +57,7 @@ impl Config {
     }
 }
 
-pub struct Enforcer<R, F, S, A, C, N> {
+pub struct Enforcer<R, F, S, A, C, N, G> {
     pub registry: R,
     pub fleets: F,
     pub store: S,
@@ -64,11 +65,13 @@ pub struct Enforcer<R, F, S, A, C, N> {
     /// Where owners are told of flags (with the deadline) and enforcements.
     pub notices: N,
     pub clock: C,
+    /// Pauses (read before every termination) and shadow before live.
+    pub guard: G,
     pub home_account: String,
     pub config: Config,
 }
 
-impl<R, F, S, A, C, N> Enforcer<R, F, S, A, C, N>
+impl<R, F, S, A, C, N, G> Enforcer<R, F, S, A, C, N, G>
 where
     R: AccountRegistry,
     F: Fleets,
@@ -76,6 +79,7 @@ where
     A: AuditLog,
     C: Clock,
     N: Noticeboard,
+    G: Guard,
 {
     pub async fn run(&self, input: Value, request_id: &str) -> Result<RunReport, RunError> {
         let defaults = Defaults {
@@ -110,6 +114,10 @@ where
         now: DateTime<Utc>,
         request_id: &str,
     ) -> TargetReport {
+        let target = match guard::start(&self.guard, target, Activity::Enforcement, now).await {
+            Ok(target) => target,
+            Err(report) => return report,
+        };
         let mut report = TargetReport::new(&target);
         if let Err(e) = self
             .enforce_target(&target, now, request_id, &mut report)
@@ -259,6 +267,10 @@ where
             Effect::None | Effect::Tag(_) | Effect::Untag => {}
             Effect::Enforce(action) => {
                 let Some(before) = before else { return outcome };
+                if let Some(why) = spot_domain::guard::stopped(&self.guard, &target.account).await {
+                    outcome.actions.push((action.as_str(), id, why));
+                    return outcome;
+                }
                 match self
                     .enforce(fleet, before, action, target, request_id)
                     .await

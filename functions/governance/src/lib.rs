@@ -20,3 +20,4 @@ pub fn diagnostic(err: RunError) -> Diagnostic {
         error_message: err.to_string(),
     }
 }
+

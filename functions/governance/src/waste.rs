@@ -19,6 +19,7 @@ use spot_domain::governance::waste::{
 };
 use spot_domain::notice::{Notice, Noticeboard};
 use spot_domain::pool::quarantine::Write;
+use spot_domain::guard::{self, Activity, Guard};
 use spot_domain::{AccountRegistry, AwsError, Clock};
 use tracing::{info, warn};
 
@@ -86,7 +87,7 @@ impl Config {
     }
 }
 
-pub struct Scanner<R, F, S, A, C, N> {
+pub struct Scanner<R, F, S, A, C, N, G> {
     pub registry: R,
     pub fleets: F,
     pub store: S,
@@ -94,11 +95,13 @@ pub struct Scanner<R, F, S, A, C, N> {
     /// Where owners are told of flags, scheduled deletions and deletions.
     pub notices: N,
     pub clock: C,
+    /// Pauses (read before every change) and shadow before live.
+    pub guard: G,
     pub home_account: String,
     pub config: Config,
 }
 
-impl<R, F, S, A, C, N> Scanner<R, F, S, A, C, N>
+impl<R, F, S, A, C, N, G> Scanner<R, F, S, A, C, N, G>
 where
     R: AccountRegistry,
     F: Fleets,
@@ -106,6 +109,7 @@ where
     A: AuditLog,
     C: Clock,
     N: Noticeboard,
+    G: Guard,
 {
     /// One run over every target of `input` (a schedule's event or a run request).
     pub async fn run(&self, input: Value, request_id: &str) -> Result<RunReport, RunError> {
@@ -137,6 +141,10 @@ where
     }
 
     async fn scan(&self, target: Target, now: DateTime<Utc>, request_id: &str) -> TargetReport {
+        let target = match guard::start(&self.guard, target, Activity::Waste, now).await {
+            Ok(target) => target,
+            Err(report) => return report,
+        };
         let mut report = TargetReport::new(&target);
         if let Err(e) = self
             .scan_target(&target, now, request_id, &mut report)
@@ -254,6 +262,20 @@ where
         let tagged: Vec<String> = std::iter::once(id.clone())
             .chain(seen.map(|o| o.snapshot_ids.clone()).unwrap_or_default())
             .collect();
+        if step.effect != Effect::None {
+            // A pause put in force part-way through the run stops every change not yet made; the
+            // record stays as it was, so the next run after the resume takes it up again.
+            if let Some(why) = spot_domain::guard::stopped(&self.guard, &target.account).await {
+                let action = match step.effect {
+                    Effect::Delete => delete_action(record.kind),
+                    Effect::Tag(_) => "tag",
+                    _ => "untag",
+                };
+                outcome.actions.push((action, id, why));
+                outcome.record = stored.cloned();
+                return outcome;
+            }
+        }
         match step.effect {
             Effect::None => {}
             Effect::Tag(value) => {

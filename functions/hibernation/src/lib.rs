@@ -20,6 +20,8 @@ use spot_aws::{
     AccountsTable, AuditTable, AwsContext, Ec2, HibernationTable, LedgerTable, PriceList,
     SchedulesTable,
 };
+use spot_aws::Guardian;
+use spot_domain::guard::{self, Activity};
 use spot_domain::audit::{AuditBegin, AuditEntry, AuditLog};
 use spot_domain::config::{ConfigError, Env, Governance, key};
 use spot_domain::governance::mode::Mode;
@@ -65,6 +67,8 @@ pub struct Reconciler<C> {
     pub audit: AuditTable,
     pub prices: PriceList,
     pub clock: C,
+    /// Pauses and shadow before live, at each target's start.
+    pub guard: Guardian,
     pub home_account: String,
     pub config: Config,
 }
@@ -97,7 +101,13 @@ impl<C: Clock> Reconciler<C> {
             schedules: SchedulesTable::new(dynamodb.clone(), &config.schedules_table),
             table: HibernationTable::new(dynamodb.clone(), &config.hibernation_table),
             ledger: LedgerTable::new(dynamodb.clone(), &config.ledger_table),
-            audit: AuditTable::new(dynamodb, &config.governance.audit_table),
+            audit: AuditTable::new(dynamodb.clone(), &config.governance.audit_table),
+            guard: Guardian::new(
+                dynamodb,
+                &config.governance.guardrails,
+                FUNCTION,
+                config.governance.shadow_period,
+            ),
             ctx,
             prices,
             clock,
@@ -130,6 +140,11 @@ impl<C: Clock> Reconciler<C> {
             &defaults,
             self.config.governance.concurrency,
             |target| async move {
+                let target =
+                    match guard::start(&self.guard, target, Activity::Hibernation, now).await {
+                        Ok(target) => target,
+                        Err(report) => return report,
+                    };
                 let mut report = TargetReport::new(&target);
                 if let Err(e) = self
                     .reconcile(&target, schedules, now, request_id, &mut report)

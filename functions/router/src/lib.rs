@@ -15,6 +15,7 @@ use spot_aws::{AccountsTable, AwsContext, Ec2, SchedulesTable, Started, StateMac
 use spot_domain::config::{self, Accounts, ConfigError, Env, key};
 use spot_domain::governance::mode::LiveSwitch;
 use spot_domain::governance::mode::Mode;
+use spot_domain::guard::Guard;
 use spot_domain::governance::report::{RunReport, TargetReport};
 use spot_domain::governance::run::{self, RunError};
 use spot_domain::governance::scope::{Defaults, Target};
@@ -43,6 +44,7 @@ pub struct Config {
     /// Hibernation schedules: a target its schedule wants asleep now is skipped. None: no
     /// schedule is read.
     pub schedules_table: Option<String>,
+    pub guardrails: spot_domain::config::Guardrails,
 }
 
 impl Config {
@@ -60,6 +62,7 @@ impl Config {
             swap_state_machine: env.required(key::SWAP_STATE_MACHINE_ARN)?,
             failover_state_machine: env.optional(key::FAILOVER_STATE_MACHINE_ARN),
             schedules_table: env.optional(key::SCHEDULES_TABLE),
+            guardrails: spot_domain::config::Guardrails::from_env(env)?,
             opt_in: OptIn {
                 allowlist: env.list(key::ASG_ALLOWLIST, |n| !n.is_empty() && n.len() <= 255)?,
                 allow_protected: false,
@@ -72,6 +75,8 @@ pub struct Router {
     pub registry: AccountsTable,
     pub ctx: Arc<AwsContext>,
     pub executions: StateMachines,
+    /// A paused account's sagas are started in shadow (the plans refuse live there too).
+    pub guard: spot_aws::Guardian,
     pub home_account: String,
     pub config: Config,
 }
@@ -102,8 +107,16 @@ impl Router {
             &self.registry,
             &defaults,
             self.config.concurrency,
-            |target| async move {
+            |mut target| async move {
+                let paused = match self.guard.stopping(Some(&target.account)).await {
+                    Ok(pause) => pause.map(|p| p.explain()),
+                    Err(e) => Some(format!("the pauses could not be read: {e}")),
+                };
+                if paused.is_some() {
+                    target.mode = Mode::Audit;
+                }
                 let mut report = TargetReport::new(&target);
+                report.paused = paused;
                 if let Err(e) = self
                     .route_target(&target, only, schedules, now, &mut report)
                     .await

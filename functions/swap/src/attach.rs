@@ -11,18 +11,21 @@ use tracing::{info, instrument};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub accounts: Accounts,
+    pub guardrails: spot_domain::config::Guardrails,
 }
 
 impl Config {
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
         Ok(Self {
             accounts: Accounts::from_env(env)?,
+            guardrails: spot_domain::config::Guardrails::from_env(env)?,
         })
     }
 }
 
 pub struct Attacher {
     pub reach: Reach,
+    pub guard: spot_aws::Guardian,
 }
 
 /// Every (instance, target group, state) of `instances` in the group's target groups.
@@ -46,12 +49,10 @@ pub(crate) async fn target_states(
 
 impl Attacher {
     pub async fn connect(config: Config) -> Result<Self, crate::Error> {
+        let ctx = crate::aws(spot_domain::Capability::Swap, "swap-attach").await;
         Ok(Self {
-            reach: Reach::connect(
-                crate::aws(spot_domain::Capability::Swap, "swap-attach").await,
-                &config.accounts,
-            )
-            .await?,
+            guard: crate::guardian(&ctx, &config.guardrails, "swap-attach", None),
+            reach: Reach::connect(ctx, &config.accounts).await?,
         })
     }
 
@@ -76,6 +77,7 @@ impl Attacher {
         let group = crate::group_now(&account, &request.asg_name).await?;
         match input.phase {
             Some(Phase::Attach) => {
+                self.guard.check(&request.account_id).await?;
                 let ids: Vec<String> = launch
                     .replacements
                     .iter()

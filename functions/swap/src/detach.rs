@@ -23,6 +23,7 @@ use tracing::{info, instrument};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub accounts: Accounts,
+    pub guardrails: spot_domain::config::Guardrails,
     pub ledger_table: String,
     pub audit_table: String,
 }
@@ -31,6 +32,7 @@ impl Config {
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
         Ok(Self {
             accounts: Accounts::from_env(env)?,
+            guardrails: spot_domain::config::Guardrails::from_env(env)?,
             ledger_table: env.required(key::LEDGER_TABLE)?,
             audit_table: env.required(key::AUDIT_TABLE)?,
         })
@@ -46,6 +48,7 @@ pub enum Outcome {
 
 pub struct Detacher {
     pub reach: Reach,
+    pub guard: spot_aws::Guardian,
     pub ledger: LedgerTable,
     pub audit: AuditTable,
 }
@@ -57,6 +60,7 @@ impl Detacher {
         Ok(Self {
             ledger: LedgerTable::new(dynamodb.clone(), config.ledger_table),
             audit: AuditTable::new(dynamodb, config.audit_table),
+            guard: crate::guardian(&ctx, &config.guardrails, "swap-detach", None),
             reach: Reach::connect(ctx, &config.accounts).await?,
         })
     }
@@ -75,6 +79,7 @@ impl Detacher {
         let group = crate::group_now(&account, &request.asg_name).await?;
         match input.phase {
             Some(Phase::Detach) => {
+                self.guard.check(&request.account_id).await?;
                 swap::replacements_in_service(&group, launch)?;
                 let olds: Vec<String> = launch
                     .replacements
@@ -126,6 +131,7 @@ impl Detacher {
                     .map(|p| Outcome::Progress(p.limited(limit)))
             }
             Some(Phase::Terminate) => {
+                self.guard.check(&request.account_id).await?;
                 swap::replacements_in_service(&group, launch)?;
                 let now = SystemClock.now();
                 for r in &launch.replacements {

@@ -5,6 +5,7 @@
 use spot_aws::{LedgerTable, Reach};
 use spot_domain::config::{self, Accounts, ConfigError, Env, key};
 use spot_domain::governance::mode::LiveSwitch;
+use spot_domain::guard::{Activity, Guard};
 use spot_domain::market;
 use spot_domain::saga::swap::{self, DiscoverInput, DiscoverOutput, Discovered, OptIn};
 use spot_domain::saga::{SagaMode, Settings, StepError};
@@ -24,6 +25,9 @@ pub struct Config {
     pub settings: Settings,
     /// The sagas' live switch (`MODE`, `LIVE_ACCOUNTS`): a request is live only if this allows.
     pub live: LiveSwitch,
+    pub guardrails: spot_domain::config::Guardrails,
+    /// Shadow before live (`SHADOW_DAYS`): live needs the account's promotion for swaps.
+    pub shadow_period: Option<chrono::TimeDelta>,
 }
 
 impl Config {
@@ -40,12 +44,16 @@ impl Config {
             max_members: env.bounded(key::MAX_MEMBERS, 20, 1, swap::MAX_MEMBERS_LIMIT)?,
             settings: Settings::from_env(env)?,
             live: config::live_switch(env, env.parsed(key::MODE, SagaMode::Shadow)?.as_mode())?,
+            guardrails: spot_domain::config::Guardrails::from_env(env)?,
+            shadow_period: config::shadow_period(env)?,
         })
     }
 }
 
 pub struct Discoverer {
     pub reach: Reach,
+    /// Pauses, the breaker's, and the account's promotion.
+    pub guard: spot_aws::Guardian,
     pub ledger: LedgerTable,
     pub config: Config,
 }
@@ -55,6 +63,12 @@ impl Discoverer {
         let ctx = crate::aws(spot_domain::Capability::Read, "swap-discover").await;
         Ok(Self {
             ledger: LedgerTable::new(crate::dynamodb(&ctx), &config.ledger_table),
+            guard: crate::guardian(
+                &ctx,
+                &config.guardrails,
+                "swap-discover",
+                config.shadow_period,
+            ),
             reach: Reach::connect(ctx, &config.accounts).await?,
             config,
         })
@@ -68,6 +82,20 @@ impl Discoverer {
         request.validate()?;
         // The stack decides whether a saga may act: a request may lower the mode, never raise it.
         request.mode = request.mode.gated(&self.config.live, &request.account_id);
+        // Shadow before live, then the pauses: a paused account starts no live swap.
+        request.mode = SagaMode::of(
+            self.guard
+                .mode(
+                    &request.account_id,
+                    Activity::Swap,
+                    request.mode.as_mode(),
+                    SystemClock.now(),
+                )
+                .await?,
+        );
+        if request.mode == SagaMode::Live {
+            self.guard.check(&request.account_id).await?;
+        }
         let settings = request
             .settings
             .clone()

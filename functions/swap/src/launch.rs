@@ -22,6 +22,7 @@ use tracing::{info, instrument, warn};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub accounts: Accounts,
+    pub guardrails: spot_domain::config::Guardrails,
     pub quarantine_table: String,
     /// `capacity`: how long a pool without capacity is passed over (`CAPACITY_HOLD_SECONDS`).
     pub policy: QuarantinePolicy,
@@ -31,6 +32,7 @@ impl Config {
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
         Ok(Self {
             accounts: Accounts::from_env(env)?,
+            guardrails: spot_domain::config::Guardrails::from_env(env)?,
             quarantine_table: env.required(key::QUARANTINE_TABLE)?,
             policy: QuarantinePolicy::for_launches(env)?,
         })
@@ -39,6 +41,7 @@ impl Config {
 
 pub struct Launcher {
     pub reach: Reach,
+    pub guard: spot_aws::Guardian,
     pub quarantine: QuarantineTable,
     pub config: Config,
 }
@@ -72,6 +75,7 @@ impl Launcher {
         let ctx = crate::aws(spot_domain::Capability::Swap, "swap-launch").await;
         Ok(Self {
             quarantine: QuarantineTable::new(crate::dynamodb(&ctx), &config.quarantine_table),
+            guard: crate::guardian(&ctx, &config.guardrails, "swap-launch", None),
             reach: Reach::connect(ctx, &config.accounts).await?,
             config,
         })
@@ -86,6 +90,7 @@ impl Launcher {
         let discovered = input.state.discovery("launch")?;
         let swap_id = &input.execution;
         let first = input.state.cursor.as_ref().map_or(0, |c| c.next);
+        self.guard.check(&request.account_id).await?;
         let account = self
             .reach
             .account(&request.account_id, &request.region, &input.execution)

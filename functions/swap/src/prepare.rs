@@ -17,6 +17,7 @@ use tracing::{info, instrument};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub accounts: Accounts,
+    pub guardrails: spot_domain::config::Guardrails,
     pub audit_table: String,
 }
 
@@ -24,6 +25,7 @@ impl Config {
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
         Ok(Self {
             accounts: Accounts::from_env(env)?,
+            guardrails: spot_domain::config::Guardrails::from_env(env)?,
             audit_table: env.required(key::AUDIT_TABLE)?,
         })
     }
@@ -31,6 +33,7 @@ impl Config {
 
 pub struct Preparer {
     pub reach: Reach,
+    pub guard: spot_aws::Guardian,
     pub audit: AuditTable,
 }
 
@@ -39,6 +42,7 @@ impl Preparer {
         let ctx = crate::aws(spot_domain::Capability::Swap, "swap-prepare").await;
         Ok(Self {
             audit: AuditTable::new(crate::dynamodb(&ctx), config.audit_table),
+            guard: crate::guardian(&ctx, &config.guardrails, "swap-prepare", None),
             reach: Reach::connect(ctx, &config.accounts).await?,
         })
     }
@@ -55,6 +59,7 @@ impl Preparer {
             .reach
             .account(&request.account_id, &request.region, &input.execution)
             .await?;
+        self.guard.check(&request.account_id).await?;
         let now_group = crate::group_now(&account, &request.asg_name).await?;
         let entry = AuditEntry {
             action_id: format!("swap-prepare#{}", input.execution),

@@ -19,6 +19,7 @@ use tracing::{info, instrument};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub accounts: Accounts,
+    pub guardrails: spot_domain::config::Guardrails,
     pub ledger_table: String,
     pub audit_table: String,
     /// Owners' SNS topic (`NOTICE_TOPIC_ARN`); none: nobody is told.
@@ -29,6 +30,7 @@ impl Config {
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
         Ok(Self {
             accounts: Accounts::from_env(env)?,
+            guardrails: spot_domain::config::Guardrails::from_env(env)?,
             ledger_table: env.required(key::LEDGER_TABLE)?,
             audit_table: env.required(key::AUDIT_TABLE)?,
             notice_topic_arn: env.optional(key::NOTICE_TOPIC_ARN),
@@ -47,6 +49,7 @@ pub struct Restored {
 
 pub struct Restorer {
     pub reach: Reach,
+    pub guard: spot_aws::Guardian,
     pub ledger: LedgerTable,
     pub audit: AuditTable,
     /// Where owners are told how the saga ended.
@@ -61,6 +64,7 @@ impl Restorer {
             ledger: LedgerTable::new(dynamodb.clone(), config.ledger_table),
             audit: AuditTable::new(dynamodb, config.audit_table),
             notices: Notifier::of(&ctx, config.notice_topic_arn),
+            guard: crate::guardian(&ctx, &config.guardrails, "swap-restore", None),
             reach: Reach::connect(ctx, &config.accounts).await?,
         })
     }
@@ -128,6 +132,9 @@ impl Restorer {
                     .collect()
             })
             .unwrap_or_default();
+        if request.mode == spot_domain::saga::SagaMode::Live {
+            self.guard.succeeded(&request.account_id).await?;
+        }
         println!(
             "{}",
             metrics::count(

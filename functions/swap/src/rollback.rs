@@ -23,7 +23,9 @@
 
 use serde::Serialize;
 use serde_json::json;
+use spot_aws::guard::SagaEnd;
 use spot_aws::sns::announce;
+use spot_domain::guard::Breaker;
 use spot_aws::{AccountClients, ApprovalsTable, AuditTable, LedgerTable, Notifier, Reach};
 use spot_domain::audit::AuditEntry;
 use spot_domain::config::{Accounts, ConfigError, Env, key};
@@ -43,6 +45,8 @@ use tracing::{info, instrument, warn};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub accounts: Accounts,
+    pub guardrails: spot_domain::config::Guardrails,
+    pub breaker: spot_domain::guard::Breaker,
     pub ledger_table: String,
     pub audit_table: String,
     pub approvals_table: String,
@@ -54,6 +58,8 @@ impl Config {
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
         Ok(Self {
             accounts: Accounts::from_env(env)?,
+            guardrails: spot_domain::config::Guardrails::from_env(env)?,
+            breaker: spot_domain::config::breaker(env)?,
             ledger_table: env.required(key::LEDGER_TABLE)?,
             audit_table: env.required(key::AUDIT_TABLE)?,
             approvals_table: env.required(key::APPROVALS_TABLE)?,
@@ -86,6 +92,8 @@ pub enum Answer {
 
 pub struct Rollback {
     pub reach: Reach,
+    pub guard: spot_aws::Guardian,
+    pub breaker: Breaker,
     pub ledger: LedgerTable,
     pub audit: AuditTable,
     pub approvals: ApprovalsTable,
@@ -109,6 +117,8 @@ impl Rollback {
             audit: AuditTable::new(dynamodb.clone(), config.audit_table),
             approvals: ApprovalsTable::new(dynamodb, config.approvals_table),
             notices: Notifier::of(&ctx, config.notice_topic_arn),
+            guard: crate::guardian(&ctx, &config.guardrails, "swap-rollback", None),
+            breaker: config.breaker,
             reach: Reach::connect(ctx, &config.accounts).await?,
         })
     }
@@ -372,6 +382,27 @@ impl Rollback {
                 )],
             )
             .await;
+            let status = if name == ErrorName::RollbackIncomplete {
+                LedgerStatus::RollbackIncomplete
+            } else {
+                LedgerStatus::RolledBack
+            };
+            if Breaker::counts(status, Some(name)) {
+                let end = SagaEnd {
+                    kind: Kind::Swap,
+                    saga_id: &input.execution,
+                    account: &request.account_id,
+                    region: &request.region,
+                };
+                end.failed(
+                    &self.guard,
+                    self.breaker,
+                    &self.notices,
+                    name.as_str(),
+                    SystemClock.now(),
+                )
+                .await?;
+            }
         }
         info!(error = %error.error, undone = ?undone, "swap rolled back");
         Ok(RolledBack {

@@ -3,9 +3,9 @@
 
 use serde_json::json;
 use spot_aws::sns::announce;
-use spot_aws::{AuditTable, LedgerTable, Notifier, Reach};
+use spot_aws::{AuditTable, Guardian, LedgerTable, Notifier, Reach};
 use spot_domain::audit::{AuditBegin, AuditEntry, AuditLog};
-use spot_domain::config::{Accounts, ConfigError, Env, key};
+use spot_domain::config::{Accounts, ConfigError, Env, Guardrails, key};
 use spot_domain::governance::mode::Mode;
 use spot_domain::notice::{Event, Kind, Notice};
 use spot_domain::saga::StepError;
@@ -22,6 +22,7 @@ pub struct Config {
     pub audit_table: String,
     /// Owners' SNS topic (`NOTICE_TOPIC_ARN`); none: nobody is told.
     pub notice_topic_arn: Option<String>,
+    pub guardrails: Guardrails,
 }
 
 impl Config {
@@ -31,6 +32,7 @@ impl Config {
             ledger_table: env.required(key::LEDGER_TABLE)?,
             audit_table: env.required(key::AUDIT_TABLE)?,
             notice_topic_arn: env.optional(key::NOTICE_TOPIC_ARN),
+            guardrails: Guardrails::from_env(env)?,
         })
     }
 }
@@ -41,6 +43,8 @@ pub struct Cutover {
     pub audit: AuditTable,
     /// Where owners are told how the saga ended.
     pub notices: Option<Notifier>,
+    /// Pauses before the stop; a completed switch resets the breaker's count.
+    pub guard: Guardian,
 }
 
 impl Cutover {
@@ -51,6 +55,7 @@ impl Cutover {
             ledger: LedgerTable::new(dynamodb.clone(), config.ledger_table),
             audit: AuditTable::new(dynamodb, config.audit_table),
             notices: Notifier::of(&ctx, config.notice_topic_arn),
+            guard: crate::guardian(&ctx, &config.guardrails, "switch-cutover", None),
             reach: Reach::connect(ctx, &config.accounts).await?,
         })
     }
@@ -65,6 +70,8 @@ impl Cutover {
         let request = &input.state.request;
         let switch_id = &input.execution;
         let source = &plan.source.instance_id;
+        // Paused before the source is stopped: the rollback removes the clone, the source runs on.
+        self.guard.check(&request.account_id).await?;
         let ec2 = self
             .reach
             .account(&request.account_id, &request.region, &input.execution)
@@ -130,6 +137,7 @@ impl Cutover {
             })
             .await?;
         self.audit.finish(&entry.action_id, "done").await?;
+        self.guard.succeeded(&request.account_id).await?;
         self.ledger
             .unlock(&switch::lock_key(request), switch_id)
             .await?;

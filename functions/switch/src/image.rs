@@ -1,10 +1,10 @@
 //! Images the source (phase `create`), then reports the image's state (phase `check`) until it is
 //! available; the state machine waits between checks.
 
-use spot_aws::Reach;
+use spot_aws::{Guardian, Reach};
 use spot_domain::AwsErrorKind;
 use spot_domain::ErrorName;
-use spot_domain::config::{Accounts, ConfigError, Env, key};
+use spot_domain::config::{Accounts, ConfigError, Env, Guardrails, key};
 use spot_domain::saga::switch::{self, ImageState, ImageStep, SwitchInput};
 use spot_domain::saga::{Phase, StepError};
 use tracing::{info, instrument};
@@ -14,6 +14,7 @@ pub struct Config {
     pub accounts: Accounts,
     /// Skip the reboot: faster, but the disk may not be consistent.
     pub no_reboot: bool,
+    pub guardrails: Guardrails,
 }
 
 impl Config {
@@ -21,23 +22,23 @@ impl Config {
         Ok(Self {
             accounts: Accounts::from_env(env)?,
             no_reboot: env.parsed(key::NO_REBOOT, false)?,
+            guardrails: Guardrails::from_env(env)?,
         })
     }
 }
 
 pub struct Imager {
     pub reach: Reach,
+    pub guard: Guardian,
     pub config: Config,
 }
 
 impl Imager {
     pub async fn connect(config: Config) -> Result<Self, crate::Error> {
+        let ctx = crate::aws(spot_domain::Capability::Switch, "switch-image").await;
         Ok(Self {
-            reach: Reach::connect(
-                crate::aws(spot_domain::Capability::Switch, "switch-image").await,
-                &config.accounts,
-            )
-            .await?,
+            guard: crate::guardian(&ctx, &config.guardrails, "switch-image", None),
+            reach: Reach::connect(ctx, &config.accounts).await?,
             config,
         })
     }
@@ -54,6 +55,7 @@ impl Imager {
             .ec2;
         match input.phase {
             Some(Phase::Create) => {
+                self.guard.check(&request.account_id).await?;
                 let image_id = ec2
                     .image(
                         &input.execution,

@@ -2,8 +2,8 @@
 //! allows. A pool without capacity is held briefly in the shared quarantine (so other launches skip
 //! it too) and the next candidate is tried. A retried step finds its clone by tag.
 
-use spot_aws::{Ec2, QuarantineTable, Reach};
-use spot_domain::config::{Accounts, ConfigError, Env};
+use spot_aws::{Ec2, Guardian, QuarantineTable, Reach};
+use spot_domain::config::{Accounts, ConfigError, Env, Guardrails};
 use spot_domain::instance::{LaunchSpec, Launched};
 use spot_domain::market::{self, Candidate};
 use spot_domain::pool::gatekeeper::{self, Gate};
@@ -20,6 +20,7 @@ pub struct Config {
     pub quarantine_table: String,
     /// `capacity`: how long a pool without capacity is passed over (`CAPACITY_HOLD_SECONDS`).
     pub policy: QuarantinePolicy,
+    pub guardrails: Guardrails,
 }
 
 impl Config {
@@ -28,6 +29,7 @@ impl Config {
             accounts: Accounts::from_env(env)?,
             quarantine_table: env.required(spot_domain::config::key::QUARANTINE_TABLE)?,
             policy: QuarantinePolicy::for_launches(env)?,
+            guardrails: Guardrails::from_env(env)?,
         })
     }
 }
@@ -35,6 +37,7 @@ impl Config {
 pub struct Launcher {
     pub reach: Reach,
     pub quarantine: QuarantineTable,
+    pub guard: Guardian,
     pub config: Config,
 }
 
@@ -48,6 +51,7 @@ impl Launcher {
         let ctx = crate::aws(spot_domain::Capability::Switch, "switch-launch").await;
         Ok(Self {
             quarantine: QuarantineTable::new(crate::dynamodb(&ctx), &config.quarantine_table),
+            guard: crate::guardian(&ctx, &config.guardrails, "switch-launch", None),
             reach: Reach::connect(ctx, &config.accounts).await?,
             config,
         })
@@ -61,6 +65,7 @@ impl Launcher {
         let image = input.state.image("launch")?;
         let switch_id = &input.execution;
         let request = &input.state.request;
+        self.guard.check(&request.account_id).await?;
         let ec2 = self
             .reach
             .account(&request.account_id, &request.region, &input.execution)

@@ -3,8 +3,9 @@
 
 use std::collections::BTreeSet;
 
-use spot_aws::{LedgerTable, PriceList, QuarantineTable, Reach};
-use spot_domain::config::{self, Accounts, ConfigError, Env, key};
+use spot_aws::{Guardian, LedgerTable, PriceList, QuarantineTable, Reach};
+use spot_domain::guard::{Activity, Guard};
+use spot_domain::config::{self, Accounts, ConfigError, Env, Guardrails, key};
 use spot_domain::governance::mode::LiveSwitch;
 use spot_domain::market::{self, Catalog, Market, TypeQuery};
 use spot_domain::pool::gatekeeper;
@@ -29,6 +30,9 @@ pub struct Config {
     pub settings: Settings,
     /// The sagas' live switch (`MODE`, `LIVE_ACCOUNTS`): a request is live only if this allows.
     pub live: LiveSwitch,
+    pub guardrails: Guardrails,
+    /// Shadow before live (`SHADOW_DAYS`): live needs the account's promotion for switches.
+    pub shadow_period: Option<chrono::TimeDelta>,
 }
 
 impl Config {
@@ -40,6 +44,8 @@ impl Config {
             approval_threshold: env.parsed(key::APPROVAL_THRESHOLD, Risk::Medium)?,
             settings: Settings::from_env(env)?,
             live: config::live_switch(env, env.parsed(key::MODE, SagaMode::Shadow)?.as_mode())?,
+            guardrails: Guardrails::from_env(env)?,
+            shadow_period: config::shadow_period(env)?,
         })
     }
 }
@@ -52,6 +58,8 @@ pub struct Planner {
     pub ledger: LedgerTable,
     /// Interruption bands (the shipped Spot Advisor snapshot).
     pub catalog: &'static Catalog,
+    /// Pauses, the breaker's, and the account's promotion.
+    pub guard: Guardian,
     pub config: Config,
 }
 
@@ -64,6 +72,12 @@ impl Planner {
             ledger: LedgerTable::new(dynamodb, &config.ledger_table),
             prices: PriceList::from_config(ctx.base(), Catalog::shipped()),
             catalog: Catalog::shipped(),
+            guard: crate::guardian(
+                &ctx,
+                &config.guardrails,
+                "switch-plan",
+                config.shadow_period,
+            ),
             reach: Reach::connect(ctx, &config.accounts).await?,
             config,
         })
@@ -77,6 +91,20 @@ impl Planner {
         request.validate()?;
         // The stack decides whether a saga may act: a request may lower the mode, never raise it.
         request.mode = request.mode.gated(&self.config.live, &request.account_id);
+        // Shadow before live, then the pauses: a paused account starts no live switch.
+        request.mode = SagaMode::of(
+            self.guard
+                .mode(
+                    &request.account_id,
+                    Activity::Switch,
+                    request.mode.as_mode(),
+                    SystemClock.now(),
+                )
+                .await?,
+        );
+        if request.mode == SagaMode::Live {
+            self.guard.check(&request.account_id).await?;
+        }
         let requested = request.settings.clone().unwrap_or_default();
         let mut settings = requested.resolve(self.config.settings)?;
         let request = &request;

@@ -38,6 +38,7 @@ pub struct Config {
     /// Pause between checks that the started source runs (`WAIT_SECONDS`), and how many.
     pub wait: Duration,
     pub checks: u32,
+    pub guardrails: spot_domain::config::Guardrails,
 }
 
 impl Config {
@@ -55,6 +56,7 @@ impl Config {
             )?,
             wait: Duration::from_secs(env.bounded(key::WAIT_SECONDS, 15, 1, 300)?),
             checks: env.bounded(key::HEALTH_CHECKS, 40, 1, 1000)?,
+            guardrails: spot_domain::config::Guardrails::from_env(env)?,
         })
     }
 }
@@ -64,6 +66,8 @@ pub struct Revert {
     pub ledger: LedgerTable,
     pub audit: AuditTable,
     pub notices: Option<Notifier>,
+    /// A paused account or function reverts nothing.
+    pub guard: spot_aws::Guardian,
     pub config: Config,
 }
 
@@ -75,6 +79,7 @@ impl Revert {
             ledger: LedgerTable::new(dynamodb.clone(), &config.ledger_table),
             audit: AuditTable::new(dynamodb, &config.audit_table),
             notices: Notifier::of(&ctx, config.notice_topic_arn.clone()),
+            guard: crate::guardian(&ctx, &config.guardrails, FUNCTION, None),
             reach: Reach::connect(ctx, &config.accounts).await?,
             config,
         })
@@ -109,6 +114,7 @@ impl Revert {
                 already: true,
             });
         }
+        self.guard.check(&record.account_id).await?;
         let ec2 = self
             .reach
             .account(&record.account_id, &record.region, id)

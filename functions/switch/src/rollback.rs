@@ -14,9 +14,11 @@
 use serde::Serialize;
 use serde_json::json;
 use spot_aws::sns::announce;
-use spot_aws::{ApprovalsTable, AuditTable, Ec2, LedgerTable, Notifier, Reach};
+use spot_aws::guard::SagaEnd;
+use spot_aws::{ApprovalsTable, AuditTable, Ec2, Guardian, LedgerTable, Notifier, Reach};
 use spot_domain::audit::AuditEntry;
-use spot_domain::config::{Accounts, ConfigError, Env, key};
+use spot_domain::config::{self, Accounts, ConfigError, Env, Guardrails, key};
+use spot_domain::guard::Breaker;
 use spot_domain::governance::mode::Mode;
 use spot_domain::notice::{Event, Kind, Notice};
 use spot_domain::saga::approval::ApprovalStatus;
@@ -41,6 +43,8 @@ pub struct Config {
     pub notice_topic_arn: Option<String>,
     /// Keep the saga's image and snapshots (for forensics) instead of deleting them.
     pub keep_image: bool,
+    pub guardrails: Guardrails,
+    pub breaker: Breaker,
 }
 
 impl Config {
@@ -52,6 +56,8 @@ impl Config {
             approvals_table: env.required(key::APPROVALS_TABLE)?,
             notice_topic_arn: env.optional(key::NOTICE_TOPIC_ARN),
             keep_image: env.parsed(key::KEEP_IMAGE, false)?,
+            guardrails: Guardrails::from_env(env)?,
+            breaker: config::breaker(env)?,
         })
     }
 }
@@ -81,6 +87,8 @@ pub struct Rollback {
     pub approvals: ApprovalsTable,
     /// Where owners are told how the saga ended.
     pub notices: Option<Notifier>,
+    /// The circuit breaker's count of failed live switches.
+    pub guard: Guardian,
     pub config: Config,
 }
 
@@ -100,6 +108,7 @@ impl Rollback {
             audit: AuditTable::new(dynamodb.clone(), &config.audit_table),
             approvals: ApprovalsTable::new(dynamodb, &config.approvals_table),
             notices: Notifier::of(&ctx, config.notice_topic_arn.clone()),
+            guard: crate::guardian(&ctx, &config.guardrails, "switch-rollback", None),
             reach: Reach::connect(ctx, &config.accounts).await?,
             config,
         })
@@ -368,6 +377,22 @@ impl Rollback {
                     )],
                 )
                 .await;
+                if Breaker::counts(status, Some(name)) {
+                    let end = SagaEnd {
+                        kind: Kind::Switch,
+                        saga_id: switch_id,
+                        account: &request.account_id,
+                        region: &request.region,
+                    };
+                    end.failed(
+                        &self.guard,
+                        self.config.breaker,
+                        &self.notices,
+                        name.as_str(),
+                        SystemClock.now(),
+                    )
+                    .await?;
+                }
             }
             // Only this execution's lock is released (the write is conditional on the owner).
             self.ledger

@@ -11,6 +11,7 @@
 //! | [`sfn`], [`sns`], [`pricing`] | Step Functions, SNS, the Price List |
 //! | [`events`] | EventBridge: the decisions published, the failovers started |
 //! | [`clients`], [`reach`] | SDK configuration, member accounts through AssumeRole |
+//! | [`guard`] | the guardrails: pauses, shadow before live, the circuit breaker's count |
 //! | [`fleet`] | the governance functions' port over EC2 and Auto Scaling |
 //! | [`step`], [`telemetry`] | the saga steps' Lambda runner, JSON logs |
 //!
@@ -24,6 +25,7 @@ pub mod elbv2;
 mod error;
 pub mod events;
 pub mod fleet;
+pub mod guard;
 pub mod lambda;
 pub mod pricing;
 pub mod reach;
@@ -35,12 +37,13 @@ pub mod tls;
 
 pub use clients::AwsContext;
 pub use dynamodb::{
-    AccountsTable, ApprovalsTable, AuditTable, EnforcementTable, HibernationTable, LedgerTable,
+    AccountsTable, ApprovalsTable, AuditTable, ControlTable, EnforcementTable, HibernationTable, LedgerTable,
     QuarantineTable, SavingsInputs, SchedulesTable, WasteTable,
 };
 pub use ec2::{Ec2, Ec2Directory};
 pub use events::{EventBus, SignalReactions};
 pub use fleet::{AwsFleet, AwsFleets};
+pub use guard::Guardian;
 pub use pricing::PriceList;
 pub use reach::{AccountClients, Reach};
 pub use sfn::{Executions, Started, StateMachines, TaskAnswers};

@@ -115,6 +115,17 @@ pub mod key {
     /// go through the waste lifecycle (and how long `spotctl switch revert` can switch back).
     pub const SOURCE_RETENTION_DAYS: &str = "SOURCE_RETENTION_DAYS";
 
+    // ---- guardrails
+    /// The control table: pauses, the circuit breaker's counts, shadow runs and promotions.
+    pub const CONTROL_TABLE: &str = "CONTROL_TABLE";
+    /// How long a warm function trusts its copy of the pauses (seconds, 0-60).
+    pub const PAUSE_CHECK_SECONDS: &str = "PAUSE_CHECK_SECONDS";
+    /// Days an account runs an activity in shadow before it may be promoted to live (0: no
+    /// promotion needed, `LIVE_ACCOUNTS` alone decides).
+    pub const SHADOW_DAYS: &str = "SHADOW_DAYS";
+    /// Consecutive failed live sagas that pause an account.
+    pub const BREAKER_THRESHOLD: &str = "BREAKER_THRESHOLD";
+
     // ---- hibernation
     pub const SCHEDULES_TABLE: &str = "SCHEDULES_TABLE";
     /// The reconciler's per-target state and the operators' overrides.
@@ -314,6 +325,56 @@ impl Executions {
     }
 }
 
+/// What every function that changes something reads about the guardrails: the control table
+/// and how long its pauses are trusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guardrails {
+    pub table: String,
+    /// A warm function re-reads the pauses when its copy is older than this.
+    pub pause_check: TimeDelta,
+}
+
+impl Guardrails {
+    /// Default of `PAUSE_CHECK_SECONDS`: a pause takes hold within five seconds.
+    pub const DEFAULT_PAUSE_CHECK: TimeDelta = TimeDelta::seconds(5);
+
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let seconds: u32 = env.bounded(
+            key::PAUSE_CHECK_SECONDS,
+            Self::DEFAULT_PAUSE_CHECK.num_seconds() as u32,
+            0,
+            60,
+        )?;
+        Ok(Self {
+            table: env.required(key::CONTROL_TABLE)?,
+            pause_check: TimeDelta::seconds(i64::from(seconds)),
+        })
+    }
+}
+
+/// `SHADOW_DAYS`: the shadow period before an account may be promoted to live (default 7); `None`
+/// when set to 0 (no promotion needed).
+pub fn shadow_period<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+) -> Result<Option<TimeDelta>, ConfigError> {
+    let days: u32 = env.bounded(key::SHADOW_DAYS, 7, 0, 365)?;
+    Ok((days > 0).then(|| TimeDelta::days(i64::from(days))))
+}
+
+/// `BREAKER_THRESHOLD`: consecutive failed live sagas that pause an account (1-100, default 3).
+pub fn breaker<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+) -> Result<crate::guard::Breaker, ConfigError> {
+    Ok(crate::guard::Breaker {
+        threshold: env.bounded(
+            key::BREAKER_THRESHOLD,
+            crate::guard::Breaker::DEFAULT_THRESHOLD,
+            1,
+            100,
+        )?,
+    })
+}
+
 /// `REGIONS`, else the function's own region.
 pub fn regions<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Vec<String>, ConfigError> {
     let regions = env.list(key::REGIONS, |v| Field::Region.accepts(v))?;
@@ -354,6 +415,9 @@ pub struct Governance {
     pub switch: LiveSwitch,
     /// Accounts and regions scanned at once.
     pub concurrency: usize,
+    pub guardrails: Guardrails,
+    /// Shadow before live (`SHADOW_DAYS`).
+    pub shadow_period: Option<TimeDelta>,
 }
 
 impl Governance {
@@ -364,6 +428,8 @@ impl Governance {
             regions: regions(env)?,
             switch: live_switch(env, env.parsed(key::MODE, Mode::Audit)?)?,
             concurrency: concurrency(env)?,
+            guardrails: Guardrails::from_env(env)?,
+            shadow_period: shadow_period(env)?,
         })
     }
 }
@@ -419,6 +485,7 @@ mod tests {
         let g = Governance::from_env(&env(&[
             ("ACCOUNTS_TABLE", "a"),
             ("AUDIT_TABLE", "u"),
+            ("CONTROL_TABLE", "c"),
             ("AWS_REGION", "eu-west-1"),
         ]))
         .unwrap();
@@ -427,6 +494,8 @@ mod tests {
         assert!(g.switch.live_accounts.is_empty());
         assert_eq!(g.concurrency, 4);
         assert_eq!(g.accounts.cache, Accounts::DEFAULT_CACHE);
+        assert_eq!(g.shadow_period, Some(TimeDelta::days(7)));
+        assert_eq!(g.guardrails.pause_check, Guardrails::DEFAULT_PAUSE_CHECK);
     }
 
     #[test]
@@ -434,6 +503,7 @@ mod tests {
         let g = Governance::from_env(&env(&[
             ("ACCOUNTS_TABLE", "a"),
             ("AUDIT_TABLE", "u"),
+            ("CONTROL_TABLE", "c"),
             ("REGIONS", "us-east-1, eu-west-1"),
             ("MODE", "live"),
             ("LIVE_ACCOUNTS", "111111111111,222222222222"),
@@ -449,10 +519,13 @@ mod tests {
             ("CONCURRENCY", "many"),
             ("CONCURRENCY", "0"),
             ("ACCOUNT_CACHE_SECONDS", "-1"),
+            ("SHADOW_DAYS", "366"),
+            ("PAUSE_CHECK_SECONDS", "61"),
         ] {
             let e = env(&[
                 ("ACCOUNTS_TABLE", "a"),
                 ("AUDIT_TABLE", "u"),
+                ("CONTROL_TABLE", "c"),
                 ("AWS_REGION", "us-east-1"),
                 (k, v),
             ]);

@@ -68,6 +68,9 @@ pub enum ErrorName {
     SwitchFailed,
     /// The name a failed failover carries when the cause was Step Functions' own (`States.*`).
     FailoverFailed,
+    /// A pause is in force (an operator's kill switch, or the circuit breaker's pause of the
+    /// account): nothing new is changed; a saga in flight goes to its rollback.
+    Paused,
 }
 
 impl ErrorName {

@@ -12,6 +12,7 @@
 //! | [`saga`] | both sagas' state and decisions, shared step machinery, ledger, approvals, router |
 //! | [`governance`] | audit/live switch, run scope, waste and enforcement lifecycles |
 //! | [`hibernation`] | schedules: the 168-hour week, DST-correct reading, the reconciler's decision |
+//! | [`guard`] | pauses (kill switch, circuit breaker), the breaker's count, shadow before live |
 //! | [`savings`] | net savings: accruals at the Spot price in force, less what a move keeps, by month |
 //! | [`ids`] | the syntax of every identifier an event or request carries |
 //! | [`account`], [`instance`], [`tags`], [`audit`] | what several concerns share |
@@ -23,6 +24,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod governance;
+pub mod guard;
 pub mod hibernation;
 pub mod ids;
 pub mod instance;

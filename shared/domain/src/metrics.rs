@@ -28,8 +28,10 @@ pub mod name {
     pub const SWITCH_DOWNTIME_MS: &str = "SwitchDowntimeMs";
     pub const NET_SAVING_PER_HOUR_USD: &str = "NetSavingPerHourUsd";
     pub const SHADOW_SAVING_PER_HOUR_USD: &str = "ShadowSavingPerHourUsd";
+    /// The circuit breaker paused an account (alarmed).
+    pub const CIRCUIT_BREAKER_OPENED: &str = "CircuitBreakerOpened";
 
-    pub const ALL: [&str; 19] = [
+    pub const ALL: [&str; 20] = [
         POOL_QUARANTINE,
         DECISION_NOT_PUBLISHED,
         SWITCH_COMPLETED,
@@ -49,6 +51,7 @@ pub mod name {
         SWITCH_DOWNTIME_MS,
         NET_SAVING_PER_HOUR_USD,
         SHADOW_SAVING_PER_HOUR_USD,
+        CIRCUIT_BREAKER_OPENED,
     ];
 }
 

@@ -63,6 +63,8 @@ pub enum Event {
     RollbackIncomplete,
     /// An operator switched a switch back (`spotctl switch revert`).
     Reverted,
+    /// The circuit breaker paused an account.
+    Paused,
 }
 
 impl Event {
@@ -76,6 +78,7 @@ impl Event {
             Self::RolledBack => "rolled_back",
             Self::RollbackIncomplete => "rollback_incomplete",
             Self::Reverted => "reverted",
+            Self::Paused => "paused",
         }
     }
 
@@ -89,6 +92,7 @@ impl Event {
             Self::RolledBack => "rolled back",
             Self::RollbackIncomplete => "rolled back incompletely",
             Self::Reverted => "reverted",
+            Self::Paused => "paused by the circuit breaker",
         }
     }
 }
@@ -175,6 +179,40 @@ impl Notice {
                 kind.title(),
                 event.title()
             )),
+            message,
+        }
+    }
+
+    /// The circuit breaker paused an account after the live saga `saga_id` of `kind` failed.
+    pub fn breaker(kind: Kind, pause: &crate::guard::Pause, saga_id: &str, region: &str) -> Self {
+        let account = match &pause.scope {
+            crate::guard::Scope::Account(id) => id.clone(),
+            other => other.to_string(),
+        };
+        let mut message = format!(
+            "The circuit breaker paused account {account}: {}.\nNo new live saga starts there and \
+             nothing in it changes until an operator resumes it (`spotctl accounts resume \
+             {account} --by NAME --reason WHY`); shadow runs go on.\nFailures:\n",
+            pause.reason
+        );
+        for f in &pause.failures {
+            message.push_str(&format!(
+                "- {} at {}: {}\n",
+                f.saga_id,
+                stamp(f.at),
+                f.error
+            ));
+        }
+        Self {
+            id: format!("breaker#{account}#{}", stamp(pause.at)),
+            kind,
+            event: Event::Paused,
+            account: account.clone(),
+            region: region.into(),
+            resource_id: account.clone(),
+            mode: "live".into(),
+            deadline: None,
+            subject: subject(&format!("Circuit breaker paused account {account} (after {saga_id})")),
             message,
         }
     }

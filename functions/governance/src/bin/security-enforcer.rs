@@ -25,9 +25,15 @@ async fn main() -> Result<(), Error> {
         registry: AccountsTable::new(dynamodb.clone(), &config.governance.accounts.table),
         fleets: AwsFleets::new(ctx.clone()),
         store: EnforcementTable::new(dynamodb.clone(), &config.enforcement_table),
-        audit: AuditTable::new(dynamodb, &config.governance.audit_table),
+        audit: AuditTable::new(dynamodb.clone(), &config.governance.audit_table),
         notices: Notifier::of(&ctx, config.notice_topic_arn.clone()),
         clock: SystemClock,
+        guard: spot_aws::Guardian::new(
+            dynamodb,
+            &config.governance.guardrails,
+            env!("CARGO_BIN_NAME"),
+            config.governance.shadow_period,
+        ),
         config,
     };
     let enforcer = &enforcer;

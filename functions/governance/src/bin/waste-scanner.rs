@@ -5,7 +5,9 @@ use std::sync::Arc;
 use governance::waste::{Config, Scanner};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
-use spot_aws::{AccountsTable, AuditTable, AwsContext, AwsFleets, Notifier, WasteTable};
+use spot_aws::{
+    AccountsTable, AuditTable, AwsContext, AwsFleets, Guardian, Notifier, WasteTable,
+};
 use spot_domain::SystemClock;
 use spot_domain::config::Env;
 
@@ -25,9 +27,15 @@ async fn main() -> Result<(), Error> {
         registry: AccountsTable::new(dynamodb.clone(), &config.governance.accounts.table),
         fleets: AwsFleets::new(ctx.clone()),
         store: WasteTable::new(dynamodb.clone(), &config.waste_table),
-        audit: AuditTable::new(dynamodb, &config.governance.audit_table),
+        audit: AuditTable::new(dynamodb.clone(), &config.governance.audit_table),
         notices: Notifier::of(&ctx, config.notice_topic_arn.clone()),
         clock: SystemClock,
+        guard: Guardian::new(
+            dynamodb,
+            &config.governance.guardrails,
+            env!("CARGO_BIN_NAME"),
+            config.governance.shadow_period,
+        ),
         config,
     };
     let scanner = &scanner;

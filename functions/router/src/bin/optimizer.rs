@@ -25,6 +25,12 @@ async fn main() -> Result<(), Error> {
             &config.accounts.table,
         ),
         executions: StateMachines::new(aws_sdk_sfn::Client::new(ctx.base())),
+        guard: spot_aws::Guardian::new(
+            aws_sdk_dynamodb::Client::new(ctx.base()),
+            &config.guardrails,
+            env!("CARGO_BIN_NAME"),
+            None,
+        ),
         ctx,
         config,
     };

@@ -4,6 +4,7 @@
 mod accounts;
 mod approvals;
 mod audit;
+mod control;
 mod governance;
 mod hibernation;
 mod ledger;
@@ -22,6 +23,7 @@ use crate::error::{classify, invalid_data};
 pub use accounts::AccountsTable;
 pub use approvals::ApprovalsTable;
 pub use audit::{AuditTable, STARTED};
+pub use control::ControlTable;
 pub use governance::{EnforcementTable, WasteTable};
 pub use hibernation::{Hibernation, HibernationTable};
 pub use ledger::{LedgerTable, SavingsInputs};

@@ -45,6 +45,9 @@ pub struct TargetReport {
     /// Why this account/region could not be processed; the other targets still ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The pause that stopped this target's changes (from its start, or part-way).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused: Option<String>,
 }
 
 impl TargetReport {
