@@ -9,6 +9,8 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 
+use spot_domain::config::key;
+
 use crate::lambda_host::FunctionSpec;
 use crate::template::{Template, workspace_root};
 
@@ -278,6 +280,11 @@ impl Tables {
                     })
                     .or_else(|| self.state_machine_arn(name)),
             })?;
+        // The bed's stack is deployed with `ShadowDays=0` (no promotion needed before live), as
+        // its home account is on the live allowlists: the tests of shadow before live set it.
+        if let Some(days) = env.get_mut(key::SHADOW_DAYS) {
+            *days = "0".into();
+        }
         let credentials = self
             .credentials
             .get(binary)

@@ -215,8 +215,14 @@ impl Rollback {
                     account: &request.account_id,
                     region: &request.region,
                 };
-                end.failed(&self.guard, self.config.breaker, &self.notices, error.as_str(), now)
-                    .await?;
+                end.failed(
+                    &self.guard,
+                    self.config.breaker,
+                    &self.notices,
+                    error.as_str(),
+                    now,
+                )
+                .await?;
             }
         }
         warn!(error = %error, cause, "failover failed");

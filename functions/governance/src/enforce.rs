@@ -17,9 +17,9 @@ use spot_domain::governance::ports::{Enforced, EnforcementStore, Fleet, Fleets};
 use spot_domain::governance::report::{RunReport, TargetReport};
 use spot_domain::governance::run::RunError;
 use spot_domain::governance::scope::{Defaults, Target};
+use spot_domain::guard::{self, Activity, Guard};
 use spot_domain::notice::{Notice, Noticeboard};
 use spot_domain::pool::quarantine::Write;
-use spot_domain::guard::{self, Activity, Guard};
 use spot_domain::{AccountRegistry, AwsError, Clock};
 use tracing::{info, warn};
 

@@ -20,4 +20,3 @@ pub fn diagnostic(err: RunError) -> Diagnostic {
         error_message: err.to_string(),
     }
 }
-

@@ -17,9 +17,9 @@ use spot_domain::governance::scope::{Defaults, Target};
 use spot_domain::governance::waste::{
     self, Effect, Observation, WASTE_TAG, WasteRecord, WasteRules,
 };
+use spot_domain::guard::{self, Activity, Guard};
 use spot_domain::notice::{Notice, Noticeboard};
 use spot_domain::pool::quarantine::Write;
-use spot_domain::guard::{self, Activity, Guard};
 use spot_domain::{AccountRegistry, AwsError, Clock};
 use tracing::{info, warn};
 

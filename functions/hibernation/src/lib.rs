@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
+use spot_aws::Guardian;
 use spot_aws::autoscaling::AutoScaling;
 use spot_aws::dynamodb::Hibernation;
 use spot_aws::ec2::schedule::Outcome;
@@ -20,14 +21,13 @@ use spot_aws::{
     AccountsTable, AuditTable, AwsContext, Ec2, HibernationTable, LedgerTable, PriceList,
     SchedulesTable,
 };
-use spot_aws::Guardian;
-use spot_domain::guard::{self, Activity};
 use spot_domain::audit::{AuditBegin, AuditEntry, AuditLog};
 use spot_domain::config::{ConfigError, Env, Governance, key};
 use spot_domain::governance::mode::Mode;
 use spot_domain::governance::report::{RunReport, TargetReport};
 use spot_domain::governance::run::{self, RunError};
 use spot_domain::governance::scope::{Defaults, Target};
+use spot_domain::guard::{self, Activity};
 use spot_domain::hibernation::Power;
 use spot_domain::hibernation::plan::{self, GroupChange, Plan, Schedules, Sizes, group_key};
 use spot_domain::hibernation::state::{Saved, TargetState};

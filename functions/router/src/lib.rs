@@ -15,10 +15,10 @@ use spot_aws::{AccountsTable, AwsContext, Ec2, SchedulesTable, Started, StateMac
 use spot_domain::config::{self, Accounts, ConfigError, Env, key};
 use spot_domain::governance::mode::LiveSwitch;
 use spot_domain::governance::mode::Mode;
-use spot_domain::guard::Guard;
 use spot_domain::governance::report::{RunReport, TargetReport};
 use spot_domain::governance::run::{self, RunError};
 use spot_domain::governance::scope::{Defaults, Target};
+use spot_domain::guard::Guard;
 use spot_domain::hibernation::plan::Schedules;
 use spot_domain::hibernation::targets::asleep_by_schedule;
 use spot_domain::saga::SagaMode;

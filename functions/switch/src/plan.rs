@@ -4,9 +4,9 @@
 use std::collections::BTreeSet;
 
 use spot_aws::{Guardian, LedgerTable, PriceList, QuarantineTable, Reach};
-use spot_domain::guard::{Activity, Guard};
 use spot_domain::config::{self, Accounts, ConfigError, Env, Guardrails, key};
 use spot_domain::governance::mode::LiveSwitch;
+use spot_domain::guard::{Activity, Guard};
 use spot_domain::market::{self, Catalog, Market, TypeQuery};
 use spot_domain::pool::gatekeeper;
 use spot_domain::saga::switch::{self, Plan, PlanInput, Planned};

@@ -13,13 +13,13 @@
 
 use serde::Serialize;
 use serde_json::json;
-use spot_aws::sns::announce;
 use spot_aws::guard::SagaEnd;
+use spot_aws::sns::announce;
 use spot_aws::{ApprovalsTable, AuditTable, Ec2, Guardian, LedgerTable, Notifier, Reach};
 use spot_domain::audit::AuditEntry;
 use spot_domain::config::{self, Accounts, ConfigError, Env, Guardrails, key};
-use spot_domain::guard::Breaker;
 use spot_domain::governance::mode::Mode;
+use spot_domain::guard::Breaker;
 use spot_domain::notice::{Event, Kind, Notice};
 use spot_domain::saga::approval::ApprovalStatus;
 use spot_domain::saga::ledger::{LedgerRecord, LedgerStatus};

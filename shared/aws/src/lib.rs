@@ -37,8 +37,8 @@ pub mod tls;
 
 pub use clients::AwsContext;
 pub use dynamodb::{
-    AccountsTable, ApprovalsTable, AuditTable, ControlTable, EnforcementTable, HibernationTable, LedgerTable,
-    QuarantineTable, SavingsInputs, SchedulesTable, WasteTable,
+    AccountsTable, ApprovalsTable, AuditTable, ControlTable, EnforcementTable, HibernationTable,
+    LedgerTable, QuarantineTable, SavingsInputs, SchedulesTable, WasteTable,
 };
 pub use ec2::{Ec2, Ec2Directory};
 pub use events::{EventBus, SignalReactions};

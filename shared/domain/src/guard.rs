@@ -396,21 +396,39 @@ mod tests {
     #[test]
     fn a_pause_stops_what_its_scope_covers_and_nothing_else() {
         let account = Pauses(vec![pause(Scope::Account("111111111111".into()))]);
-        assert!(account.stopping(Some("111111111111"), "waste-scanner").is_some());
-        assert!(account.stopping(Some("222222222222"), "waste-scanner").is_none());
+        assert!(
+            account
+                .stopping(Some("111111111111"), "waste-scanner")
+                .is_some()
+        );
+        assert!(
+            account
+                .stopping(Some("222222222222"), "waste-scanner")
+                .is_none()
+        );
         assert!(account.stopping(None, "waste-scanner").is_none());
 
         let function = Pauses(vec![pause(Scope::Function("waste-scanner".into()))]);
-        assert!(function.stopping(Some("222222222222"), "waste-scanner").is_some());
+        assert!(
+            function
+                .stopping(Some("222222222222"), "waste-scanner")
+                .is_some()
+        );
         assert!(function.stopping(None, "waste-scanner").is_some());
-        assert!(function.stopping(Some("222222222222"), "switch-launch").is_none());
+        assert!(
+            function
+                .stopping(Some("222222222222"), "switch-launch")
+                .is_none()
+        );
 
         let all = Pauses(vec![
             pause(Scope::Function("switch-launch".into())),
             pause(Scope::All),
         ]);
         assert_eq!(
-            all.stopping(Some("222222222222"), "switch-launch").unwrap().scope,
+            all.stopping(Some("222222222222"), "switch-launch")
+                .unwrap()
+                .scope,
             Scope::All,
             "the widest pause explains"
         );
@@ -434,7 +452,10 @@ mod tests {
     #[test]
     fn the_breaker_counts_rollbacks_of_live_sagas_but_not_refusals_or_pauses() {
         use LedgerStatus::*;
-        assert!(Breaker::counts(RolledBack, Some(ErrorName::HealthCheckFailed)));
+        assert!(Breaker::counts(
+            RolledBack,
+            Some(ErrorName::HealthCheckFailed)
+        ));
         assert!(Breaker::counts(RollbackIncomplete, None));
         assert!(!Breaker::counts(RolledBack, Some(ErrorName::Paused)));
         for status in [NotEligible, Rejected, Switched, Shadow] {
@@ -451,7 +472,11 @@ mod tests {
         let p = breaker.pause("111111111111", failures, at(1, 1));
         assert_eq!(p.scope, Scope::Account("111111111111".into()));
         assert_eq!(p.cause, Cause::Breaker);
-        assert!(p.explain().contains("s1 (HealthCheckFailed)"), "{}", p.explain());
+        assert!(
+            p.explain().contains("s1 (HealthCheckFailed)"),
+            "{}",
+            p.explain()
+        );
     }
 
     #[test]

@@ -212,7 +212,9 @@ impl Notice {
             resource_id: account.clone(),
             mode: "live".into(),
             deadline: None,
-            subject: subject(&format!("Circuit breaker paused account {account} (after {saga_id})")),
+            subject: subject(&format!(
+                "Circuit breaker paused account {account} (after {saga_id})"
+            )),
             message,
         }
     }

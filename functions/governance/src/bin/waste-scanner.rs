@@ -5,9 +5,7 @@ use std::sync::Arc;
 use governance::waste::{Config, Scanner};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
-use spot_aws::{
-    AccountsTable, AuditTable, AwsContext, AwsFleets, Guardian, Notifier, WasteTable,
-};
+use spot_aws::{AccountsTable, AuditTable, AwsContext, AwsFleets, Guardian, Notifier, WasteTable};
 use spot_domain::SystemClock;
 use spot_domain::config::Env;
 
