@@ -3,6 +3,7 @@
 mod failover;
 mod gatekeeper;
 mod governance;
+mod guardrails;
 mod hibernation;
 mod iam;
 mod interruption;

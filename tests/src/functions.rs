@@ -113,3 +113,34 @@ mod tests {
         assert_eq!(unique, packages().unwrap(), "README function table");
     }
 }
+
+#[cfg(test)]
+mod guard_tests {
+    use std::collections::BTreeSet;
+
+    use crate::template::Template;
+
+    /// `spotctl pause --function` names only functions that read the pauses, and every function
+    /// the template lets read them is one `--function` may name.
+    #[test]
+    fn the_pausable_functions_are_those_that_read_the_pauses() {
+        let template = Template::load().unwrap();
+        let reading: BTreeSet<String> = template
+            .resources_of_type("AWS::Serverless::Function")
+            .filter(|(_, f)| {
+                f["Properties"]["Policies"].as_sequence().is_some_and(|p| {
+                    p.iter().any(|p| {
+                        matches!(p, serde_norway::Value::Tagged(t)
+                            if t.tag == "Ref" && t.value.as_str() == Some("ReadThePausesPolicy"))
+                    })
+                })
+            })
+            .filter_map(|(id, _)| template.function_binary(id))
+            .collect();
+        let named: BTreeSet<String> = spot_domain::guard::FUNCTIONS
+            .iter()
+            .map(|f| (*f).to_owned())
+            .collect();
+        assert_eq!(reading, named);
+    }
+}

@@ -89,6 +89,28 @@ pub struct Fault {
     /// Forward the call, then replace the first text with the second in moto's answer: a field
     /// EC2 gives that moto leaves out (e.g. an instance's `platformDetails`).
     pub rewrite: Option<(String, String)>,
+    /// Forward the call (its effect happens), then keep its answer until the test releases it:
+    /// the test acts at a known point of a run (e.g. pauses everything between two deletions).
+    pub hold: Option<Hold>,
+}
+
+/// The two sides of a held call: the proxy says it was reached, the test releases it.
+#[derive(Debug, Clone, Default)]
+pub struct Hold {
+    reached: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Notify>,
+}
+
+impl Hold {
+    /// Waits until the held call was forwarded.
+    pub async fn reached(&self) {
+        self.reached.notified().await;
+    }
+
+    /// Lets the held call answer.
+    pub fn release(&self) {
+        self.release.notify_one();
+    }
 }
 
 impl Fault {
@@ -104,7 +126,20 @@ impl Fault {
             body: None,
             kill: None,
             rewrite: None,
+            hold: None,
         }
+    }
+
+    /// Lets the first `operation` through and holds its answer until the test releases it (see
+    /// [`Fault::hold`]).
+    pub fn hold(operation: &str) -> (Self, Hold) {
+        let hold = Hold::default();
+        let fault = Self {
+            hold: Some(hold.clone()),
+            ..Self::new(operation, "", 200)
+        }
+        .times(1);
+        (fault, hold)
     }
 
     /// Lets `operation` through, then kills the calling function's process by POSTing to
@@ -245,6 +280,7 @@ impl Forwarder {
         let call = identify(&parts.headers, &body);
         let mut kill = None;
         let mut rewrite = None;
+        let mut hold = None;
         if let Some(call) = &call {
             let fault = take_fault(&mut self.state.lock().unwrap().faults, call, &body);
             match fault {
@@ -255,6 +291,9 @@ impl Forwarder {
                     rewrite: Some(edit),
                     ..
                 }) => rewrite = Some(edit),
+                Some(Fault {
+                    hold: Some(held), ..
+                }) => hold = Some(held),
                 Some(fault) => {
                     self.state.lock().unwrap().calls.push(call.clone());
                     return Ok(match &fault.body {
@@ -308,6 +347,10 @@ impl Forwarder {
                 sent: Some(started),
                 ..call
             });
+        }
+        if let Some(hold) = hold {
+            hold.reached.notify_one();
+            hold.release.notified().await;
         }
         if let Some(url) = kill {
             let request = hyper::Request::post(url.as_str()).body(Full::new(Bytes::new()))?;

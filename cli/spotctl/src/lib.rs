@@ -1,5 +1,6 @@
 //! Rendering shared by `spotctl` and the demo.
 
+pub mod guardrails;
 pub mod listings;
 pub mod savings;
 

@@ -62,6 +62,30 @@ enum Command {
     /// Atomic switches: switch one back.
     #[command(subcommand)]
     Switch(SwitchCommand),
+    /// Stops every function (`--all`), every function in one account (`--account`) or one
+    /// function everywhere (`--function`) from changing anything in AWS, within PauseCheckSeconds;
+    /// sagas in flight go to their rollback. Audited. Table from CONTROL_TABLE or --table.
+    Pause {
+        #[command(flatten)]
+        target: spotctl::guardrails::Target,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Lifts a pause put with `spotctl pause` (or the circuit breaker's, with --account). Audited.
+    Resume {
+        #[command(flatten)]
+        target: spotctl::guardrails::Target,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// The pauses in force: what, who (an operator or the circuit breaker), since when, why.
+    Pauses {
+        #[arg(long, env = "CONTROL_TABLE")]
+        table: String,
+    },
+    /// Shadow before live: what an account's shadow runs would have done and saved.
+    #[command(subcommand)]
+    Shadow(ShadowCommand),
     /// Net savings per account, region and month: switches, swaps and failovers at the Spot
     /// price in force, net of what they keep (as of the last hourly refresh), hibernation, waste
     /// removed; shadow decisions apart. `--detail`: per workload.
@@ -82,6 +106,44 @@ enum Command {
         /// One JSON object per line instead of a table.
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// Who acts and why (both recorded in the audit trail), and the tables that hold it.
+#[derive(clap::Args)]
+struct Who {
+    /// Who acts (recorded); defaults to $USER.
+    #[arg(long, env = "USER", default_value = "operator")]
+    by: String,
+    /// Why (recorded).
+    #[arg(long)]
+    reason: String,
+    #[arg(long, env = "CONTROL_TABLE")]
+    table: String,
+    #[arg(long, env = "AUDIT_TABLE")]
+    audit: String,
+}
+
+#[derive(Subcommand)]
+enum ShadowCommand {
+    /// Per activity: shadow runs since when, and whether promoted; then the switches and swaps
+    /// the shadow runs would have made (and their saving), the waste they would delete, the
+    /// instances the enforcer would act on. Printing it is the look `accounts promote` needs.
+    Report {
+        account_id: String,
+        #[arg(long, env = "CONTROL_TABLE")]
+        table: String,
+        #[arg(long, env = "LEDGER_TABLE")]
+        ledger: String,
+        /// Adds the waste the shadow runs would delete (omit to leave it out).
+        #[arg(long, env = "WASTE_TABLE")]
+        waste: Option<String>,
+        /// Adds the instances the enforcer would act on (omit to leave it out).
+        #[arg(long, env = "ENFORCEMENT_TABLE")]
+        enforcement: Option<String>,
+        /// The stack's ShadowDays.
+        #[arg(long, env = "SHADOW_DAYS", default_value_t = 7)]
+        shadow_days: u32,
     },
 }
 
@@ -165,6 +227,41 @@ enum AuditCommand {
 }
 
 /// Prints `records` as JSON lines, a table, or `none` when there are none.
+impl Who {
+    fn tables(&self, dynamodb: &aws_sdk_dynamodb::Client) -> (spot_aws::ControlTable, AuditTable) {
+        (
+            spot_aws::ControlTable::new(dynamodb.clone(), &self.table),
+            AuditTable::new(dynamodb.clone(), &self.audit),
+        )
+    }
+
+    fn operator(&self) -> spotctl::guardrails::Operator<'_> {
+        spotctl::guardrails::Operator {
+            by: &self.by,
+            reason: &self.reason,
+        }
+    }
+}
+
+/// Lifts the pause of `scope`; nothing paused there exits 3.
+async fn resume(
+    dynamodb: &aws_sdk_dynamodb::Client,
+    scope: spot_domain::guard::Scope,
+    who: &Who,
+    now: chrono::DateTime<Utc>,
+) -> Result<()> {
+    let (control, audit) = who.tables(dynamodb);
+    let shown = scope.to_string();
+    match spotctl::guardrails::resume(&control, &audit, scope, &who.operator(), now).await? {
+        Some(text) => println!("{text}"),
+        None => {
+            eprintln!("spotctl resume: {shown} is not paused");
+            std::process::exit(3);
+        }
+    }
+    Ok(())
+}
+
 fn print_list<T: serde::Serialize>(
     records: &[T],
     json: bool,
@@ -396,6 +493,34 @@ enum AccountsCommand {
         #[arg(long, value_delimiter = ',')]
         regions: Vec<String>,
     },
+    /// Lifts the account's pause (the circuit breaker's or an operator's) and starts its
+    /// breaker's count again. Audited.
+    Resume {
+        account_id: String,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Records that the account may act live for a capability (switch, swap, waste,
+    /// enforcement, hibernation): refused before it ran that capability in shadow for
+    /// ShadowDays and someone printed its `spotctl shadow report` after that. Audited.
+    Promote {
+        account_id: String,
+        #[arg(long)]
+        capability: spot_domain::guard::Activity,
+        /// Who decides (recorded); defaults to $USER.
+        #[arg(long, env = "USER", default_value = "operator")]
+        by: String,
+        /// Why (recorded).
+        #[arg(long, default_value = "shadow decisions reviewed")]
+        reason: String,
+        #[arg(long, env = "CONTROL_TABLE")]
+        table: String,
+        #[arg(long, env = "AUDIT_TABLE")]
+        audit: String,
+        /// The stack's ShadowDays.
+        #[arg(long, env = "SHADOW_DAYS", default_value_t = 7)]
+        shadow_days: u32,
+    },
     /// Shows one account as the handler sees it.
     Get {
         #[arg(long, env = "ACCOUNTS_TABLE")]
@@ -500,6 +625,91 @@ async fn main() -> Result<()> {
             println!(
                 "registered {} as {}",
                 account.account_id, account.environment
+            );
+        }
+        Command::Pause { target, who } => {
+            let (control, audit) = who.tables(&dynamodb);
+            let scope = target.scope()?;
+            println!(
+                "{}",
+                spotctl::guardrails::pause(&control, &audit, scope, &who.operator(), now).await?
+            );
+        }
+        Command::Resume { target, who } => {
+            resume(&dynamodb, target.scope()?, &who, now).await?;
+        }
+        Command::Accounts(AccountsCommand::Resume { account_id, who }) => {
+            let scope = spotctl::guardrails::account_scope(&account_id)?;
+            resume(&dynamodb, scope, &who, now).await?;
+        }
+        Command::Pauses { table } => {
+            let pauses = spot_aws::ControlTable::new(dynamodb, table)
+                .pauses()
+                .await?;
+            if pauses.0.is_empty() {
+                println!("nothing is paused");
+            } else {
+                println!("{}", spotctl::guardrails::pauses_table(&pauses));
+            }
+        }
+        Command::Accounts(AccountsCommand::Promote {
+            account_id,
+            capability,
+            by,
+            reason,
+            table,
+            audit,
+            shadow_days,
+        }) => {
+            let who = spotctl::guardrails::Operator {
+                by: &by,
+                reason: &reason,
+            };
+            match spotctl::guardrails::promote(
+                &spot_aws::ControlTable::new(dynamodb.clone(), table),
+                &AuditTable::new(dynamodb, audit),
+                &account_id,
+                capability,
+                &who,
+                chrono::TimeDelta::days(i64::from(shadow_days)),
+                now,
+            )
+            .await?
+            {
+                Ok(p) => println!(
+                    "promoted {} for {} by {} (shadow since {}): live where the stack's \
+                     allowlist and mode allow it",
+                    p.account_id, p.activity, p.by, p.shadow_since
+                ),
+                Err(why) => {
+                    eprintln!("spotctl accounts promote: refused: {why}");
+                    std::process::exit(3);
+                }
+            }
+        }
+        Command::Shadow(ShadowCommand::Report {
+            account_id,
+            table,
+            ledger,
+            waste,
+            enforcement,
+            shadow_days,
+        }) => {
+            let sources = spotctl::guardrails::Sources {
+                control: spot_aws::ControlTable::new(dynamodb.clone(), table),
+                ledger: LedgerTable::new(dynamodb.clone(), ledger),
+                waste: waste.map(|t| WasteTable::new(dynamodb.clone(), t)),
+                enforcement: enforcement.map(|t| EnforcementTable::new(dynamodb.clone(), t)),
+            };
+            print!(
+                "{}",
+                spotctl::guardrails::shadow_report(
+                    &sources,
+                    &account_id,
+                    chrono::TimeDelta::days(i64::from(shadow_days)),
+                    now,
+                )
+                .await?
             );
         }
         Command::Accounts(AccountsCommand::Get { table, account_id }) => {

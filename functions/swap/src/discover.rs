@@ -94,7 +94,7 @@ impl Discoverer {
                 .await?,
         );
         if request.mode == SagaMode::Live {
-            self.guard.check(&request.account_id).await?;
+            self.guard.check_now(&request.account_id).await?;
         }
         let settings = request
             .settings

@@ -103,7 +103,7 @@ impl Planner {
                 .await?,
         );
         if request.mode == SagaMode::Live {
-            self.guard.check(&request.account_id).await?;
+            self.guard.check_now(&request.account_id).await?;
         }
         let requested = request.settings.clone().unwrap_or_default();
         let mut settings = requested.resolve(self.config.settings)?;

@@ -74,6 +74,18 @@ impl Guardian {
         }
     }
 
+    /// A saga's first step, before it starts anything live: as [`Guardian::check`], with the
+    /// pauses read now (one read), so a pause the circuit breaker has just put in force refuses
+    /// the very next start.
+    pub async fn check_now(&self, account: &str) -> Result<(), StepError> {
+        let pauses = self.table.pauses().await?;
+        *self.lock() = Some((Instant::now(), pauses.clone()));
+        match pauses.stopping(Some(account), &self.function) {
+            Some(pause) => Err(paused(pause)),
+            None => Ok(()),
+        }
+    }
+
     /// A live saga of `account` ended as `failure`: counted once per saga. When this failure
     /// opens the breaker, the account's pause it put in force (for the caller to announce).
     pub async fn failed(

@@ -66,6 +66,28 @@ impl FromStr for Activity {
     }
 }
 
+/// Every function that reads the pauses before it changes anything (what `--function` may name;
+/// the testbed checks this list against the template). A saga's rollback and its last step are
+/// not among them: they put back or finish what was started, and only count for the breaker.
+pub const FUNCTIONS: &[&str] = &[
+    "failover-launch",
+    "failover-standby",
+    "hibernation-reconciler",
+    "optimizer",
+    "security-enforcer",
+    "swap-attach",
+    "swap-detach",
+    "swap-discover",
+    "swap-launch",
+    "swap-prepare",
+    "switch-cutover",
+    "switch-image",
+    "switch-launch",
+    "switch-plan",
+    "switch-revert",
+    "waste-scanner",
+];
+
 /// What a pause stops.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Scope {
