@@ -1492,3 +1492,34 @@ async fn replica_faults_leave_one_primary_and_at_most_one_standby() -> Result<()
     assert_eq!(f.alive().await?.len(), 2);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_account_launches_no_replacement_and_keeps_the_data() -> Result<()> {
+    let mut f = Failover::start("fo-paused").await?;
+    spot_aws::ControlTable::new(f.saga.bed.dynamodb(), f.saga.tables.name("ControlTable"))
+        .pause(&spot_domain::guard::Pause {
+            scope: spot_domain::guard::Scope::Account(HOME_ACCOUNT.into()),
+            cause: spot_domain::guard::Cause::Operator,
+            by: "ops".into(),
+            reason: "incident 12".into(),
+            at: chrono::Utc::now(),
+            failures: Vec::new(),
+        })
+        .await?;
+
+    f.signal(WARNING).await?;
+    let e = f.finished().await?;
+
+    assert_eq!(e.error.as_deref(), Some(ErrorName::Paused.as_str()), "{e:?}");
+    assert!(e.cause.as_deref().unwrap_or("").contains("incident 12"), "{e:?}");
+    assert!(f.launched().await?.is_empty(), "nothing launched while paused");
+    f.assert_data_kept().await?;
+    let record = f.record().await?;
+    assert_eq!(record.status, FailoverStatus::Failed);
+    assert_eq!(record.error, Some(ErrorName::Paused));
+    // A pause is nobody's failure: the breaker counted nothing.
+    let control =
+        spot_aws::ControlTable::new(f.saga.bed.dynamodb(), f.saga.tables.name("ControlTable"));
+    assert!(control.failures(HOME_ACCOUNT).await?.is_empty());
+    Ok(())
+}
