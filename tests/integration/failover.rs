@@ -1510,9 +1510,19 @@ async fn a_paused_account_launches_no_replacement_and_keeps_the_data() -> Result
     f.signal(WARNING).await?;
     let e = f.finished().await?;
 
-    assert_eq!(e.error.as_deref(), Some(ErrorName::Paused.as_str()), "{e:?}");
-    assert!(e.cause.as_deref().unwrap_or("").contains("incident 12"), "{e:?}");
-    assert!(f.launched().await?.is_empty(), "nothing launched while paused");
+    assert_eq!(
+        e.error.as_deref(),
+        Some(ErrorName::Paused.as_str()),
+        "{e:?}"
+    );
+    assert!(
+        e.cause.as_deref().unwrap_or("").contains("incident 12"),
+        "{e:?}"
+    );
+    assert!(
+        f.launched().await?.is_empty(),
+        "nothing launched while paused"
+    );
     f.assert_data_kept().await?;
     let record = f.record().await?;
     assert_eq!(record.status, FailoverStatus::Failed);

@@ -581,17 +581,20 @@ async fn an_account_is_promoted_only_after_its_shadow_period_and_a_look_at_its_r
     let now = Utc::now();
     let spotctl = |args: &[&str]| spotctl_at(&g.proxy.endpoint(), &g.tables, args);
     let account = g.account.as_str();
+    let promote = |capability: &str| {
+        spotctl(&[
+            "accounts",
+            "promote",
+            account,
+            "--capability",
+            capability,
+            "--by",
+            "alice",
+        ])
+    };
 
     // Never run in shadow: refused, and nothing is recorded
-    let (code, text) = spotctl(&[
-        "accounts",
-        "promote",
-        account,
-        "--capability",
-        "switch",
-        "--by",
-        "alice",
-    ])?;
+    let (code, text) = promote("switch")?;
     assert_eq!(code, 3, "{text}");
     assert!(text.contains("never ran switch in shadow"), "{text}");
 
@@ -602,15 +605,7 @@ async fn an_account_is_promoted_only_after_its_shadow_period_and_a_look_at_its_r
         report.targets.iter().all(|t| t.mode == Mode::Audit),
         "{report:?}"
     );
-    let (code, text) = spotctl(&[
-        "accounts",
-        "promote",
-        account,
-        "--capability",
-        "enforcement",
-        "--by",
-        "alice",
-    ])?;
+    let (code, text) = promote("enforcement")?;
     assert_eq!(code, 3, "{text}");
     assert!(text.contains("promotion is possible from"), "{text}");
     let control = ControlTable::new(g.bed.dynamodb(), g.tables.name("ControlTable"));
@@ -628,15 +623,7 @@ async fn an_account_is_promoted_only_after_its_shadow_period_and_a_look_at_its_r
         report.targets.iter().all(|t| t.mode == Mode::Audit),
         "{report:?}"
     );
-    let (code, text) = spotctl(&[
-        "accounts",
-        "promote",
-        account,
-        "--capability",
-        "waste",
-        "--by",
-        "alice",
-    ])?;
+    let (code, text) = promote("waste")?;
     assert_eq!(code, 3, "{text}");
     assert!(text.contains("spotctl shadow report"), "{text}");
 
@@ -654,15 +641,7 @@ async fn an_account_is_promoted_only_after_its_shadow_period_and_a_look_at_its_r
         .unwrap_or_default();
     assert!(waste_row.contains("(now)"), "promotable now: {report}");
 
-    let (code, text) = spotctl(&[
-        "accounts",
-        "promote",
-        account,
-        "--capability",
-        "waste",
-        "--by",
-        "alice",
-    ])?;
+    let (code, text) = promote("waste")?;
     assert_eq!(code, 0, "{text}");
     let promotion = control.promotion(account, Activity::Waste).await?.unwrap();
     assert_eq!(promotion.by, "alice");

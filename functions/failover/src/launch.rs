@@ -137,7 +137,7 @@ impl Launcher {
             quarantine: QuarantineTable::new(dynamodb.clone(), &config.quarantine_table),
             ledger: LedgerTable::new(dynamodb, &config.ledger_table),
             catalog: Catalog::shipped(),
-            guard: crate::guardian(&ctx, &config.guardrails, "failover-launch"),
+            guard: spot_aws::Guardian::of(&ctx, &config.guardrails, "failover-launch", None),
             reach: Reach::connect(ctx, &config.accounts).await?,
             config,
         })

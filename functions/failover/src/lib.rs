@@ -40,12 +40,3 @@ async fn aws(capability: Capability, function: &str) -> Arc<AwsContext> {
 fn dynamodb(ctx: &AwsContext) -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::new(ctx.base())
 }
-
-/// The step's guard (pauses) over the control table.
-fn guardian(
-    ctx: &AwsContext,
-    config: &spot_domain::config::Guardrails,
-    function: &str,
-) -> spot_aws::Guardian {
-    spot_aws::Guardian::new(dynamodb(ctx), config, function, None)
-}

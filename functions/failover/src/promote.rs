@@ -56,7 +56,7 @@ impl Promoter {
         Ok(Self {
             ledger: LedgerTable::new(crate::dynamodb(&ctx), config.ledger_table),
             notices: Notifier::of(&ctx, config.notice_topic_arn),
-            guard: crate::guardian(&ctx, &config.guardrails, "failover-promote"),
+            guard: spot_aws::Guardian::of(&ctx, &config.guardrails, "failover-promote", None),
             reach: Reach::connect(ctx, &config.accounts).await?,
         })
     }

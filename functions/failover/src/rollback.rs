@@ -73,7 +73,7 @@ impl Rollback {
         Ok(Self {
             ledger: LedgerTable::new(crate::dynamodb(&ctx), &config.ledger_table),
             notices: Notifier::of(&ctx, config.notice_topic_arn.clone()),
-            guard: crate::guardian(&ctx, &config.guardrails, "failover-rollback"),
+            guard: spot_aws::Guardian::of(&ctx, &config.guardrails, "failover-rollback", None),
             reach: Reach::connect(ctx, &config.accounts).await?,
             config,
         })

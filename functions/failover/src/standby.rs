@@ -98,7 +98,7 @@ impl Keeper {
             quarantine: QuarantineTable::new(dynamodb.clone(), &config.quarantine_table),
             ledger: LedgerTable::new(dynamodb, &config.ledger_table),
             catalog: Catalog::shipped(),
-            guard: crate::guardian(&ctx, &config.guardrails, "failover-standby"),
+            guard: spot_aws::Guardian::of(&ctx, &config.guardrails, "failover-standby", None),
             reach: Reach::connect(ctx, &config.accounts).await?,
             config,
         })

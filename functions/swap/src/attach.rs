@@ -51,7 +51,7 @@ impl Attacher {
     pub async fn connect(config: Config) -> Result<Self, crate::Error> {
         let ctx = crate::aws(spot_domain::Capability::Swap, "swap-attach").await;
         Ok(Self {
-            guard: crate::guardian(&ctx, &config.guardrails, "swap-attach", None),
+            guard: spot_aws::Guardian::of(&ctx, &config.guardrails, "swap-attach", None),
             reach: Reach::connect(ctx, &config.accounts).await?,
         })
     }

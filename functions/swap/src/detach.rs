@@ -60,7 +60,7 @@ impl Detacher {
         Ok(Self {
             ledger: LedgerTable::new(dynamodb.clone(), config.ledger_table),
             audit: AuditTable::new(dynamodb, config.audit_table),
-            guard: crate::guardian(&ctx, &config.guardrails, "swap-detach", None),
+            guard: spot_aws::Guardian::of(&ctx, &config.guardrails, "swap-detach", None),
             reach: Reach::connect(ctx, &config.accounts).await?,
         })
     }

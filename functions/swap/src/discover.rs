@@ -63,7 +63,7 @@ impl Discoverer {
         let ctx = crate::aws(spot_domain::Capability::Read, "swap-discover").await;
         Ok(Self {
             ledger: LedgerTable::new(crate::dynamodb(&ctx), &config.ledger_table),
-            guard: crate::guardian(
+            guard: spot_aws::Guardian::of(
                 &ctx,
                 &config.guardrails,
                 "swap-discover",

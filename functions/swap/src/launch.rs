@@ -75,7 +75,7 @@ impl Launcher {
         let ctx = crate::aws(spot_domain::Capability::Swap, "swap-launch").await;
         Ok(Self {
             quarantine: QuarantineTable::new(crate::dynamodb(&ctx), &config.quarantine_table),
-            guard: crate::guardian(&ctx, &config.guardrails, "swap-launch", None),
+            guard: spot_aws::Guardian::of(&ctx, &config.guardrails, "swap-launch", None),
             reach: Reach::connect(ctx, &config.accounts).await?,
             config,
         })

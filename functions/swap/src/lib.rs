@@ -50,16 +50,6 @@ fn dynamodb(ctx: &AwsContext) -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::new(ctx.base())
 }
 
-/// The step's guard (pauses, and for discovery the shadow period) over the control table.
-fn guardian(
-    ctx: &AwsContext,
-    config: &spot_domain::config::Guardrails,
-    function: &str,
-    shadow_period: Option<chrono::TimeDelta>,
-) -> spot_aws::Guardian {
-    spot_aws::Guardian::new(dynamodb(ctx), config, function, shadow_period)
-}
-
 /// The group as it is now; a group that disappeared ends the swap as `NotEligible`.
 async fn group_now(account: &AccountClients, name: &str) -> Result<Group, StepError> {
     account

@@ -42,7 +42,7 @@ impl Preparer {
         let ctx = crate::aws(spot_domain::Capability::Swap, "swap-prepare").await;
         Ok(Self {
             audit: AuditTable::new(crate::dynamodb(&ctx), config.audit_table),
-            guard: crate::guardian(&ctx, &config.guardrails, "swap-prepare", None),
+            guard: spot_aws::Guardian::of(&ctx, &config.guardrails, "swap-prepare", None),
             reach: Reach::connect(ctx, &config.accounts).await?,
         })
     }

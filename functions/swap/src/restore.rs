@@ -64,7 +64,7 @@ impl Restorer {
             ledger: LedgerTable::new(dynamodb.clone(), config.ledger_table),
             audit: AuditTable::new(dynamodb, config.audit_table),
             notices: Notifier::of(&ctx, config.notice_topic_arn),
-            guard: crate::guardian(&ctx, &config.guardrails, "swap-restore", None),
+            guard: spot_aws::Guardian::of(&ctx, &config.guardrails, "swap-restore", None),
             reach: Reach::connect(ctx, &config.accounts).await?,
         })
     }

@@ -117,7 +117,7 @@ impl Rollback {
             audit: AuditTable::new(dynamodb.clone(), config.audit_table),
             approvals: ApprovalsTable::new(dynamodb, config.approvals_table),
             notices: Notifier::of(&ctx, config.notice_topic_arn),
-            guard: crate::guardian(&ctx, &config.guardrails, "swap-rollback", None),
+            guard: spot_aws::Guardian::of(&ctx, &config.guardrails, "swap-rollback", None),
             breaker: config.breaker,
             reach: Reach::connect(ctx, &config.accounts).await?,
         })

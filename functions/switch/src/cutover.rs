@@ -55,7 +55,7 @@ impl Cutover {
             ledger: LedgerTable::new(dynamodb.clone(), config.ledger_table),
             audit: AuditTable::new(dynamodb, config.audit_table),
             notices: Notifier::of(&ctx, config.notice_topic_arn),
-            guard: crate::guardian(&ctx, &config.guardrails, "switch-cutover", None),
+            guard: spot_aws::Guardian::of(&ctx, &config.guardrails, "switch-cutover", None),
             reach: Reach::connect(ctx, &config.accounts).await?,
         })
     }

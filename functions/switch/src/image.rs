@@ -37,7 +37,7 @@ impl Imager {
     pub async fn connect(config: Config) -> Result<Self, crate::Error> {
         let ctx = crate::aws(spot_domain::Capability::Switch, "switch-image").await;
         Ok(Self {
-            guard: crate::guardian(&ctx, &config.guardrails, "switch-image", None),
+            guard: spot_aws::Guardian::of(&ctx, &config.guardrails, "switch-image", None),
             reach: Reach::connect(ctx, &config.accounts).await?,
             config,
         })

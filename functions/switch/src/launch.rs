@@ -51,7 +51,7 @@ impl Launcher {
         let ctx = crate::aws(spot_domain::Capability::Switch, "switch-launch").await;
         Ok(Self {
             quarantine: QuarantineTable::new(crate::dynamodb(&ctx), &config.quarantine_table),
-            guard: crate::guardian(&ctx, &config.guardrails, "switch-launch", None),
+            guard: spot_aws::Guardian::of(&ctx, &config.guardrails, "switch-launch", None),
             reach: Reach::connect(ctx, &config.accounts).await?,
             config,
         })

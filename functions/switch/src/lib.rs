@@ -43,13 +43,3 @@ async fn aws(capability: Capability, function: &str) -> Arc<AwsContext> {
 fn dynamodb(ctx: &AwsContext) -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::new(ctx.base())
 }
-
-/// The step's guard (pauses, and for the plan the shadow period) over the control table.
-fn guardian(
-    ctx: &AwsContext,
-    config: &spot_domain::config::Guardrails,
-    function: &str,
-    shadow_period: Option<chrono::TimeDelta>,
-) -> spot_aws::Guardian {
-    spot_aws::Guardian::new(dynamodb(ctx), config, function, shadow_period)
-}

@@ -72,7 +72,7 @@ impl Planner {
             ledger: LedgerTable::new(dynamodb, &config.ledger_table),
             prices: PriceList::from_config(ctx.base(), Catalog::shipped()),
             catalog: Catalog::shipped(),
-            guard: crate::guardian(
+            guard: spot_aws::Guardian::of(
                 &ctx,
                 &config.guardrails,
                 "switch-plan",

@@ -79,7 +79,7 @@ impl Revert {
             ledger: LedgerTable::new(dynamodb.clone(), &config.ledger_table),
             audit: AuditTable::new(dynamodb, &config.audit_table),
             notices: Notifier::of(&ctx, config.notice_topic_arn.clone()),
-            guard: crate::guardian(&ctx, &config.guardrails, FUNCTION, None),
+            guard: spot_aws::Guardian::of(&ctx, &config.guardrails, FUNCTION, None),
             reach: Reach::connect(ctx, &config.accounts).await?,
             config,
         })

@@ -108,7 +108,7 @@ impl Rollback {
             audit: AuditTable::new(dynamodb.clone(), &config.audit_table),
             approvals: ApprovalsTable::new(dynamodb, &config.approvals_table),
             notices: Notifier::of(&ctx, config.notice_topic_arn.clone()),
-            guard: crate::guardian(&ctx, &config.guardrails, "switch-rollback", None),
+            guard: spot_aws::Guardian::of(&ctx, &config.guardrails, "switch-rollback", None),
             reach: Reach::connect(ctx, &config.accounts).await?,
             config,
         })

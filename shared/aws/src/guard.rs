@@ -41,6 +41,21 @@ impl Guardian {
         }
     }
 
+    /// As [`Guardian::new`], with the function's own credentials.
+    pub fn of(
+        ctx: &crate::AwsContext,
+        config: &Guardrails,
+        function: &str,
+        shadow_period: Option<TimeDelta>,
+    ) -> Self {
+        Self::new(
+            aws_sdk_dynamodb::Client::new(ctx.base()),
+            config,
+            function,
+            shadow_period,
+        )
+    }
+
     pub fn table(&self) -> &ControlTable {
         &self.table
     }
