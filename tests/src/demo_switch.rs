@@ -181,7 +181,70 @@ pub async fn run() -> Result<()> {
     ] {
         println!("     {what:<20} {id}  {}", state(&ec2, id).await?.as_str());
     }
-    savings(&saga).await
+    savings(&saga).await?;
+    guardrails(&saga).await
+}
+
+/// The kill switch and the circuit breaker's count: an operator pauses everything, the next live
+/// switch is refused at its first step, the resume is audited.
+async fn guardrails(saga: &SagaBed) -> Result<()> {
+    let control =
+        spot_aws::ControlTable::new(saga.bed.dynamodb(), saga.tables.name("ControlTable"));
+    println!(
+        "
+7. Guardrails: the circuit breaker counted batch-1's rollback ({} of 3 before account {HOME_ACCOUNT} is paused)",
+        control.failures(HOME_ACCOUNT).await?.len()
+    );
+    let show = |args: &[&str]| -> Result<()> {
+        let out = saga.spotctl(args)?;
+        println!("     $ spotctl {}", args.join(" "));
+        for line in String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .chain(String::from_utf8_lossy(&out.stderr).lines())
+        {
+            println!("     {line}");
+        }
+        Ok(())
+    };
+    show(&[
+        "pause",
+        "--all",
+        "--by",
+        "demo-operator",
+        "--reason",
+        "incident 42",
+    ])?;
+    show(&["pauses"])?;
+    let ec2 = saga.bed.ec2();
+    let api = Launch::new("m5.large")
+        .in_az("us-east-1b")
+        .tag("Name", "api-1")
+        .run(&ec2)
+        .await?;
+    let name = saga.name("api-live");
+    let e = saga.run(&name, &request(&api, "live")).await?;
+    println!(
+        "     live switch of api-1 while paused: {:?} ({}): {}
+       {}",
+        e.status,
+        e.error.as_deref().unwrap_or("-"),
+        path(&e),
+        e.cause
+            .as_deref()
+            .and_then(|c| serde_json::from_str::<Value>(c).ok())
+            .and_then(|c| c["errorMessage"].as_str().map(str::to_owned))
+            .unwrap_or_default()
+    );
+    show(&[
+        "resume",
+        "--all",
+        "--by",
+        "demo-operator",
+        "--reason",
+        "incident 42 closed",
+    ])?;
+    show(&["audit", "list", "--function", "spotctl"])?;
+    Ok(())
 }
 
 /// The hourly savings refresh, a day later, after Spot prices rose by a fifth half-way through:

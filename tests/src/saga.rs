@@ -619,6 +619,9 @@ impl SagaBed {
             .env("APPROVALS_TABLE", self.tables.name("ApprovalsTable"))
             .env("QUARANTINE_TABLE", self.tables.name("QuarantineTable"))
             .env("ACCOUNTS_TABLE", self.tables.name("AccountsTable"))
+            .env("CONTROL_TABLE", self.tables.name("ControlTable"))
+            .env("AUDIT_TABLE", self.tables.name("AuditTable"))
+            .env("LEDGER_TABLE", self.tables.name("LedgerTable"))
             .output()?)
     }
 
