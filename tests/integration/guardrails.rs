@@ -278,11 +278,27 @@ async fn three_rolled_back_live_switches_pause_the_account_and_the_fourth_is_ref
     assert_eq!(code, 3, "nothing left to resume: {text}");
     // Let the plan's copy of the pauses (PauseCheckSeconds) expire.
     tokio::time::sleep(Duration::from_secs(6)).await;
+    let before = saga.proxy.forwarder.calls().len();
     let name = saga.name("after-resume");
     let e = saga
         .run(&name, &switch_request(HOME_ACCOUNT, &fourth, "live"))
         .await?;
     assert_eq!(e.status, ExecutionStatus::Succeeded, "{}", show(&e));
+    // What the guardrails cost a live switch: at most one read of the pauses per acting step
+    // (plan, image, launch, cut-over) and one write (the completed switch resets the count).
+    let table = saga.tables.name("ControlTable");
+    let calls: Vec<String> = saga
+        .proxy
+        .forwarder
+        .calls_since(before)
+        .into_iter()
+        .filter(|c| c.table.as_deref() == Some(table))
+        .map(|c| c.operation)
+        .collect();
+    let reads = calls.iter().filter(|op| *op == "Query").count();
+    assert!((1..=4).contains(&reads), "{calls:?}");
+    assert_eq!(calls.len() - reads, 1, "{calls:?}");
+    println!("guardrails of one live switch: {calls:?}");
     Ok(())
 }
 
