@@ -1,6 +1,7 @@
 //! Integration tests: the real binaries against the local AWS bed (`make test` starts it).
 
 mod failover;
+mod fanout;
 mod gatekeeper;
 mod governance;
 mod guardrails;

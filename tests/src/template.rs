@@ -116,7 +116,7 @@ impl Template {
                 .ok_or_else(|| anyhow!("{logical_id}: bad substitution key"))?;
             // A value (`!Sub`, e.g. the partition's service integration ARN) is not a function:
             // see `state_machine_values`.
-            if matches!(v, Value::Tagged(t) if t.tag == "Sub") {
+            if matches!(v, Value::String(_)) || matches!(v, Value::Tagged(t) if t.tag == "Sub") {
                 continue;
             }
             let target = match v {
@@ -135,7 +135,7 @@ impl Template {
         Ok((workspace_root().join("infra").join(uri), substitutions))
     }
 
-    /// State machine `logical_id`'s substitutions that are values (`!Sub`), resolved as
+    /// State machine `logical_id`'s substitutions that are values (a string, or `!Sub`), resolved as
     /// [`Template::function_env`] resolves values: placeholder → value.
     pub fn state_machine_values(
         &self,
@@ -150,9 +150,15 @@ impl Template {
             .and_then(|p| p.get("DefinitionSubstitutions"))
             .and_then(Value::as_mapping);
         for (k, v) in substitutions.into_iter().flatten() {
-            if matches!(v, Value::Tagged(t) if t.tag == "Sub") {
-                let placeholder = k.as_str().unwrap_or_default().to_owned();
-                values.insert(placeholder, self.resolve(v, &resolve_ref)?);
+            let placeholder = k.as_str().unwrap_or_default().to_owned();
+            match v {
+                Value::String(text) => {
+                    values.insert(placeholder, text.clone());
+                }
+                Value::Tagged(t) if t.tag == "Sub" => {
+                    values.insert(placeholder, self.resolve(v, &resolve_ref)?);
+                }
+                _ => {}
             }
         }
         Ok(values)

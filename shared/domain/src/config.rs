@@ -115,6 +115,10 @@ pub mod key {
     /// go through the waste lifecycle (and how long `spotctl switch revert` can switch back).
     pub const SOURCE_RETENTION_DAYS: &str = "SOURCE_RETENTION_DAYS";
 
+    // ---- fan-out of the scheduled functions
+    /// The fan-out state machines' `Map` concurrency (the `fanout` function answers it).
+    pub const FAN_OUT_CONCURRENCY: &str = "FAN_OUT_CONCURRENCY";
+
     // ---- guardrails
     /// The control table: pauses, the circuit breaker's counts, shadow runs and promotions.
     pub const CONTROL_TABLE: &str = "CONTROL_TABLE";

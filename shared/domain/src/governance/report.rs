@@ -192,6 +192,9 @@ pub struct RunReport {
     pub actions: usize,
     /// Accounts and regions that failed, as `account/region: error` (or `account: error`).
     pub errors: Vec<String>,
+    /// The first of `errors`, at most 300 characters (always present, `null` when none): what a
+    /// fanned-out run keeps of a failed target.
+    pub first_error: Option<String>,
 }
 
 impl RunReport {
@@ -221,6 +224,7 @@ impl RunReport {
                 .then(|| (waste.iter().sum::<f64>() * 100.0).round() / 100.0),
             actions: targets.iter().map(|t| t.actions.len()).sum(),
             targets,
+            first_error: errors.first().map(|e| e.chars().take(300).collect()),
             errors,
         }
     }

@@ -53,7 +53,7 @@ where
     Fut: Future<Output = TargetReport>,
 {
     let request = RunRequest::parse(input)?;
-    let accounts = registry.all().await?;
+    let accounts = accounts_of(&request, registry).await?;
     let (targets, unreachable) = scope::targets(&request, &accounts, defaults);
     let reports = futures::stream::iter(targets)
         .map(work)
@@ -66,3 +66,24 @@ where
         .collect();
     Ok(RunReport::new(function, request_id, reports, errors))
 }
+
+/// The registry items a run needs: those of the accounts it names, one read each (a fanned-out
+/// run names one account per invocation), else the whole registry.
+pub async fn accounts_of<R: AccountRegistry>(
+    request: &RunRequest,
+    registry: &R,
+) -> Result<Vec<crate::account::Account>, AwsError> {
+    match &request.accounts {
+        Some(named) if named.len() <= NAMED_READS => {
+            let mut found = Vec::new();
+            for account in named {
+                found.extend(registry.account(account).await?);
+            }
+            Ok(found)
+        }
+        _ => registry.all().await,
+    }
+}
+
+/// Up to this many named accounts are read one by one; more read the whole registry once.
+const NAMED_READS: usize = 20;

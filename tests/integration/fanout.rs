@@ -1,0 +1,142 @@
+//! The scheduled functions fanned out on Step Functions: moto executes
+//! statemachines/scheduled-fanout.asl.json, whose `Map` state runs the real `waste-scanner`
+//! binary once per account and region, bounded by the `fanout` function's concurrency.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use aws_sdk_ec2::types::DomainType;
+use aws_sdk_sfn::types::ExecutionStatus;
+use chrono::Utc;
+use serde_json::json;
+use spot_aws::{AccountsTable, WasteTable};
+use spot_domain::{Account, Environment};
+use testbed::saga::SagaBed;
+use testbed::{Bed, Fault};
+
+const MACHINE: &str = "WasteScanFanOutStateMachine";
+
+fn accounts(n: usize) -> Vec<String> {
+    let base = 500_000_000_000 + (Utc::now().timestamp_micros() as u64 % 400_000_000) * 1000;
+    (0..n).map(|i| format!("{:012}", base + i as u64)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_accounts_in_two_regions_are_each_scanned_once_and_the_failures_named() -> Result<()>
+{
+    let saga = SagaBed::start_machine(MACHINE, "fanout", &[], None).await?;
+    let registry = AccountsTable::new(saga.bed.dynamodb(), saga.tables.name("AccountsTable"));
+    let members = accounts(50);
+    for account in &members {
+        registry
+            .put(&Account {
+                account_id: account.clone(),
+                environment: Environment::Prod,
+                role_arn: Some(Bed::role_arn(account)),
+                external_id: Some("bed-external-id".into()),
+                regions: vec!["us-east-1".into(), "us-west-2".into()],
+            })
+            .await?;
+        // One idle address each, in us-east-1: what a scan of that target finds.
+        aws_sdk_ec2::Client::new(&saga.bed.member(account).await?)
+            .allocate_address()
+            .domain(DomainType::Vpc)
+            .send()
+            .await?;
+    }
+    let (throttled, denied) = (&members[7], &members[23]);
+    saga.proxy
+        .forwarder
+        .inject(Fault::new("AssumeRole", "Throttling", 400).when_body_contains(throttled));
+    saga.proxy
+        .forwarder
+        .inject(Fault::new("AssumeRole", "AccessDenied", 403).when_body_contains(denied));
+
+    let name = saga.name("run");
+    let arn = saga
+        .start_execution(&name, &json!({"accounts": members}))
+        .await?;
+    let e = saga.wait(&arn, Duration::from_secs(600)).await?;
+
+    // The run succeeds; its summary counts every target and names the four that failed
+    assert_eq!(
+        e.status,
+        ExecutionStatus::Succeeded,
+        "{:?} {:?}",
+        e.error,
+        e.cause
+    );
+    let summary = &e.output;
+    assert_eq!(summary["function"], "waste-scanner");
+    assert_eq!(summary["targets"], 100, "{summary}");
+    assert_eq!(summary["succeeded"], 96, "{summary}");
+    let failed: Vec<(String, String, String)> = summary["failed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let text = |k: &str| f[k].as_str().unwrap_or_default().to_owned();
+            (text("account"), text("region"), text("error"))
+        })
+        .collect();
+    let mut expected: Vec<(String, String)> = [throttled, denied]
+        .iter()
+        .flat_map(|a| {
+            [
+                ((*a).clone(), "us-east-1".to_owned()),
+                ((*a).clone(), "us-west-2".to_owned()),
+            ]
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(
+        failed
+            .iter()
+            .map(|(a, r, _)| (a.clone(), r.clone()))
+            .collect::<Vec<_>>(),
+        expected
+    );
+    for (account, _, error) in &failed {
+        let why = if account == throttled {
+            "Throttling"
+        } else {
+            "AccessDenied"
+        };
+        assert!(error.contains(why), "{account}: {error}");
+    }
+
+    // Each target ran once: one invocation per account and region, two of the lister
+    let deliveries = saga.deliveries().await?;
+    assert_eq!(
+        deliveries.get("waste-scanner"),
+        Some(&100),
+        "{deliveries:?}"
+    );
+    assert_eq!(deliveries.get("fanout"), Some(&2), "{deliveries:?}");
+    // Every reachable account's address was found, and nothing of the two others recorded
+    let records = WasteTable::new(saga.bed.dynamodb(), saga.tables.name("WasteTable"))
+        .all()
+        .await?;
+    for account in &members {
+        let found = records.iter().filter(|r| &r.account == account).count();
+        let want = usize::from(account != throttled && account != denied);
+        assert_eq!(found, want, "{account}");
+    }
+    // A Map state never holds more than the failures whole: the state stays small
+    assert!(e.largest_state < 64 * 1024, "{} bytes", e.largest_state);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_request_fails_the_run_before_any_target_and_names_why() -> Result<()> {
+    let saga = SagaBed::start_machine(MACHINE, "fanout-bad", &[], None).await?;
+    let name = saga.name("bad");
+    let arn = saga
+        .start_execution(&name, &json!({"accounts": ["12345"]}))
+        .await?;
+    let e = saga.wait(&arn, Duration::from_secs(120)).await?;
+    assert_eq!(e.status, ExecutionStatus::Failed);
+    assert_eq!(e.error.as_deref(), Some("InvalidRequest"), "{:?}", e.cause);
+    assert_eq!(saga.deliveries().await?.get("waste-scanner"), None);
+    Ok(())
+}
