@@ -46,13 +46,17 @@ struct Gateway {
     forwarder: Forwarder,
     endpoint: String,
     registrations: Arc<Mutex<HashMap<String, Registration>>>,
-    hosts: Arc<Mutex<HashMap<String, Arc<Mutex<LambdaHost>>>>>,
+    /// Per function, its running copies: an invocation takes an idle one, else a new one starts
+    /// (as Lambda scales a function out), so a `Map` state's concurrency is real.
+    hosts: Arc<Mutex<HashMap<String, Vec<Host>>>>,
     /// Invocations run per function name, each delivery counted.
     delivered: Arc<Mutex<BTreeMap<String, u32>>>,
-    /// The process of each running function, to kill it mid-invocation (outside the host's lock,
-    /// which the invocation holds).
-    pids: Arc<std::sync::Mutex<HashMap<String, u32>>>,
+    /// The processes of each running function, to kill them mid-invocation (outside the hosts'
+    /// locks, which the invocations hold).
+    pids: Arc<std::sync::Mutex<HashMap<String, Vec<u32>>>>,
 }
+
+type Host = Arc<Mutex<LambdaHost>>;
 
 pub async fn serve(listen: &str, moto: &str) -> Result<()> {
     let listener = TcpListener::bind(listen).await?;
@@ -106,8 +110,9 @@ async fn register(State(g): State<Gateway>, Path(name): Path<String>, body: Byte
                 .lock()
                 .await
                 .insert(name.clone(), registration);
-            // A new registration replaces a running copy.
+            // A new registration replaces the running copies.
             g.hosts.lock().await.remove(&name);
+            g.pids.lock().unwrap().remove(&name);
             StatusCode::NO_CONTENT.into_response()
         }
         Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
@@ -124,34 +129,47 @@ async fn calls(State(g): State<Gateway>) -> Response {
     axum::Json(calls).into_response()
 }
 
-/// Kills the function's process, as Lambda's sandbox may end at any instant: the invocation under
+/// Kills the function's processes, as Lambda's sandbox may end at any instant: the invocation under
 /// way ends with `Runtime.ExitError`, and the next starts a fresh process.
 async fn kill(State(g): State<Gateway>, Path(name): Path<String>) -> Response {
-    let pid = g.pids.lock().unwrap().get(&name).copied();
-    match pid {
-        Some(pid) => match std::process::Command::new("kill")
+    let pids = g
+        .pids
+        .lock()
+        .unwrap()
+        .get(&name)
+        .cloned()
+        .unwrap_or_default();
+    if pids.is_empty() {
+        return (StatusCode::NOT_FOUND, format!("{name} is not running")).into_response();
+    }
+    let killed = pids.iter().filter(|pid| {
+        std::process::Command::new("kill")
             .args(["-9", &pid.to_string()])
             .status()
-        {
-            Ok(status) if status.success() => StatusCode::NO_CONTENT.into_response(),
-            other => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("kill {pid}: {other:?}"),
-            )
-                .into_response(),
-        },
-        None => (StatusCode::NOT_FOUND, format!("{name} is not running")).into_response(),
+            .is_ok_and(|s| s.success())
+    });
+    if killed.count() == 0 {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("kill {pids:?}: none was running"),
+        )
+            .into_response();
     }
+    StatusCode::NO_CONTENT.into_response()
 }
 
 async fn deliveries(State(g): State<Gateway>) -> Response {
     axum::Json(g.delivered.lock().await.clone()).into_response()
 }
 
-async fn host(g: &Gateway, name: &str) -> Result<Arc<Mutex<LambdaHost>>> {
-    let mut hosts = g.hosts.lock().await;
-    if let Some(host) = hosts.get(name) {
-        return Ok(host.clone());
+/// An idle copy of function `name`, locked for one invocation, else a new one.
+async fn host(g: &Gateway, name: &str) -> Result<(Host, tokio::sync::OwnedMutexGuard<LambdaHost>)> {
+    if let Some(copies) = g.hosts.lock().await.get(name) {
+        for host in copies {
+            if let Ok(guard) = host.clone().try_lock_owned() {
+                return Ok((host.clone(), guard));
+            }
+        }
     }
     let spec = match g.registrations.lock().await.get(name) {
         Some(r) => FunctionSpec {
@@ -178,10 +196,28 @@ async fn host(g: &Gateway, name: &str) -> Result<Arc<Mutex<LambdaHost>>> {
     g.pids
         .lock()
         .unwrap()
-        .insert(name.to_owned(), started.pid());
+        .entry(name.to_owned())
+        .or_default()
+        .push(started.pid());
     let host = Arc::new(Mutex::new(started));
-    hosts.insert(name.to_owned(), host.clone());
-    Ok(host)
+    let guard = host.clone().try_lock_owned()?;
+    g.hosts
+        .lock()
+        .await
+        .entry(name.to_owned())
+        .or_default()
+        .push(host.clone());
+    Ok((host, guard))
+}
+
+/// Forgets a copy that died (the next invocation starts another).
+async fn forget(g: &Gateway, name: &str, host: &Host, pid: u32) {
+    if let Some(copies) = g.hosts.lock().await.get_mut(name) {
+        copies.retain(|h| !Arc::ptr_eq(h, host));
+    }
+    if let Some(pids) = g.pids.lock().unwrap().get_mut(name) {
+        pids.retain(|p| *p != pid);
+    }
 }
 
 async fn invoke(State(g): State<Gateway>, Path(function): Path<String>, body: Bytes) -> Response {
@@ -196,7 +232,16 @@ async fn invoke(State(g): State<Gateway>, Path(function): Path<String>, body: By
     for _ in 0..deliveries {
         *g.delivered.lock().await.entry(name.clone()).or_default() += 1;
         outcome = match host(&g, &name).await {
-            Ok(host) => host.lock().await.invoke_raw(body.clone()).await,
+            Ok((host, mut running)) => {
+                let pid = running.pid();
+                let answer = running.invoke_raw(body.clone()).await;
+                drop(running);
+                if answer.is_err() {
+                    // The copy died or could not answer: the next invocation starts afresh.
+                    forget(&g, &name, &host, pid).await;
+                }
+                answer
+            }
             Err(e) => Err(e),
         };
     }
@@ -209,8 +254,6 @@ async fn invoke(State(g): State<Gateway>, Path(function): Path<String>, body: By
         )
             .into_response(),
         Err(e) => {
-            // The host died or could not start: drop it so the next call starts afresh.
-            g.hosts.lock().await.remove(&name);
             (
                 StatusCode::OK,
                 [("x-amz-function-error", "Unhandled")],
