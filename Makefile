@@ -17,7 +17,7 @@ BED       := infra/local/bed.sh
 # (the template, Cargo and the README are checked against it by tests/src/functions.rs).
 FUNCTIONS := $(sort $(basename $(notdir $(wildcard functions/*/src/bin/*.rs))))
 # What `make bench` measures: five functions and the three sagas (each step function, cold).
-BENCHES   := interruption-handler waste-scanner security-enforcer hibernation-reconciler savings-refresh atomic-switch asg-swap emergency-failover
+BENCHES   := interruption-handler waste-scanner security-enforcer hibernation-reconciler savings-refresh atomic-switch asg-swap emergency-failover fanout
 ASL       := $(wildcard statemachines/*.asl.json)
 
 export AWS_EC2_METADATA_DISABLED := true

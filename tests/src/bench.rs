@@ -47,6 +47,7 @@ pub async fn run(options: Options) -> Result<()> {
                 failed |= !crate::bench_hibernation::run(&options.bin_dir).await?
             }
             "savings-refresh" => failed |= !crate::bench_savings::run(&options.bin_dir).await?,
+            "fanout" => failed |= !crate::bench_fanout::run(&options.bin_dir).await?,
             "emergency-failover" => {
                 failed |= !crate::bench_failover::run(&options.bin_dir, 10).await?
             }

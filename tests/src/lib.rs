@@ -12,6 +12,7 @@
 pub mod bed;
 pub mod bench;
 pub mod bench_failover;
+pub mod bench_fanout;
 pub mod bench_governance;
 pub mod bench_hibernation;
 pub mod bench_savings;

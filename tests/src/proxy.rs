@@ -197,6 +197,9 @@ impl Fault {
 struct Recorder {
     calls: Vec<Call>,
     faults: Vec<Fault>,
+    /// Added before each call goes upstream: a region's network round trip, which the emulator
+    /// on this machine does not have (benchmarks of concurrency).
+    latency: std::time::Duration,
 }
 
 /// Records calls and injects faults; shared by [`AwsProxy`] and the bed's gateway.
@@ -255,6 +258,11 @@ impl Forwarder {
 
     pub fn inject(&self, fault: Fault) {
         self.state.lock().unwrap().faults.push(fault);
+    }
+
+    /// Every call forwarded from now on waits `latency` first (see [`Recorder`]).
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        self.state.lock().unwrap().latency = latency;
     }
 
     pub fn clear_faults(&self) {
@@ -326,6 +334,10 @@ impl Forwarder {
             Some(call) if is_dynamodb_write(call) => Some(self.dynamodb_writes.lock().await),
             _ => None,
         };
+        let latency = self.state.lock().unwrap().latency;
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
         let started = std::time::Instant::now();
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let uri: Uri = format!("{}{path}", self.upstream).parse()?;
