@@ -161,6 +161,7 @@ impl Gov {
             ("ENFORCEMENT_TABLE", "EnforcementTable"),
             ("LEDGER_TABLE", "LedgerTable"),
             ("AUDIT_TABLE", "AuditTable"),
+            ("ACCOUNTS_TABLE", "AccountsTable"),
         ] {
             command.env(var, self.tables.name(table));
         }

@@ -8,6 +8,7 @@ mod guardrails;
 mod hibernation;
 mod iam;
 mod interruption;
+mod onboarding;
 mod revert;
 mod router;
 mod savings;

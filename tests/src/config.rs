@@ -57,6 +57,7 @@ pub fn read_config<F: Fn(&str) -> Option<String>>(
         "failover-rollback" => done(failover::rollback::Config::from_env(env).map(drop)),
         "failover-standby" => done(failover::standby::Config::from_env(env).map(drop)),
         "fanout" => done(governance::fanout::Config::from_env(env).map(drop)),
+        "accounts-verify" => done(governance::verify::Config::from_env(env).map(drop)),
         other => Err(anyhow!(
             "no configuration reader for `{other}`: add it here"
         )),

@@ -385,7 +385,7 @@ mod tests {
             missing.is_empty(),
             "functions without the guard: {missing:?}"
         );
-        assert_eq!(template.function_binaries().len(), 33);
+        assert_eq!(template.function_binaries().len(), 34);
 
         // The guard itself (central and member): denies writing the tag, and acting on what
         // carries it, for every destructive action any role is allowed.

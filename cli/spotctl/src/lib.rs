@@ -2,6 +2,7 @@
 
 pub mod guardrails;
 pub mod listings;
+pub mod onboarding;
 pub mod savings;
 
 use chrono::{DateTime, TimeDelta, Utc};

@@ -521,6 +521,40 @@ enum AccountsCommand {
         #[arg(long, env = "SHADOW_DAYS", default_value_t = 7)]
         shadow_days: u32,
     },
+    /// Registers the accounts of the AWS Organization not registered yet (ACTIVE ones), each
+    /// with the member role name convention and an environment from the first matching --map
+    /// (else --default). Lists with the operator's credentials, or --org-role's (a role in the
+    /// management account or a delegated administrator). --dry-run registers nothing.
+    Discover {
+        #[arg(long, env = "ACCOUNTS_TABLE")]
+        table: String,
+        /// The member stacks' role name (the stack's MemberRoleName).
+        #[arg(long, env = "MEMBER_ROLE_NAME", default_value = "SpotOptimizerMember")]
+        role_name: String,
+        /// The member stacks' ExternalId.
+        #[arg(long, env = "MEMBER_EXTERNAL_ID")]
+        external_id: Option<String>,
+        /// `ou:<name or path>=PROD|LAB` or `tag:<key>=<value>=PROD|LAB`; the first match wins.
+        #[arg(long = "map")]
+        rules: Vec<spot_domain::onboarding::Rule>,
+        /// The environment of an account no --map matches.
+        #[arg(long, default_value = "PROD")]
+        default: Environment,
+        /// A role to list the organisation with (assumed from the operator's credentials).
+        #[arg(long)]
+        org_role: Option<String>,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Asks the stack's accounts-verify function (output AccountsVerifyFunctionName) to assume
+    /// each registered account's member role with its ExternalId and make one read; prints what
+    /// works and what does not, and why. Exit 3 when one fails.
+    Verify {
+        /// Only this account.
+        account_id: Option<String>,
+        #[arg(long, env = "ACCOUNTS_VERIFY_FUNCTION")]
+        function: String,
+    },
     /// Shows one account as the handler sees it.
     Get {
         #[arg(long, env = "ACCOUNTS_TABLE")]
@@ -711,6 +745,80 @@ async fn main() -> Result<()> {
                 )
                 .await?
             );
+        }
+        Command::Accounts(AccountsCommand::Discover {
+            table,
+            role_name,
+            external_id,
+            rules,
+            default,
+            org_role,
+            dry_run,
+        }) => {
+            let config = match org_role {
+                Some(role_arn) => {
+                    let access = spot_domain::Access::AssumeRole {
+                        role_arn,
+                        external_id: None,
+                    };
+                    ctx.config_for(&access, "us-east-1").await
+                }
+                None => ctx.base().clone(),
+            };
+            let organization = spot_aws::organizations::Organization::new(
+                aws_sdk_organizations::Client::new(&config),
+            );
+            let region = ctx
+                .base()
+                .region()
+                .map(|r| r.to_string())
+                .unwrap_or_default();
+            let onboarding = spot_domain::onboarding::Onboarding {
+                rules,
+                default,
+                role_name,
+                external_id,
+                partition: if region.starts_with("cn-") {
+                    "aws-cn"
+                } else if region.starts_with("us-gov-") {
+                    "aws-us-gov"
+                } else {
+                    "aws"
+                }
+                .into(),
+            };
+            let rows = spotctl::onboarding::discover(
+                &organization,
+                &AccountsTable::new(dynamodb, table),
+                &onboarding,
+                dry_run,
+            )
+            .await?;
+            println!("{}", spotctl::onboarding::discover_table(&rows, dry_run));
+        }
+        Command::Accounts(AccountsCommand::Verify {
+            account_id,
+            function,
+        }) => {
+            let ask = match &account_id {
+                Some(id) => serde_json::json!({"accounts": [id]}),
+                None => serde_json::json!({}),
+            };
+            let functions =
+                spot_aws::lambda::Functions::new(aws_sdk_lambda::Client::new(ctx.base()));
+            match functions.invoke(&function, &ask).await? {
+                Ok(verdicts) => {
+                    let (table, all_ok) = spotctl::onboarding::verdicts_table(&verdicts);
+                    println!("{table}");
+                    if !all_ok {
+                        std::process::exit(3);
+                    }
+                }
+                Err((name, message)) => {
+                    eprintln!("spotctl accounts verify: {name}: {message}");
+                    std::process::exit(3);
+                }
+            }
         }
         Command::Accounts(AccountsCommand::Get { table, account_id }) => {
             let account = AccountsTable::new(dynamodb, table)

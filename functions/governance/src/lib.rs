@@ -2,7 +2,8 @@
 //! `waste-scanner`) and the security enforcer ([`enforce`], Lambda `security-enforcer`). Both run
 //! per account and region through `spot_domain::governance::run::scheduled`; the rules they apply
 //! live in `spot_domain::governance`. The `fanout` function ([`fanout`]) lists the targets of a
-//! scheduled function fanned out on Step Functions and sums up the run.
+//! scheduled function fanned out on Step Functions and sums up the run; `accounts-verify`
+//! ([`verify`]) checks the member roles reach each account.
 //!
 //! The flows are generic over the governance ports and the clock, so the tests and the demo run
 //! them in-process against the bed with a fixed clock (grace periods without sleeping); the Lambda
@@ -10,6 +11,7 @@
 
 pub mod enforce;
 pub mod fanout;
+pub mod verify;
 pub mod waste;
 
 use lambda_runtime::Diagnostic;

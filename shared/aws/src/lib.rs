@@ -9,6 +9,7 @@
 //! | [`elbv2`] | ELBv2: target health, deregistration |
 //! | [`dynamodb`] | one module per table |
 //! | [`sfn`], [`sns`], [`pricing`] | Step Functions, SNS, the Price List |
+//! | [`organizations`] | the organisation's accounts, OU paths and tags (onboarding) |
 //! | [`events`] | EventBridge: the decisions published, the failovers started |
 //! | [`clients`], [`reach`] | SDK configuration, member accounts through AssumeRole |
 //! | [`guard`] | the guardrails: pauses, shadow before live, the circuit breaker's count |
@@ -27,6 +28,7 @@ pub mod events;
 pub mod fleet;
 pub mod guard;
 pub mod lambda;
+pub mod organizations;
 pub mod pricing;
 pub mod reach;
 pub mod sfn;

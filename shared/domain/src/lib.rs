@@ -13,6 +13,7 @@
 //! | [`governance`] | audit/live switch, run scope, waste and enforcement lifecycles |
 //! | [`hibernation`] | schedules: the 168-hour week, DST-correct reading, the reconciler's decision |
 //! | [`guard`] | pauses (kill switch, circuit breaker), the breaker's count, shadow before live |
+//! | [`onboarding`] | which accounts of the organisation to register, in which environment |
 //! | [`savings`] | net savings: accruals at the Spot price in force, less what a move keeps, by month |
 //! | [`ids`] | the syntax of every identifier an event or request carries |
 //! | [`account`], [`instance`], [`tags`], [`audit`] | what several concerns share |
@@ -31,6 +32,7 @@ pub mod instance;
 pub mod market;
 pub mod metrics;
 pub mod notice;
+pub mod onboarding;
 pub mod pool;
 pub mod saga;
 pub mod savings;

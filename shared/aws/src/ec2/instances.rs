@@ -139,6 +139,22 @@ fn drivers(i: &aws_sdk_ec2::types::Instance, t: &aws_sdk_ec2::types::InstanceTyp
 }
 
 impl Ec2 {
+    /// One small read (at most 5 instances): whether these credentials reach the account's EC2.
+    pub async fn reachable(&self) -> Result<usize, AwsError> {
+        let answer = self
+            .client
+            .describe_instances()
+            .max_results(5)
+            .send()
+            .await
+            .map_err(|e| classify("DescribeInstances", e))?;
+        Ok(answer
+            .reservations()
+            .iter()
+            .map(|r| r.instances().len())
+            .sum())
+    }
+
     async fn describe(
         &self,
         instance_id: &str,
