@@ -212,38 +212,86 @@ async fn lab_account_signals_never_quarantine_and_only_read_the_instance() -> Re
     Ok(())
 }
 
+/// The stack as deployed for an organisation whose member stacks share one ExternalId.
+const ORGANISATION: [(&str, &str); 2] = [
+    ("ORGANIZATION_ID", "o-abcdefghij"),
+    ("MEMBER_EXTERNAL_ID", "bed-external-id"),
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unregistered_account_is_prod_by_default_and_read_with_own_credentials() -> Result<()> {
-    let mut h = Harness::start("unregistered").await?;
+async fn an_unregistered_account_of_the_organisation_is_read_through_the_member_role_convention()
+-> Result<()> {
+    let mut h = Harness::start_with("unregistered", &ORGANISATION).await?;
+    let stranger = "444444444444";
+    let instance = Launch::new("m6i.large")
+        .in_az("us-east-1e")
+        .spot()
+        .run(&aws_sdk_ec2::Client::new(&h.bed.member(stranger).await?))
+        .await?;
+    let e = event(WARNING, &instance)?.account(stranger);
+
+    let response = h.invoke(&e).await?.ok()?;
+
+    assert_eq!(response["action"], "quarantined", "{response}");
+    let pool = response["pool"].as_str().unwrap_or_default().to_owned();
+    let item = h.item(&pool).await?.unwrap();
+    assert_eq!(ss(&item, "source_accounts"), vec![stranger]);
+    let assumed = h.proxy.forwarder.assumed_roles();
+    assert!(
+        assumed.iter().any(|r| r.starts_with(&format!(
+            "arn:aws:iam::{stranger}:role/SpotOptimizerMember "
+        ))),
+        "{assumed:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unregistered_account_outside_the_organisation_is_refused_and_nothing_written()
+-> Result<()> {
+    let mut h = Harness::start("stranger").await?;
     let instance = Launch::new("m6i.large")
         .in_az("us-east-1e")
         .spot()
         .run(&h.bed.ec2())
         .await?;
-    let stranger = "444444444444";
-    let e = event(WARNING, &instance)?.account(stranger);
 
-    let response = h.invoke(&e).await?.ok()?;
+    let outcome = h
+        .invoke(&event(WARNING, &instance)?.account("444444444444"))
+        .await?;
 
-    assert_eq!(response["action"], "quarantined");
-    assert_eq!(response["pool"], "us-east-1#use1-az3#m6i.large");
-    let item = h.item("us-east-1#use1-az3#m6i.large").await?.unwrap();
-    assert_eq!(ss(&item, "source_accounts"), vec![stranger]);
-    assert!(!operations(&h.calls()).iter().any(|c| c.starts_with("sts:")));
+    let error = outcome.err()?;
+    assert_eq!(error.error_type, ErrorName::AccountMisconfigured.as_str());
+    assert!(
+        error.error_message.contains("OrganizationId"),
+        "{}",
+        error.error_message
+    );
+    assert!(h.items().await?.is_empty());
+    assert!(!operations(&h.calls()).iter().any(|c| c.starts_with("ec2:")));
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn default_environment_lab_ignores_unregistered_accounts() -> Result<()> {
-    let mut h = Harness::start_with("default-lab", &[("DEFAULT_ENVIRONMENT", "LAB")]).await?;
+    let mut h = Harness::start_with(
+        "default-lab",
+        &[
+            ORGANISATION[0],
+            ORGANISATION[1],
+            ("DEFAULT_ENVIRONMENT", "LAB"),
+        ],
+    )
+    .await?;
+    let stranger = "444444444444";
     let instance = Launch::new("m6i.large")
         .in_az("us-east-1e")
         .spot()
-        .run(&h.bed.ec2())
+        .run(&aws_sdk_ec2::Client::new(&h.bed.member(stranger).await?))
         .await?;
 
     let response = h
-        .invoke(&event(WARNING, &instance)?.account("444444444444"))
+        .invoke(&event(WARNING, &instance)?.account(stranger))
         .await?
         .ok()?;
 

@@ -35,6 +35,8 @@ pub struct Config {
     pub rebalance_action: RebalanceAction,
     /// The bus decisions are published on; none: not published.
     pub event_bus: Option<String>,
+    /// How a signal from an account the registry does not know is read.
+    pub unregistered: spot_domain::Unregistered,
 }
 
 impl Config {
@@ -72,6 +74,7 @@ impl Config {
             failover_state_machine: env.optional(key::FAILOVER_STATE_MACHINE_ARN),
             rebalance_action: env.parsed(key::REBALANCE_ACTION, RebalanceAction::Replace)?,
             event_bus: env.optional(key::EVENT_BUS_NAME),
+            unregistered: spot_domain::config::unregistered(env)?,
         })
     }
 }
@@ -201,7 +204,7 @@ where
             self.registry.account(&signal.account).await?,
             self.config.default_environment,
         );
-        let access = account.access(&self.home_account)?;
+        let access = account.access_with(&self.home_account, &self.config.unregistered)?;
         // Read even in a LAB account: its signals never quarantine, but a workload the optimizer
         // put on Spot there still gets its replacement.
         let Some(placement) = self

@@ -24,6 +24,8 @@ fn config() -> Config {
     Config::from_env(&Env(|k: &str| match k {
         "QUARANTINE_TABLE" => Some("q".into()),
         "ACCOUNTS_TABLE" => Some("a".into()),
+        "ORGANIZATION_ID" => Some("o-abcdefghij".into()),
+        "MEMBER_EXTERNAL_ID" => Some("org-ext".into()),
         _ => None,
     }))
     .unwrap()
@@ -277,7 +279,7 @@ async fn a_failover_that_cannot_start_fails_the_signal_after_the_quarantine_is_w
 }
 
 #[tokio::test]
-async fn member_accounts_are_read_through_their_role_and_unregistered_with_own_credentials() {
+async fn members_are_read_through_their_role_and_unregistered_ones_by_the_member_role_convention() {
     let h = handler();
     h.handle(event("e1", WARNING, MEMBER)).await.unwrap();
     h.handle(event("e2", WARNING, "444444444444"))
@@ -291,9 +293,29 @@ async fn member_accounts_are_read_through_their_role_and_unregistered_with_own_c
             external_id: Some("ext".into())
         }
     );
-    assert_eq!(lookups[1].0, Access::Own);
+    assert_eq!(
+        lookups[1].0,
+        Access::AssumeRole {
+            role_arn: "arn:aws:iam::444444444444:role/SpotOptimizerMember".into(),
+            external_id: Some("org-ext".into())
+        }
+    );
     let record = h.store.snapshot().into_values().next().unwrap();
     assert_eq!(record.source_accounts.len(), 2);
+}
+
+#[tokio::test]
+async fn an_unregistered_account_outside_the_organisation_is_refused_and_nothing_written() {
+    let mut h = handler();
+    h.config.unregistered.organization_id = None;
+    let err = h
+        .handle(event("e1", WARNING, "444444444444"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_name(), ErrorName::AccountMisconfigured);
+    assert!(err.to_string().contains("not registered"), "{err}");
+    assert!(h.instances.lookups.lock().unwrap().is_empty());
+    assert!(h.store.snapshot().is_empty());
 }
 
 #[tokio::test]

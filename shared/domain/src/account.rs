@@ -118,12 +118,35 @@ pub enum AccountError {
     MissingRole(String),
     #[error("account {account}: role_arn `{role_arn}` belongs to another account")]
     RoleOfAnotherAccount { account: String, role_arn: String },
+    #[error(
+        "account {0} is not registered and the stack names no OrganizationId: only the home account's and registered accounts' signals are read (spotctl accounts put or discover)"
+    )]
+    OutsideOrganization(String),
+    #[error(
+        "account {0} of the organisation is not registered and the stack has no MemberExternalId to reach it by the member role convention (spotctl accounts discover)"
+    )]
+    NotOnboarded(String),
 }
 
 impl AccountError {
     pub fn error_name(&self) -> crate::ErrorName {
         crate::ErrorName::AccountMisconfigured
     }
+}
+
+/// How an account the registry does not know is reached, for the signals its events carry: an
+/// account of the organisation (events reach the bus only from there, by its policy) through the
+/// member stack's role, the same name and ExternalId in every account; anything else refused.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Unregistered {
+    /// The stack's `OrganizationId`.
+    pub organization_id: Option<String>,
+    /// The member stacks' role name (`MemberRoleName`).
+    pub role_name: String,
+    /// The member stacks' ExternalId (`MemberExternalId`).
+    pub external_id: Option<String>,
+    /// `aws`, `aws-cn`, `aws-us-gov`.
+    pub partition: String,
 }
 
 /// What the optimizer knows about the account an event came from.
@@ -144,6 +167,32 @@ impl AccountView {
             registered: registered.is_some(),
             account: registered,
         }
+    }
+
+    /// As [`AccountView::access`], with `unregistered` deciding how an account the registry does
+    /// not know is reached (instead of the function's own credentials, which would read the home
+    /// account under another account's name).
+    pub fn access_with(
+        &self,
+        home_account: &str,
+        unregistered: &Unregistered,
+    ) -> Result<Access, AccountError> {
+        if self.registered || self.account_id == home_account {
+            return self.access(home_account);
+        }
+        if unregistered.organization_id.is_none() {
+            return Err(AccountError::OutsideOrganization(self.account_id.clone()));
+        }
+        let Some(external_id) = unregistered.external_id.clone() else {
+            return Err(AccountError::NotOnboarded(self.account_id.clone()));
+        };
+        Ok(Access::AssumeRole {
+            role_arn: format!(
+                "arn:{}:iam::{}:role/{}",
+                unregistered.partition, self.account_id, unregistered.role_name
+            ),
+            external_id: Some(external_id),
+        })
     }
 
     /// The credentials to use. `home_account` is the account the function runs in.
@@ -333,6 +382,46 @@ mod tests {
         assert!(matches!(
             view.access(HOME),
             Err(AccountError::RoleOfAnotherAccount { .. })
+        ));
+    }
+
+    #[test]
+    fn an_unregistered_account_of_the_organisation_is_reached_by_the_member_role_convention() {
+        let view = AccountView::new(MEMBER, None, Environment::Prod);
+        let mut unregistered = Unregistered {
+            organization_id: Some("o-abcdefghij".into()),
+            role_name: "SpotOptimizerMember".into(),
+            external_id: Some("ext-1".into()),
+            partition: "aws".into(),
+        };
+        assert_eq!(
+            view.access_with(HOME, &unregistered),
+            Ok(Access::AssumeRole {
+                role_arn: format!("arn:aws:iam::{MEMBER}:role/SpotOptimizerMember"),
+                external_id: Some("ext-1".into())
+            })
+        );
+        unregistered.external_id = None;
+        assert_eq!(
+            view.access_with(HOME, &unregistered),
+            Err(AccountError::NotOnboarded(MEMBER.into()))
+        );
+        unregistered.organization_id = None;
+        let refused = view.access_with(HOME, &unregistered).unwrap_err();
+        assert_eq!(refused, AccountError::OutsideOrganization(MEMBER.into()));
+        assert!(refused.to_string().contains("OrganizationId"));
+        // The home account and registered ones are as before.
+        let home = AccountView::new(HOME, None, Environment::Prod);
+        assert_eq!(home.access_with(HOME, &unregistered), Ok(Access::Own));
+        let role = "arn:aws:iam::222222222222:role/SpotOptimizerMember";
+        let registered = AccountView::new(
+            MEMBER,
+            Some(member(Environment::Prod, Some(role))),
+            Environment::Prod,
+        );
+        assert!(matches!(
+            registered.access_with(HOME, &unregistered),
+            Ok(Access::AssumeRole { .. })
         ));
     }
 

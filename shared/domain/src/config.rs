@@ -46,6 +46,12 @@ pub mod key {
     pub const ACCOUNT_CACHE_SECONDS: &str = "ACCOUNT_CACHE_SECONDS";
     /// Environment of an account the accounts table does not know (`PROD` or `LAB`).
     pub const DEFAULT_ENVIRONMENT: &str = "DEFAULT_ENVIRONMENT";
+    /// The stack's AWS Organizations id: signals from its unregistered accounts are read through
+    /// the member role convention; none: only registered accounts' and the home account's.
+    pub const ORGANIZATION_ID: &str = "ORGANIZATION_ID";
+    /// The member stacks' role name and ExternalId (the convention for unregistered accounts).
+    pub const MEMBER_ROLE_NAME: &str = "MEMBER_ROLE_NAME";
+    pub const MEMBER_EXTERNAL_ID: &str = "MEMBER_EXTERNAL_ID";
 
     // ---- the live switch
     pub const MODE: &str = "MODE";
@@ -376,6 +382,29 @@ pub fn breaker<F: Fn(&str) -> Option<String>>(
             1,
             100,
         )?,
+    })
+}
+
+/// How unregistered accounts are reached (`ORGANIZATION_ID`, `MEMBER_ROLE_NAME`,
+/// `MEMBER_EXTERNAL_ID`; the partition from `AWS_REGION`).
+pub fn unregistered<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+) -> Result<crate::account::Unregistered, ConfigError> {
+    let region = env.optional(key::AWS_REGION).unwrap_or_default();
+    Ok(crate::account::Unregistered {
+        organization_id: env.optional(key::ORGANIZATION_ID),
+        role_name: env
+            .optional(key::MEMBER_ROLE_NAME)
+            .unwrap_or_else(|| "SpotOptimizerMember".into()),
+        external_id: env.optional(key::MEMBER_EXTERNAL_ID),
+        partition: if region.starts_with("cn-") {
+            "aws-cn"
+        } else if region.starts_with("us-gov-") {
+            "aws-us-gov"
+        } else {
+            "aws"
+        }
+        .into(),
     })
 }
 

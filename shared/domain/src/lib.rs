@@ -42,7 +42,7 @@ pub mod testing;
 
 pub use account::{
     Access, Account, AccountError, AccountRegistry, AccountView, CachedRegistry, Capability,
-    Environment,
+    Environment, Unregistered,
 };
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use error::{AwsError, AwsErrorKind, ErrorName};
