@@ -122,6 +122,16 @@ async fn fifty_accounts_in_two_regions_are_each_scanned_once_and_the_failures_na
         let want = usize::from(account != throttled && account != denied);
         assert_eq!(found, want, "{account}");
     }
+    // The member sessions name the function and this execution in the members' CloudTrail
+    let sessions = saga.proxy.forwarder.assumed_roles();
+    let member = &members[0];
+    assert!(
+        sessions
+            .iter()
+            .any(|r| r.starts_with(&Bed::role_arn(member))
+                && r.ends_with(&format!(" waste-scanner@{name}"))),
+        "{sessions:?}"
+    );
     // A Map state never holds more than the failures whole: the state stays small
     assert!(e.largest_state < 64 * 1024, "{} bytes", e.largest_state);
     Ok(())

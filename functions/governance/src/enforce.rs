@@ -139,7 +139,7 @@ where
         request_id: &str,
         report: &mut TargetReport,
     ) -> Result<(), AwsError> {
-        let fleet = self.fleets.fleet(&target.access, &target.region).await;
+        let fleet = self.fleets.fleet(target).await;
         let (instances, records) = futures::try_join!(
             fleet.running_instances(),
             self.store.records(&target.account, &target.region)

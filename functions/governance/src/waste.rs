@@ -166,7 +166,7 @@ where
         request_id: &str,
         report: &mut TargetReport,
     ) -> Result<(), AwsError> {
-        let fleet = self.fleets.fleet(&target.access, &target.region).await;
+        let fleet = self.fleets.fleet(target).await;
         let (mut inventory, records) = futures::try_join!(
             fleet.waste_resources(),
             self.store.records(&target.account, &target.region)

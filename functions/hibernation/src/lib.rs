@@ -174,7 +174,7 @@ impl<C: Clock> Reconciler<C> {
         request_id: &str,
         report: &mut TargetReport,
     ) -> Result<(), AwsError> {
-        let sdk = self.ctx.config_for(&target.access, &target.region).await;
+        let sdk = self.ctx.config_for_target(target).await;
         let ec2 = Ec2::new(aws_sdk_ec2::Client::new(&sdk));
         let asg = AutoScaling::new(aws_sdk_autoscaling::Client::new(&sdk));
         let (instances, groups, stored) = futures::try_join!(

@@ -137,7 +137,7 @@ impl Router {
         now: DateTime<Utc>,
         report: &mut TargetReport,
     ) -> Result<(), AwsError> {
-        let sdk = self.ctx.config_for(&target.access, &target.region).await;
+        let sdk = self.ctx.config_for_target(target).await;
         let ec2 = Ec2::new(aws_sdk_ec2::Client::new(&sdk));
         let mode = route::saga_mode(target.mode);
         let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();

@@ -195,7 +195,7 @@ impl<C: Clock> Refresher<C> {
         if lines.is_empty() {
             return Ok(Rates::default());
         }
-        let sdk = self.ctx.config_for(&target.access, &target.region).await;
+        let sdk = self.ctx.config_for_target(target).await;
         let ec2 = Ec2::new(aws_sdk_ec2::Client::new(&sdk));
         let observed = self.observe(&ec2, &lines, now).await?;
         let prices = self.config.prices.region(&target.region);

@@ -55,6 +55,21 @@ impl AwsContext {
         &self.base
     }
 
+    /// The configuration a scheduled run's `target` is reached with: its session names the
+    /// function, and the fan-out execution the run serves when there is one.
+    pub async fn config_for_target(
+        &self,
+        target: &spot_domain::governance::scope::Target,
+    ) -> SdkConfig {
+        match &target.execution {
+            Some(execution) => {
+                self.config_for_execution(&target.access, &target.region, execution)
+                    .await
+            }
+            None => self.config_for(&target.access, &target.region).await,
+        }
+    }
+
     /// The configuration that reaches `access` in `region`, in a session named after the function.
     pub async fn config_for(&self, access: &Access, region: &str) -> SdkConfig {
         // Function names are binary names ([a-z-]); STS allows 64 characters.

@@ -2,10 +2,11 @@
 
 use std::sync::Arc;
 
+use spot_domain::AwsError;
 use spot_domain::governance::enforcement::{EnforceAction, Instance};
 use spot_domain::governance::ports::{Deleted, Deletion, Enforced, Fleet, Fleets};
+use spot_domain::governance::scope::Target;
 use spot_domain::governance::waste::{Inventory, Usage};
-use spot_domain::{Access, AwsError};
 
 use crate::autoscaling::AutoScaling;
 use crate::clients::AwsContext;
@@ -105,8 +106,8 @@ impl AwsFleets {
 impl Fleets for AwsFleets {
     type Fleet = AwsFleet;
 
-    async fn fleet(&self, access: &Access, region: &str) -> AwsFleet {
-        let config = self.ctx.config_for(access, region).await;
+    async fn fleet(&self, target: &Target) -> AwsFleet {
+        let config = self.ctx.config_for_target(target).await;
         AwsFleet {
             ec2: Ec2::new(aws_sdk_ec2::Client::new(&config)),
             autoscaling: AutoScaling::new(aws_sdk_autoscaling::Client::new(&config)),

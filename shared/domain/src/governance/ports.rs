@@ -4,9 +4,9 @@
 
 use std::future::Future;
 
-use crate::account::Access;
 use crate::error::AwsError;
 use crate::governance::enforcement::{EnforceAction, EnforcementRecord, Instance};
+use crate::governance::scope::Target;
 use crate::governance::waste::{Inventory, Usage, WasteKind, WasteRecord};
 use crate::pool::quarantine::Write;
 
@@ -80,7 +80,9 @@ pub trait Fleet: Send + Sync {
 /// Builds the [`Fleet`] of an account and region.
 pub trait Fleets: Send + Sync {
     type Fleet: Fleet;
-    fn fleet(&self, access: &Access, region: &str) -> impl Future<Output = Self::Fleet> + Send;
+    /// The fleet of `target`'s account and region, its sessions named after the function (and the
+    /// fan-out execution the run serves, if any).
+    fn fleet(&self, target: &Target) -> impl Future<Output = Self::Fleet> + Send;
 }
 
 /// Tracked records of one account and region, and conditional writes (same rule as [`QuarantineStore::put`]).

@@ -17,6 +17,9 @@ pub struct RunRequest {
     pub accounts: Option<Vec<String>>,
     pub regions: Option<Vec<String>>,
     pub mode: Option<Mode>,
+    /// The fan-out execution this invocation serves (its `Map` state passes it): it names the
+    /// sessions in the members' CloudTrail.
+    pub execution: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -42,6 +45,11 @@ impl RunRequest {
         let request: Self =
             serde_json::from_value(input).map_err(|e| RequestError(e.to_string()))?;
         check_scope(request.accounts.as_deref(), request.regions.as_deref())?;
+        if let Some(execution) = &request.execution {
+            Field::ExecutionName
+                .check(execution)
+                .map_err(|e| RequestError(e.to_string()))?;
+        }
         Ok(request)
     }
 }
@@ -88,6 +96,8 @@ pub struct Target {
     pub region: String,
     pub access: Access,
     pub mode: Mode,
+    /// The fan-out execution, when the run serves one (names the member sessions).
+    pub execution: Option<String>,
 }
 
 /// An account the run was asked to cover but cannot.
@@ -158,6 +168,7 @@ pub fn targets(
                 region,
                 access: access.clone(),
                 mode,
+                execution: request.execution.clone(),
             });
         }
     }
@@ -265,11 +276,15 @@ mod tests {
             json!({"mode": "yolo"}),
             json!({"accounts": []}),
             json!("scan please"),
+            json!({"execution": "a:b"}),
+            json!({"execution": "x".repeat(81)}),
         ] {
             let err = RunRequest::parse(bad.clone()).unwrap_err();
             assert_eq!(err.error_name(), crate::ErrorName::InvalidRequest, "{bad}");
         }
         assert_eq!(RunRequest::parse(json!({})).unwrap(), RunRequest::default());
+        let fanned = RunRequest::parse(json!({"accounts": ["222222222222"], "execution": "run-1"}));
+        assert_eq!(fanned.unwrap().execution.as_deref(), Some("run-1"));
         assert_eq!(
             RunRequest::parse(Value::Null).unwrap(),
             RunRequest::default()

@@ -25,6 +25,8 @@ pub struct RouteRequest {
     pub instance_id: Option<String>,
     /// `shadow` lowers the deployment's mode; `live` cannot raise it.
     pub mode: Option<SagaMode>,
+    /// The fan-out execution this invocation serves (names the member sessions).
+    pub execution: Option<String>,
 }
 
 impl RouteRequest {
@@ -54,6 +56,9 @@ impl RouteRequest {
         }
         if let Some(r) = &self.regions {
             scope["regions"] = json!(r);
+        }
+        if let Some(e) = &self.execution {
+            scope["execution"] = json!(e);
         }
         if let Some(m) = self.mode {
             scope["mode"] = json!(match m {
