@@ -778,14 +778,7 @@ async fn main() -> Result<()> {
                 default,
                 role_name,
                 external_id,
-                partition: if region.starts_with("cn-") {
-                    "aws-cn"
-                } else if region.starts_with("us-gov-") {
-                    "aws-us-gov"
-                } else {
-                    "aws"
-                }
-                .into(),
+                partition: spot_domain::config::partition(&region).into(),
             };
             let rows = spotctl::onboarding::discover(
                 &organization,

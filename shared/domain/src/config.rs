@@ -316,13 +316,7 @@ impl Executions {
         if !Field::ExecutionName.accepts(execution) {
             return Vec::new();
         }
-        let partition = if self.region.starts_with("cn-") {
-            "aws-cn"
-        } else if self.region.starts_with("us-gov-") {
-            "aws-us-gov"
-        } else {
-            "aws"
-        };
+        let partition = partition(&self.region);
         self.machines
             .iter()
             .map(|machine| {
@@ -385,6 +379,17 @@ pub fn breaker<F: Fn(&str) -> Option<String>>(
     })
 }
 
+/// The ARN partition of `region`: `aws-cn` in China, `aws-us-gov` in GovCloud, else `aws`.
+pub fn partition(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    }
+}
+
 /// How unregistered accounts are reached (`ORGANIZATION_ID`, `MEMBER_ROLE_NAME`,
 /// `MEMBER_EXTERNAL_ID`; the partition from `AWS_REGION`).
 pub fn unregistered<F: Fn(&str) -> Option<String>>(
@@ -397,14 +402,7 @@ pub fn unregistered<F: Fn(&str) -> Option<String>>(
             .optional(key::MEMBER_ROLE_NAME)
             .unwrap_or_else(|| "SpotOptimizerMember".into()),
         external_id: env.optional(key::MEMBER_EXTERNAL_ID),
-        partition: if region.starts_with("cn-") {
-            "aws-cn"
-        } else if region.starts_with("us-gov-") {
-            "aws-us-gov"
-        } else {
-            "aws"
-        }
-        .into(),
+        partition: partition(&region).into(),
     })
 }
 
