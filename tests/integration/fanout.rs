@@ -150,3 +150,48 @@ async fn a_bad_request_fails_the_run_before_any_target_and_names_why() -> Result
     assert_eq!(saga.deliveries().await?.get("waste-scanner"), None);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_enforcer_the_reconciler_and_the_router_run_fanned_out_too() -> Result<()> {
+    let members = accounts(3);
+    for machine in [
+        "SecurityEnforcementFanOutStateMachine",
+        "HibernationFanOutStateMachine",
+        "RouterFanOutStateMachine",
+    ] {
+        let saga = SagaBed::start_machine(machine, "fanout-others", &[], None).await?;
+        let registry = AccountsTable::new(saga.bed.dynamodb(), saga.tables.name("AccountsTable"));
+        for account in &members {
+            registry
+                .put(&Account {
+                    account_id: account.clone(),
+                    environment: Environment::Prod,
+                    role_arn: Some(Bed::role_arn(account)),
+                    external_id: Some("bed-external-id".into()),
+                    regions: vec!["us-east-1".into(), "us-west-2".into()],
+                })
+                .await?;
+        }
+        let name = saga.name("run");
+        let arn = saga
+            .start_execution(&name, &json!({"accounts": members}))
+            .await?;
+        let e = saga.wait(&arn, Duration::from_secs(300)).await?;
+        assert_eq!(
+            e.status,
+            ExecutionStatus::Succeeded,
+            "{machine}: {:?} {:?}",
+            e.error,
+            e.cause
+        );
+        assert_eq!(e.output["targets"], 6, "{machine}: {}", e.output);
+        assert_eq!(e.output["succeeded"], 6, "{machine}: {}", e.output);
+        let function = e.output["function"].as_str().unwrap_or_default().to_owned();
+        assert_eq!(
+            saga.deliveries().await?.get(&function),
+            Some(&6),
+            "{machine}: one invocation per target"
+        );
+    }
+    Ok(())
+}
