@@ -9,8 +9,7 @@ use aws_sdk_ec2::types::DomainType;
 use aws_sdk_sfn::types::ExecutionStatus;
 use chrono::Utc;
 use serde_json::json;
-use spot_aws::{AccountsTable, WasteTable};
-use spot_domain::{Account, Environment};
+use spot_aws::WasteTable;
 use testbed::saga::SagaBed;
 use testbed::{Bed, Fault};
 
@@ -25,18 +24,10 @@ fn accounts(n: usize) -> Vec<String> {
 async fn fifty_accounts_in_two_regions_are_each_scanned_once_and_the_failures_named() -> Result<()>
 {
     let saga = SagaBed::start_machine(MACHINE, "fanout", &[], None).await?;
-    let registry = AccountsTable::new(saga.bed.dynamodb(), saga.tables.name("AccountsTable"));
     let members = accounts(50);
+    saga.register_members(&members, &["us-east-1", "us-west-2"])
+        .await?;
     for account in &members {
-        registry
-            .put(&Account {
-                account_id: account.clone(),
-                environment: Environment::Prod,
-                role_arn: Some(Bed::role_arn(account)),
-                external_id: Some("bed-external-id".into()),
-                regions: vec!["us-east-1".into(), "us-west-2".into()],
-            })
-            .await?;
         // One idle address each, in us-east-1: what a scan of that target finds.
         aws_sdk_ec2::Client::new(&saga.bed.member(account).await?)
             .allocate_address()
@@ -160,18 +151,8 @@ async fn the_enforcer_the_reconciler_and_the_router_run_fanned_out_too() -> Resu
         "RouterFanOutStateMachine",
     ] {
         let saga = SagaBed::start_machine(machine, "fanout-others", &[], None).await?;
-        let registry = AccountsTable::new(saga.bed.dynamodb(), saga.tables.name("AccountsTable"));
-        for account in &members {
-            registry
-                .put(&Account {
-                    account_id: account.clone(),
-                    environment: Environment::Prod,
-                    role_arn: Some(Bed::role_arn(account)),
-                    external_id: Some("bed-external-id".into()),
-                    regions: vec!["us-east-1".into(), "us-west-2".into()],
-                })
-                .await?;
-        }
+        saga.register_members(&members, &["us-east-1", "us-west-2"])
+            .await?;
         let name = saga.name("run");
         let arn = saga
             .start_execution(&name, &json!({"accounts": members}))

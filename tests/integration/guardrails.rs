@@ -29,6 +29,21 @@ fn show(e: &Execution) -> String {
     )
 }
 
+/// The execution failed `Paused`, its cause naming `why`.
+fn assert_paused(e: &Execution, why: &str) {
+    assert_eq!(
+        e.error.as_deref(),
+        Some(ErrorName::Paused.as_str()),
+        "{}",
+        show(e)
+    );
+    assert!(
+        e.cause.as_deref().unwrap_or("").contains(why),
+        "{}",
+        show(e)
+    );
+}
+
 fn switch_request(account: &str, instance: &str, mode: &str) -> Value {
     json!({
         "account_id": account, "region": "us-east-1", "instance_id": instance, "mode": mode,
@@ -170,17 +185,7 @@ async fn three_rolled_back_live_switches_pause_the_account_and_the_fourth_is_ref
     let e = saga
         .run(&name, &switch_request(HOME_ACCOUNT, &fourth, "live"))
         .await?;
-    assert_eq!(
-        e.error.as_deref(),
-        Some(ErrorName::Paused.as_str()),
-        "{}",
-        show(&e)
-    );
-    assert!(
-        e.cause.as_deref().unwrap_or("").contains("circuit breaker"),
-        "{}",
-        show(&e)
-    );
+    assert_paused(&e, "circuit breaker");
     assert!(!e.path.iter().any(|s| s == "CreateImage"), "{}", show(&e));
     assert!(clones(&ec2, &name).await?.is_empty(), "no clone");
     let record = saga.ledger(&name).await?.expect("a ledger record");
@@ -358,17 +363,7 @@ async fn pausing_everything_in_the_middle_of_a_swap_rolls_it_back_and_changes_no
     let e = saga.wait(&arn, Duration::from_secs(180)).await?;
 
     // The swap stopped before the replacement joined the group, and rolled back
-    assert_eq!(
-        e.error.as_deref(),
-        Some(ErrorName::Paused.as_str()),
-        "{}",
-        show(&e)
-    );
-    assert!(
-        e.cause.as_deref().unwrap_or("").contains("incident 7"),
-        "{}",
-        show(&e)
-    );
+    assert_paused(&e, "incident 7");
     // The attach step refused before attaching: the next state is the rollback.
     let attach = e.path.iter().position(|s| s == "Attach").unwrap();
     assert_eq!(e.path[attach + 1], "Rollback", "{}", show(&e));
@@ -398,12 +393,7 @@ async fn pausing_everything_in_the_middle_of_a_swap_rolls_it_back_and_changes_no
                 "settings": {"wait_seconds": 1, "health_checks": 3, "approval_timeout_seconds": 60}}),
         )
         .await?;
-    assert_eq!(
-        e.error.as_deref(),
-        Some(ErrorName::Paused.as_str()),
-        "{}",
-        show(&e)
-    );
+    assert_paused(&e, "incident 7");
     assert!(replacements(&saga.bed.ec2(), &refused).await?.is_empty());
 
     // Resuming is audited, pausing was too

@@ -11,10 +11,8 @@ use anyhow::Result;
 use aws_sdk_ec2::types::DomainType;
 use aws_sdk_sfn::types::HistoryEventType;
 use serde_json::json;
-use spot_aws::AccountsTable;
-use spot_domain::{Account, Environment};
 
-use crate::bed::{Bed, Tables};
+use crate::bed::Bed;
 use crate::lambda_host::LambdaHost;
 use crate::saga::{SagaBed, lambda_binary};
 
@@ -56,34 +54,10 @@ async fn seed(bed: &Bed, accounts: &[String]) -> Result<()> {
     Ok(())
 }
 
-async fn register(bed: &Bed, tables: &Tables, accounts: &[String]) -> Result<()> {
-    let registry = AccountsTable::new(bed.dynamodb(), tables.name("AccountsTable"));
-    for account in accounts {
-        registry
-            .put(&Account {
-                account_id: account.clone(),
-                environment: Environment::Prod,
-                role_arn: Some(Bed::role_arn(account)),
-                external_id: Some("bed-external-id".into()),
-                regions: REGIONS.iter().map(|r| (*r).to_owned()).collect(),
-            })
-            .await?;
-    }
-    Ok(())
-}
-
 /// The longest Lambda invocation of an execution: from each `LambdaFunctionStarted` to the event
 /// that ended it.
 async fn longest_invocation(saga: &SagaBed, arn: &str) -> Result<Duration> {
-    let history: Vec<_> = saga
-        .sfn
-        .get_execution_history()
-        .execution_arn(arn)
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await?;
+    let history = saga.history(arn).await?;
     let at = |e: &aws_sdk_sfn::types::HistoryEvent| {
         let t = e.timestamp();
         t.secs() as f64 + f64::from(t.subsec_nanos()) / 1e9
@@ -132,7 +106,7 @@ pub async fn run(bin_dir: &Path) -> Result<bool> {
             Some(bin_dir),
         )
         .await?;
-        register(&saga.bed, &saga.tables, &accounts).await?;
+        saga.register_members(&accounts, &REGIONS).await?;
         saga.proxy.forwarder.set_latency(LATENCY);
         let before = saga.proxy.forwarder.calls().len();
         let name = saga.name("run");
@@ -152,7 +126,7 @@ pub async fn run(bin_dir: &Path) -> Result<bool> {
     }
     // The same fleet in one invocation (CONCURRENCY targets at a time inside it).
     let saga = SagaBed::start_machine(MACHINE, "bench-fanout-single", &[], Some(bin_dir)).await?;
-    register(&saga.bed, &saga.tables, &accounts).await?;
+    saga.register_members(&accounts, &REGIONS).await?;
     saga.proxy.forwarder.set_latency(LATENCY);
     let mut spec = saga
         .tables

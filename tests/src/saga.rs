@@ -286,6 +286,38 @@ impl SagaBed {
     }
 
     /// Waits for the execution to end (at most `timeout`).
+    /// Registers `accounts` as PROD members reached through the bed's member role, scanned in
+    /// `regions`.
+    pub async fn register_members(&self, accounts: &[String], regions: &[&str]) -> Result<()> {
+        let registry =
+            spot_aws::AccountsTable::new(self.bed.dynamodb(), self.tables.name("AccountsTable"));
+        for account in accounts {
+            registry
+                .put(&spot_domain::Account {
+                    account_id: account.clone(),
+                    environment: spot_domain::Environment::Prod,
+                    role_arn: Some(Bed::role_arn(account)),
+                    external_id: Some("bed-external-id".into()),
+                    regions: regions.iter().map(|r| (*r).to_owned()).collect(),
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Every event of execution `arn`'s history.
+    pub async fn history(&self, arn: &str) -> Result<Vec<aws_sdk_sfn::types::HistoryEvent>> {
+        Ok(self
+            .sfn
+            .get_execution_history()
+            .execution_arn(arn)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await?)
+    }
+
     pub async fn wait(&self, arn: &str, timeout: Duration) -> Result<Execution> {
         let started = std::time::Instant::now();
         loop {
@@ -296,15 +328,7 @@ impl SagaBed {
                 .send()
                 .await?;
             if *d.status() != ExecutionStatus::Running {
-                let history: Vec<_> = self
-                    .sfn
-                    .get_execution_history()
-                    .execution_arn(arn)
-                    .into_paginator()
-                    .items()
-                    .send()
-                    .try_collect()
-                    .await?;
+                let history = self.history(arn).await?;
                 let path = history
                     .iter()
                     .filter_map(|e| e.state_entered_event_details().map(|s| s.name().to_owned()))

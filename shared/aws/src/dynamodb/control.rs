@@ -57,6 +57,22 @@ struct BreakerItem {
     failures: Vec<Failure>,
 }
 
+/// A pause item as the domain reads it.
+fn pause_from(operation: &str, item: Item) -> Result<Pause, AwsError> {
+    let item: PauseItem = serde_dynamo::from_item(item)
+        .map_err(|e| invalid_data(operation, format!("pause item: {e}")))?;
+    let scope = Scope::from_key(&item.sk)
+        .ok_or_else(|| invalid_data(operation, format!("pause item `{}`", item.sk)))?;
+    Ok(Pause {
+        scope,
+        cause: item.cause,
+        by: item.by,
+        reason: item.reason,
+        at: item.at,
+        failures: item.failures,
+    })
+}
+
 fn breaker_key(account: &str) -> String {
     format!("breaker#{account}")
 }
@@ -94,23 +110,12 @@ impl ControlTable {
 
     /// Every pause in force: one strongly consistent `Query`.
     pub async fn pauses(&self) -> Result<Pauses, AwsError> {
-        let items = self.partition(PAUSE).await?;
-        let mut pauses = Vec::new();
-        for item in items {
-            let item: PauseItem = serde_dynamo::from_item(item)
-                .map_err(|e| invalid_data("Query", format!("pause item: {e}")))?;
-            let scope = Scope::from_key(&item.sk)
-                .ok_or_else(|| invalid_data("Query", format!("pause item `{}`", item.sk)))?;
-            pauses.push(Pause {
-                scope,
-                cause: item.cause,
-                by: item.by,
-                reason: item.reason,
-                at: item.at,
-                failures: item.failures,
-            });
-        }
-        Ok(Pauses(pauses))
+        self.partition(PAUSE)
+            .await?
+            .into_iter()
+            .map(|item| pause_from("Query", item))
+            .collect::<Result<_, _>>()
+            .map(Pauses)
     }
 
     /// Puts `pause` in force unless one of its scope already is (the first one stays, with its
@@ -143,21 +148,20 @@ impl ControlTable {
 
     /// Lifts the pause of `scope`; the pause lifted, if there was one.
     pub async fn resume(&self, scope: &Scope) -> Result<Option<Pause>, AwsError> {
-        let before = self
-            .pauses()
-            .await?
-            .0
-            .into_iter()
-            .find(|p| p.scope == *scope);
-        self.client
+        let answer = self
+            .client
             .delete_item()
             .table_name(&self.table)
             .key("pk", s(PAUSE))
             .key("sk", s(scope.key()))
+            .return_values(ReturnValue::AllOld)
             .send()
             .await
             .map_err(|e| classify("DeleteItem", e))?;
-        Ok(before)
+        answer
+            .attributes
+            .map(|item| pause_from("DeleteItem", Item::from(item)))
+            .transpose()
     }
 
     /// Counts one failed live saga of `account` (once per saga, however often it is delivered);
