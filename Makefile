@@ -12,6 +12,7 @@ SHELL := bash
 VENV      ?= .venv
 PY        := $(VENV)/bin/python
 TOOLS     := infra/local/node_modules
+CDK       := infra/cdk
 BED       := infra/local/bed.sh
 # The Lambda functions: one per `functions/<concern>/src/bin/<function>.rs`, the only list of them
 # (the template, Cargo and the README are checked against it by tests/src/functions.rs).
@@ -51,7 +52,12 @@ $(TOOLS)/.installed: infra/local/package.json
 	npm install --prefix infra/local --no-audit --no-fund --silent
 	touch $@
 
-setup: $(VENV)/.installed $(TOOLS)/.installed .venv-checkov/.installed
+# The CDK app's packages (aws-cdk-lib, cargo-lambda-cdk, the cdk CLI), pinned by its lock file.
+$(CDK)/node_modules/.installed: $(CDK)/package.json $(CDK)/package-lock.json
+	npm ci --prefix $(CDK) --no-audit --no-fund --silent
+	touch $@
+
+setup: $(VENV)/.installed $(TOOLS)/.installed .venv-checkov/.installed $(CDK)/node_modules/.installed
 
 ## ---- builds ---------------------------------------------------------------------------------
 
@@ -87,6 +93,12 @@ lint: setup
 	.venv-checkov/bin/checkov --quiet --compact --skip-download --framework cloudformation \
 		-f target/template.cfn.json -f infra/member-account.yaml
 	@for f in $(ASL); do echo "asl-validator $$f"; $(TOOLS)/.bin/asl-validator --json-path $$f; done
+	@# The CDK app: type-checked, synthesised without AWS credentials and without building the
+	@# binaries, then compared with the SAM template after its transform (infra/cdk/test).
+	cd $(CDK) && npx tsc -p .
+	cd $(CDK) && env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN -u AWS_PROFILE \
+		npx cdk synth -c build=false --quiet --strict --no-notices
+	cd $(CDK) && npx tsx --test test/*.test.ts
 
 unit:
 	cargo test --workspace --lib --bins --quiet
@@ -119,4 +131,4 @@ bed-stop:
 
 clean: bed-stop
 	cargo clean
-	rm -rf $(VENV) .venv-c7n .venv-checkov $(TOOLS) .bed
+	rm -rf $(VENV) .venv-c7n .venv-checkov $(TOOLS) $(CDK)/node_modules .bed
