@@ -1,6 +1,7 @@
 //! The `fanout` function: the two ends of a scheduled function fanned out on Step Functions
-//! (`statemachines/scheduled-fanout.asl.json`). `{"list": <run request or null>}` answers the
-//! targets the scheduled function would cover (the same rules, `governance::scope`), with the
+//! (`statemachines/scheduled-fanout.asl.json`). `{"list": {"request": <run request or null>,
+//! "function": <name>}}` answers the targets the scheduled function would cover (the same rules,
+//! `governance::scope`), each with the request's mode (checked as that function reads it), and the
 //! `Map` state's concurrency; `{"summarise": {"function", "results", "unreachable"}}` sums up
 //! what the `Map` state kept. It reads the accounts table and nothing else.
 
@@ -42,8 +43,16 @@ impl Config {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
 enum Ask {
-    List(Value),
+    List(Listing),
     Summarise(Results),
+}
+
+/// The run request the machine was started with, and the function it fans out.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Listing {
+    request: Value,
+    function: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,7 +86,11 @@ impl<R: AccountRegistry> FanOut<R> {
             )))
         })?;
         match ask {
-            Ask::List(request) => {
+            Ask::List(Listing {
+                mut request,
+                function,
+            }) => {
+                let mode = fanout::take_mode(&function, &mut request)?;
                 let request = RunRequest::parse(request)?;
                 let registry = accounts_of(&request, &self.registry).await?;
                 // The mode is each invocation's own business: listing needs none.
@@ -87,9 +100,16 @@ impl<R: AccountRegistry> FanOut<R> {
                     regions: &self.config.regions,
                     switch: &switch,
                 };
-                let list =
-                    fanout::list(&request, &registry, &defaults, self.config.max_concurrency);
+                let list = fanout::list(
+                    &request,
+                    mode.as_deref(),
+                    &registry,
+                    &defaults,
+                    self.config.max_concurrency,
+                );
                 info!(
+                    function = %function,
+                    mode = mode.as_deref().unwrap_or("its own"),
                     targets = list.targets.len(),
                     unreachable = list.unreachable.len(),
                     "targets listed"

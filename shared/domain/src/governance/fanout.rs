@@ -6,15 +6,28 @@
 //! Step Functions' 256 KiB.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::account::Account;
-use crate::governance::scope::{self, Defaults, RunRequest};
+use crate::governance::mode::Mode;
+use crate::governance::scope::{self, Defaults, RequestError, RunRequest};
+use crate::saga::step::SagaMode;
 
-/// One account and region, as the `Map` state iterates them.
+/// The functions a fan-out machine runs (its `FunctionName` substitution).
+pub const FANNED_OUT: [&str; 4] = [
+    "waste-scanner",
+    "security-enforcer",
+    "hibernation-reconciler",
+    "optimizer",
+];
+
+/// One account and region, as the `Map` state iterates them, with the request's mode: each
+/// invocation is asked what the whole run was asked (`null`: the function's own mode).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TargetRef {
     pub account: String,
     pub region: String,
+    pub mode: Option<String>,
 }
 
 /// What the state machine iterates.
@@ -27,9 +40,36 @@ pub struct TargetList {
     pub max_concurrency: u32,
 }
 
-/// The targets `request` covers, as the function itself would resolve them.
+/// Takes the `mode` out of a run request for `function`, checked as that function reads it
+/// (`audit` or `live` for the scheduled governance functions, `shadow` or `live` for the router):
+/// every target is then invoked with it, so a run asked to stay in audit or shadow does, whatever
+/// the deployment's mode. The rest of the request is the scope, read by [`RunRequest::parse`].
+pub fn take_mode(function: &str, request: &mut Value) -> Result<Option<String>, RequestError> {
+    if !FANNED_OUT.contains(&function) {
+        return Err(RequestError(format!(
+            "no fan-out runs {function:?} (only {})",
+            FANNED_OUT.join(", ")
+        )));
+    }
+    let Some(mode) = request.as_object_mut().and_then(|o| o.remove("mode")) else {
+        return Ok(None);
+    };
+    if mode.is_null() {
+        return Ok(None);
+    }
+    let word = if function == "optimizer" {
+        serde_json::from_value::<SagaMode>(mode).map(SagaMode::as_str)
+    } else {
+        serde_json::from_value::<Mode>(mode).map(Mode::as_str)
+    }
+    .map_err(|e| RequestError(format!("mode for {function}: {e}")))?;
+    Ok(Some(word.to_owned()))
+}
+
+/// The targets `request` covers, as the function itself would resolve them, each to run in `mode`.
 pub fn list(
     request: &RunRequest,
+    mode: Option<&str>,
     registry: &[Account],
     defaults: &Defaults<'_>,
     max_concurrency: u32,
@@ -41,6 +81,7 @@ pub fn list(
             .map(|t| TargetRef {
                 account: t.account,
                 region: t.region,
+                mode: mode.map(str::to_owned),
             })
             .collect(),
         unreachable: unreachable
@@ -147,6 +188,7 @@ mod tests {
         let regions = vec!["us-east-1".to_owned(), "us-west-2".to_owned()];
         let list = list(
             &RunRequest::default(),
+            Some("audit"),
             &registry,
             &Defaults {
                 home: "111111111111",
@@ -171,6 +213,42 @@ mod tests {
         assert_eq!(list.unreachable.len(), 1);
         assert!(list.unreachable[0].starts_with("333333333333: "));
         assert_eq!(list.max_concurrency, 10);
+        assert!(
+            list.targets
+                .iter()
+                .all(|t| t.mode.as_deref() == Some("audit"))
+        );
+    }
+
+    #[test]
+    fn the_mode_asked_of_a_run_is_checked_as_its_function_reads_it_and_taken_out_of_the_scope() {
+        let mut request = json!({"accounts": ["222222222222"], "mode": "audit"});
+        assert_eq!(
+            take_mode("waste-scanner", &mut request).unwrap().as_deref(),
+            Some("audit")
+        );
+        assert_eq!(request, json!({"accounts": ["222222222222"]}));
+        let mut request = json!({"mode": "shadow"});
+        assert_eq!(
+            take_mode("optimizer", &mut request).unwrap().as_deref(),
+            Some("shadow")
+        );
+        // Each function's own words: a scanner has no shadow, the router no audit
+        assert!(take_mode("security-enforcer", &mut json!({"mode": "shadow"})).is_err());
+        assert!(take_mode("optimizer", &mut json!({"mode": "audit"})).is_err());
+        assert!(take_mode("waste-scanner", &mut json!({"mode": 3})).is_err());
+        // No mode, a null one, a schedule's event: the function's own mode
+        assert_eq!(
+            take_mode("hibernation-reconciler", &mut json!({})).unwrap(),
+            None
+        );
+        assert_eq!(
+            take_mode("waste-scanner", &mut json!({"mode": null})).unwrap(),
+            None
+        );
+        let mut event = json!({"source": "aws.events", "detail": {}});
+        assert_eq!(take_mode("waste-scanner", &mut event).unwrap(), None);
+        assert!(take_mode("switch-plan", &mut json!({})).is_err());
     }
 
     #[test]
