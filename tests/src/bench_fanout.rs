@@ -2,7 +2,8 @@
 //! unattached volume in each), fanned out by moto's Step Functions at `MaxConcurrency` 1, 10 and
 //! 40, then in one invocation over the same fleet: wall time, AWS calls per target (counted by the
 //! recording proxy), the longest single invocation. Every call the functions make waits 40 ms in
-//! the proxy first, a region's round trip.
+//! the proxy first, a region's round trip. Then the `fanout` lister and `accounts-verify` over the
+//! same 200 accounts, each cold on a fresh host: start-up, one answer, peak memory, AWS calls.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -148,6 +149,37 @@ pub async fn run(bin_dir: &Path) -> Result<bool> {
         failed: report["errors"].as_array().map_or(targets, Vec::len),
     });
 
+    // Cold start, one answer and peak memory of the lister and of `accounts-verify` over the same
+    // accounts, each on a fresh host, without the added latency: what the functions cost.
+    saga.proxy.forwarder.set_latency(Duration::ZERO);
+    let mut hosts = Vec::new();
+    for (function, event) in [
+        (
+            "fanout",
+            json!({"list": {"request": {"accounts": accounts}, "function": "waste-scanner"}}),
+        ),
+        ("accounts-verify", json!({"accounts": accounts})),
+    ] {
+        let mut spec = saga.tables.function(function, &saga.proxy.endpoint())?;
+        spec.binary = lambda_binary(bin_dir, function);
+        let mut host = LambdaHost::start(spec).await?;
+        let init = host.wait_ready().await?;
+        let before = saga.proxy.forwarder.calls().len();
+        let started = Instant::now();
+        let answer = host.invoke(&event).await?.ok()?;
+        let wall = started.elapsed();
+        let calls = saga.proxy.forwarder.calls_since(before).len();
+        let answered = answer["targets"]
+            .as_array()
+            .or_else(|| answer.as_array())
+            .map_or(0, Vec::len);
+        hosts.push(
+            json!({"function": function, "init_ms": init.as_secs_f64() * 1e3,
+            "invocation_ms": wall.as_secs_f64() * 1e3, "peak_rss_kib": host.peak_rss_kib(),
+            "aws_calls": calls, "answered": answered}),
+        );
+    }
+
     println!(
         "\nwaste scan of {ACCOUNTS} accounts x {} regions ({targets} targets), {} ms per AWS call:",
         REGIONS.len(),
@@ -174,10 +206,27 @@ pub async fn run(bin_dir: &Path) -> Result<bool> {
             "failed": m.failed}),
         );
     }
+    println!("\n{ACCOUNTS} accounts, cold, one invocation each:");
+    println!(
+        "  {:<16} {:>8} {:>14} {:>14} {:>10} {:>9}",
+        "function", "init ms", "invocation ms", "peak RSS KiB", "AWS calls", "answered"
+    );
+    for h in &hosts {
+        println!(
+            "  {:<16} {:>8.1} {:>14.1} {:>14} {:>10} {:>9}",
+            h["function"].as_str().unwrap_or_default(),
+            h["init_ms"].as_f64().unwrap_or_default(),
+            h["invocation_ms"].as_f64().unwrap_or_default(),
+            h["peak_rss_kib"].as_u64().unwrap_or_default(),
+            h["aws_calls"].as_u64().unwrap_or_default(),
+            h["answered"].as_u64().unwrap_or_default()
+        );
+    }
     let ok = measures.iter().all(|m| m.failed == 0);
     crate::bench::report(
         "fanout",
-        &json!({"accounts": ACCOUNTS, "regions": REGIONS, "targets": targets, "runs": rows}),
+        &json!({"accounts": ACCOUNTS, "regions": REGIONS, "targets": targets, "runs": rows,
+            "hosts": hosts}),
         ok,
     )
 }
