@@ -152,6 +152,7 @@ export class SpotOptimizerStack extends Stack {
     });
 
     const logging = props.LoggingConfig as Props;
+    unknownProperties(`${name}.LoggingConfig`, logging, new Set(['LogFormat', 'ApplicationLogLevel', 'SystemLogLevel']));
     const fn = new RustFunction(this, name, {
       manifestPath: path.join(this.root, 'Cargo.toml'),
       binaryName: binary,
@@ -236,6 +237,8 @@ export class SpotOptimizerStack extends Stack {
 
   private asyncInvocations(name: string, fn: lambda.Function, config: Props | undefined): void {
     if (!config) return;
+    unknownProperties(`${name}.EventInvokeConfig`, config, new Set(['MaximumRetryAttempts', 'MaximumEventAgeInSeconds', 'DestinationConfig']));
+    unknownProperties(`${name}.EventInvokeConfig.DestinationConfig`, config.DestinationConfig as Props, new Set(['OnFailure']));
     const onFailure = (config.DestinationConfig as Props).OnFailure as Props;
     new lambda.CfnEventInvokeConfig(this, `${name}EventInvokeConfig`, {
       functionName: fn.functionName,

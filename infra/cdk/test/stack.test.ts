@@ -66,3 +66,8 @@ test('a condition on a function, which SAM would carry to its role and rules, st
   const root = rootWith('condition', withLine('  WasteScannerFunction:', '    Condition: FanOut'));
   assert.throws(() => synth(root), /WasteScannerFunction: no translation for Condition/);
 });
+
+test('an asynchronous destination the translation does not know stops the synth', () => {
+  const root = rootWith('on-success', withLine('        DestinationConfig:', '          OnSuccess: {Type: SQS, Destination: arn:aws:sqs:us-east-1:123456789012:q}'));
+  assert.throws(() => synth(root), /EventInvokeConfig.DestinationConfig: no translation for OnSuccess/);
+});
