@@ -93,7 +93,8 @@ impl<R: AccountRegistry> FanOut<R> {
                 let mode = fanout::take_mode(&function, &mut request)?;
                 let request = RunRequest::parse(request)?;
                 let registry = accounts_of(&request, &self.registry).await?;
-                // The mode is each invocation's own business: listing needs none.
+                // Listing needs no live switch: each invocation applies its own, lowered by the
+                // request's mode.
                 let switch = LiveSwitch::default();
                 let defaults = Defaults {
                     home: &self.home_account,
