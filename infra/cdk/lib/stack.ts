@@ -329,15 +329,14 @@ export class SpotOptimizerStack extends Stack {
     for (const [event, spec] of Object.entries((props.Events ?? {}) as Record<string, { Type: string; Properties: Props }>)) {
       const id = `${name}${event}`;
       // EventBridge starts the execution with a role of its own that may start only this machine.
-      const starter = new iam.Role(this, `${id}Role`, { assumedBy: new iam.ServicePrincipal('events.amazonaws.com') });
-      const starterCfn = starter.node.defaultChild as iam.CfnRole;
-      starterCfn.overrideLogicalId(`${id}Role`);
-      starterCfn.addPropertyOverride('Policies', [
-        {
-          PolicyName: `${id}RoleStartExecutionPolicy`,
-          PolicyDocument: { Statement: [{ Action: 'states:StartExecution', Effect: 'Allow', Resource: { Ref: name } }] },
-        },
-      ]);
+      const starter = this.role(`${id}Role`, 'events.amazonaws.com', [], {
+        extra: [
+          {
+            PolicyName: `${id}RoleStartExecutionPolicy`,
+            PolicyDocument: { Statement: [{ Action: 'states:StartExecution', Effect: 'Allow', Resource: { Ref: name } }] },
+          },
+        ],
+      });
       this.eventRule(id, spec.Type, spec.Properties, [{ arn: machine.ref, id: targetId(id, 'StepFunctionsTarget'), roleArn: starter.roleArn }], [
         'Schedule',
         'Description',
